@@ -1,0 +1,288 @@
+"""The daemon's ASGI app: MCP at /mcp, REST at /api, health at /healthz and /readyz.
+
+Everything blocking (the embedding model, the Qdrant engines) runs in worker threads so the
+event loop keeps answering health checks and hooks while a request is being served.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from clarity import __version__
+from clarity.config import Settings, describe_validation_error
+from clarity.embedding import ModelNotReady
+from clarity.mcp.server import PROJECT_HEADER, build_mcp_server
+from clarity.memory import MemoryNotFound, MemoryService, ScopeRequired
+from clarity.models import (
+    SCOPE_PATTERN,
+    DeleteResult,
+    ListRequest,
+    ListResult,
+    Memory,
+    MemoryCreate,
+    MemoryPatch,
+    RetrieveRequest,
+    RetrieveResult,
+    Stats,
+    StoreResult,
+)
+from clarity.project import project_scope
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.details = details or []
+
+
+def resolve_project(value: str | None) -> str | None:
+    """X-Clarity-Project carries a directory (resolved to its repository) or a scope id."""
+    if not value:
+        return None
+    if value.startswith(("/", "~")):
+        return project_scope(value)
+    if re.match(SCOPE_PATTERN, value):
+        return value
+    raise RequestError(400, f"{PROJECT_HEADER}: {value!r} is neither an absolute path nor a scope id")
+
+
+async def _in_thread(func: Callable[..., T], *args: Any) -> T:
+    return await anyio.to_thread.run_sync(func, *args)
+
+
+class LocalBackend:
+    """MCP backend for the daemon: the MemoryService in this process."""
+
+    def __init__(self, service: MemoryService) -> None:
+        self.service = service
+
+    async def store(self, request: MemoryCreate, project: str | None) -> StoreResult:
+        return await _in_thread(self.service.store, request, resolve_project(project))
+
+    async def retrieve(self, request: RetrieveRequest, project: str | None) -> RetrieveResult:
+        return await _in_thread(self.service.retrieve, request, resolve_project(project))
+
+    async def list(self, request: ListRequest, project: str | None) -> ListResult:
+        return await _in_thread(self.service.list, request, resolve_project(project))
+
+    async def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
+        return await _in_thread(self.service.update, memory_id, patch)
+
+    async def delete(self, memory_id: str) -> DeleteResult:
+        return await _in_thread(self.service.delete, memory_id)
+
+    async def stats(self, project: str | None) -> Stats:
+        return await _in_thread(self.service.stats, resolve_project(project))
+
+
+# -- REST ---------------------------------------------------------------------------------------
+
+
+async def _json_body(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"body: {declared} bytes is over the limit of {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise RequestError(413, f"body: over the limit of {limit} bytes")
+    try:
+        return json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RequestError(400, "body: not valid UTF-8") from None
+    except ValueError as exc:
+        raise RequestError(400, f"body: not valid JSON ({exc})") from None
+
+
+def _parse(model: type[BaseModel], data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise RequestError(400, f"body: expected a JSON object, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = describe_validation_error(exc)
+        raise RequestError(400, "; ".join(details), details) from None
+
+
+def _json(model: BaseModel, status: int = 200) -> Response:
+    return Response(model.model_dump_json(), status_code=status, media_type="application/json")
+
+
+def _query_list(request: Request, key: str) -> list[str] | None:
+    values = [v for raw in request.query_params.getlist(key) for v in raw.split(",") if v]
+    return values or None
+
+
+class RestApi:
+    def __init__(self, service: MemoryService, settings: Settings) -> None:
+        self.service = service
+        self.limit = settings.server.max_request_bytes
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/memories", self._guard(self.create), methods=["POST"]),
+            Route("/memories", self._guard(self.list), methods=["GET"]),
+            Route("/memories/{memory_id}", self._guard(self.get), methods=["GET"]),
+            Route("/memories/{memory_id}", self._guard(self.update), methods=["PATCH"]),
+            Route("/memories/{memory_id}", self._guard(self.delete), methods=["DELETE"]),
+            Route("/search", self._guard(self.search), methods=["POST"]),
+            Route("/stats", self._guard(self.stats), methods=["GET"]),
+        ]
+
+    @staticmethod
+    def _guard(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """Every failure becomes JSON with a readable message; nothing leaks a traceback."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestError as exc:
+                return JSONResponse({"error": str(exc), "details": exc.details}, status_code=exc.status)
+            except MemoryNotFound as exc:
+                return JSONResponse({"error": str(exc)}, status_code=404)
+            except (ScopeRequired, ValueError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            except ModelNotReady as exc:
+                return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+            except Exception:
+                log.exception("unexpected error on %s %s", request.method, request.url.path)
+                return JSONResponse({"error": "internal error; see the daemon log"}, status_code=500)
+
+        return endpoint
+
+    def _project(self, request: Request) -> str | None:
+        return resolve_project(request.headers.get(PROJECT_HEADER))
+
+    async def create(self, request: Request) -> Response:
+        payload = _parse(MemoryCreate, await _json_body(request, self.limit))
+        result = await _in_thread(self.service.store, payload, self._project(request))
+        return _json(result, 201 if result.status == "created" else 200)
+
+    async def list(self, request: Request) -> Response:
+        params = request.query_params
+        data: dict[str, Any] = {k: params[k] for k in ("limit", "offset", "scope") if k in params}
+        for key in ("memory_types", "tags"):
+            if (values := _query_list(request, key)) is not None:
+                data[key] = values
+        result = await _in_thread(self.service.list, _parse(ListRequest, data), self._project(request))
+        return _json(result)
+
+    async def get(self, request: Request) -> Response:
+        return _json(await _in_thread(self.service.get, request.path_params["memory_id"]))
+
+    async def update(self, request: Request) -> Response:
+        patch = _parse(MemoryPatch, await _json_body(request, self.limit))
+        return _json(await _in_thread(self.service.update, request.path_params["memory_id"], patch))
+
+    async def delete(self, request: Request) -> Response:
+        return _json(await _in_thread(self.service.delete, request.path_params["memory_id"]))
+
+    async def search(self, request: Request) -> Response:
+        query = _parse(RetrieveRequest, await _json_body(request, self.limit))
+        return _json(await _in_thread(self.service.retrieve, query, self._project(request)))
+
+    async def stats(self, request: Request) -> Response:
+        scope = request.query_params.get("scope", "all")
+        return _json(await _in_thread(self.service.stats, self._project(request), scope))
+
+
+# -- auth ---------------------------------------------------------------------------------------
+
+
+class BearerTokenMiddleware:
+    """With a token configured, every route but /healthz needs ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/healthz":
+            await self.app(scope, receive, send)
+            return
+        supplied = dict(scope["headers"]).get(b"authorization")
+        if supplied is None:
+            response = JSONResponse({"error": "authorization: bearer token required"}, status_code=401,
+                                    headers={"WWW-Authenticate": "Bearer"})
+        elif not hmac.compare_digest(supplied, self.expected):
+            response = JSONResponse({"error": "authorization: wrong token"}, status_code=403)
+        else:
+            await self.app(scope, receive, send)
+            return
+        await response(scope, receive, send)
+
+
+# -- assembly -----------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings, service: MemoryService) -> Starlette:
+    """Mount MCP, REST and health on one Starlette app; the caller owns the service's lifetime."""
+    mcp = build_mcp_server(LocalBackend(service))
+    loopback = settings.server.host in ("127.0.0.1", "localhost", "::1")
+    security = TransportSecuritySettings(
+        # DNS-rebinding protection only means something on loopback; elsewhere the token guards.
+        enable_dns_rebinding_protection=loopback,
+        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+    )
+    mcp_app = mcp.streamable_http_app(
+        streamable_http_path="/mcp",
+        transport_security=security,
+        max_request_body_size=settings.server.max_request_bytes,
+        host=settings.server.host,
+    )
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def readyz(_: Request) -> Response:
+        embedder = service.embedder
+        body = {
+            "ready": embedder.ready,
+            "model": embedder.name,
+            "model_error": embedder.error,
+            "engine": service.db.engine,
+            "location": service.db.location,
+        }
+        return JSONResponse(body, status_code=200 if embedder.ready else 503)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        service.embedder.start_loading()
+        async with mcp.session_manager.run():
+            yield
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Mount("/api", routes=RestApi(service, settings).routes()),
+            Mount("/", app=mcp_app),  # serves exactly /mcp; mounted last so it sees only the rest
+        ],
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    token = settings.server.token.get_secret_value() if settings.server.token else None
+    if token:
+        app.add_middleware(BearerTokenMiddleware, token=token)
+    return app

@@ -1,0 +1,265 @@
+"""The ``clarity`` command. Each subcommand is a thin shell over the daemon or its REST API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clarity import __version__
+from clarity.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(
+    name="clarity",
+    help="Persistent, shared memory for Claude Code: one daemon, MCP tools and hooks.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _settings(**overrides: Any) -> Settings:
+    """Load settings, folding CLI flags in last; a bad value ends the command with one line."""
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        if value is not None:
+            section, _, field = key.partition("__")
+            nested.setdefault(section, {})[field] = value
+    if os.environ.get("CLARITY_TOKEN") and "token" not in nested.get("server", {}):
+        nested.setdefault("server", {})["token"] = os.environ["CLARITY_TOKEN"]
+    try:
+        return load_settings(**nested)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+
+
+def _client(settings: Settings) -> Any:
+    from clarity.client import DaemonClient
+
+    return DaemonClient(settings, project=os.getcwd())
+
+
+def _run(func: Any, *args: Any) -> Any:
+    from clarity.mcp.server import BackendError
+
+    try:
+        return func(*args)
+    except BackendError as exc:
+        _fail(str(exc))
+
+
+Host = Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")]
+Port = Annotated[int | None, typer.Option(help="Port (default 8000).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@app.command()
+def serve(
+    host: Host = None,
+    port: Port = None,
+    storage_root: Annotated[str | None, typer.Option(help="Storage root directory.")] = None,
+    qdrant_url: Annotated[str | None, typer.Option(help="Use a Qdrant server instead of the embedded engine.")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the daemon: MCP at /mcp, hooks, REST at /api, /healthz and /readyz."""
+    from clarity.daemon import DaemonError, daemon_url, run_daemon
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(server__host=host, server__port=port, storage__root=storage_root, qdrant__url=qdrant_url)
+    where = settings.qdrant.url or str(settings.storage.qdrant_dir)
+    err.print(f"clarity {__version__}: serving {daemon_url(settings)} ({settings.engine} engine at {where})")
+    try:
+        run_daemon(settings)
+    except (DaemonError, ConfigError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def mcp() -> None:
+    """Serve the MCP tools over stdio, forwarding to the daemon (started in the background if needed)."""
+    import anyio
+
+    from clarity.client import RemoteBackend
+    from clarity.daemon import DaemonError, ensure_daemon
+    from clarity.mcp.server import build_mcp_server
+
+    logging.basicConfig(level="WARNING", stream=sys.stderr)  # stdout belongs to the protocol
+    settings = _settings()
+    try:
+        ensure_daemon(settings)
+    except DaemonError as exc:
+        # Keep serving: each tool call will report that the daemon is unreachable.
+        err.print(f"clarity mcp: {exc}")
+    server = build_mcp_server(RemoteBackend(settings, project=os.getcwd()))
+    anyio.run(server.run_stdio_async)
+
+
+@app.command()
+def status(as_json: AsJson = False) -> None:
+    """Is a daemon running, is it ready, and what does it serve?"""
+    import httpx
+
+    from clarity.daemon import daemon_url, headers_for, read_lock_info
+
+    settings = _settings()
+    url = daemon_url(settings)
+    report: dict[str, Any] = {"url": url, "running": False, "ready": False, "lock": read_lock_info(settings)}
+    try:
+        health = httpx.get(f"{url}/healthz", timeout=2)
+        report["running"] = health.status_code == 200
+        ready = httpx.get(f"{url}/readyz", headers=headers_for(settings), timeout=2)
+        report["ready"] = ready.status_code == 200
+        report["readiness"] = ready.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        report["error"] = str(exc)
+    if as_json:
+        out.print_json(json.dumps(report))
+    elif not report["running"]:
+        err.print(f"clarity daemon: [red]not running[/] at {url}; start it with `clarity serve`")
+    else:
+        state = "[green]ready[/]" if report["ready"] else "[yellow]starting (model loading)[/]"
+        detail = report.get("readiness", {})
+        out.print(f"clarity daemon at {url}: {state}")
+        out.print(f"engine {detail.get('engine')} at {detail.get('location')}", soft_wrap=True)
+    if not report["running"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def store(
+    content: Annotated[str, typer.Argument(help="What to remember.")],
+    memory_type: Annotated[str, typer.Option("--type", help="fact, preference, decision, command, ...")] = "fact",
+    tags: Annotated[list[str] | None, typer.Option("--tag", help="A tag; repeat for several.")] = None,
+    importance: Annotated[float, typer.Option(help="0..1")] = 0.5,
+    scope: Annotated[str, typer.Option(help="project or global")] = "project",
+    as_json: AsJson = False,
+) -> None:
+    """Store a memory for the project in the current directory (or globally)."""
+    from pydantic import ValidationError
+
+    from clarity.config import describe_validation_error
+    from clarity.models import MemoryCreate
+
+    try:
+        request = MemoryCreate(
+            content=content, memory_type=memory_type, tags=tags or [], importance=importance, scope=scope
+        )
+    except ValidationError as exc:
+        _fail("; ".join(describe_validation_error(exc)), 2)
+    result = _run(_client(_settings()).store, request)
+    if as_json:
+        out.print_json(result.model_dump_json())
+    else:
+        out.print(f"{result.status}: {result.id}")
+
+
+def _memory_table(rows: list[tuple[Any, float | None]]) -> Table:
+    table = Table(show_lines=False)
+    for column in ("id", "type", "scope", "score", "content"):
+        table.add_column(column, overflow="fold")
+    for memory, score in rows:
+        table.add_row(
+            memory.id[:8], memory.memory_type.value, memory.scope,
+            "" if score is None else f"{score:.3f}", memory.content[:200],
+        )
+    return table
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    limit: Annotated[int, typer.Option(help="How many results.")] = 5,
+    scope: Annotated[str, typer.Option(help="default (project + global), project, global or all")] = "default",
+    mode: Annotated[str, typer.Option(help="hybrid, dense or lexical")] = "hybrid",
+    as_json: AsJson = False,
+) -> None:
+    """Search memories by meaning and exact words."""
+    from pydantic import ValidationError
+
+    from clarity.config import describe_validation_error
+    from clarity.models import RetrieveRequest
+
+    try:
+        request = RetrieveRequest(query=query, limit=limit, scope=scope, mode=mode)
+    except ValidationError as exc:
+        _fail("; ".join(describe_validation_error(exc)), 2)
+    result = _run(_client(_settings()).retrieve, request)
+    if as_json:
+        out.print_json(result.model_dump_json())
+    else:
+        out.print(_memory_table([(r.memory, r.score) for r in result.results]))
+
+
+@app.command("list")
+def list_(
+    limit: Annotated[int, typer.Option(help="Page size.")] = 20,
+    offset: Annotated[int, typer.Option(help="Skip this many.")] = 0,
+    scope: Annotated[str, typer.Option(help="default, project, global or all")] = "default",
+    as_json: AsJson = False,
+) -> None:
+    """List memories, newest first."""
+    from pydantic import ValidationError
+
+    from clarity.config import describe_validation_error
+    from clarity.models import ListRequest
+
+    try:
+        request = ListRequest(limit=limit, offset=offset, scope=scope)
+    except ValidationError as exc:
+        _fail("; ".join(describe_validation_error(exc)), 2)
+    result = _run(_client(_settings()).list, request)
+    if as_json:
+        out.print_json(result.model_dump_json())
+    else:
+        out.print(_memory_table([(m, None) for m in result.memories]))
+        out.print(f"{len(result.memories)} of {result.total}")
+
+
+@app.command()
+def delete(memory_id: Annotated[str, typer.Argument(help="The memory's id.")]) -> None:
+    """Delete one memory by id."""
+    result = _run(_client(_settings()).delete, memory_id)
+    out.print(f"deleted: {result.id}")
+
+
+@app.command()
+def stats(as_json: AsJson = False) -> None:
+    """Counts by type and project, engine and model state."""
+    result = _run(_client(_settings()).stats)
+    if as_json:
+        out.print_json(result.model_dump_json())
+        return
+    out.print(f"{result.total} memories; engine {result.engine} at {result.location}; model ready: {result.model_ready}")
+    for title, counts in (("type", result.by_type), ("scope", result.by_scope)):
+        table = Table(title=f"by {title}")
+        table.add_column(title)
+        table.add_column("count", justify="right")
+        for key, value in counts.items():
+            table.add_row(key, str(value))
+        out.print(table)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

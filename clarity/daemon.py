@@ -1,0 +1,204 @@
+"""Running the one daemon: its storage lock, its socket, and starting it for a client.
+
+Exactly one daemon may own a storage root. The lock is an ``flock`` on ``<root>/clarity.lock``:
+the kernel drops it when the process dies, however it dies, so a crashed daemon never leaves a
+stale lock behind. The file also records the pid and URL so ``clarity status`` can say who
+holds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from clarity.config import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class DaemonError(RuntimeError):
+    """A start-up problem phrased for one line on the terminal."""
+
+
+def daemon_url(settings: Settings) -> str:
+    host = settings.server.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.server.port}"
+
+
+def read_lock_info(settings: Settings) -> dict[str, Any]:
+    try:
+        return dict(json.loads(settings.storage.lock_file.read_text(encoding="utf-8") or "{}"))
+    except (OSError, ValueError):
+        return {}
+
+
+class StorageLock:
+    """Exclusive ownership of a storage root for the life of this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.path = settings.storage.lock_file
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        root = self.settings.storage.root
+        try:
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the process lifetime
+        except OSError as exc:
+            raise DaemonError(f"storage root {root} is not writable: {exc}") from exc
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            info = json.loads(holder) if holder.startswith("{") else {}
+            who = f"pid {info['pid']}, {info.get('url', '?')}" if "pid" in info else "another process"
+            raise DaemonError(
+                f"storage {root} is already used by another Clarity daemon ({who}); "
+                "stop it with `clarity stop`, or point this one at another CLARITY_STORAGE__ROOT"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "url": daemon_url(self.settings), "started": time.time()}))
+        handle.flush()
+        os.chmod(self.path, 0o600)
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.seek(0)
+                self._handle.truncate()
+                fcntl.flock(self._handle, fcntl.LOCK_UN)
+                self._handle.close()
+            self._handle = None
+
+
+def check_bind(settings: Settings) -> None:
+    if settings.server.host not in LOOPBACK and not settings.server.token:
+        raise ConfigError(
+            f"config server.host={settings.server.host!r}: binding beyond loopback needs a token; "
+            "set CLARITY_TOKEN (or server.token) and send it as 'Authorization: Bearer <token>'"
+        )
+
+
+def bind_socket(settings: Settings) -> socket.socket:
+    host, port = settings.server.host, settings.server.port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise DaemonError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; another program holds the port "
+            "(`clarity status` tells whether it is Clarity), or choose another with --port"
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_daemon(settings: Settings) -> None:
+    """Own the storage, bind the port, serve until a signal. Blocking."""
+    import uvicorn
+
+    from clarity.app import create_app
+    from clarity.embedding import create_embedding_provider
+    from clarity.memory import MemoryService
+    from clarity.store import StoreLocked, open_store
+
+    check_bind(settings)
+    lock = StorageLock(settings) if settings.engine == "embedded" else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        sock = bind_socket(settings)
+        settings.storage.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            store = open_store(settings)
+        except StoreLocked as exc:
+            raise DaemonError(str(exc)) from exc
+        except Exception as exc:
+            raise DaemonError(f"cannot open the {settings.engine} store: {exc}") from exc
+        embedder = create_embedding_provider(settings.embedding)
+        service = MemoryService(settings, store, embedder)
+        app = create_app(settings, service)
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+        server = uvicorn.Server(config)
+        try:
+            server.run(sockets=[sock])
+        finally:
+            service.close()
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+# -- clients that need a daemon ---------------------------------------------------------------
+
+
+def headers_for(settings: Settings, project: str | None = None) -> dict[str, str]:
+    headers = {}
+    if settings.server.token:
+        headers["Authorization"] = f"Bearer {settings.server.token.get_secret_value()}"
+    if project:
+        headers["X-Clarity-Project"] = project
+    return headers
+
+
+def is_healthy(settings: Settings, timeout: float = 0.5) -> bool:
+    try:
+        return httpx.get(f"{daemon_url(settings)}/healthz", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def ensure_daemon(settings: Settings, wait_seconds: float = 30.0) -> None:
+    """Start a daemon in the background unless one answers; a file lock makes racing starters wait."""
+    if is_healthy(settings):
+        return
+    settings.storage.app_data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    start_lock = settings.storage.app_data_dir / "start.lock"
+    with open(start_lock, "a+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            if is_healthy(settings):
+                return
+            log_path = settings.storage.app_data_dir / "daemon.log"
+            with open(log_path, "ab") as log_file:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "clarity", "serve", "--host", settings.server.host,
+                     "--port", str(settings.server.port)],
+                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
+                )
+            deadline = time.monotonic() + wait_seconds
+            while time.monotonic() < deadline:
+                if is_healthy(settings):
+                    return
+                if process.poll() is not None:
+                    tail = Path(log_path).read_text(encoding="utf-8", errors="replace")[-400:]
+                    raise DaemonError(f"clarity serve exited with {process.returncode}: {tail.strip()}")
+                time.sleep(0.1)
+            raise DaemonError(f"clarity serve did not answer within {wait_seconds:.0f}s; see {log_path}")
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

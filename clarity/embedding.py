@@ -1,0 +1,168 @@
+"""Dense and lexical encoders.
+
+Importing sentence-transformers costs seconds, so the model is loaded once per process, in a
+background thread started with the daemon: ``/healthz`` answers at once and ``/readyz`` turns
+ready when ``wait_ready`` would return. Query texts repeat a lot (hooks ask about the same
+commands over and over), so query vectors sit in a small LRU cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from cachetools import LRUCache
+
+from clarity.config import EmbeddingSettings
+
+log = logging.getLogger(__name__)
+
+Vector = list[float]
+
+
+class ModelNotReady(RuntimeError):
+    """The model is still loading (or failed to load); the message says which."""
+
+
+class EmbeddingProvider(ABC):
+    """What the memory service needs from a dense encoder."""
+
+    dimension: int
+    name: str
+
+    @abstractmethod
+    def start_loading(self) -> None: ...
+
+    @property
+    @abstractmethod
+    def ready(self) -> bool: ...
+
+    @property
+    @abstractmethod
+    def error(self) -> str | None: ...
+
+    @abstractmethod
+    def wait_ready(self, timeout: float | None = None) -> None: ...
+
+    @abstractmethod
+    def embed_documents(self, texts: Sequence[str]) -> list[Vector]: ...
+
+    @abstractmethod
+    def embed_query(self, text: str) -> Vector: ...
+
+
+class SentenceTransformerProvider(EmbeddingProvider):
+    def __init__(self, settings: EmbeddingSettings) -> None:
+        self.name = settings.resolved_model()
+        self.dimension = settings.dimension
+        self._device = settings.device
+        self._batch_size = settings.batch_size
+        self._model: Any = None
+        self._error: str | None = None
+        self._loaded = threading.Event()
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._cache: LRUCache[str, Vector] | None = (
+            LRUCache(maxsize=settings.query_cache_size) if settings.query_cache_size else None
+        )
+        self._cache_lock = threading.Lock()
+        self.load_seconds: float | None = None
+
+    def start_loading(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._load, name="clarity-model-loader", daemon=True)
+                self._thread.start()
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        # Nothing may download a model at run time: a hub name that is not cached fails fast.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            model = SentenceTransformer(self.name, device=self._device)
+            dimension_of = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+            produced = dimension_of()
+            if produced != self.dimension:
+                raise ValueError(
+                    f"model {self.name} produces {produced}-d vectors but embedding.dimension is {self.dimension}"
+                )
+            self._model = model
+            self.load_seconds = time.perf_counter() - started
+            log.info("embedding model loaded in %.1fs: %s", self.load_seconds, self.name)
+        except Exception as exc:  # the daemon keeps serving; readiness reports why
+            self._error = f"could not load embedding model {self.name!r}: {exc}"
+            log.error(self._error)
+        finally:
+            self._loaded.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._model is not None
+
+    @property
+    def error(self) -> str | None:
+        return self._error
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        self.start_loading()
+        if not self._loaded.wait(timeout):
+            raise ModelNotReady(f"embedding model {self.name} is still loading; try again in a few seconds")
+        if self._model is None:
+            raise ModelNotReady(self._error or "embedding model unavailable")
+
+    def embed_documents(self, texts: Sequence[str]) -> list[Vector]:
+        self.wait_ready(timeout=120)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return [vector.tolist() for vector in vectors]
+
+    def embed_query(self, text: str) -> Vector:
+        if self._cache is not None:
+            with self._cache_lock:
+                cached = self._cache.get(text)
+            if cached is not None:
+                return cached
+        vector = self.embed_documents([text])[0]
+        if self._cache is not None:
+            with self._cache_lock:
+                self._cache[text] = vector
+        return vector
+
+
+def create_embedding_provider(settings: EmbeddingSettings) -> EmbeddingProvider:
+    """Factory kept for the day a second provider (e.g. ONNX) earns its place."""
+    return SentenceTransformerProvider(settings)
+
+
+class LexicalEncoder:
+    """BM25 term weights computed in Rust by qdrant-edge; the engine applies IDF at query time.
+
+    The same encoder feeds both engines, so lexical matching behaves identically on Qdrant Edge
+    and on a Qdrant server.
+    """
+
+    def __init__(self) -> None:
+        from qdrant_edge import Bm25
+
+        self._bm25 = Bm25()
+
+    def document(self, text: str) -> tuple[list[int], list[float]]:
+        sparse = self._bm25.embed_document(text)
+        return list(sparse.indices), [float(v) for v in sparse.values]
+
+    def query(self, text: str) -> tuple[list[int], list[float]]:
+        sparse = self._bm25.embed_query(text)
+        return list(sparse.indices), [float(v) for v in sparse.values]

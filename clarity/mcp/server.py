@@ -1,0 +1,178 @@
+"""MCP tools. This module only registers tools; the work happens behind a ``MemoryBackend``.
+
+The daemon serves these tools over streamable HTTP with a backend that calls the
+MemoryService in-process; ``clarity mcp`` serves the very same tools over stdio with a backend
+that forwards to the daemon's REST API. One tool definition, two transports.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Protocol
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field, ValidationError
+
+from clarity import __version__
+from clarity.config import describe_validation_error
+from clarity.models import (
+    DeleteResult,
+    ListRequest,
+    ListResult,
+    Memory,
+    MemoryCreate,
+    MemoryPatch,
+    RetrieveRequest,
+    RetrieveResult,
+    Stats,
+    StoreResult,
+)
+
+PROJECT_HEADER = "x-clarity-project"
+
+INSTRUCTIONS = """Clarity is a long-term memory shared by every Claude Code session on this machine.
+Before answering questions about this project's conventions, past decisions, commands or
+earlier failures, call retrieve_memory. When the user states a preference, a decision is made,
+or you learn a non-obvious fact about the project (how to build or test it, a fix for an
+error), call store_memory with a short self-contained sentence."""
+
+
+class BackendError(Exception):
+    """A request the backend refused; the message is meant for the model to read."""
+
+
+class MemoryBackend(Protocol):
+    async def store(self, request: MemoryCreate, project: str | None) -> StoreResult: ...
+
+    async def retrieve(self, request: RetrieveRequest, project: str | None) -> RetrieveResult: ...
+
+    async def list(self, request: ListRequest, project: str | None) -> ListResult: ...
+
+    async def update(self, memory_id: str, patch: MemoryPatch) -> Memory: ...
+
+    async def delete(self, memory_id: str) -> DeleteResult: ...
+
+    async def stats(self, project: str | None) -> Stats: ...
+
+
+def _project(ctx: Context[Any, Any] | None) -> str | None:
+    headers = ctx.headers if ctx is not None else None
+    if headers:
+        return headers.get(PROJECT_HEADER) or headers.get("X-Clarity-Project")
+    return None
+
+
+def _build(model: type[Any], **fields: Any) -> Any:
+    try:
+        return model(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        raise ToolError("invalid arguments: " + "; ".join(describe_validation_error(exc))) from None
+
+
+async def _call(awaitable: Any) -> Any:
+    try:
+        return await awaitable
+    except ToolError:
+        raise
+    except (BackendError, LookupError, ValueError) as exc:
+        raise ToolError(str(exc)) from None
+
+
+MemoryTypeName = Literal[
+    "fact", "preference", "decision", "command", "error", "fix", "observation", "summary", "note"
+]
+
+
+def build_mcp_server(backend: MemoryBackend) -> MCPServer:
+    server = MCPServer("clarity", version=__version__, instructions=INSTRUCTIONS)
+
+    @server.tool()
+    async def store_memory(
+        content: Annotated[str, Field(description="One self-contained statement worth remembering (max 20,000 chars).")],
+        memory_type: Annotated[MemoryTypeName, Field(description="What kind of memory this is.")] = "fact",
+        tags: Annotated[list[str] | None, Field(description="Short labels, e.g. ['build', 'ci'].")] = None,
+        importance: Annotated[float, Field(description="0..1; 0.5 is normal, 0.9 is critical.")] = 0.5,
+        metadata: Annotated[dict[str, Any] | None, Field(description="Small JSON object (max 8 KB).")] = None,
+        scope: Annotated[
+            Literal["project", "global"],
+            Field(description="'project' (this repository only) or 'global' (every project)."),
+        ] = "project",
+        ctx: Context[Any, Any] | None = None,
+    ) -> StoreResult:
+        """Remember something for future sessions: a user preference, a decision and its reason,
+        a project fact, the command that builds or tests the project, or an error and its fix.
+        Exact duplicates are not stored twice; near duplicates are merged."""
+        request = _build(
+            MemoryCreate, content=content, memory_type=memory_type, tags=tags, importance=importance,
+            metadata=metadata, scope=scope,
+        )
+        result: StoreResult = await _call(backend.store(request, _project(ctx)))
+        return result
+
+    @server.tool()
+    async def retrieve_memory(
+        query: Annotated[str, Field(description="What you want to know, in words or exact identifiers.")],
+        limit: Annotated[int, Field(description="How many memories to return (1..100).")] = 5,
+        memory_types: Annotated[list[MemoryTypeName] | None, Field(description="Only these kinds.")] = None,
+        tags: Annotated[list[str] | None, Field(description="Only memories with any of these tags.")] = None,
+        scope: Annotated[
+            Literal["default", "project", "global", "all"],
+            Field(description="'default' = this project + global; 'all' = every project."),
+        ] = "default",
+        min_score: Annotated[float | None, Field(description="Drop results scoring below this (0..1).")] = None,
+        ctx: Context[Any, Any] | None = None,
+    ) -> RetrieveResult:
+        """Search long-term memory by meaning and by exact words (error codes, file names, commands).
+        Use it before answering questions about this project's history, conventions or past errors."""
+        request = _build(
+            RetrieveRequest, query=query, limit=limit, memory_types=memory_types, tags=tags, scope=scope,
+            min_score=min_score,
+        )
+        result: RetrieveResult = await _call(backend.retrieve(request, _project(ctx)))
+        return result
+
+    @server.tool()
+    async def list_memories(
+        limit: Annotated[int, Field(description="Page size (1..500).")] = 20,
+        offset: Annotated[int, Field(description="How many to skip (from next_offset).")] = 0,
+        memory_types: Annotated[list[MemoryTypeName] | None, Field(description="Only these kinds.")] = None,
+        tags: Annotated[list[str] | None, Field(description="Only memories with any of these tags.")] = None,
+        scope: Annotated[Literal["default", "project", "global", "all"], Field(description="Which scopes.")] = "default",
+        ctx: Context[Any, Any] | None = None,
+    ) -> ListResult:
+        """List stored memories, newest first, a page at a time. Use it to review what is remembered."""
+        request = _build(ListRequest, limit=limit, offset=offset, memory_types=memory_types, tags=tags, scope=scope)
+        result: ListResult = await _call(backend.list(request, _project(ctx)))
+        return result
+
+    @server.tool()
+    async def update_memory(
+        memory_id: Annotated[str, Field(description="The id returned by store/retrieve/list.")],
+        content: Annotated[str | None, Field(description="New text (re-embedded).")] = None,
+        memory_type: Annotated[MemoryTypeName | None, Field(description="New kind.")] = None,
+        tags: Annotated[list[str] | None, Field(description="New tags (replace the old ones).")] = None,
+        importance: Annotated[float | None, Field(description="New importance 0..1.")] = None,
+        metadata: Annotated[dict[str, Any] | None, Field(description="New metadata (replaces the old).")] = None,
+    ) -> Memory:
+        """Correct a memory that is wrong or outdated instead of storing a contradicting one."""
+        patch = _build(
+            MemoryPatch, content=content, memory_type=memory_type, tags=tags, importance=importance, metadata=metadata
+        )
+        result: Memory = await _call(backend.update(memory_id, patch))
+        return result
+
+    @server.tool()
+    async def delete_memory(
+        memory_id: Annotated[str, Field(description="The id of the memory to delete.")],
+    ) -> DeleteResult:
+        """Delete a memory that is wrong, obsolete or should never have been kept."""
+        result: DeleteResult = await _call(backend.delete(memory_id))
+        return result
+
+    @server.tool()
+    async def memory_stats(ctx: Context[Any, Any] | None = None) -> Stats:
+        """How many memories exist, by type and by project, and the state of the engine and model."""
+        result: Stats = await _call(backend.stats(_project(ctx)))
+        return result
+
+    return server

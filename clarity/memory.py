@@ -1,0 +1,291 @@
+"""MemoryService: the one place that decides what is stored and what is found.
+
+REST, MCP tools and hooks all call this class, so scoping, deduplication, redaction and
+scoring behave the same whichever door a memory came through.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from clarity.config import Settings
+from clarity.embedding import EmbeddingProvider, LexicalEncoder
+from clarity.models import (
+    GLOBAL_SCOPE,
+    DeleteResult,
+    ListRequest,
+    ListResult,
+    Memory,
+    MemoryCreate,
+    MemoryPatch,
+    RetrieveRequest,
+    RetrieveResult,
+    ScoredMemory,
+    Stats,
+    StoreResult,
+    content_hash,
+    new_memory_id,
+    parse_memory_id,
+    utcnow,
+)
+from clarity.redact import redact, redact_value
+from clarity.store.base import Hit, MemoryFilter, PointData, VectorStore
+
+log = logging.getLogger(__name__)
+
+
+class MemoryNotFound(LookupError):
+    def __init__(self, memory_id: str) -> None:
+        super().__init__(f"id: no memory with id {memory_id}")
+        self.memory_id = memory_id
+
+
+class ScopeRequired(ValueError):
+    """A project scope was asked for but the caller did not say which project it is in."""
+
+
+def _index_text(memory: Memory) -> str:
+    """What the lexical index sees: the content plus tags, so a tag is as findable as a word."""
+    return " ".join([memory.content, *memory.tags])
+
+
+class MemoryService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: VectorStore,
+        embedder: EmbeddingProvider,
+        lexical: LexicalEncoder | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = store
+        self.embedder = embedder
+        self.lexical = lexical or LexicalEncoder()
+        self._write_lock = threading.Lock()
+        self._toucher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clarity-touch")
+
+    # -- scopes -------------------------------------------------------------------------------
+
+    @staticmethod
+    def resolve_scopes(scope: str, project: str | None) -> list[str] | None:
+        """Turn a scope argument into the list of scopes to filter on (None means every scope)."""
+        if scope == "all":
+            return None
+        if scope == "global":
+            return [GLOBAL_SCOPE]
+        if scope == "default":
+            return [project, GLOBAL_SCOPE] if project else [GLOBAL_SCOPE]
+        if scope == "project":
+            if not project:
+                raise ScopeRequired(
+                    "scope: 'project' needs to know the caller's project (send X-Clarity-Project or use 'global')"
+                )
+            return [project]
+        return [scope]
+
+    @staticmethod
+    def _store_scope(scope: str, project: str | None) -> str:
+        if scope == "project":
+            if not project:
+                raise ScopeRequired(
+                    "scope: 'project' needs to know the caller's project (send X-Clarity-Project or use 'global')"
+                )
+            return project
+        return scope
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def store(self, request: MemoryCreate, project: str | None = None) -> StoreResult:
+        scope = self._store_scope(request.scope, project)
+        content = redact(request.content)
+        digest = content_hash(content)
+        now = utcnow()
+        with self._write_lock:
+            existing = self.db.newest(MemoryFilter(scopes=[scope], content_hash=digest), limit=1)
+            if existing:
+                memory = Memory.from_payload(existing[0].id, existing[0].payload)
+                return StoreResult(id=memory.id, status="duplicate", memory=self._bump(memory, request, now))
+            memory = Memory(
+                id=new_memory_id(),
+                content=content,
+                memory_type=request.memory_type,
+                scope=scope,
+                tags=request.tags,
+                importance=request.importance,
+                source=request.source,
+                session_id=request.session_id,
+                created_at=now,
+                updated_at=now,
+                metadata=redact_value(request.metadata),
+                content_hash=digest,
+            )
+            dense = self.embedder.embed_documents([content])[0]
+            near = self.db.search(
+                dense, None, MemoryFilter(scopes=[scope], memory_types=[memory.memory_type.value]), 1, mode="dense"
+            )
+            if near and near[0].score >= self.settings.retrieval.near_duplicate_similarity:
+                twin = Memory.from_payload(near[0].id, near[0].payload)
+                return StoreResult(id=twin.id, status="merged", memory=self._bump(twin, request, now))
+            self.db.upsert([self._point(memory, dense)])
+        return StoreResult(id=memory.id, status="created", memory=memory)
+
+    def _bump(self, memory: Memory, request: MemoryCreate, now: datetime) -> Memory:
+        """Seeing a memory again makes it count more, never less: tags and importance only grow."""
+        memory.tags = list(dict.fromkeys([*memory.tags, *request.tags]))
+        memory.importance = max(memory.importance, request.importance)
+        memory.occurrences += 1
+        memory.updated_at = now
+        payload = memory.to_payload()
+        self.db.set_payload(
+            memory.id,
+            {k: payload[k] for k in ("tags", "importance", "occurrences", "updated_at")},
+        )
+        return memory
+
+    def _point(self, memory: Memory, dense: list[float] | None) -> PointData:
+        return PointData(memory.id, dense, self.lexical.document(_index_text(memory)), memory.to_payload())
+
+    def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
+        memory = self.get(memory_id)
+        changes = patch.model_dump(exclude_unset=True)
+        content_changed = "content" in changes and redact(changes["content"]) != memory.content
+        if "content" in changes:
+            changes["content"] = redact(changes["content"])
+        if "metadata" in changes:
+            changes["metadata"] = redact_value(changes["metadata"])
+        updated = memory.model_copy(update={**changes, "updated_at": utcnow()})
+        updated.content_hash = content_hash(updated.content)
+        with self._write_lock:
+            if content_changed or "tags" in changes:
+                dense = self.embedder.embed_documents([updated.content])[0] if content_changed else None
+                if dense is None:
+                    stored = self.db.get([memory.id], with_vectors=True)
+                    dense = stored[0].dense if stored else self.embedder.embed_documents([updated.content])[0]
+                self.db.upsert([self._point(updated, dense)], replaces_existing=True)
+            else:
+                self.db.set_payload(memory.id, updated.to_payload())
+        return updated
+
+    def delete(self, memory_id: str) -> DeleteResult:
+        memory_id = parse_memory_id(memory_id)
+        with self._write_lock:
+            if not self.db.get([memory_id]):
+                raise MemoryNotFound(memory_id)
+            self.db.delete([memory_id])
+        return DeleteResult(id=memory_id, deleted=True)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get(self, memory_id: str) -> Memory:
+        memory_id = parse_memory_id(memory_id)
+        hits = self.db.get([memory_id])
+        if not hits:
+            raise MemoryNotFound(memory_id)
+        return Memory.from_payload(hits[0].id, hits[0].payload)
+
+    def _filter(self, scopes: list[str] | None, types: Any, tags: Any, since: Any = None, until: Any = None) -> MemoryFilter:
+        return MemoryFilter(
+            scopes=scopes,
+            memory_types=[t.value for t in types] if types else None,
+            tags=list(tags) if tags else None,
+            created_from=since.timestamp() if since else None,
+            created_to=until.timestamp() if until else None,
+        )
+
+    def retrieve(self, request: RetrieveRequest, project: str | None = None) -> RetrieveResult:
+        scopes = self.resolve_scopes(request.scope, project)
+        flt = self._filter(scopes, request.memory_types, request.tags, request.since, request.until)
+        cfg = self.settings.retrieval
+        dense = self.embedder.embed_query(request.query) if request.mode != "lexical" else None
+        sparse = self.lexical.query(request.query) if request.mode != "dense" else None
+        candidates = max(request.limit * 3, 20)
+        hits = self.db.search(
+            dense, sparse, flt, candidates, mode=request.mode, prefetch_limit=cfg.prefetch_limit, rrf_k=cfg.rrf_k
+        )
+        scored = self._rescore(hits, request.mode)
+        floor = request.min_score if request.min_score is not None else cfg.min_score
+        results = [s for s in scored if s.score >= floor][: request.limit]
+        if results:
+            self._toucher.submit(self._touch, [s.memory for s in results])
+        return RetrieveResult(results=results, mode=request.mode, scopes=scopes)
+
+    def _rescore(self, hits: list[Hit], mode: str) -> list[ScoredMemory]:
+        """Blend relevance with recency and importance; relevance stays the dominant term.
+
+        Relevance is put on 0..1 first: fused RRF scores are divided by their maximum
+        (rank 0 in both lists), cosine is clipped at 0, BM25 is divided by the best hit.
+        """
+        if not hits:
+            return []
+        cfg = self.settings.retrieval
+        if mode == "hybrid":
+            ceiling = 2.0 / cfg.rrf_k
+        elif mode == "lexical":
+            ceiling = max(h.score for h in hits) or 1.0
+        else:
+            ceiling = 1.0
+        now = time.time()
+        half_life = cfg.recency_half_life_days * 86400.0
+        relevance_weight = max(0.0, 1.0 - cfg.recency_weight - cfg.importance_weight)
+        scored = []
+        for hit in hits:
+            memory = Memory.from_payload(hit.id, hit.payload)
+            relevance = min(1.0, max(0.0, hit.score / ceiling))
+            age = max(0.0, now - memory.updated_at.timestamp())
+            recency = math.pow(0.5, age / half_life)
+            score = relevance_weight * relevance + cfg.recency_weight * recency + cfg.importance_weight * memory.importance
+            scored.append(ScoredMemory(memory=memory, score=round(score, 6)))
+        scored.sort(key=lambda s: s.score, reverse=True)
+        return scored
+
+    def _touch(self, memories: list[Memory]) -> None:
+        """Access statistics are bookkeeping: updated off the caller's path, failures only logged."""
+        now = utcnow().timestamp()
+        for memory in memories:
+            try:
+                self.db.set_payload(
+                    memory.id, {"last_accessed_at": now, "access_count": memory.access_count + 1}
+                )
+            except Exception as exc:
+                log.debug("touch %s: %s", memory.id, exc)
+
+    def list(self, request: ListRequest, project: str | None = None) -> ListResult:
+        scopes = self.resolve_scopes(request.scope, project)
+        flt = self._filter(scopes, request.memory_types, request.tags)
+        hits = self.db.newest(flt, limit=request.limit, offset=request.offset)
+        total = self.db.count(flt)
+        memories = [Memory.from_payload(h.id, h.payload) for h in hits]
+        following = request.offset + len(memories)
+        return ListResult(
+            memories=memories,
+            total=total,
+            offset=request.offset,
+            limit=request.limit,
+            next_offset=following if following < total else None,
+        )
+
+    def stats(self, project: str | None = None, scope: str = "all") -> Stats:
+        flt = MemoryFilter(scopes=self.resolve_scopes(scope, project))
+        info = self.db.info()
+        return Stats(
+            total=self.db.count(flt),
+            by_type=self.db.facet("memory_type", flt),
+            by_scope=self.db.facet("scope", flt),
+            engine=self.db.engine,
+            location=self.db.location,
+            collection=self.settings.qdrant.collection,
+            model=self.embedder.name,
+            model_ready=self.embedder.ready,
+            model_error=self.embedder.error,
+            index=info,
+        )
+
+    def close(self) -> None:
+        self._toucher.shutdown(wait=True)
+        self.db.close()

@@ -1,0 +1,254 @@
+"""Memory records and the requests/results that move them.
+
+Every limit lives here, in one place, so the REST API, the MCP tools and the hooks reject the
+same bad input with the same message (see ``config.describe_validation_error``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+MAX_CONTENT_CHARS = 20_000
+MAX_QUERY_CHARS = 4_000
+MAX_TAGS = 32
+MAX_TAG_CHARS = 64
+MAX_METADATA_BYTES = 8_192
+MAX_METADATA_DEPTH = 6
+MAX_RESULTS = 100
+MAX_PAGE = 500
+GLOBAL_SCOPE = "global"
+SCOPE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
+
+
+class MemoryType(StrEnum):
+    fact = "fact"
+    preference = "preference"
+    decision = "decision"
+    command = "command"
+    error = "error"
+    fix = "fix"
+    observation = "observation"
+    summary = "summary"
+    note = "note"
+
+
+class Source(StrEnum):
+    manual = "manual"
+    hook = "hook"
+    import_ = "import"
+
+
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TAG_CHARS)]
+ScopeId = Annotated[str, StringConstraints(pattern=SCOPE_PATTERN)]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def content_hash(content: str) -> str:
+    """Whitespace- and case-insensitive, so trivially reformatted text counts as the same memory."""
+    normalized = " ".join(content.split()).casefold()
+    return hashlib.sha256(normalized.encode("utf-8")).hexdigest()
+
+
+def _check_content(value: str) -> str:
+    stripped = value.strip()
+    if not stripped:
+        raise ValueError("must not be empty")
+    if len(stripped) > MAX_CONTENT_CHARS:
+        raise ValueError(f"must be at most {MAX_CONTENT_CHARS} characters (got {len(stripped)})")
+    if "\x00" in stripped:
+        raise ValueError("must not contain NUL characters")
+    return stripped
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
+def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes of JSON (got {size})")
+    depth = _depth(value)
+    if depth > MAX_METADATA_DEPTH:
+        raise ValueError(f"must be nested at most {MAX_METADATA_DEPTH} levels deep (got {depth})")
+    return value
+
+
+def _dedupe_tags(tags: list[str]) -> list[str]:
+    return list(dict.fromkeys(tags))
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MemoryCreate(_Input):
+    """What a caller may say about a new memory; the service fills in the rest."""
+
+    content: str
+    memory_type: MemoryType = MemoryType.fact
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = Field(default_factory=list)
+    importance: float = Field(0.5, ge=0.0, le=1.0)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    scope: Literal["project", "global"] | ScopeId = "project"
+    source: Source = Source.manual
+    session_id: str | None = Field(None, max_length=200)
+
+    _content = field_validator("content")(_check_content)
+    _metadata = field_validator("metadata")(_check_metadata)
+    _tags = field_validator("tags")(_dedupe_tags)
+
+
+class MemoryPatch(_Input):
+    content: str | None = None
+    memory_type: MemoryType | None = None
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
+    importance: float | None = Field(None, ge=0.0, le=1.0)
+    metadata: dict[str, JsonValue] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: str | None) -> str | None:
+        return None if value is None else _check_content(value)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else _check_metadata(value)
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> MemoryPatch:
+        if not self.model_fields_set - {"metadata"} and self.metadata is None:
+            raise ValueError("give at least one of content, memory_type, tags, importance, metadata")
+        return self
+
+
+class Memory(BaseModel):
+    id: str
+    content: str
+    memory_type: MemoryType
+    scope: str
+    tags: list[str] = Field(default_factory=list)
+    importance: float = 0.5
+    source: Source = Source.manual
+    session_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    last_accessed_at: datetime | None = None
+    access_count: int = 0
+    occurrences: int = Field(1, description="how many times this memory was stored or learned again")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    content_hash: str
+
+    def to_payload(self) -> dict[str, Any]:
+        """Timestamps become epoch seconds: float indexes filter, sort and rescore on them in every engine."""
+        payload = self.model_dump(mode="json", exclude={"id"})
+        for key in ("created_at", "updated_at", "last_accessed_at"):
+            moment = getattr(self, key)
+            payload[key] = moment.timestamp() if moment else None
+        return payload
+
+    @classmethod
+    def from_payload(cls, point_id: str, payload: dict[str, Any]) -> Memory:
+        data = dict(payload)
+        for key in ("created_at", "updated_at", "last_accessed_at"):
+            if isinstance(data.get(key), int | float):
+                data[key] = datetime.fromtimestamp(data[key], UTC)
+        return cls(id=str(point_id), **data)
+
+
+def new_memory_id() -> str:
+    return str(uuid.uuid4())
+
+
+def parse_memory_id(value: str) -> str:
+    """Ids are UUIDs; anything else is a caller mistake worth naming, not a lookup miss."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise ValueError(f"id: {value!r} is not a memory id (expected a UUID)") from None
+
+
+class RetrieveRequest(_Input):
+    query: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUERY_CHARS)]
+    limit: int = Field(5, ge=1, le=MAX_RESULTS)
+    memory_types: list[MemoryType] | None = None
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
+    scope: Literal["default", "project", "global", "all"] | ScopeId = "default"
+    since: datetime | None = None
+    until: datetime | None = None
+    min_score: float | None = Field(None, ge=0.0, le=1.0)
+    mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
+
+
+class ListRequest(_Input):
+    limit: int = Field(20, ge=1, le=MAX_PAGE)
+    offset: int = Field(0, ge=0, le=1_000_000)
+    memory_types: list[MemoryType] | None = None
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
+    scope: Literal["default", "project", "global", "all"] | ScopeId = "default"
+
+
+class ScoredMemory(BaseModel):
+    memory: Memory
+    score: float = Field(description="final score 0..1 after fusion and recency/importance rescoring")
+
+
+class RetrieveResult(BaseModel):
+    results: list[ScoredMemory]
+    mode: str
+    scopes: list[str] | None
+
+
+class StoreResult(BaseModel):
+    id: str
+    status: Literal["created", "duplicate", "merged"]
+    memory: Memory
+
+
+class ListResult(BaseModel):
+    memories: list[Memory]
+    total: int
+    offset: int
+    limit: int
+    next_offset: int | None
+
+
+class DeleteResult(BaseModel):
+    id: str
+    deleted: bool
+
+
+class Stats(BaseModel):
+    total: int
+    by_type: dict[str, int]
+    by_scope: dict[str, int]
+    engine: str
+    location: str
+    collection: str
+    model: str
+    model_ready: bool
+    model_error: str | None = None
+    index: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,25 @@
+"""Store interface and its two engines; ``open_store`` picks one from the settings."""
+
+from __future__ import annotations
+
+from clarity.config import Settings
+from clarity.store.base import Hit, MemoryFilter, PointData, StoreLocked, VectorStore
+
+__all__ = ["Hit", "MemoryFilter", "PointData", "StoreLocked", "VectorStore", "open_store"]
+
+
+def open_store(settings: Settings) -> VectorStore:
+    """Server engine when a Qdrant URL is configured, the embedded Qdrant Edge engine otherwise."""
+    if settings.qdrant.url:
+        from clarity.store.server import ServerStore
+
+        return ServerStore(settings.qdrant, settings.embedding.dimension)
+    from clarity.store.edge import EdgeStore
+
+    return EdgeStore(
+        settings.storage.qdrant_dir,
+        settings.embedding.dimension,
+        settings.qdrant.index_params,
+        active_max_points=settings.storage.active_shard_max_points,
+        hnsw_ef=settings.retrieval.hnsw_ef,
+    )

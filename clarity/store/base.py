@@ -1,0 +1,128 @@
+"""The one interface both engines implement, and the helpers they share.
+
+The memory service speaks only in these types; each engine translates them into its own
+Qdrant client classes. Fusion of the dense and lexical rankings happens inside Qdrant wherever
+one query can see every point; ``rrf_fuse`` is the same formula for the embedded engine when
+its points are spread over several shards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+DENSE = "dense"
+LEXICAL = "lex"
+SearchMode = Literal["hybrid", "dense", "lexical"]
+Sparse = tuple[list[int], list[float]]
+
+# Payload fields with an index, and the index kind. Keyword fields filter; floats filter,
+# sort (list, recency) and range (since/until).
+PAYLOAD_INDEXES: dict[str, Literal["keyword", "float"]] = {
+    "scope": "keyword",
+    "memory_type": "keyword",
+    "tags": "keyword",
+    "content_hash": "keyword",
+    "created_at": "float",
+}
+
+
+class StoreLocked(RuntimeError):
+    """Another process owns the embedded storage directory."""
+
+
+@dataclass(slots=True)
+class PointData:
+    id: str
+    dense: list[float] | None
+    sparse: Sparse
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+    dense: list[float] | None = None
+
+
+@dataclass(slots=True)
+class MemoryFilter:
+    scopes: list[str] | None = None
+    memory_types: list[str] | None = None
+    tags: list[str] | None = None
+    created_from: float | None = None
+    created_to: float | None = None
+    content_hash: str | None = None
+    exclude_ids: list[str] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (
+            self.scopes
+            or self.memory_types
+            or self.tags
+            or self.created_from is not None
+            or self.created_to is not None
+            or self.content_hash
+            or self.exclude_ids
+        )
+
+
+class VectorStore(Protocol):
+    engine: str
+    location: str
+
+    def upsert(self, points: Sequence[PointData], replaces_existing: bool = False) -> None: ...
+
+    def delete(self, ids: Sequence[str]) -> None: ...
+
+    def get(self, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]: ...
+
+    def set_payload(self, point_id: str, payload: dict[str, Any]) -> None: ...
+
+    def search(
+        self,
+        dense: list[float] | None,
+        sparse: Sparse | None,
+        flt: MemoryFilter,
+        limit: int,
+        mode: SearchMode = "hybrid",
+        prefetch_limit: int = 50,
+        rrf_k: int = 60,
+        exact: bool = False,
+    ) -> list[Hit]: ...
+
+    def newest(self, flt: MemoryFilter, limit: int, offset: int = 0) -> list[Hit]: ...
+
+    def count(self, flt: MemoryFilter | None = None) -> int: ...
+
+    def facet(self, key: str, flt: MemoryFilter | None = None, limit: int = 100) -> dict[str, int]: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+def rrf_fuse(rankings: Iterable[Sequence[Hit]], k: int, limit: int) -> list[Hit]:
+    """Reciprocal rank fusion with Qdrant's formula, 1 / (k + rank) with rank from 0.
+
+    Kept identical to Qdrant's so that a fused answer does not depend on whether the points
+    happened to sit in one shard or several.
+    """
+    fused: dict[str, Hit] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking):
+            entry = fused.get(hit.id)
+            if entry is None:
+                fused[hit.id] = Hit(hit.id, 1.0 / (k + rank), hit.payload, hit.dense)
+            else:
+                entry.score += 1.0 / (k + rank)
+    return sorted(fused.values(), key=lambda h: h.score, reverse=True)[:limit]
+
+
+def merge_by_score(rankings: Iterable[Sequence[Hit]], limit: int) -> list[Hit]:
+    merged = [hit for ranking in rankings for hit in ranking]
+    merged.sort(key=lambda h: h.score, reverse=True)
+    return merged[:limit]

@@ -1,0 +1,511 @@
+"""Embedded engine: Qdrant Edge shards under ``<root>/qdrant``.
+
+Layout, recorded in ``manifest.json`` (written atomically):
+
+- ``active``: the shard every write goes to; it stays small, so brute-force search is fast.
+- ``sealing``: at most one former active shard whose index is being built. It is immutable
+  while a copy of it is optimized in a child process (``edge_build``); deletes that touch it
+  meanwhile are kept as tombstones (persisted in the manifest) and replayed on the result.
+- ``segments``: indexed shards. They take deletes and payload updates in place.
+
+Why not one shard: ``optimize()`` holds the GIL for a minute at 100k points, which would freeze
+the daemon. With this layout the serving process never builds an index, and nothing written is
+invisible at any moment: reads fan out over every shard and fuse the rankings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from qdrant_edge import (
+    CountRequest,
+    Direction,
+    EdgeConfig,
+    EdgeShard,
+    FacetRequest,
+    FieldCondition,
+    Filter,
+    Fusion,
+    HasIdCondition,
+    MatchAny,
+    MatchValue,
+    OrderBy,
+    PayloadSchemaType,
+    Point,
+    Prefetch,
+    Query,
+    QueryBatchRequest,
+    QueryRequest,
+    RangeFloat,
+    ScrollRequest,
+    SearchParams,
+    SparseVector,
+    UpdateOperation,
+)
+
+from clarity.config import IndexParams
+from clarity.store.base import (
+    DENSE,
+    LEXICAL,
+    PAYLOAD_INDEXES,
+    Hit,
+    MemoryFilter,
+    PointData,
+    SearchMode,
+    Sparse,
+    StoreLocked,
+    merge_by_score,
+    rrf_fuse,
+)
+from clarity.store.edge_build import shard_config
+
+log = logging.getLogger(__name__)
+
+_INDEX_KIND = {"keyword": PayloadSchemaType.Keyword, "float": PayloadSchemaType.Float}
+
+
+def edge_filter(flt: MemoryFilter | None, exclude: set[str] | None = None) -> Filter | None:
+    if flt is None and not exclude:
+        return None
+    must: list[Any] = []
+    must_not: list[Any] = []
+    if flt is not None:
+        if flt.scopes:
+            must.append(FieldCondition(key="scope", match=MatchAny(list(flt.scopes))))
+        if flt.memory_types:
+            must.append(FieldCondition(key="memory_type", match=MatchAny(list(flt.memory_types))))
+        if flt.tags:
+            must.append(FieldCondition(key="tags", match=MatchAny(list(flt.tags))))
+        if flt.content_hash:
+            must.append(FieldCondition(key="content_hash", match=MatchValue(flt.content_hash)))
+        if flt.created_from is not None or flt.created_to is not None:
+            must.append(
+                FieldCondition(key="created_at", range=RangeFloat(gte=flt.created_from, lte=flt.created_to))
+            )
+        if flt.exclude_ids:
+            must_not.append(HasIdCondition(set(flt.exclude_ids)))
+    if exclude:
+        must_not.append(HasIdCondition(set(exclude)))
+    if not must and not must_not:
+        return None
+    return Filter(must=must or None, must_not=must_not or None)
+
+
+def _hit(point: Any, with_dense: bool = False) -> Hit:
+    dense = None
+    if with_dense and isinstance(point.vector, dict):
+        dense = point.vector.get(DENSE)
+    return Hit(str(point.id), float(getattr(point, "score", 0.0) or 0.0), point.payload or {}, dense)
+
+
+class _Shard:
+    """One Edge shard directory and the handle that owns it."""
+
+    def __init__(self, name: str, path: Path, handle: EdgeShard) -> None:
+        self.name = name
+        self.path = path
+        self.handle = handle
+
+
+class EdgeStore:
+    engine = "embedded"
+
+    def __init__(
+        self,
+        directory: Path,
+        dimension: int,
+        index_params: IndexParams,
+        active_max_points: int = 20_000,
+        hnsw_ef: int = 128,
+        build_in_background: bool = True,
+    ) -> None:
+        self.directory = directory
+        self.location = str(directory)
+        self.dimension = dimension
+        self._index = index_params
+        self._active_max = active_max_points
+        self._hnsw_ef = hnsw_ef
+        self._build_in_background = build_in_background
+        self._write_lock = threading.RLock()
+        self._build_thread: threading.Thread | None = None
+        self._build_proc: subprocess.Popen[str] | None = None
+        self._build_state = "idle"
+        self._build_error: str | None = None
+        self._last_build_seconds: float | None = None
+        self._closed = False
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._manifest_path = directory / "manifest.json"
+        manifest = self._read_manifest()
+        self._next = int(manifest.get("next", 1))
+        self._tombstones: set[str] = set(manifest.get("tombstones", []))
+        self._remove_leftovers(manifest)
+        self.active = self._open(manifest.get("active") or self._new_name())
+        sealing = manifest.get("sealing")
+        self.sealing = self._open(sealing) if sealing else None
+        self.segments = [self._open(name) for name in manifest.get("segments", [])]
+        self._save_manifest()
+        if self.sealing is not None:
+            self._start_build()
+
+    # -- directory and manifest -------------------------------------------------------------
+
+    def _read_manifest(self) -> dict[str, Any]:
+        if not self._manifest_path.exists():
+            return {}
+        return dict(json.loads(self._manifest_path.read_text(encoding="utf-8")))
+
+    def _save_manifest(self) -> None:
+        manifest = {
+            "version": 1,
+            "next": self._next,
+            "active": self.active.name,
+            "sealing": self.sealing.name if self.sealing else None,
+            "segments": [shard.name for shard in self.segments],
+            "tombstones": sorted(self._tombstones),
+            "dimension": self.dimension,
+        }
+        tmp = self._manifest_path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self._manifest_path)
+
+    def _remove_leftovers(self, manifest: dict[str, Any]) -> None:
+        """Directories no manifest names are half-finished builds from a crash: drop them."""
+        known = {manifest.get("active"), manifest.get("sealing"), *manifest.get("segments", [])}
+        for entry in self.directory.iterdir():
+            if entry.is_dir() and entry.name not in known:
+                shutil.rmtree(entry, ignore_errors=True)
+
+    def _new_name(self) -> str:
+        name = f"shard-{self._next:05d}"
+        self._next += 1
+        return name
+
+    def _config(self) -> EdgeConfig:
+        index = self._index
+        return shard_config(self.dimension, index.m, index.ef_construct, index.full_scan_threshold)
+
+    def _open(self, name: str) -> _Shard:
+        path = self.directory / name
+        try:
+            if (path / "edge_config.json").exists():
+                handle = EdgeShard.load(str(path))
+            else:
+                handle = EdgeShard.create(str(path), self._config())
+                for field_name, kind in PAYLOAD_INDEXES.items():
+                    handle.update(UpdateOperation.create_field_index(field_name, _INDEX_KIND[kind]))
+        except Exception as exc:
+            if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
+                raise StoreLocked(
+                    f"storage {path} is held by another process (another Clarity daemon?): {exc}"
+                ) from exc
+            raise
+        return _Shard(name, path, handle)
+
+    def _shards(self) -> list[_Shard]:
+        shards = [self.active, *self.segments]
+        if self.sealing is not None:
+            shards.insert(1, self.sealing)
+        return shards
+
+    def _exclude(self, shard: _Shard) -> set[str] | None:
+        return self._tombstones if shard is self.sealing and self._tombstones else None
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[PointData], replaces_existing: bool = False) -> None:
+        if not points:
+            return
+        edge_points = [
+            Point(
+                p.id,
+                {DENSE: p.dense, LEXICAL: SparseVector(p.sparse[0], p.sparse[1])}
+                if p.dense is not None
+                else {LEXICAL: SparseVector(p.sparse[0], p.sparse[1])},
+                p.payload,
+            )
+            for p in points
+        ]
+        with self._write_lock:
+            if replaces_existing:
+                self._remove_from_older([p.id for p in points])
+            self.active.handle.update(UpdateOperation.upsert_points(edge_points))
+        self._maybe_seal()
+
+    def _remove_from_older(self, ids: list[str]) -> None:
+        for shard in self.segments:
+            shard.handle.update(UpdateOperation.delete_points(ids))
+        if self.sealing is not None:
+            present = {str(r.id) for r in self.sealing.handle.retrieve(ids, with_payload=False, with_vector=False)}
+            if present - self._tombstones:
+                self._tombstones |= present
+                self._save_manifest()
+
+    def delete(self, ids: Sequence[str]) -> None:
+        ids = list(ids)
+        with self._write_lock:
+            self.active.handle.update(UpdateOperation.delete_points(ids))
+            self._remove_from_older(ids)
+
+    def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
+        with self._write_lock:
+            for shard in [self.active, *self.segments]:
+                if shard.handle.retrieve([point_id], with_payload=False, with_vector=False):
+                    shard.handle.update(UpdateOperation.set_payload([point_id], payload))
+                    return
+            if self.sealing is not None and point_id not in self._tombstones:
+                # The sealing shard is immutable: move the point to the active shard instead.
+                records = self.sealing.handle.retrieve([point_id], with_payload=True, with_vector=True)
+                if records:
+                    record = records[0]
+                    merged = {**(record.payload or {}), **payload}
+                    self._tombstones.add(point_id)
+                    self._save_manifest()
+                    self.active.handle.update(
+                        UpdateOperation.upsert_points([Point(point_id, record.vector, merged)])
+                    )
+
+    def flush(self) -> None:
+        with self._write_lock:
+            for shard in self._shards():
+                shard.handle.flush()
+
+    # -- index building -------------------------------------------------------------------------
+
+    def _maybe_seal(self) -> None:
+        if self.sealing is not None or self._closed:
+            return
+        if self.active.handle.count(CountRequest(exact=False)) < self._active_max:
+            return
+        with self._write_lock:
+            if self.sealing is not None:
+                return
+            self.active.handle.flush()
+            self.sealing = self.active
+            self.active = self._open(self._new_name())
+            self._save_manifest()
+        self._start_build()
+
+    def _start_build(self) -> None:
+        if not self._build_in_background:
+            self._build()
+            return
+        self._build_thread = threading.Thread(target=self._build, name="clarity-index-build", daemon=True)
+        self._build_thread.start()
+
+    def _build(self) -> None:
+        sealing = self.sealing
+        if sealing is None:
+            return
+        self._build_state = "building"
+        started = time.perf_counter()
+        target = self.directory / self._reserve_name()
+        staging = self.directory / f"build-{target.name}"
+        try:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(mode=0o700)
+            # The sealing shard is immutable, so copying its files without a lock is safe;
+            # the WAL is left behind: everything in it was flushed into segments at seal time.
+            shutil.copytree(sealing.path / "segments", staging / "segments")
+            shutil.copy2(sealing.path / "edge_config.json", staging / "edge_config.json")
+            command = [
+                sys.executable,
+                "-m",
+                "clarity.store.edge_build",
+                str(staging),
+                str(self.dimension),
+                str(self._index.m),
+                str(self._index.ef_construct),
+                str(self._index.full_scan_threshold),
+            ]
+            self._build_proc = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            )
+            _, stderr = self._build_proc.communicate()
+            if self._build_proc.returncode != 0:
+                raise RuntimeError(f"index build exited {self._build_proc.returncode}: {stderr.strip()[-500:]}")
+            if self._closed:
+                return
+            os.replace(staging, target)
+            built = _Shard(target.name, target, EdgeShard.load(str(target)))
+            with self._write_lock:
+                if self._tombstones:
+                    built.handle.update(UpdateOperation.delete_points(list(self._tombstones)))
+                    built.handle.flush()
+                self.segments.append(built)
+                self.sealing = None
+                self._tombstones.clear()
+                self._save_manifest()
+            sealing.handle.close()
+            shutil.rmtree(sealing.path, ignore_errors=True)
+            self._last_build_seconds = time.perf_counter() - started
+            self._build_state = "idle"
+            self._build_error = None
+            log.info("index built for %s in %.1fs", target.name, self._last_build_seconds)
+        except Exception as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            self._build_state = "failed"
+            self._build_error = str(exc)
+            log.error("index build failed, the sealed shard stays searchable without an index: %s", exc)
+
+    def _reserve_name(self) -> str:
+        with self._write_lock:
+            name = self._new_name()
+            self._save_manifest()
+            return name
+
+    def wait_for_index(self, timeout: float = 300.0) -> bool:
+        thread = self._build_thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get(self, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+        wanted = list(ids)
+        found: dict[str, Hit] = {}
+        for shard in self._shards():
+            exclude = self._exclude(shard) or set()
+            for record in shard.handle.retrieve(wanted, with_payload=True, with_vector=with_vectors):
+                if str(record.id) not in exclude:
+                    found.setdefault(str(record.id), _hit(record, with_vectors))
+        return [found[i] for i in wanted if i in found]
+
+    def search(
+        self,
+        dense: list[float] | None,
+        sparse: Sparse | None,
+        flt: MemoryFilter,
+        limit: int,
+        mode: SearchMode = "hybrid",
+        prefetch_limit: int = 50,
+        rrf_k: int = 60,
+        exact: bool = False,
+    ) -> list[Hit]:
+        params = SearchParams(hnsw_ef=max(self._hnsw_ef, limit), exact=exact)
+        shards = self._shards()
+        if mode == "hybrid" and (dense is None or sparse is None):
+            mode = "dense" if sparse is None else "lexical"
+        if mode == "hybrid" and len(shards) == 1:
+            return self._fused_single(shards[0], dense, sparse, flt, limit, prefetch_limit, rrf_k, params)
+        depth = limit if mode != "hybrid" else max(prefetch_limit, limit)
+        dense_rankings: list[list[Hit]] = []
+        lexical_rankings: list[list[Hit]] = []
+        for shard in shards:
+            requests = []
+            shard_filter = edge_filter(flt, self._exclude(shard))
+            if mode in ("hybrid", "dense") and dense is not None:
+                requests.append(
+                    QueryRequest(limit=depth, query=Query.Nearest(dense, using=DENSE), filter=shard_filter,
+                                 with_payload=True, params=params)
+                )
+            if mode in ("hybrid", "lexical") and sparse is not None and sparse[0]:
+                requests.append(
+                    QueryRequest(limit=depth, query=Query.Nearest(SparseVector(*sparse), using=LEXICAL),
+                                 filter=shard_filter, with_payload=True)
+                )
+            if not requests:
+                continue
+            answers = shard.handle.query_batch(QueryBatchRequest(requests))
+            if mode in ("hybrid", "dense") and dense is not None:
+                dense_rankings.append([_hit(p) for p in answers.pop(0)])
+            if answers:
+                lexical_rankings.append([_hit(p) for p in answers.pop(0)])
+        dense_ranking = merge_by_score(dense_rankings, depth)
+        lexical_ranking = merge_by_score(lexical_rankings, depth)
+        if mode == "dense":
+            return dense_ranking[:limit]
+        if mode == "lexical":
+            return lexical_ranking[:limit]
+        return rrf_fuse([dense_ranking, lexical_ranking], rrf_k, limit)
+
+    def _fused_single(
+        self,
+        shard: _Shard,
+        dense: list[float] | None,
+        sparse: Sparse | None,
+        flt: MemoryFilter,
+        limit: int,
+        prefetch_limit: int,
+        rrf_k: int,
+        params: SearchParams,
+    ) -> list[Hit]:
+        assert dense is not None and sparse is not None
+        shard_filter = edge_filter(flt, self._exclude(shard))
+        prefetches = [Prefetch(query=Query.Nearest(dense, using=DENSE), limit=max(prefetch_limit, limit),
+                               filter=shard_filter, params=params)]
+        if sparse[0]:
+            prefetches.append(Prefetch(query=Query.Nearest(SparseVector(*sparse), using=LEXICAL),
+                                       limit=max(prefetch_limit, limit), filter=shard_filter))
+        request = QueryRequest(limit=limit, prefetches=prefetches, query=Fusion.Rrf(k=rrf_k), with_payload=True)
+        return [_hit(p) for p in shard.handle.query(request)]
+
+    def newest(self, flt: MemoryFilter, limit: int, offset: int = 0) -> list[Hit]:
+        order = OrderBy("created_at", direction=Direction.Desc)
+        merged: list[Hit] = []
+        for shard in self._shards():
+            records, _ = shard.handle.scroll(
+                ScrollRequest(limit=offset + limit, filter=edge_filter(flt, self._exclude(shard)),
+                              with_payload=True, order_by=order)
+            )
+            merged.extend(_hit(record) for record in records)
+        merged.sort(key=lambda h: h.payload.get("created_at") or 0.0, reverse=True)
+        return merged[offset : offset + limit]
+
+    def count(self, flt: MemoryFilter | None = None) -> int:
+        return sum(
+            shard.handle.count(CountRequest(exact=True, filter=edge_filter(flt, self._exclude(shard))))
+            for shard in self._shards()
+        )
+
+    def facet(self, key: str, flt: MemoryFilter | None = None, limit: int = 100) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for shard in self._shards():
+            response = shard.handle.facet(
+                FacetRequest(key=key, limit=limit, exact=True, filter=edge_filter(flt, self._exclude(shard)))
+            )
+            for hit in response:
+                totals[str(hit.value)] = totals.get(str(hit.value), 0) + hit.count
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:limit])
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "location": self.location,
+            "shards": {
+                "active": self.active.handle.info().points_count,
+                "sealing": self.sealing.handle.info().points_count if self.sealing else 0,
+                "segments": [s.handle.info().points_count for s in self.segments],
+            },
+            "index_state": self._build_state,
+            "index_error": self._build_error,
+            "last_build_seconds": self._last_build_seconds,
+        }
+
+    def close(self) -> None:
+        self._closed = True
+        proc = self._build_proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()  # never leave a builder behind; the sealed shard is rebuilt at next start
+            proc.wait()
+        with self._write_lock:
+            for shard in self._shards():
+                try:
+                    shard.handle.flush()
+                    shard.handle.close()
+                except Exception as exc:  # closing is best effort; the WAL already holds the data
+                    log.warning("closing shard %s: %s", shard.name, exc)

@@ -1,0 +1,78 @@
+"""Child process that builds the HNSW index of a sealed shard copy.
+
+``EdgeShard.optimize()`` holds the GIL for its whole run (about a minute at 100k points), so it
+must never run inside the daemon. The daemon copies a sealed shard, runs this module on the
+copy with a lower CPU priority, and swaps the result in when it exits 0.
+
+Usage: python -m clarity.store.edge_build SHARD_DIR DIMENSION M EF_CONSTRUCT FULL_SCAN_THRESHOLD
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+DENSE = "dense"
+LEXICAL = "lex"
+
+
+def shard_config(dimension: int, m: int, ef_construct: int, full_scan_threshold: int, indexed: bool = False) -> Any:
+    """The one shard layout: named dense vector (cosine) plus a lexical sparse vector with IDF."""
+    from qdrant_edge import (
+        Distance,
+        EdgeConfig,
+        EdgeOptimizersConfig,
+        EdgeSparseVectorParams,
+        EdgeVectorParams,
+        HnswIndexConfig,
+        Modifier,
+    )
+
+    return EdgeConfig(
+        vectors={DENSE: EdgeVectorParams(size=dimension, distance=Distance.Cosine)},
+        sparse_vectors={LEXICAL: EdgeSparseVectorParams(modifier=Modifier.Idf)},
+        hnsw_config=HnswIndexConfig(m=m, ef_construct=ef_construct, full_scan_threshold=full_scan_threshold),
+        # A sealed shard is never small enough to prefer brute force: index all of it, in one segment.
+        optimizers=EdgeOptimizersConfig(indexing_threshold=1, default_segment_number=1) if indexed else None,
+    )
+
+
+def build(path: str, dimension: int, m: int, ef_construct: int, full_scan_threshold: int) -> None:
+    from qdrant_edge import EdgeShard
+
+    shard = EdgeShard.load(path, shard_config(dimension, m, ef_construct, full_scan_threshold, indexed=True))
+    shard.optimize()
+    shard.flush()
+    shard.close()
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the daemon dies, so a crashed daemon leaves no builder behind."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    parent = os.getppid()
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 6:
+        print(__doc__, file=sys.stderr)
+        return 2
+    _die_with_parent()
+    try:
+        os.nice(10)  # the daemon answering hooks matters more than finishing the build early
+    except OSError:
+        pass
+    build(argv[1], *(int(arg) for arg in argv[2:]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

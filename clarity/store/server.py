@@ -1,0 +1,202 @@
+"""Server engine: a Qdrant server or cluster through qdrant-client (HTTP, or gRPC when preferred).
+
+The same class runs against qdrant-client's in-process mode (``location=":memory:"``), which is
+how the test suite exercises this engine on machines without a Qdrant server.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from clarity.config import QdrantSettings
+from clarity.store.base import (
+    DENSE,
+    LEXICAL,
+    PAYLOAD_INDEXES,
+    Hit,
+    MemoryFilter,
+    PointData,
+    SearchMode,
+    Sparse,
+)
+
+log = logging.getLogger(__name__)
+
+_INDEX_KIND = {"keyword": models.PayloadSchemaType.KEYWORD, "float": models.PayloadSchemaType.FLOAT}
+
+
+def server_filter(flt: MemoryFilter | None) -> models.Filter | None:
+    if flt is None or flt.is_empty():
+        return None
+    must: list[Any] = []
+    if flt.scopes:
+        must.append(models.FieldCondition(key="scope", match=models.MatchAny(any=list(flt.scopes))))
+    if flt.memory_types:
+        must.append(models.FieldCondition(key="memory_type", match=models.MatchAny(any=list(flt.memory_types))))
+    if flt.tags:
+        must.append(models.FieldCondition(key="tags", match=models.MatchAny(any=list(flt.tags))))
+    if flt.content_hash:
+        must.append(models.FieldCondition(key="content_hash", match=models.MatchValue(value=flt.content_hash)))
+    if flt.created_from is not None or flt.created_to is not None:
+        must.append(
+            models.FieldCondition(key="created_at", range=models.Range(gte=flt.created_from, lte=flt.created_to))
+        )
+    must_not: list[Any] = [models.HasIdCondition(has_id=list(flt.exclude_ids))] if flt.exclude_ids else []
+    return models.Filter(must=must or None, must_not=must_not or None)
+
+
+def _hit(point: Any, with_dense: bool = False) -> Hit:
+    dense = None
+    if with_dense and isinstance(point.vector, dict):
+        dense = point.vector.get(DENSE)
+    return Hit(str(point.id), float(getattr(point, "score", 0.0) or 0.0), point.payload or {}, dense)
+
+
+class ServerStore:
+    engine = "server"
+
+    def __init__(self, settings: QdrantSettings, dimension: int, location: str | None = None) -> None:
+        self.dimension = dimension
+        self.collection = settings.collection
+        self._settings = settings
+        if location is not None:  # in-process twin used by tests and the baseline benchmark
+            self.client = QdrantClient(location=location)
+            self.location = f"qdrant-client local ({location})"
+        else:
+            self.client = QdrantClient(
+                url=settings.url,
+                api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+                prefer_grpc=settings.prefer_grpc,
+                timeout=int(settings.timeout),
+                pool_size=settings.pool_size,
+            )
+            self.location = str(settings.url)
+        self._ensure_collection()
+
+    def _ensure_collection(self) -> None:
+        if self.client.collection_exists(self.collection):
+            info = self.client.get_collection(self.collection)
+            vectors = info.config.params.vectors
+            size = vectors[DENSE].size if isinstance(vectors, dict) and DENSE in vectors else None
+            if size is not None and size != self.dimension:
+                raise ValueError(
+                    f"collection {self.collection} holds {size}-d vectors but the model makes {self.dimension}-d"
+                )
+            return
+        index = self._settings.index_params
+        self.client.create_collection(
+            self.collection,
+            vectors_config={DENSE: models.VectorParams(size=self.dimension, distance=models.Distance.COSINE)},
+            sparse_vectors_config={LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            hnsw_config=models.HnswConfigDiff(
+                m=index.m, ef_construct=index.ef_construct, full_scan_threshold=index.full_scan_threshold
+            ),
+        )
+        for field_name, kind in PAYLOAD_INDEXES.items():
+            self.client.create_payload_index(self.collection, field_name, _INDEX_KIND[kind], wait=True)
+
+    def upsert(self, points: Sequence[PointData], replaces_existing: bool = False) -> None:
+        if not points:
+            return
+        structs = []
+        for p in points:
+            vector: dict[str, Any] = {LEXICAL: models.SparseVector(indices=p.sparse[0], values=p.sparse[1])}
+            if p.dense is not None:
+                vector[DENSE] = p.dense
+            structs.append(models.PointStruct(id=p.id, vector=vector, payload=p.payload))
+        self.client.upsert(self.collection, structs, wait=True)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        self.client.delete(self.collection, models.PointIdsList(points=list(ids)), wait=True)
+
+    def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
+        self.client.set_payload(self.collection, payload, points=[point_id], wait=True)
+
+    def get(self, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+        records = self.client.retrieve(
+            self.collection, list(ids), with_payload=True, with_vectors=[DENSE] if with_vectors else False
+        )
+        by_id = {str(r.id): _hit(r, with_vectors) for r in records}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def search(
+        self,
+        dense: list[float] | None,
+        sparse: Sparse | None,
+        flt: MemoryFilter,
+        limit: int,
+        mode: SearchMode = "hybrid",
+        prefetch_limit: int = 50,
+        rrf_k: int = 60,
+        exact: bool = False,
+    ) -> list[Hit]:
+        query_filter = server_filter(flt)
+        params = models.SearchParams(exact=exact)
+        sparse_query = models.SparseVector(indices=sparse[0], values=sparse[1]) if sparse and sparse[0] else None
+        if mode == "hybrid" and (dense is None or sparse_query is None):
+            mode = "dense" if dense is not None else "lexical"
+        if mode == "dense":
+            if dense is None:
+                return []
+            response = self.client.query_points(
+                self.collection, query=dense, using=DENSE, query_filter=query_filter, limit=limit,
+                search_params=params, with_payload=True,
+            )
+        elif mode == "lexical":
+            if sparse_query is None:
+                return []
+            response = self.client.query_points(
+                self.collection, query=sparse_query, using=LEXICAL, query_filter=query_filter, limit=limit,
+                with_payload=True,
+            )
+        else:
+            depth = max(prefetch_limit, limit)
+            response = self.client.query_points(
+                self.collection,
+                prefetch=[
+                    models.Prefetch(query=dense, using=DENSE, limit=depth, filter=query_filter, params=params),
+                    models.Prefetch(query=sparse_query, using=LEXICAL, limit=depth, filter=query_filter),
+                ],
+                query=models.RrfQuery(rrf=models.Rrf(k=rrf_k)),
+                limit=limit,
+                with_payload=True,
+            )
+        return [_hit(p) for p in response.points]
+
+    def newest(self, flt: MemoryFilter, limit: int, offset: int = 0) -> list[Hit]:
+        records, _ = self.client.scroll(
+            self.collection,
+            scroll_filter=server_filter(flt),
+            limit=offset + limit,
+            with_payload=True,
+            order_by=models.OrderBy(key="created_at", direction=models.Direction.DESC),
+        )
+        return [_hit(r) for r in records[offset : offset + limit]]
+
+    def count(self, flt: MemoryFilter | None = None) -> int:
+        return self.client.count(self.collection, count_filter=server_filter(flt), exact=True).count
+
+    def facet(self, key: str, flt: MemoryFilter | None = None, limit: int = 100) -> dict[str, int]:
+        response = self.client.facet(self.collection, key, facet_filter=server_filter(flt), limit=limit, exact=True)
+        return {str(hit.value): hit.count for hit in response.hits}
+
+    def flush(self) -> None:
+        """Writes use wait=True, so an acknowledged write is already durable on the server."""
+
+    def info(self) -> dict[str, Any]:
+        info = self.client.get_collection(self.collection)
+        return {
+            "engine": self.engine,
+            "location": self.location,
+            "collection": self.collection,
+            "points": info.points_count,
+            "indexed_vectors": info.indexed_vectors_count,
+            "index_state": str(info.status.value if hasattr(info.status, "value") else info.status),
+        }
+
+    def close(self) -> None:
+        self.client.close()
