@@ -86,6 +86,9 @@ class RetrievalSettings(_Section):
     min_score: float = Field(0.0, ge=0.0, le=1.0)
     rrf_k: int = Field(60, ge=1, le=1000)
     prefetch_limit: int = Field(50, ge=1, le=1000)
+    identifier_lexical_weight: float = Field(
+        3.0, ge=1.0, le=20.0, description="RRF weight of the lexical ranking when the query holds an identifier"
+    )
     recency_weight: float = Field(0.1, ge=0.0, le=1.0)
     importance_weight: float = Field(0.1, ge=0.0, le=1.0)
     recency_half_life_days: float = Field(30.0, gt=0)

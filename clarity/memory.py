@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +49,15 @@ class MemoryNotFound(LookupError):
 
 class ScopeRequired(ValueError):
     """A project scope was asked for but the caller did not say which project it is in."""
+
+
+# Tokens that name something exactly: error codes (E4711, ERR_CONN_RESET), hashes, file names,
+# flags. The dense model cannot tell one from another; the lexical index can.
+_IDENTIFIER = re.compile(r"(?<![\w-])(?=[\w.\-/]*[0-9_./])(?=[\w.\-/]*[A-Za-z])[\w.\-/]{3,}")
+
+
+def has_identifier(query: str) -> bool:
+    return _IDENTIFIER.search(query) is not None
 
 
 def _index_text(memory: Memory) -> str:
@@ -205,17 +215,19 @@ class MemoryService:
         dense = self.embedder.embed_query(request.query) if request.mode != "lexical" else None
         sparse = self.lexical.query(request.query) if request.mode != "dense" else None
         candidates = max(request.limit * 3, 20)
+        lexical_weight = cfg.identifier_lexical_weight if has_identifier(request.query) else 1.0
         hits = self.db.search(
-            dense, sparse, flt, candidates, mode=request.mode, prefetch_limit=cfg.prefetch_limit, rrf_k=cfg.rrf_k
+            dense, sparse, flt, candidates, mode=request.mode, prefetch_limit=cfg.prefetch_limit, rrf_k=cfg.rrf_k,
+            lexical_weight=lexical_weight,
         )
-        scored = self._rescore(hits, request.mode)
+        scored = self._rescore(hits, request.mode, lexical_weight)
         floor = request.min_score if request.min_score is not None else cfg.min_score
         results = [s for s in scored if s.score >= floor][: request.limit]
         if results:
             self._toucher.submit(self._touch, [s.memory for s in results])
         return RetrieveResult(results=results, mode=request.mode, scopes=scopes)
 
-    def _rescore(self, hits: list[Hit], mode: str) -> list[ScoredMemory]:
+    def _rescore(self, hits: list[Hit], mode: str, lexical_weight: float = 1.0) -> list[ScoredMemory]:
         """Blend relevance with recency and importance; relevance stays the dominant term.
 
         Relevance is put on 0..1 first: fused RRF scores are divided by their maximum
@@ -225,7 +237,7 @@ class MemoryService:
             return []
         cfg = self.settings.retrieval
         if mode == "hybrid":
-            ceiling = 2.0 / cfg.rrf_k
+            ceiling = (1.0 + lexical_weight) / cfg.rrf_k
         elif mode == "lexical":
             ceiling = max(h.score for h in hits) or 1.0
         else:

@@ -73,8 +73,9 @@ def _words(text: str) -> frozenset[str]:
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
-# A component like these makes the name describe a secret's metadata, not the secret itself
-# (``PASSWORD_MIN_LENGTH``, ``TOKEN_TTL``, ``SECRET_NAME``, ``--password-stdin``).
+# A component like these makes the name describe a secret's metadata, or a different kind of
+# token altogether (``PASSWORD_MIN_LENGTH``, ``TOKEN_TTL``, ``--password-stdin``, ``pad_token``
+# and the other tokenizer tokens that fill ML code).
 _QUALIFIERS: Final = _words(
     "len length min max minimum maximum ttl timeout expiry expires expiration expire lifetime age "
     "limit limits count size file path dir directory type url uri endpoint name id ids header "
@@ -82,12 +83,21 @@ _QUALIFIERS: Final = _words(
     "strength rotation stdin prompt ask no enabled enable disabled required cmd command helper "
     "manager store provider source ref version arn usage budget counter created updated at "
     "index num number total used remaining mode method kind algorithm alg scheme scope scopes "
-    "audience issuer ui"
+    "audience issuer ui to from per by of is has use with "
+    "cls pad bos eos unk sep mask image video audio special start end stop text word vision "
+    "delimiter break next prev last first eot boi eoi sentinel added input output hidden cache task "
+    "public pub"
 )
-_KEY_COMPOUNDS: Final = (
-    "accesskey", "secretkey", "accountkey", "signingkey", "encryptionkey", "masterkey",
-    "sharedkey", "clientkey", "authkey",
-)  # fmt: skip
+# Components that may follow the secret word without changing what the value is.
+_SUFFIXES: Final = _words(
+    "prod production dev development staging stage test live local b64 base64 hex raw value base "
+    "old new current primary secondary main default enc encrypted plain plaintext"
+)
+_KEY_KINDS: Final = {
+    "api": "api_key", "private": "private_key", "access": "secret", "secret": "secret",
+    "account": "secret", "signing": "secret", "encryption": "secret", "master": "secret",
+    "shared": "secret", "client": "secret", "auth": "secret",
+}  # fmt: skip
 _DICT_ONLY: Final = {
     "authorization": "token", "auth": "token", "cookie": "token",
     "credential": "secret", "credentials": "secret",
@@ -98,29 +108,37 @@ _DICT_ONLY: Final = {
 def _kind_for_name(name: str, *, dict_key: bool = False) -> str | None:
     """Secret kind a variable/key/flag name implies, or None.
 
-    Works on components (snake, kebab, dotted, camelCase) so that ``tokens``/``tokenizer``
-    and qualified names such as ``token_limit`` do not count. Cached: names repeat a lot.
+    Works on components (snake, kebab, camelCase; for dotted names only the attribute, since
+    ``token.info`` is not a token) and wants the secret word last, give or take a suffix such
+    as ``_PROD``, so ``tokens``, ``tokenizer``, ``token_limit`` and ``token_embedding`` do not
+    count. Cached: the same names come back constantly.
     """
-    parts = [p for p in _NON_ALNUM.split(_CAMEL.sub("_", name).lower()) if p]
-    if not parts or any(p in _QUALIFIERS for p in parts):
+    attr = name.rstrip(".").rsplit(".", 1)[-1] or name
+    parts = [p for p in _NON_ALNUM.split(_CAMEL.sub("_", attr).lower()) if p]
+    if any(p in _QUALIFIERS for p in parts):
         return None
-    joined = "".join(parts)
-    last = parts[-1]
+    while parts and (parts[-1] in _SUFFIXES or parts[-1].isdigit()):
+        parts.pop()
+    if not parts:
+        return None
+    head, prev = parts[-1], parts[-2] if len(parts) > 1 else ""
     kind: str | None = None
-    if "privatekey" in joined:
-        kind = "private_key"
-    elif "apikey" in joined:
-        kind = "api_key"
-    elif any(p.endswith(("password", "passwd", "passphrase", "passcode")) for p in parts) or (
-        len(parts) > 1 and last in ("pass", "pwd")
+    if head.endswith(("password", "passwd", "passphrase", "passcode")) or (
+        prev and head in ("pass", "pwd")
     ):
         kind = "password"
-    elif any(p.endswith("token") for p in parts):
+    elif head.endswith("token"):
         kind = "token"
-    elif any(c in joined for c in _KEY_COMPOUNDS) or any(p.endswith("secret") for p in parts):
+    elif head.endswith("secret"):
         kind = "secret"
-    elif dict_key and last in _DICT_ONLY:
-        kind = _DICT_ONLY[last]
+    elif head == "key" and prev in _KEY_KINDS:
+        kind = _KEY_KINDS[prev]
+    elif head.endswith("key") and head[:-3] in _KEY_KINDS:
+        kind = _KEY_KINDS[head[:-3]]
+    elif head.endswith(("accesskey", "secretkey")):  # secretaccesskey, awssecretkey
+        kind = "secret"
+    elif dict_key and head in _DICT_ONLY:
+        kind = _DICT_ONLY[head]
     if kind == "secret" and "aws" in parts:
         kind = "aws_key"
     return kind
@@ -130,52 +148,57 @@ def _kind_for_name(name: str, *, dict_key: bool = False) -> str | None:
 
 _PLACEHOLDER_WORDS: Final = _words(
     "none null nil undefined true false yes no on off changeme change_me change-me changeit "
-    "example placeholder redacted secret password passwd token apikey api_key key "
-    "your_password yourpassword your-password your_token your-token your_api_key your-api-key "
-    "todo tbd fixme dummy required optional empty default hidden masked mask removed notset "
-    "not_set unset str string bytes int number bool boolean any unknown object secretstr "
-    "optional[str] await new function lambda async yield not typeof require import self this"
+    "example placeholder redacted todo tbd fixme dummy required optional empty default hidden "
+    "masked removed notset not_set unset value "
+    "str string bytes int float number bool boolean any unknown object dict list tuple set "
+    "tensor final classvar callable sequence mapping secretstr optional[str] "
+    "await new function lambda async yield not typeof require import self this"
 )
 _PLACEHOLDER = re.compile(
     r"""[*xX.#•_\-=]*                   # xxx, ***, ..., ----
     | [$%].*                            # $VAR, ${VAR}, $(cmd), %VAR%
-    | \{.*\} | <.*> | \(.*\) | \[.*\]     # {{ var }}, <your-key>, (...), [...]
-    | \d{1,5}                           # ports, lengths, TTLs, counts
+    | \{.*\} | .*<.*>.* | \(.*\) | \[.*\]  # {{ var }}, <your-key>, (...), [...]
+    | \d[\d_.]{0,6}                     # ports, lengths, TTLs, counts, 1_000, 0.5
+    | \#[0-9a-fA-F]{3,8}                # CSS colours
     | (?i:your|insert|enter|replace|example|sample|dummy|fake|placeholder)[-_ ].*
+    | [A-Za-z_.-]*(?i:pass|pwd|secret|token|key|cred)[A-Za-z_.-]*   # my_token, db-password
+    | .*(?:\.\.\.|…|\*\*\*).*              # truncated or masked: sk-..., hf_***
+    | [a-z]+(?:_[a-z]+)+                # snake_case names: "send_message"
     """,
     re.X,
 )
-_DOTTED_REF = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+")
-_IDENT = re.compile(r"[A-Za-z_]\w*")
-_SECRET_WORD = re.compile(r"(?i)pass|pwd|secret|token|key|cred")
+# Attribute access, calls/indexing, or an identifier naming a secret (``entity_token2``).
+_CODE_REF = re.compile(
+    r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+|.*[(\[{].*"
+    r"|[A-Za-z_]\w*(?i:pass|pwd|secret|token|key|cred)\w*"
+)
+_TYPE_NAME = re.compile(r"(?:[A-Z][a-z]+)+\d*")
+_CREDENTIAL_CHAR = re.compile(r"[^A-Za-z_.-]")
 
 
 def _is_placeholder(value: str) -> bool:
-    """True for values that stand in for a secret rather than being one."""
+    """True for values that stand in for a secret rather than being one.
+
+    Covers templates, variable references, masks, small numbers and names of secrets
+    (``my_token``); a word spelling out a secret's name is a reference, not a secret.
+    """
     return (
-        value.startswith(_MARK)
+        len(value) < 4
+        or value.startswith(_MARK)
         or value.lower() in _PLACEHOLDER_WORDS
         or _PLACEHOLDER.fullmatch(value) is not None
     )
 
 
-def _is_code_reference(value: str) -> bool:
-    """True for unquoted values that read as code: ``settings.key``, ``get()``, ``db_password``."""
-    return (
-        any(c in value for c in "([{")
-        or _DOTTED_REF.fullmatch(value) is not None
-        or (_IDENT.fullmatch(value) is not None and _SECRET_WORD.search(value) is not None)
-    )
-
-
 def _looks_credential(value: str) -> bool:
-    """Stricter test for prose-prone contexts such as ``Token: expired``."""
-    value = value.rstrip(".!?")
-    return (
-        len(value) >= 12
-        or any(c.isdigit() for c in value)
-        or not value.isalnum()
-        or (any(c.isupper() for c in value[1:]) and any(c.islower() for c in value))
+    """Whether an unquoted value in code or prose could be a credential.
+
+    ``token = params`` or ``Token: expired`` are code and prose; a credential nearly always
+    has a digit, a symbol or internal mixed case (``hunter2``, ``Tr0ub4dor&3``).
+    """
+    value = value.rstrip(".,:!?")
+    return _CREDENTIAL_CHAR.search(value) is not None or (
+        any(c.isupper() for c in value[1:]) and any(c.islower() for c in value)
     )
 
 
@@ -211,11 +234,12 @@ def _keep_prefix(kind: str) -> Callable[[_Match], str]:
     return replace
 
 
+# Body: base64 lines, "Proc-Type:"-style headers, real or JSON-escaped newlines. A block cut
+# off before its END line (truncated tool output) still loses its base64 lines.
 _PEM = re.compile(
     r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----"
-    r"(?:.*?-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----"
-    r"|(?:(?:\r?\n|\\r?\\n)[A-Za-z0-9+/=]{16,})*)",
-    re.S,
+    r"(?:[A-Za-z0-9+/=\s\\:,-]{16,}?-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----"
+    r"|(?:(?:\r?\n|\\r?\\n)[A-Za-z0-9+/=]{16,})+)"
 )
 
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*")
@@ -287,7 +311,7 @@ _WEBHOOK = re.compile(
     r"|(?:discord(?:app)?\.com)/api/webhooks/)(?P<s>[A-Za-z0-9/_-]{20,})"
 )
 _URL_CREDS = re.compile(
-    r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@'\"<>]*:(?P<s>(?!\[REDACTED:)[^\s/?#@'\"<>]+)@"
+    r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@'\"<>\[\]]*:(?P<s>(?!\[REDACTED:)[^\s/?#@'\"<>]+)@"
 )
 _AUTH_HEADER = re.compile(
     r"(?i)\b(?:proxy-)?authorization\\?[\"']?[ \t]*[:=][ \t]*\\?[\"']?"
@@ -319,9 +343,9 @@ def _token_value(kind: str) -> Callable[[_Match], str]:
 
 # Assignment values: \"escaped\" (JSON inside JSON), "double", 'single' or bare.
 _VALUE = (
-    r"(?:\\\"(?P<ev>(?:[^\"\\\r\n]|\\(?!\")[^\r\n])+)"
-    r"|\"(?P<dv>(?:[^\"\\\r\n]|\\.)+)"
-    r"|'(?P<sv>[^'\r\n]+)"
+    r"(?:\\\"(?P<ev>(?![\s,;)])(?:[^\"\\\r\n]|\\(?!\")[^\r\n])+)"
+    r"|\"(?P<dv>(?![\s,;)])(?:[^\"\\\r\n]|\\.)+)"
+    r"|'(?P<sv>(?![\s,;)])[^'\r\n]+)"
     r"|(?P<bv>(?![-=])[^\s\"'`,;&)}\]\\]+))"
 )
 _ASSIGN = re.compile(
@@ -333,7 +357,12 @@ _ASSIGN_HINTS: Final = ("pass", "pwd", "secret", "token", "key")
 
 
 def _assignment(m: _Match) -> str:
-    """Redact the value of ``NAME=value``-like text when NAME names a secret."""
+    """Redact the value of ``NAME=value``-like text when NAME names a secret.
+
+    Quoted values are literals and count unless they are placeholders. Unquoted values after
+    an upper-case name (``DB_PASSWORD=x``) are config; after any other name they are often
+    code or prose, so they must also look like a credential and not be followed by more words.
+    """
     kind = _kind_for_name(m.group("name"))
     if kind is None:
         return m.group(0)
@@ -342,17 +371,16 @@ def _assignment(m: _Match) -> str:
     if _is_placeholder(value.strip()):
         return m.group(0)
     if group == "bv":
-        name = m.group("name")
-        env_style = not any(c.islower() for c in name)
-        if not env_style and (_is_code_reference(value) or value.lower() == name.lower()):
+        if _CODE_REF.fullmatch(value):
             return m.group(0)
-        if (
-            ":" in m.group("sep")
-            and not env_style
-            and name.isalpha()
-            and not _looks_credential(value)
-        ):
-            return m.group(0)
+        if any(c.islower() for c in m.group("name")):
+            if not _looks_credential(value):
+                return m.group(0)
+            after = m.string[m.end() : m.end() + 8].lstrip(" \t")[:1]
+            if ":" in m.group("sep") and (
+                after.isalpha() or (after and after in "|=") or _TYPE_NAME.fullmatch(value)
+            ):
+                return m.group(0)  # prose (``cls_token: If True``) or annotation (``x: Value | None``)
     return m.string[m.start() : m.start(group)] + _marker(kind) + m.string[m.end(group) : m.end()]
 
 
@@ -365,12 +393,32 @@ _HASH_BEFORE = re.compile(_HASH_ALGO + r"[-:=]?$")  # sha256:<digest>
 _HASH_START = re.compile(_HASH_ALGO + r"-")  # SRI / npm integrity: sha512-<base64>
 _PIECES = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 _MIN_ENTROPY: Final = 4.0
-_MAX_CHARS_PER_PIECE: Final = 3.5
+_SEPARATORS = re.compile(r"[/_+-]+")
+_MAX_CHARS_PER_PIECE: Final = 3.2
 
 
 def _entropy(value: str) -> float:
     n = len(value)
     return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+
+
+def _random_share(body: str) -> float:
+    """Share of ``body`` in separator-delimited segments that look random.
+
+    Identifiers, paths and model ids (``Qwen/Qwen3-Next-80B-A3B-Instruct``) split into long
+    word-like pieces (``Instruct``), random text into 1-3 character bits; judging each
+    segment on its own keeps one random-looking piece (``A3B``) from tipping the whole.
+    """
+    random_chars = 0
+    for seg in _SEPARATORS.split(body):
+        if (
+            len(seg) >= 6
+            and len(seg) / len(_PIECES.findall(seg)) <= _MAX_CHARS_PER_PIECE
+            and any(c.isupper() for c in seg)
+            and any(c.islower() for c in seg)
+        ):
+            random_chars += len(seg)
+    return random_chars / len(body)
 
 
 def _is_base64_prose(value: str) -> bool:
@@ -395,10 +443,11 @@ def _looks_random(value: str, before: str) -> bool:
         or _HASH_START.match(body)
     ):
         return False
-    # Identifiers and paths split into long word-like pieces; random text into 1-3 char bits.
-    if len(body) / max(1, len(_PIECES.findall(body))) > _MAX_CHARS_PER_PIECE:
-        return False
-    return _entropy(body) >= _MIN_ENTROPY and not _is_base64_prose(value)
+    return (
+        _random_share(body) >= 0.5
+        and _entropy(body) >= _MIN_ENTROPY
+        and not _is_base64_prose(value)
+    )
 
 
 def _high_entropy(m: _Match) -> str:

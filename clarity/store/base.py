@@ -92,6 +92,7 @@ class VectorStore(Protocol):
         prefetch_limit: int = 50,
         rrf_k: int = 60,
         exact: bool = False,
+        lexical_weight: float = 1.0,
     ) -> list[Hit]: ...
 
     def newest(self, flt: MemoryFilter, limit: int, offset: int = 0) -> list[Hit]: ...
@@ -105,20 +106,20 @@ class VectorStore(Protocol):
     def close(self) -> None: ...
 
 
-def rrf_fuse(rankings: Iterable[Sequence[Hit]], k: int, limit: int) -> list[Hit]:
-    """Reciprocal rank fusion with Qdrant's formula, 1 / (k + rank) with rank from 0.
+def rrf_fuse(rankings: Sequence[Sequence[Hit]], k: int, limit: int, weights: Sequence[float] | None = None) -> list[Hit]:
+    """Weighted reciprocal rank fusion with Qdrant's formula, weight / (k + rank), rank from 0.
 
     Kept identical to Qdrant's so that a fused answer does not depend on whether the points
     happened to sit in one shard or several.
     """
     fused: dict[str, Hit] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings), strict=True):
         for rank, hit in enumerate(ranking):
             entry = fused.get(hit.id)
             if entry is None:
-                fused[hit.id] = Hit(hit.id, 1.0 / (k + rank), hit.payload, hit.dense)
+                fused[hit.id] = Hit(hit.id, weight / (k + rank), hit.payload, hit.dense)
             else:
-                entry.score += 1.0 / (k + rank)
+                entry.score += weight / (k + rank)
     return sorted(fused.values(), key=lambda h: h.score, reverse=True)[:limit]
 
 

@@ -316,10 +316,10 @@ class EdgeStore:
         try:
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(mode=0o700)
-            # The sealing shard is immutable, so copying its files without a lock is safe;
-            # the WAL is left behind: everything in it was flushed into segments at seal time.
-            shutil.copytree(sealing.path / "segments", staging / "segments")
-            shutil.copy2(sealing.path / "edge_config.json", staging / "edge_config.json")
+            # The sealing shard is immutable, so copying its files without a lock is safe. The WAL
+            # must come along: it carries the operation counter, and a copy with a fresh WAL would
+            # number new operations below the segments' versions and silently drop them.
+            shutil.copytree(sealing.path, staging, dirs_exist_ok=True)
             command = [
                 sys.executable,
                 "-m",
@@ -395,13 +395,15 @@ class EdgeStore:
         prefetch_limit: int = 50,
         rrf_k: int = 60,
         exact: bool = False,
+        lexical_weight: float = 1.0,
     ) -> list[Hit]:
         params = SearchParams(hnsw_ef=max(self._hnsw_ef, limit), exact=exact)
         shards = self._shards()
         if mode == "hybrid" and (dense is None or sparse is None):
             mode = "dense" if sparse is None else "lexical"
         if mode == "hybrid" and len(shards) == 1:
-            return self._fused_single(shards[0], dense, sparse, flt, limit, prefetch_limit, rrf_k, params)
+            return self._fused_single(shards[0], dense, sparse, flt, limit, prefetch_limit, rrf_k, params,
+                                      lexical_weight)
         depth = limit if mode != "hybrid" else max(prefetch_limit, limit)
         dense_rankings: list[list[Hit]] = []
         lexical_rankings: list[list[Hit]] = []
@@ -431,7 +433,7 @@ class EdgeStore:
             return dense_ranking[:limit]
         if mode == "lexical":
             return lexical_ranking[:limit]
-        return rrf_fuse([dense_ranking, lexical_ranking], rrf_k, limit)
+        return rrf_fuse([dense_ranking, lexical_ranking], rrf_k, limit, [1.0, lexical_weight])
 
     def _fused_single(
         self,
@@ -443,15 +445,19 @@ class EdgeStore:
         prefetch_limit: int,
         rrf_k: int,
         params: SearchParams,
+        lexical_weight: float,
     ) -> list[Hit]:
         assert dense is not None and sparse is not None
         shard_filter = edge_filter(flt, self._exclude(shard))
         prefetches = [Prefetch(query=Query.Nearest(dense, using=DENSE), limit=max(prefetch_limit, limit),
                                filter=shard_filter, params=params)]
+        weights = [1.0]
         if sparse[0]:
             prefetches.append(Prefetch(query=Query.Nearest(SparseVector(*sparse), using=LEXICAL),
                                        limit=max(prefetch_limit, limit), filter=shard_filter))
-        request = QueryRequest(limit=limit, prefetches=prefetches, query=Fusion.Rrf(k=rrf_k), with_payload=True)
+            weights.append(lexical_weight)
+        request = QueryRequest(limit=limit, prefetches=prefetches, query=Fusion.Rrf(k=rrf_k, weights=weights),
+                               with_payload=True)
         return [_hit(p) for p in shard.handle.query(request)]
 
     def newest(self, flt: MemoryFilter, limit: int, offset: int = 0) -> list[Hit]:

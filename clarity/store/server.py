@@ -63,6 +63,7 @@ class ServerStore:
         self.dimension = dimension
         self.collection = settings.collection
         self._settings = settings
+        self._in_process = location is not None
         if location is not None:  # in-process twin used by tests and the baseline benchmark
             self.client = QdrantClient(location=location)
             self.location = f"qdrant-client local ({location})"
@@ -96,6 +97,8 @@ class ServerStore:
                 m=index.m, ef_construct=index.ef_construct, full_scan_threshold=index.full_scan_threshold
             ),
         )
+        if self._in_process:
+            return  # qdrant-client's local mode filters without indexes and warns about each one
         for field_name, kind in PAYLOAD_INDEXES.items():
             self.client.create_payload_index(self.collection, field_name, _INDEX_KIND[kind], wait=True)
 
@@ -133,6 +136,7 @@ class ServerStore:
         prefetch_limit: int = 50,
         rrf_k: int = 60,
         exact: bool = False,
+        lexical_weight: float = 1.0,
     ) -> list[Hit]:
         query_filter = server_filter(flt)
         params = models.SearchParams(exact=exact)
@@ -161,7 +165,7 @@ class ServerStore:
                     models.Prefetch(query=dense, using=DENSE, limit=depth, filter=query_filter, params=params),
                     models.Prefetch(query=sparse_query, using=LEXICAL, limit=depth, filter=query_filter),
                 ],
-                query=models.RrfQuery(rrf=models.Rrf(k=rrf_k)),
+                query=models.RrfQuery(rrf=models.Rrf(k=rrf_k, weights=[1.0, lexical_weight])),
                 limit=limit,
                 with_payload=True,
             )

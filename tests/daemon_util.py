@@ -1,0 +1,98 @@
+"""Start and stop real ``clarity serve`` processes for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Daemon:
+    """A real daemon process on loopback with its own storage root and config file."""
+
+    def __init__(self, root: Path, port: int, env: dict[str, str] | None = None, args: list[str] | None = None):
+        self.root = root
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.extra_env = env or {}
+        self.args = args or []
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = root / f"daemon-{port}.log"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITY_")}
+        env.update(
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            CLARITY_STORAGE__ROOT=str(self.root),
+            CLARITY_SERVER__PORT=str(self.port),
+            MEMORY_CONFIG_PATH=str(self.root / "config.json"),
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> Daemon:
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "clarity", "serve", *self.args],
+            env=self.env(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+    def wait_healthy(self, timeout: float = 60) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"daemon exited {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return time.monotonic() - started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"daemon not healthy after {timeout}s:\n{self.log()}")
+
+    def wait_ready(self, timeout: float = 180) -> float:
+        started = time.monotonic()
+        self.wait_healthy(timeout)
+        while time.monotonic() - started < timeout:
+            if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                return time.monotonic() - started
+            time.sleep(0.1)
+        raise AssertionError(f"daemon not ready after {timeout}s:\n{self.log()}")
+
+    def api(self, method: str, path: str, project: str | None = None, **kwargs: Any) -> httpx.Response:
+        headers = kwargs.pop("headers", {})
+        if project:
+            headers["X-Clarity-Project"] = project
+        return httpx.request(method, f"{self.url}/api{path}", headers=headers, timeout=60, **kwargs)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
