@@ -222,8 +222,11 @@ class BearerTokenMiddleware:
             return
         supplied = dict(scope["headers"]).get(b"authorization")
         if supplied is None:
-            response = JSONResponse({"error": "authorization: bearer token required"}, status_code=401,
-                                    headers={"WWW-Authenticate": "Bearer"})
+            response = JSONResponse(
+                {"error": "authorization: bearer token required"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         elif not hmac.compare_digest(supplied, self.expected):
             response = JSONResponse({"error": "authorization: wrong token"}, status_code=403)
         else:

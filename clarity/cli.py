@@ -70,19 +70,25 @@ def serve(
     host: Host = None,
     port: Port = None,
     storage_root: Annotated[str | None, typer.Option(help="Storage root directory.")] = None,
-    qdrant_url: Annotated[str | None, typer.Option(help="Use a Qdrant server instead of the embedded engine.")] = None,
+    qdrant_url: Annotated[
+        str | None, typer.Option(help="Use a Qdrant server instead of the embedded engine.")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the daemon: MCP at /mcp, hooks, REST at /api, /healthz and /readyz."""
     from clarity.daemon import DaemonError, daemon_url, run_daemon
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = _settings(server__host=host, server__port=port, storage__root=storage_root, qdrant__url=qdrant_url)
+    settings = _settings(
+        server__host=host, server__port=port, storage__root=storage_root, qdrant__url=qdrant_url
+    )
     where = settings.qdrant.url or str(settings.storage.qdrant_dir)
     err.print(f"clarity {__version__}: serving {daemon_url(settings)} ({settings.engine} engine at {where})")
     try:
         run_daemon(settings)
-    except (DaemonError, ConfigError) as exc:
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    except DaemonError as exc:
         _fail(str(exc))
 
 
@@ -140,7 +146,9 @@ def status(as_json: AsJson = False) -> None:
 @app.command()
 def store(
     content: Annotated[str, typer.Argument(help="What to remember.")],
-    memory_type: Annotated[str, typer.Option("--type", help="fact, preference, decision, command, ...")] = "fact",
+    memory_type: Annotated[
+        str, typer.Option("--type", help="fact, preference, decision, command, ...")
+    ] = "fact",
     tags: Annotated[list[str] | None, typer.Option("--tag", help="A tag; repeat for several.")] = None,
     importance: Annotated[float, typer.Option(help="0..1")] = 0.5,
     scope: Annotated[str, typer.Option(help="project or global")] = "project",
@@ -171,8 +179,11 @@ def _memory_table(rows: list[tuple[Any, float | None]]) -> Table:
         table.add_column(column, overflow="fold")
     for memory, score in rows:
         table.add_row(
-            memory.id[:8], memory.memory_type.value, memory.scope,
-            "" if score is None else f"{score:.3f}", memory.content[:200],
+            memory.id[:8],
+            memory.memory_type.value,
+            memory.scope,
+            "" if score is None else f"{score:.3f}",
+            memory.content[:200],
         )
     return table
 
@@ -181,7 +192,9 @@ def _memory_table(rows: list[tuple[Any, float | None]]) -> Table:
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     limit: Annotated[int, typer.Option(help="How many results.")] = 5,
-    scope: Annotated[str, typer.Option(help="default (project + global), project, global or all")] = "default",
+    scope: Annotated[
+        str, typer.Option(help="default (project + global), project, global or all")
+    ] = "default",
     mode: Annotated[str, typer.Option(help="hybrid, dense or lexical")] = "hybrid",
     as_json: AsJson = False,
 ) -> None:
@@ -241,7 +254,9 @@ def stats(as_json: AsJson = False) -> None:
     if as_json:
         out.print_json(result.model_dump_json())
         return
-    out.print(f"{result.total} memories; engine {result.engine} at {result.location}; model ready: {result.model_ready}")
+    out.print(
+        f"{result.total} memories; engine {result.engine} at {result.location}; model ready: {result.model_ready}"
+    )
     for title, counts in (("type", result.by_type), ("scope", result.by_scope)):
         table = Table(title=f"by {title}")
         table.add_column(title)

@@ -54,7 +54,9 @@ def _list_params(request: ListRequest) -> dict[str, Any]:
 
 
 def _unavailable(settings: Settings, exc: Exception) -> DaemonUnavailable:
-    return DaemonUnavailable(f"Clarity daemon not reachable at {daemon_url(settings)} ({exc}); start it with `clarity serve`")
+    return DaemonUnavailable(
+        f"Clarity daemon not reachable at {daemon_url(settings)} ({exc}); start it with `clarity serve`"
+    )
 
 
 class DaemonClient:
@@ -77,7 +79,9 @@ class DaemonClient:
         return self._send("POST", "/memories", StoreResult, json=request.model_dump(mode="json"))
 
     def retrieve(self, request: RetrieveRequest) -> RetrieveResult:
-        return self._send("POST", "/search", RetrieveResult, json=request.model_dump(mode="json", exclude_none=True))
+        return self._send(
+            "POST", "/search", RetrieveResult, json=request.model_dump(mode="json", exclude_none=True)
+        )
 
     def list(self, request: ListRequest) -> ListResult:
         return self._send("GET", "/memories", ListResult, params=_list_params(request))
@@ -112,7 +116,9 @@ class RemoteBackend:
         return _decode(response, model)
 
     async def store(self, request: MemoryCreate, project: str | None) -> StoreResult:
-        return await self._send("POST", "/memories", StoreResult, project, json=request.model_dump(mode="json"))
+        return await self._send(
+            "POST", "/memories", StoreResult, project, json=request.model_dump(mode="json")
+        )
 
     async def retrieve(self, request: RetrieveRequest, project: str | None) -> RetrieveResult:
         body = request.model_dump(mode="json", exclude_none=True)

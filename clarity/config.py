@@ -59,6 +59,12 @@ class EmbeddingSettings(_Section):
     model: str = Field("", description="model name or local path; empty picks the bundled offline model")
     device: Literal["cpu", "cuda", "mps"] = "cpu"
     batch_size: int = Field(32, ge=1, le=1024)
+    threads: int = Field(
+        1,
+        ge=0,
+        le=256,
+        description="torch CPU threads; 1 keeps query latency low and steady next to Claude Code, 0 = torch default",
+    )
     dimension: int = Field(384, ge=8, le=8192)
     query_cache_size: int = Field(1024, ge=0, le=1_000_000)
 
@@ -87,7 +93,10 @@ class RetrievalSettings(_Section):
     rrf_k: int = Field(60, ge=1, le=1000)
     prefetch_limit: int = Field(50, ge=1, le=1000)
     identifier_lexical_weight: float = Field(
-        3.0, ge=1.0, le=20.0, description="RRF weight of the lexical ranking when the query holds an identifier"
+        3.0,
+        ge=1.0,
+        le=20.0,
+        description="RRF weight of the lexical ranking when the query holds an identifier",
     )
     recency_weight: float = Field(0.1, ge=0.0, le=1.0)
     importance_weight: float = Field(0.1, ge=0.0, le=1.0)
@@ -103,7 +112,9 @@ class CacheSettings(_Section):
 class StorageSettings(_Section):
     root: Path = Field(DEFAULT_ROOT, validate_default=True)
     active_shard_max_points: int = Field(
-        20_000, ge=100, description="embedded engine: points kept in the brute-force shard before an index build"
+        20_000,
+        ge=100,
+        description="embedded engine: points kept in the brute-force shard before an index build",
     )
 
     @field_validator("root")
@@ -203,8 +214,9 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> list[
             shown = shown[:77] + "..."
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif item["type"] == "missing":
+            lines.append(f"{prefix}{key}: unknown key")
+            continue
+        if item["type"] == "missing":
             lines.append(f"{prefix}{key}: required")
             continue
         lines.append(f"{prefix}{key}={shown}: {message}")

@@ -78,7 +78,9 @@ class StorageLock:
             ) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "url": daemon_url(self.settings), "started": time.time()}))
+        handle.write(
+            json.dumps({"pid": os.getpid(), "url": daemon_url(self.settings), "started": time.time()})
+        )
         handle.flush()
         os.chmod(self.path, 0o600)
         self._handle = handle
@@ -106,6 +108,9 @@ def bind_socket(settings: Settings) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this on Linux. Without it a keep-alive client waits out
+    # Nagle's algorithm against delayed ACKs: 40 ms added to every hook call.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -116,6 +121,20 @@ def bind_socket(settings: Settings) -> socket.socket:
         ) from exc
     sock.set_inheritable(True)
     return sock
+
+
+def _graceful_server(config: Any) -> Any:
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM after shutdown, which would kill us before the store is
+        closed and the lock released; we finish our own cleanup and exit 0 instead."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    return GracefulServer(config)
 
 
 def run_daemon(settings: Settings) -> None:
@@ -144,7 +163,7 @@ def run_daemon(settings: Settings) -> None:
         service = MemoryService(settings, store, embedder)
         app = create_app(settings, service)
         config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
-        server = uvicorn.Server(config)
+        server = _graceful_server(config)
         try:
             server.run(sockets=[sock])
         finally:
@@ -187,9 +206,20 @@ def ensure_daemon(settings: Settings, wait_seconds: float = 30.0) -> None:
             log_path = settings.storage.app_data_dir / "daemon.log"
             with open(log_path, "ab") as log_file:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "clarity", "serve", "--host", settings.server.host,
-                     "--port", str(settings.server.port)],
-                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
+                    [
+                        sys.executable,
+                        "-m",
+                        "clarity",
+                        "serve",
+                        "--host",
+                        settings.server.host,
+                        "--port",
+                        str(settings.server.port),
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=log_file,
+                    start_new_session=True,
                 )
             deadline = time.monotonic() + wait_seconds
             while time.monotonic() < deadline:

@@ -11,10 +11,10 @@ import math
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
+from clarity.access import AccessTracker
 from clarity.config import Settings
 from clarity.embedding import EmbeddingProvider, LexicalEncoder
 from clarity.models import (
@@ -56,6 +56,14 @@ class ScopeRequired(ValueError):
 _IDENTIFIER = re.compile(r"(?<![\w-])(?=[\w.\-/]*[0-9_./])(?=[\w.\-/]*[A-Za-z])[\w.\-/]{3,}")
 
 
+_FACT_TOKEN = re.compile(r"[\w.\-/]*\d[\w.\-/]*")
+
+
+def fact_tokens(text: str) -> set[str]:
+    """Numbers, versions, codes and paths: two texts that differ in one of these state different facts."""
+    return {token.strip(".-/").casefold() for token in _FACT_TOKEN.findall(text)} - {""}
+
+
 def has_identifier(query: str) -> bool:
     return _IDENTIFIER.search(query) is not None
 
@@ -78,7 +86,7 @@ class MemoryService:
         self.embedder = embedder
         self.lexical = lexical or LexicalEncoder()
         self._write_lock = threading.Lock()
-        self._toucher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clarity-touch")
+        self.access = AccessTracker(store)
 
     # -- scopes -------------------------------------------------------------------------------
 
@@ -137,9 +145,17 @@ class MemoryService:
             )
             dense = self.embedder.embed_documents([content])[0]
             near = self.db.search(
-                dense, None, MemoryFilter(scopes=[scope], memory_types=[memory.memory_type.value]), 1, mode="dense"
+                dense,
+                None,
+                MemoryFilter(scopes=[scope], memory_types=[memory.memory_type.value]),
+                1,
+                mode="dense",
             )
-            if near and near[0].score >= self.settings.retrieval.near_duplicate_similarity:
+            if (
+                near
+                and near[0].score >= self.settings.retrieval.near_duplicate_similarity
+                and fact_tokens(near[0].payload.get("content", "")) == fact_tokens(content)
+            ):
                 twin = Memory.from_payload(near[0].id, near[0].payload)
                 return StoreResult(id=twin.id, status="merged", memory=self._bump(twin, request, now))
             self.db.upsert([self._point(memory, dense)])
@@ -199,7 +215,9 @@ class MemoryService:
             raise MemoryNotFound(memory_id)
         return Memory.from_payload(hits[0].id, hits[0].payload)
 
-    def _filter(self, scopes: list[str] | None, types: Any, tags: Any, since: Any = None, until: Any = None) -> MemoryFilter:
+    def _filter(
+        self, scopes: list[str] | None, types: Any, tags: Any, since: Any = None, until: Any = None
+    ) -> MemoryFilter:
         return MemoryFilter(
             scopes=scopes,
             memory_types=[t.value for t in types] if types else None,
@@ -217,14 +235,20 @@ class MemoryService:
         candidates = max(request.limit * 3, 20)
         lexical_weight = cfg.identifier_lexical_weight if has_identifier(request.query) else 1.0
         hits = self.db.search(
-            dense, sparse, flt, candidates, mode=request.mode, prefetch_limit=cfg.prefetch_limit, rrf_k=cfg.rrf_k,
+            dense,
+            sparse,
+            flt,
+            candidates,
+            mode=request.mode,
+            prefetch_limit=cfg.prefetch_limit,
+            rrf_k=cfg.rrf_k,
             lexical_weight=lexical_weight,
         )
         scored = self._rescore(hits, request.mode, lexical_weight)
         floor = request.min_score if request.min_score is not None else cfg.min_score
         results = [s for s in scored if s.score >= floor][: request.limit]
-        if results:
-            self._toucher.submit(self._touch, [s.memory for s in results])
+        for result in results:
+            self.access.touch(result.memory.id, result.memory.access_count)
         return RetrieveResult(results=results, mode=request.mode, scopes=scopes)
 
     def _rescore(self, hits: list[Hit], mode: str, lexical_weight: float = 1.0) -> list[ScoredMemory]:
@@ -251,21 +275,14 @@ class MemoryService:
             relevance = min(1.0, max(0.0, hit.score / ceiling))
             age = max(0.0, now - memory.updated_at.timestamp())
             recency = math.pow(0.5, age / half_life)
-            score = relevance_weight * relevance + cfg.recency_weight * recency + cfg.importance_weight * memory.importance
+            score = (
+                relevance_weight * relevance
+                + cfg.recency_weight * recency
+                + cfg.importance_weight * memory.importance
+            )
             scored.append(ScoredMemory(memory=memory, score=round(score, 6)))
         scored.sort(key=lambda s: s.score, reverse=True)
         return scored
-
-    def _touch(self, memories: list[Memory]) -> None:
-        """Access statistics are bookkeeping: updated off the caller's path, failures only logged."""
-        now = utcnow().timestamp()
-        for memory in memories:
-            try:
-                self.db.set_payload(
-                    memory.id, {"last_accessed_at": now, "access_count": memory.access_count + 1}
-                )
-            except Exception as exc:
-                log.debug("touch %s: %s", memory.id, exc)
 
     def list(self, request: ListRequest, project: str | None = None) -> ListResult:
         scopes = self.resolve_scopes(request.scope, project)
@@ -299,5 +316,5 @@ class MemoryService:
         )
 
     def close(self) -> None:
-        self._toucher.shutdown(wait=True)
+        self.access.close()
         self.db.close()

@@ -7,6 +7,7 @@ origin is the same. Directories outside git get an id from their absolute path.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -23,7 +24,12 @@ _cache: TTLCache[str, str] = TTLCache(maxsize=4096, ttl=60)
 def _git(cwd: Path, *args: str) -> str | None:
     try:
         result = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=2, check=False,
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=False,
             env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
         )
     except (OSError, subprocess.TimeoutExpired):
@@ -50,10 +56,8 @@ def _slug(name: str) -> str:
 def project_scope(cwd: str) -> str:
     """The scope id for a directory: ``<name>-<12 hex>``, stable across worktrees and moves."""
     path = Path(cwd).expanduser()
-    try:
+    with contextlib.suppress(OSError):
         path = path.resolve()
-    except OSError:
-        pass
     if not path.is_dir():
         return GLOBAL_SCOPE
     top = _git(path, "rev-parse", "--show-toplevel")

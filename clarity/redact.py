@@ -1,43 +1,51 @@
 """Secret redaction applied to everything before Clarity stores it.
 
-Memories are shared across sessions and people and live far longer than the tool output they
-came from, so a token pasted into a terminal must never reach the store. Hooks call this on
-every tool result on the user's critical path, so every pattern is precompiled and most rules
-are skipped outright by a cheap substring check; a 10 KB string without secrets costs a few
-dozen microseconds.
+Memories are shared across sessions and people and outlive the tool output they came from, so
+a token pasted into a terminal must never reach the store. Hooks call this on every tool
+result on the user's critical path, so patterns are precompiled, rules are gated by substring
+checks, and long tokens are located with ``bytes.find`` rather than the regex engine: a 10 KB
+string without secrets takes a small fraction of a millisecond.
 
 A secret is replaced by ``[REDACTED:<kind>]`` and the text around it is kept (``password=``,
 ``Bearer ``, ``https://user:``...), so memories stay readable and show what kind of credential
 was there. ``kind`` is one of :data:`KINDS`:
 
-- ``api_key``: provider API keys (OpenAI, Anthropic, Stripe, Google, SendGrid, Twilio) and
-  values of ``*_API_KEY`` assignments.
+- ``api_key``: provider API keys (OpenAI, Anthropic, Stripe, Google, SendGrid, Twilio, xAI,
+  Groq...) and values of ``*_API_KEY`` assignments.
 - ``aws_key``: AWS access key ids and ``aws_secret_access_key`` values.
 - ``token``: GitHub/GitLab/Slack/npm/PyPI/Hugging Face tokens, ``Bearer``/``Authorization``
   credentials, Slack/Discord webhook paths, values of ``*_TOKEN`` assignments.
 - ``private_key``: whole PEM/OpenSSH/PGP private key blocks, values of ``*_PRIVATE_KEY``.
-- ``password``: passwords in URLs, ``*_PASSWORD`` assignments and ``--password`` flags.
+- ``password``: passwords in URLs and ``curl -u``, ``*_PASSWORD`` assignments, ``--password``.
 - ``jwt``: JSON Web Tokens.
 - ``secret``: other named secrets (``CLIENT_SECRET``, ``AccountKey``...) and unlabelled
   high-entropy strings.
 
-Judgment calls, chosen to keep recall high without mangling ordinary code and logs:
+A recognisable token format wins over its context: ``password = pypi-AgEI...`` is a ``token``.
 
-- Assignment values that cannot be secrets survive: placeholders (``<your-password>``,
-  ``${API_KEY}``, ``$API_KEY``, ``xxx``, ``***``, ``changeme``, ``example``...), booleans and
-  null-ish words, numbers under six digits (ports, lengths, TTLs; ``PASSWORD_MIN_LENGTH=8``),
-  and in code, references such as ``settings.api_key``, ``get_token()``, ``password=password``
-  or type annotations (``password: str``). ``changeme`` is a public default, not a secret.
-- Names are matched by component, so ``MAX_TOKENS``, ``tokenizer``, ``TOKEN_LIMIT``,
-  ``PASSWORD_FILE`` and ``secret_name`` are not secrets, while ``PGPASSWORD``, ``apiKey`` and
-  ``X-Auth-Token`` are.
+Judgment calls, chosen to keep recall high without mangling the code and logs Claude reads:
+
+- Values that cannot be secrets survive: placeholders (``<your-password>``, ``${API_KEY}``,
+  ``$API_KEY``, ``xxx``, ``***``, ``sk-...``, ``changeme``, ``example``...), booleans and
+  null-ish words, values under 4 characters, numbers up to 5 digits (ports, lengths, TTLs:
+  ``PASSWORD_MIN_LENGTH=8``), words that merely name a secret (``my_token``) and snake_case
+  identifiers. ``changeme`` is a public default, not a secret.
+- Names are matched by component and the secret word must come last (give or take ``_PROD``
+  and the like), so ``MAX_TOKENS``, ``tokenizer``, ``TOKEN_LIMIT``, ``pad_token``,
+  ``PASSWORD_FILE`` and ``secret_name`` are not secrets, while ``PGPASSWORD``, ``apiKey``,
+  ``X-Auth-Token`` and ``SECRET_KEY_BASE`` are.
+- Unquoted values after an upper-case name (``DB_PASSWORD=x``) are config and redacted. After
+  any other name they are often code or prose (``token = params``, ``Token: expired``,
+  ``password: str``), so they must look like a credential: a digit, a symbol or inner mixed
+  case. ``password=hunter2xyz`` is redacted, ``password: hunter`` is not.
 - ``-p`` flags (``mysql -pSECRET``, ``docker run -p 80:80``) are left alone: too ambiguous.
-- A bare word followed by a colon (``Token: expired``) is prose unless the value looks like a
-  credential (digits, symbols, mixed case, or 12+ characters).
 - High-entropy strings must be 32+ characters mixing upper case, lower case and digits, and
   not be hex (git SHAs, digests, docker ids, UUIDs, addresses), hash-prefixed (``sha256:``,
-  ``sha512-``), part of a URL or path, made of dictionary-like pieces (identifiers), or base64
-  of prose. Hex-only secrets are therefore only caught when assigned to a secret-like name.
+  ``sha512-``), part of a URL, an SSH public key or ``data:`` URI, built from word-like pieces
+  (identifiers, paths, model ids), or base64 of prose. Hex-only secrets are therefore caught
+  only when assigned to a secret-like name.
+- ``redact_value`` also redacts the whole string under a key naming a secret (``"password"``,
+  ``"Authorization"``, ``"Cookie"``...), placeholders excepted.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ import base64
 import binascii
 import math
 import re
+import string
 from collections import Counter
 from collections.abc import Callable
 from functools import lru_cache
@@ -123,9 +132,7 @@ def _kind_for_name(name: str, *, dict_key: bool = False) -> str | None:
         return None
     head, prev = parts[-1], parts[-2] if len(parts) > 1 else ""
     kind: str | None = None
-    if head.endswith(("password", "passwd", "passphrase", "passcode")) or (
-        prev and head in ("pass", "pwd")
-    ):
+    if head.endswith(("password", "passwd", "passphrase", "passcode")) or (prev and head in ("pass", "pwd")):
         kind = "password"
     elif head.endswith("token"):
         kind = "token"
@@ -137,6 +144,8 @@ def _kind_for_name(name: str, *, dict_key: bool = False) -> str | None:
         kind = _KEY_KINDS[head[:-3]]
     elif head.endswith(("accesskey", "secretkey")):  # secretaccesskey, awssecretkey
         kind = "secret"
+    elif head == "auth" and len(parts) == 1:  # .npmrc ``_auth=``, docker ``"auth": "..."``
+        kind = "token"
     elif dict_key and head in _DICT_ONLY:
         kind = _DICT_ONLY[head]
     if kind == "secret" and "aws" in parts:
@@ -158,7 +167,7 @@ _PLACEHOLDER = re.compile(
     r"""[*xX.#•_\-=]*                   # xxx, ***, ..., ----
     | [$%].*                            # $VAR, ${VAR}, $(cmd), %VAR%
     | \{.*\} | .*<.*>.* | \(.*\) | \[.*\]  # {{ var }}, <your-key>, (...), [...]
-    | \d[\d_.]{0,6}                     # ports, lengths, TTLs, counts, 1_000, 0.5
+    | (?:\d{1,5}|\d{1,3}(?:_\d{3})+)(?:\.\d+)?  # ports, lengths, TTLs, 1_000, 0.5
     | \#[0-9a-fA-F]{3,8}                # CSS colours
     | (?i:your|insert|enter|replace|example|sample|dummy|fake|placeholder)[-_ ].*
     | [A-Za-z_.-]*(?i:pass|pwd|secret|token|key|cred)[A-Za-z_.-]*   # my_token, db-password
@@ -186,7 +195,7 @@ def _is_placeholder(value: str) -> bool:
         len(value) < 4
         or value.startswith(_MARK)
         or value.lower() in _PLACEHOLDER_WORDS
-        or _PLACEHOLDER.fullmatch(value) is not None
+        or (len(value) <= 256 and _PLACEHOLDER.fullmatch(value) is not None)  # bounded backtracking
     )
 
 
@@ -203,48 +212,23 @@ def _looks_credential(value: str) -> bool:
 
 
 # --- rules ---------------------------------------------------------------------------------
+#
+# Speed: this runs on every tool result. A regex scan costs far more per character than
+# ``str.find``, so each rule is gated by substring checks and anchored on a literal where
+# possible; the unconditional work is one scan for long tokens and, when a secret-ish word
+# occurs at all, one scan for ``<word>...=`` on a lower-cased copy.
 
 
-def _sub(pattern: re.Pattern[str], replace: Callable[[_Match], str], hints: tuple[str, ...] = (), *,
-         lower: bool = False) -> _Rule:
-    """Build a rule that only runs the regex when one of ``hints`` occurs in the text.
-
-    The substring checks run at memchr speed and let most rules skip ordinary text entirely.
-    """
+def _gated(pattern: re.Pattern[str], replace: Callable[[_Match], str], *hints: str) -> _Rule:
+    """A rule that runs ``pattern`` only if one of the literal ``hints`` occurs in the text."""
 
     def rule(text: str) -> str:
-        if hints:
-            hay = text.lower() if lower else text
-            if not any(h in hay for h in hints):
-                return text
-        return pattern.sub(replace, text)
+        return pattern.sub(replace, text) if any(h in text for h in hints) else text
 
     return rule
 
 
-def _keep_prefix(kind: str) -> Callable[[_Match], str]:
-    """Replace only the ``s`` group, keeping text before it (header names, URL schemes)."""
-
-    def replace(m: _Match) -> str:
-        value = m.group("s")
-        if _is_placeholder(value):
-            return m.group(0)
-        return m.string[m.start() : m.start("s")] + _marker(kind) + m.string[m.end("s") : m.end()]
-
-    return replace
-
-
-# Body: base64 lines, "Proc-Type:"-style headers, real or JSON-escaped newlines. A block cut
-# off before its END line (truncated tool output) still loses its base64 lines.
-_PEM = re.compile(
-    r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----"
-    r"(?:[A-Za-z0-9+/=\s\\:,-]{16,}?-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----"
-    r"|(?:(?:\r?\n|\\r?\\n)[A-Za-z0-9+/=]{16,})+)"
-)
-
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*")
-
-_WORD_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_WORD_CHARS: Final = frozenset(string.ascii_letters + string.digits + "_-")
 
 
 def _bounded(m: _Match) -> bool:
@@ -255,91 +239,116 @@ def _bounded(m: _Match) -> bool:
     )
 
 
+_DIGIT = re.compile(r"\d")
+
+
 def _classes(value: str) -> int:
-    return any(c.isupper() for c in value) + any(c.islower() for c in value) + any(
-        c.isdigit() for c in value
-    )
+    """How many of upper case, lower case and digits occur in ``value``."""
+    return (value.lower() != value) + (value.upper() != value) + (_DIGIT.search(value) is not None)
 
 
-# (hints, pattern, kind, extra check). The hint is a literal the token must contain.
-_PROVIDERS: Final[tuple[tuple[tuple[str, ...], str, str, Callable[[str], bool] | None], ...]] = (
-    (("sk-ant-",), r"sk-ant-(?:api|admin|sid)\d\d-[A-Za-z0-9_-]{20,}", "api_key", None),
-    (("sk-",), r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}", "api_key",
-     lambda v: _classes(v[3:]) == 3),
-    (("_live_", "_test_"), r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}", "api_key", None),
-    (("whsec_",), r"whsec_[A-Za-z0-9+/=]{24,}", "api_key", None),
-    (("AKIA", "ASIA"), r"A(?:KIA|SIA)[A-Z0-9]{16}", "aws_key", None),
-    (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), r"gh[pousr]_[A-Za-z0-9]{30,}", "token", None),
-    (("github_pat_",), r"github_pat_[A-Za-z0-9_]{30,}", "token", None),
-    (("gl",), r"gl(?:pat|dt|rt|ptt|soat)-[A-Za-z0-9_-]{20,}", "token", None),
-    (("xox",), r"xox[abposre]-[A-Za-z0-9-]{10,}", "token", lambda v: any(c.isdigit() for c in v)),
-    (("xapp-",), r"xapp-\d-[A-Za-z0-9-]{10,}", "token", None),
-    (("AIza",), r"AIza[A-Za-z0-9_-]{35}", "api_key", None),
-    (("ya29.",), r"ya29\.[A-Za-z0-9_-]{20,}", "token", None),
-    (("SK",), r"SK[0-9a-fA-F]{32}", "api_key", None),
-    (("SG.",), r"SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}", "api_key", None),
-    (("npm_",), r"npm_[A-Za-z0-9]{36}", "token", None),
-    (("pypi-",), r"pypi-AgE[A-Za-z0-9_-]{50,}", "token", None),
-    (("hf_",), r"hf_[A-Za-z0-9]{30,}", "token", lambda v: _classes(v[3:]) >= 2),
-    (("dop_v1_",), r"dop_v1_[a-f0-9]{64}", "token", None),
-    (("shpat_", "shpss_", "shpca_", "shppa_"), r"shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}", "token", None),
+# (pattern, kind, extra check), most specific first: the first full match decides the kind.
+# Each starts with a literal so the joined alternation gets the regex engine's first-char
+# prefilter.
+_PROVIDER_SPECS: Final[tuple[tuple[str, str, Callable[[str], bool] | None], ...]] = (
+    (r"sk-ant-(?:api|admin|sid)\d\d-[A-Za-z0-9_-]{20,}", "api_key", None),
+    (r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}", "api_key", lambda v: _classes(v[3:]) == 3),
+    (r"sk_(?:live|test)_[A-Za-z0-9]{16,}", "api_key", None),
+    (r"rk_(?:live|test)_[A-Za-z0-9]{16,}", "api_key", None),
+    (r"whsec_[A-Za-z0-9+/]{24,}", "api_key", None),
+    (r"A(?:KIA|SIA)[A-Z0-9]{16}", "aws_key", None),
+    (r"gh[pousr]_[A-Za-z0-9]{30,}", "token", None),
+    (r"github_pat_[A-Za-z0-9_]{30,}", "token", None),
+    (r"gl(?:pat|dt|rt|ptt|soat)-[A-Za-z0-9_-]{20,}", "token", None),
+    (r"xox[abposre]-[A-Za-z0-9-]{10,}", "token", lambda v: _DIGIT.search(v) is not None),
+    (r"xapp-\d-[A-Za-z0-9-]{10,}", "token", None),
+    (r"AIza[A-Za-z0-9_-]{35}", "api_key", None),
+    (r"SK[0-9a-fA-F]{32}", "api_key", None),
+    (r"npm_[A-Za-z0-9]{36}", "token", None),
+    (r"pypi-AgE[A-Za-z0-9_-]{50,}", "token", None),
+    (r"hf_[A-Za-z0-9]{30,}", "token", lambda v: _classes(v[3:]) >= 2),
+    (r"xai-[A-Za-z0-9]{70,}", "api_key", None),
+    (r"gsk_[A-Za-z0-9]{48,}", "api_key", None),
+    (r"pplx-[A-Za-z0-9]{40,}", "api_key", None),
+    (r"r8_[A-Za-z0-9]{37}", "api_key", None),
+    (r"lin_api_[A-Za-z0-9]{40}", "api_key", None),
+    (r"sbp_[a-f0-9]{40}", "token", None),
+    (r"dop_v1_[a-f0-9]{64}", "token", None),
+    (r"shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}", "token", None),
+    # These contain dots, so the long-token scan never sees them whole; see _DOTTED.
+    (r"ya29\.[A-Za-z0-9_-]{20,}", "token", None),
+    (r"SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}", "api_key", None),
+    (r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*", "jwt", None),
 )  # fmt: skip
+_PROVIDERS: Final = tuple((re.compile(rx), kind, check) for rx, kind, check in _PROVIDER_SPECS)
+_ANY_PROVIDER = re.compile("|".join(rx for rx, _, _ in _PROVIDER_SPECS[:-3]))
+_DOTTED = re.compile("|".join(rx for rx, _, _ in _PROVIDER_SPECS[-3:]))
 
 
-def _provider_rule(hints: tuple[str, ...], regex: str, kind: str,
-                   check: Callable[[str], bool] | None) -> _Rule:
-    pattern = re.compile(regex)
-
-    def replace(m: _Match) -> str:
-        if not _bounded(m) or (check is not None and not check(m.group(0))):
-            return m.group(0)
-        return _marker(kind)
-
-    return _sub(pattern, replace, hints)
+def _provider_kind(token: str) -> str | None:
+    """Kind of a token with a known provider format, or None."""
+    for pattern, kind, check in _PROVIDERS:
+        if pattern.fullmatch(token):
+            return kind if check is None or check(token) else None
+    return None
 
 
-def _pem(m: _Match) -> str:
-    return _marker("private_key")
+def _provider(m: _Match) -> str:
+    kind = _provider_kind(m.group()) if _bounded(m) else None
+    return m.group() if kind is None else _marker(kind)
 
 
-def _jwt(m: _Match) -> str:
-    return _marker("jwt") if _bounded(m) else m.group(0)
+def _refined(kind: str, value: str) -> str:
+    """A known token format says more than its context (``password=pypi-...`` is a token)."""
+    return _provider_kind(value) or kind
 
 
-_WEBHOOK = re.compile(
-    r"(?:https?://)?(?:hooks\.slack\.com/(?:services|workflows|triggers)/"
-    r"|(?:discord(?:app)?\.com)/api/webhooks/)(?P<s>[A-Za-z0-9/_-]{20,})"
-)
-_URL_CREDS = re.compile(
-    r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@'\"<>\[\]]*:(?P<s>(?!\[REDACTED:)[^\s/?#@'\"<>]+)@"
-)
-_AUTH_HEADER = re.compile(
-    r"(?i)\b(?:proxy-)?authorization\\?[\"']?[ \t]*[:=][ \t]*\\?[\"']?"
-    r"(?:(?:basic|bearer|token|digest|bot|apikey|sso-key)[ \t]+)?+"
-    r"(?P<s>[^\s\"',;\\]{8,})"
-)
-_BEARER = re.compile(r"\b[Bb]earer[ \t]+(?P<s>[A-Za-z0-9._~+/-]{8,}=*)")
-_AZURE = re.compile(
-    r"\b(?:AccountKey|SharedAccessKey|SharedAccessSignature)=(?P<s>(?!\[REDACTED:)[^;\"'\s]+)"
-)
+def _keep_prefix(
+    kind: str, check: Callable[[str], bool] | None = None, *, word_start: bool = True
+) -> Callable[[_Match], str]:
+    """Replace only the ``s`` group, keeping the text around it (header names, URL parts).
 
-
-def _token_value(kind: str) -> Callable[[_Match], str]:
-    """Like :func:`_keep_prefix` but ignores plain words (``Bearer authentication``).
-
-    Real tokens virtually always contain a digit or internal mixed case.
+    With ``word_start`` the match must begin a word (``Bearer`` but not ``xBearer``).
     """
-    keep = _keep_prefix(kind)
 
     def replace(m: _Match) -> str:
-        value = m.group("s")
-        mixed = any(c.isupper() for c in value[1:]) and any(c.islower() for c in value)
-        if not mixed and not any(c.isdigit() for c in value):
-            return m.group(0)
-        return keep(m)
+        start, value = m.start(), m.group("s")
+        if (word_start and start and m.string[start - 1] in _WORD_CHARS) or _is_placeholder(value):
+            return m.group()
+        if check is not None and not check(value):
+            return m.group()
+        marker = _marker(_refined(kind, value))
+        return m.string[start : m.start("s")] + marker + m.string[m.end("s") : m.end()]
 
     return replace
 
+
+def _opaque(value: str) -> bool:
+    """Tokens nearly always have a digit or inner mixed case; ``Bearer authentication`` not."""
+    inner = value[1:]
+    return _DIGIT.search(value) is not None or (inner.lower() != inner and value.upper() != value)
+
+
+# Body: base64 lines, "Proc-Type:"-style headers, real or JSON-escaped newlines. A block cut
+# off before its END line (truncated tool output) still loses its base64 lines.
+_PEM = re.compile(
+    r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----"
+    r"(?:[A-Za-z0-9+/=\s\\:,-]{16,}?-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----"
+    r"|(?:(?:\r?\n|\\r?\\n)[A-Za-z0-9+/=]{16,})+)"
+)
+_WEBHOOK = re.compile(
+    r"(?:hooks\.slack\.com/(?:services|workflows|triggers)/|discord(?:app)?\.com/api/webhooks/)"
+    r"(?P<s>[A-Za-z0-9/_-]{20,})"
+)
+_URL_CREDS = re.compile(r"://[^\s:/?#@'\"<>\[\]]*:(?P<s>(?!\[REDACTED:)[^\s/?#@'\"<>]+)@")
+_AUTH_HEADER = re.compile(
+    r"[Aa](?:uthorization|UTHORIZATION)\\?[\"']?[ \t]*[:=][ \t]*\\?[\"']?"
+    r"(?i:(?:basic|bearer|token|digest|bot|apikey|sso-key)[ \t]+)?+"
+    r"(?P<s>[^\s\"',;\\]{8,})"
+)
+_BEARER = re.compile(r"[Bb]earer[ \t]+(?P<s>[A-Za-z0-9._~+/-]{8,}=*)")
+_CURL_USER = re.compile(r"-(?:u|-user)[ \t]+[\"']?[^\s:'\"]+:(?P<s>[^\s'\"]+)")
+_AZURE = re.compile(r"(?:AccountKey|SharedAccess(?:Key|Signature))=(?P<s>(?!\[REDACTED:)[^;\"'\s]+)")
 
 # Assignment values: \"escaped\" (JSON inside JSON), "double", 'single' or bare.
 _VALUE = (
@@ -348,12 +357,16 @@ _VALUE = (
     r"|'(?P<sv>(?![\s,;)])[^'\r\n]+)"
     r"|(?P<bv>(?![-=])[^\s\"'`,;&)}\]\\]+))"
 )
-_ASSIGN = re.compile(
-    r"(?<![\w.-])(?P<name>[A-Za-z_][\w.-]*+)\\?[\"']?"
-    r"(?P<sep>[ \t]*(?::=|=>|=(?!=)|(?<!:):(?![:/]))[ \t]*)" + _VALUE
-)
-_FLAG = re.compile(r"(?<![\w-])--(?P<name>[A-Za-z][\w-]*+)(?P<sep>=|[ \t]+)" + _VALUE)
-_ASSIGN_HINTS: Final = ("pass", "pwd", "secret", "token", "key")
+_SEP = r"(?P<sep>[ \t]*(?::=|=>|=(?!=)|(?<!:):(?![:/]))[ \t]*)"
+_ASSIGN = re.compile(r"(?P<name>[A-Za-z_][\w.-]*+)\\?[\"']?" + _SEP + _VALUE)
+_FLAG = re.compile(r"--(?P<name>[A-Za-z][\w-]*+)(?P<sep>=|[ \t]+)" + _VALUE)
+# What may follow a secret word to the end of an assignment's name and its operator. The
+# words themselves are found with ``str.find`` on a lower-cased copy and the name's start by
+# walking back: far cheaper than letting the regex engine try a name at every word.
+_ASSIGN_TAIL = re.compile(r"([a-z0-9_.-]*+)\\?[\"']?[ \t]*(?::=|=>|=(?!=)|:(?![:/]))")
+_TAIL_START: Final = frozenset(string.ascii_lowercase + string.digits + "_.-\\\"' \t:=")
+_ASSIGN_HINTS: Final = ("pass", "pwd", "secret", "token", "key", "auth")
+_NAME_CHARS: Final = frozenset(string.ascii_lowercase + string.digits + "_.-")
 
 
 def _assignment(m: _Match) -> str:
@@ -365,28 +378,65 @@ def _assignment(m: _Match) -> str:
     """
     kind = _kind_for_name(m.group("name"))
     if kind is None:
-        return m.group(0)
+        return m.group()
     group = next(g for g in ("ev", "dv", "sv", "bv") if m.group(g) is not None)
     value = m.group(group)
     if _is_placeholder(value.strip()):
-        return m.group(0)
+        return m.group()
     if group == "bv":
         if _CODE_REF.fullmatch(value):
-            return m.group(0)
+            return m.group()
         if any(c.islower() for c in m.group("name")):
             if not _looks_credential(value):
-                return m.group(0)
+                return m.group()
             after = m.string[m.end() : m.end() + 8].lstrip(" \t")[:1]
             if ":" in m.group("sep") and (
                 after.isalpha() or (after and after in "|=") or _TYPE_NAME.fullmatch(value)
             ):
-                return m.group(0)  # prose (``cls_token: If True``) or annotation (``x: Value | None``)
-    return m.string[m.start() : m.start(group)] + _marker(kind) + m.string[m.end(group) : m.end()]
+                return m.group()  # prose (``cls_token: If True``) or annotation (``x: Value | None``)
+    marker = _marker(_refined(kind, value))
+    return m.string[m.start() : m.start(group)] + marker + m.string[m.end(group) : m.end()]
+
+
+def _assignments(text: str) -> str:
+    """Apply :func:`_assignment` wherever a secret-ish word is followed by ``=`` or ``:``."""
+    # Non-ASCII characters become "?" so that positions in ``low`` match those in ``text``.
+    low = (text if text.isascii() else text.encode("ascii", "replace").decode("ascii")).lower()
+    hits: dict[int, int] = {}  # position of the secret word -> end of the name
+    for word in _ASSIGN_HINTS:
+        i = low.find(word)
+        while i >= 0:
+            j = i + len(word)
+            # One character usually settles it (``pass\n``, ``keys()``); the regex is dearer.
+            if low[j : j + 1] in _TAIL_START and (tail := _ASSIGN_TAIL.match(low, j)):
+                hits[i] = tail.end(1)
+            i = low.find(word, j)
+    out: list[str] = []
+    last = 0
+    for hit in sorted(hits):
+        start = hit
+        while start > last and low[start - 1] in _NAME_CHARS:
+            start -= 1
+        if (start and low[start - 1] in _NAME_CHARS) or _kind_for_name(text[start : hits[hit]]) is None:
+            continue  # overlaps a redaction just made, or not a secret's name
+        m = _ASSIGN.match(text, start)
+        if m is None:
+            continue
+        new = _assignment(m)
+        if new != m.group():
+            out += (text[last:start], new)
+            last = m.end()
+    return "".join((*out, text[last:])) if out else text
+
+
+def _flag(m: _Match) -> str:
+    """``--password x`` / ``--api-key=x``, when the flag starts a word (not ``x--token``)."""
+    before = m.string[m.start() - 1] if m.start() else " "
+    return _assignment(m) if before.isspace() or before in "'\"=" else m.group()
 
 
 # --- high entropy --------------------------------------------------------------------------
 
-_CANDIDATE = re.compile(r"[A-Za-z0-9+/_-]{32,}={0,2}")
 _HEXISH = re.compile(r"(?:0x)?[0-9a-fA-F-]+")
 _HASH_ALGO = r"(?i)(?:sha\d{1,3}|md5|blake2[bs]?|b3|xxh\d*)"
 _HASH_BEFORE = re.compile(_HASH_ALGO + r"[-:=]?$")  # sha256:<digest>
@@ -443,35 +493,72 @@ def _looks_random(value: str, before: str) -> bool:
         or _HASH_START.match(body)
     ):
         return False
-    return (
-        _random_share(body) >= 0.5
-        and _entropy(body) >= _MIN_ENTROPY
-        and not _is_base64_prose(value)
-    )
+    return _random_share(body) >= 0.5 and _entropy(body) >= _MIN_ENTROPY and not _is_base64_prose(value)
 
 
-def _high_entropy(m: _Match) -> str:
-    text, start = m.string, m.start()
-    if start and text[start - 1] in ".@%$\\&?#":
-        return m.group(0)  # part of a dotted name, URL, template or escape sequence
-    word_start = max(text.rfind(" ", 0, start), text.rfind("\n", 0, start), text.rfind('"', 0, start))
-    if "://" in text[word_start + 1 : start] or not _looks_random(m.group(0), text[max(0, start - 8) : start]):
-        return m.group(0)
-    return _marker("secret")
+_PUBLIC_BLOB = re.compile(r"(?:ssh-(?:rsa|dss|ed25519)|ecdsa-sha2-nistp\d+|;base64,)[ \t]*$")
+_TOKEN_CHARS: Final = string.ascii_letters + string.digits + "+/_-"
+# Maps token characters to "a" and everything else to " ", so ``bytes.find`` can locate runs
+# of 20+ token characters at memchr speed instead of the regex engine trying every letter.
+_RUN_MAP: Final = bytes(ord("a") if chr(b) in _TOKEN_CHARS else ord(" ") for b in range(256))
+_LONG_RUN: Final = b"a" * 20
+
+
+def _judge_token(text: str, start: int, end: int) -> str | None:
+    """Replacement for the long token ``text[start:end]``, or None to keep it.
+
+    Provider tokens inside it are redacted; otherwise the whole token if it looks random.
+    """
+    token = text[start:end]
+    classes = _classes(token)
+    if classes < 2:  # snake_case and lower-case paths: no provider token or secret is that plain
+        return None
+    if _ANY_PROVIDER.search(token) is not None:
+        replaced = _ANY_PROVIDER.sub(_provider, token)
+        if replaced != token:
+            return replaced
+    # Cheap rejections first: most long tokens are identifiers, paths, hex digests. The char
+    # before rules out dotted names, URLs, templates and escapes.
+    if len(token) < 32 or classes < 3 or (start and text[start - 1] in ".@%$\\&?#"):
+        return None
+    before = text[max(0, start - 24) : start]
+    word = before[max(before.rfind(" "), before.rfind("\n"), before.rfind('"')) + 1 :]
+    if "://" in word or _PUBLIC_BLOB.search(before):  # URL path, SSH public key, data: URI
+        return None
+    return _marker("secret") if _looks_random(token, before[-8:]) else None
+
+
+def _long_tokens(text: str) -> str:
+    """Apply :func:`_judge_token` to every run of 20+ token characters."""
+    # "replace" turns each non-ASCII character into one "?", keeping positions aligned.
+    mapped = text.encode("ascii", "replace").translate(_RUN_MAP)
+    out: list[str] = []
+    last = 0
+    start = mapped.find(_LONG_RUN)
+    while start >= 0:
+        end = mapped.find(b" ", start)
+        end = len(text) if end < 0 else end
+        end += len(text[end : end + 2]) - len(text[end : end + 2].lstrip("="))  # base64 padding
+        new = _judge_token(text, start, end)
+        if new is not None:
+            out += (text[last:start], new)
+            last = end
+        start = mapped.find(_LONG_RUN, end)
+    return "".join((*out, text[last:])) if out else text
 
 
 _RULES: Final[tuple[_Rule, ...]] = (
-    _sub(_PEM, _pem, ("PRIVATE KEY",)),
-    _sub(_JWT, _jwt, ("eyJ",)),
-    *(_provider_rule(*p) for p in _PROVIDERS),
-    _sub(_WEBHOOK, _keep_prefix("token"), ("/services/", "/workflows/", "/triggers/", "/webhooks/")),
-    _sub(_URL_CREDS, _keep_prefix("password"), ("@",)),
-    _sub(_AUTH_HEADER, _token_value("token"), ("authorization",), lower=True),
-    _sub(_BEARER, _token_value("token"), ("earer",)),
-    _sub(_AZURE, _keep_prefix("secret"), ("AccountKey=", "SharedAccess")),
-    _sub(_ASSIGN, _assignment, _ASSIGN_HINTS, lower=True),
-    _sub(_FLAG, _assignment, ("--",)),
-    _sub(_CANDIDATE, _high_entropy),
+    _gated(_PEM, lambda m: _marker("private_key"), "PRIVATE KEY"),
+    _gated(_DOTTED, _provider, "eyJ", "ya29.", "SG."),
+    _gated(_WEBHOOK, _keep_prefix("token"), "hooks.slack.com/", "/api/webhooks/"),
+    _gated(_URL_CREDS, _keep_prefix("password", word_start=False), "://"),
+    _gated(_AUTH_HEADER, _keep_prefix("token", _opaque), "uthorization", "UTHORIZATION"),
+    _gated(_BEARER, _keep_prefix("token", _opaque), "earer"),
+    _gated(_CURL_USER, _keep_prefix("password"), "-u"),  # also finds --user
+    _gated(_AZURE, _keep_prefix("secret"), "AccountKey=", "SharedAccess"),
+    _assignments,
+    _gated(_FLAG, _flag, "--"),
+    _long_tokens,
 )
 
 

@@ -3,7 +3,7 @@
 #
 # Tools (the exact install commands used on the dev machine; .ci/run runs the same):
 #   apt-get update
-#   apt-get install -y --no-install-recommends docker-compose nix-bin
+#   apt-get install -y docker-compose nix-bin
 #   .venv/bin/python -m pip install check-jsonschema
 #
 # Usage: scripts/validate-env.sh [DIR]
@@ -103,7 +103,7 @@ print(" ".join(dict.fromkeys(str(x) for x in services if x)))
 PY
     )" || fail ".devcontainer/devcontainer.json: not strict JSON (see above)"
     "$check_jsonschema" --schemafile "$schema" "$devcontainer_json" \
-        || fail ".devcontainer/devcontainer.json: does not match the devcontainer schema (schemas/devContainer.base.schema.json)"
+        || fail ".devcontainer/devcontainer.json: rejected by the devcontainer schema (schemas/devContainer.base.schema.json, see above)"
     read -r -a dc_files <<<"$(sed -n 1p <<<"$compose_refs")"
     read -r -a dc_services <<<"$(sed -n 2p <<<"$compose_refs")"
     [ "${#dc_files[@]}" -gt 0 ] || fail ".devcontainer/devcontainer.json: no dockerComposeFile"
@@ -129,7 +129,7 @@ if want compose; then
         rel="${f#"$dir"/}"
         need_file "$f"
         "$check_jsonschema" --builtin-schema vendor.compose-spec "$f" \
-            || fail "$rel: does not match the compose specification schema"
+            || fail "$rel: rejected by the compose-spec schema (check-jsonschema: YAML or schema error, see above)"
         compose_config "$f" config -q \
             || fail "$rel: rejected by 'docker-compose config' (see above)"
         say "ok: $rel (compose-spec schema, docker-compose config)"
@@ -146,7 +146,7 @@ if want workflow; then
     for f in "${workflows[@]}"; do
         rel="${f#"$dir"/}"
         "$check_jsonschema" --builtin-schema vendor.github-workflows "$f" \
-            || fail "$rel: does not match the GitHub workflow schema"
+            || fail "$rel: rejected by the GitHub workflow schema (check-jsonschema: YAML or schema error, see above)"
         say "ok: $rel (GitHub workflow schema)"
     done
 fi
@@ -157,7 +157,7 @@ if want nix; then
     need_file "$lock"
     need_tool nix-instantiate "apt-get install -y nix-bin"
     nix-instantiate --parse "$flake" >/dev/null \
-        || fail "flake.nix: Nix syntax error (nix-instantiate --parse)"
+        || fail "flake.nix: rejected by nix-instantiate --parse (syntax error or undefined variable, see above)"
     # shellcheck disable=SC2016  # a Nix expression, not shell
     nix-instantiate --eval --strict --argstr flake "$flake" --argstr lock "$lock" -E '
 { flake, lock }:
@@ -191,8 +191,8 @@ let
     && check (builtins.match "sha256-[A-Za-z0-9+/]{43}=" (locked.narHash or "") != null) "flake.lock: input ${name} has no valid narHash"
     && check (builtins.isInt (locked.lastModified or null)) "flake.lock: input ${name} has no lastModified";
 in
-check (missing == [ ]) "flake.nix: missing top-level attribute(s): ${toString missing}"
-&& check (unknown == [ ]) "flake.nix: unknown top-level attribute(s): ${toString unknown} (allowed: ${toString allowed})"
+check (unknown == [ ]) "flake.nix: unknown top-level attribute(s): ${toString unknown} (allowed: ${toString allowed})"
+&& check (missing == [ ]) "flake.nix: missing top-level attribute(s): ${toString missing}"
 && check (builtins.isString f.description) "flake.nix: description must be a string"
 && check (builtins.isAttrs f.inputs) "flake.nix: inputs must be an attribute set"
 && check (builtins.isFunction f.outputs) "flake.nix: outputs must be a function"

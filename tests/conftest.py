@@ -60,8 +60,11 @@ def _server_store(settings: Settings, name: str) -> VectorStore:
         return store
     if REQUIRE_QDRANT:
         pytest.fail("CLARITY_REQUIRE_QDRANT=1 but QDRANT_URL is not set: the server engine must run for real")
-    return ServerStore(settings.qdrant.model_copy(update={"collection": name}), settings.embedding.dimension,
-                       location=":memory:")
+    return ServerStore(
+        settings.qdrant.model_copy(update={"collection": name}),
+        settings.embedding.dimension,
+        location=":memory:",
+    )
 
 
 def open_engine(engine: str, root: Path, **sections: dict) -> VectorStore:
@@ -69,8 +72,12 @@ def open_engine(engine: str, root: Path, **sections: dict) -> VectorStore:
     if engine == "embedded":
         from clarity.store.edge import EdgeStore
 
-        return EdgeStore(settings.storage.qdrant_dir, settings.embedding.dimension, settings.qdrant.index_params,
-                         active_max_points=settings.storage.active_shard_max_points)
+        return EdgeStore(
+            settings.storage.qdrant_dir,
+            settings.embedding.dimension,
+            settings.qdrant.index_params,
+            active_max_points=settings.storage.active_shard_max_points,
+        )
     return _server_store(settings, f"t_{root.name[-40:]}".replace(".", "_"))
 
 
@@ -92,7 +99,7 @@ def store(engine: str, tmp_path: Path) -> Iterator[VectorStore]:
 def service(store: VectorStore, embedder: EmbeddingProvider, tmp_path: Path) -> Iterator[MemoryService]:
     svc = MemoryService(make_settings(tmp_path), store, embedder)
     yield svc
-    svc._toucher.shutdown(wait=True)
+    svc.access.close()
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,9 @@ def free_port() -> int:
 class Daemon:
     """A real daemon process on loopback with its own storage root and config file."""
 
-    def __init__(self, root: Path, port: int, env: dict[str, str] | None = None, args: list[str] | None = None):
+    def __init__(
+        self, root: Path, port: int, env: dict[str, str] | None = None, args: list[str] | None = None
+    ):
         self.root = root
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -49,7 +51,10 @@ class Daemon:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(
             [sys.executable, "-m", "clarity", "serve", *self.args],
-            env=self.env(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            env=self.env(),
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         return self

@@ -34,12 +34,18 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def test_seed_shaped_file_then_env_then_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config = tmp_path / "config.json"
-    write_config(config, {
-        "qdrant": {"url": None, "prefer_grpc": False,
-                   "index_params": {"m": 32, "ef_construct": 100, "full_scan_threshold": 5000}},
-        "server": {"port": 8100},
-        "retrieval": {"limit": 7},
-    })
+    write_config(
+        config,
+        {
+            "qdrant": {
+                "url": None,
+                "prefer_grpc": False,
+                "index_params": {"m": 32, "ef_construct": 100, "full_scan_threshold": 5000},
+            },
+            "server": {"port": 8100},
+            "retrieval": {"limit": 7},
+        },
+    )
     monkeypatch.setenv("MEMORY_CONFIG_PATH", str(config))
     monkeypatch.delenv("QDRANT_URL", raising=False)
     settings = load_settings()
@@ -52,7 +58,9 @@ def test_seed_shaped_file_then_env_then_flags(monkeypatch: pytest.MonkeyPatch, t
     settings = load_settings()
     assert settings.server.port == 8200
     assert settings.qdrant.index_params.m == 48
-    assert settings.qdrant.index_params.ef_construct == 100  # the file's value survives a partial env override
+    assert (
+        settings.qdrant.index_params.ef_construct == 100
+    )  # the file's value survives a partial env override
 
     settings = load_settings(server={"port": 8300})
     assert settings.server.port == 8300
@@ -75,7 +83,7 @@ def test_qdrant_env_overrides_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     [
         ({"CLARITY_SERVER__PORT": "abc"}, {}, "server.port='abc'"),
         ({"CLARITY_EMBEDDING__DEVICE": "tpu"}, {}, "'cpu', 'cuda' or 'mps'"),
-        ({}, {"qdrant": {"index_params": {"mm": 3}}}, "qdrant.index_params.mm=3: unknown key"),
+        ({}, {"qdrant": {"index_params": {"mm": 3}}}, "qdrant.index_params.mm: unknown key"),
         ({}, {"server": {"port": 70000}}, "server.port=70000: Input should be less than or equal to 65535"),
         ({"QDRANT_URL": "ftp://x"}, {}, "qdrant.url='ftp://x': must start with http:// or https://"),
         ({}, {"cache": {"ttl_seconds": -1}}, "cache.ttl_seconds=-1"),
@@ -105,10 +113,15 @@ def test_broken_json_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 
 
 def test_serve_stops_with_one_line_on_bad_config(tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CLARITY_SERVER__PORT": "eighty",
-           "MEMORY_CONFIG_PATH": str(tmp_path / "none.json")}
-    result = subprocess.run([sys.executable, "-m", "clarity", "serve"], env=env, capture_output=True, text=True,
-                            timeout=60)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "CLARITY_SERVER__PORT": "eighty",
+        "MEMORY_CONFIG_PATH": str(tmp_path / "none.json"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "clarity", "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "server.port='eighty'" in result.stderr

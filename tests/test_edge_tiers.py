@@ -19,12 +19,18 @@ TOPICS = ["database", "deploy", "testing", "frontend", "networking", "security",
 
 
 def corpus(embedder: EmbeddingProvider, n: int, start: int = 0) -> list[PointData]:
-    texts = [f"Note {i}: the {TOPICS[i % len(TOPICS)]} team decided item K{i}X" for i in range(start, start + n)]
+    texts = [
+        f"Note {i}: the {TOPICS[i % len(TOPICS)]} team decided item K{i}X" for i in range(start, start + n)
+    ]
     vectors = embedder.embed_documents(texts)
     lexical = LexicalEncoder()
     return [
-        PointData(str(uuid.uuid5(uuid.NAMESPACE_OID, t)), v, lexical.document(t),
-                  {"content": t, "scope": "p", "memory_type": "fact", "created_at": float(i)})
+        PointData(
+            str(uuid.uuid5(uuid.NAMESPACE_OID, t)),
+            v,
+            lexical.document(t),
+            {"content": t, "scope": "p", "memory_type": "fact", "created_at": float(i)},
+        )
         for i, (t, v) in enumerate(zip(texts, vectors, strict=True), start=start)
     ]
 
@@ -34,11 +40,15 @@ def open_edge(path: Path, active_max: int = 200, background: bool = True) -> Edg
 
 
 def find(store: EdgeStore, embedder: EmbeddingProvider, text: str, mode: str = "hybrid") -> list[str]:
-    hits = store.search(embedder.embed_query(text), LexicalEncoder().query(text), MemoryFilter(), 5, mode=mode)  # type: ignore[arg-type]
+    hits = store.search(
+        embedder.embed_query(text), LexicalEncoder().query(text), MemoryFilter(), 5, mode=mode
+    )  # type: ignore[arg-type]
     return [h.payload["content"] for h in hits]
 
 
-def test_sealed_shard_is_indexed_in_a_child_and_stays_searchable(tmp_path: Path, embedder: EmbeddingProvider) -> None:
+def test_sealed_shard_is_indexed_in_a_child_and_stays_searchable(
+    tmp_path: Path, embedder: EmbeddingProvider
+) -> None:
     store = open_edge(tmp_path / "q", active_max=200)
     points = corpus(embedder, 450)
     for i in range(0, 450, 50):
@@ -72,7 +82,9 @@ def test_deletes_and_updates_during_a_build_are_not_lost(tmp_path: Path, embedde
     store.close()
 
 
-def test_everything_survives_a_restart_and_an_interrupted_build(tmp_path: Path, embedder: EmbeddingProvider) -> None:
+def test_everything_survives_a_restart_and_an_interrupted_build(
+    tmp_path: Path, embedder: EmbeddingProvider
+) -> None:
     path = tmp_path / "q"
     store = open_edge(path, active_max=100, background=False)
     store.upsert(corpus(embedder, 150))

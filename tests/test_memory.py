@@ -32,7 +32,10 @@ def test_store_retrieve_roundtrip(service: MemoryService) -> None:
     assert created.status == "created"
     store(service, "Run the unit tests with `make test`", memory_type="command")
     store(service, "The user likes concise answers", memory_type="preference", scope="global")
-    assert ask(service, "what is the name of the staging database")[0] == "The staging database is called orion-stage"
+    assert (
+        ask(service, "what is the name of the staging database")[0]
+        == "The staging database is called orion-stage"
+    )
     fetched = service.get(created.id)
     assert fetched.scope == "proj-a" and fetched.tags == ["db"] and fetched.source.value == "manual"
 
@@ -58,13 +61,32 @@ def test_near_duplicates_are_merged(service: MemoryService) -> None:
     assert near.status in ("duplicate", "merged") and near.id == first.id
     distinct = store(service, "The release checklist is in docs/release.md")
     assert distinct.status == "created"
+    # Nearly the same words, a different fact: numbers and versions keep memories apart.
+    a = store(service, "The API rate limit is 100 requests per minute")
+    b = store(service, "The API rate limit is 1000 requests per minute")
+    assert a.status == b.status == "created" and a.id != b.id
 
 
 def test_lexical_match_finds_exact_identifier_dense_ranks_low(service: MemoryService) -> None:
     """An error code means little to the dense model; the lexical index still puts it first."""
     target = "The coverage upload crashed because the runner disk was full (ERR7Q2K)"
-    lookalikes = ["7Q2X", "7Q3K", "7O2K", "702K", "7Q2KX", "Q72K", "7QK2", "2Q7K", "7Q22", "7Q2", "77Q2K",
-                  "7Q2KK", "1Q2K", "7Q2R", "7W2K"]
+    lookalikes = [
+        "7Q2X",
+        "7Q3K",
+        "7O2K",
+        "702K",
+        "7Q2KX",
+        "Q72K",
+        "7QK2",
+        "2Q7K",
+        "7Q22",
+        "7Q2",
+        "77Q2K",
+        "7Q2KK",
+        "1Q2K",
+        "7Q2R",
+        "7W2K",
+    ]
     for i, code in enumerate(lookalikes * 2):
         store(service, f"Build step {i} failed with ERR{code}", memory_type="error")
     store(service, target, memory_type="error")
@@ -104,7 +126,10 @@ def test_update_reembeds_and_delete(service: MemoryService) -> None:
     memory = store(service, "The cache TTL is five minutes")
     updated = service.update(memory.id, MemoryPatch(content="Kubernetes namespaces are named after teams"))
     assert updated.id == memory.id
-    assert ask(service, "how are kubernetes namespaces named")[0] == "Kubernetes namespaces are named after teams"
+    assert (
+        ask(service, "how are kubernetes namespaces named")[0]
+        == "Kubernetes namespaces are named after teams"
+    )
     assert service.get(memory.id).content == "Kubernetes namespaces are named after teams"
     service.update(memory.id, MemoryPatch(importance=0.9, tags=["k8s"]))
     assert service.get(memory.id).importance == 0.9
@@ -123,7 +148,9 @@ def test_list_pages_newest_first(service: MemoryService) -> None:
     page3 = service.list(ListRequest(limit=3, offset=page2.next_offset or 0), project="proj-a")
     assert page1.total == 7 and page3.next_offset is None
     contents = [m.content for page in (page1, page2, page3) for m in page.memories]
-    assert contents == [f"Distinct note number {i} about topic {chr(65 + i)}{i * 13}" for i in reversed(range(7))]
+    assert contents == [
+        f"Distinct note number {i} about topic {chr(65 + i)}{i * 13}" for i in reversed(range(7))
+    ]
 
 
 def test_stats(service: MemoryService) -> None:
@@ -152,7 +179,9 @@ def test_stats(service: MemoryService) -> None:
         ({"content": "ok", "colour": "red"}, "colour"),
     ],
 )
-def test_bad_input_is_refused_clearly_and_loses_nothing(service: MemoryService, fields: dict, message: str) -> None:
+def test_bad_input_is_refused_clearly_and_loses_nothing(
+    service: MemoryService, fields: dict, message: str
+) -> None:
     kept = store(service, "A memory that must survive bad input")
     with pytest.raises(ValidationError) as caught:
         MemoryCreate(**fields)

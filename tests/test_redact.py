@@ -26,35 +26,60 @@ def rnd(n: int, alphabet: str = B62, seed: int = 0) -> str:
     rng = random.Random(f"{seed}-{n}-{alphabet}")
     while True:
         s = "".join(rng.choice(alphabet) for _ in range(n))
-        need = [cls for cls in (string.ascii_uppercase, string.ascii_lowercase, string.digits) if set(cls) & set(alphabet)]
+        need = [
+            cls
+            for cls in (string.ascii_uppercase, string.ascii_lowercase, string.digits)
+            if set(cls) & set(alphabet)
+        ]
         if all(set(s) & set(cls) for cls in need):
             return s
 
 
 PEM_RSA = (
-    "-----BEGIN RSA " + "PRIVATE KEY-----\n"
+    "-----BEGIN RSA "
+    + "PRIVATE KEY-----\n"
     + "\n".join(rnd(64, B64, seed=i) for i in range(5))
-    + "\n" + rnd(24, B64, 9) + "==\n-----END RSA " + "PRIVATE KEY-----"
+    + "\n"
+    + rnd(24, B64, 9)
+    + "==\n-----END RSA "
+    + "PRIVATE KEY-----"
 )
 PEM_OPENSSH = (
-    "-----BEGIN OPENSSH " + "PRIVATE KEY-----\n"
+    "-----BEGIN OPENSSH "
+    + "PRIVATE KEY-----\n"
     + "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
     + "\n".join(rnd(70, B64, seed=10 + i) for i in range(3))
-    + "\n-----END OPENSSH " + "PRIVATE KEY-----"
+    + "\n-----END OPENSSH "
+    + "PRIVATE KEY-----"
 )
 PEM_EC_ESCAPED = (  # as it appears inside a JSON string
-    "-----BEGIN EC " + "PRIVATE KEY-----\\n" + rnd(64, B64, 20) + "\\n" + rnd(40, B64, 21)
-    + "\\n-----END EC " + "PRIVATE KEY-----"
+    "-----BEGIN EC "
+    + "PRIVATE KEY-----\\n"
+    + rnd(64, B64, 20)
+    + "\\n"
+    + rnd(40, B64, 21)
+    + "\\n-----END EC "
+    + "PRIVATE KEY-----"
 )
 PEM_TRUNCATED = "-----BEGIN " + "PRIVATE KEY-----\n" + rnd(64, B64, 30) + "\n" + rnd(64, B64, 31)
-JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." + "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ." + rnd(43, B64URL, 40)
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+    + "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ."
+    + rnd(43, B64URL, 40)
+)
 AWS_SECRET = rnd(40, B64, 50)
 
 # (id, text before, secret, text after, kind): redact(before + secret + after) must equal
 # before + "[REDACTED:kind]" + after, which also proves the surrounding shape is kept.
 SECRETS: list[tuple[str, str, str, str, str]] = [
     ("openai_legacy", "OPENAI_API_KEY=", "sk-" + rnd(48, seed=1), "", "api_key"),
-    ("openai_project", "key is ", "sk-proj-" + rnd(64, B64URL, 2) + "T3Blbk" + rnd(40, B64URL, 3), " ok", "api_key"),
+    (
+        "openai_project",
+        "key is ",
+        "sk-proj-" + rnd(64, B64URL, 2) + "T3Blbk" + rnd(40, B64URL, 3),
+        " ok",
+        "api_key",
+    ),
     ("anthropic", 'export ANTHROPIC_API_KEY="', "sk-ant-api03-" + rnd(93, B64URL, 4) + "AA", '"', "api_key"),
     ("aws_access_key_id", "aws_access_key_id = ", "AKIA" + rnd(16, UPPER_DIGITS, 5), "\n", "aws_key"),
     ("aws_sts_key_id", '{"AccessKeyId": "', "ASIA" + rnd(16, UPPER_DIGITS, 6), '"}', "aws_key"),
@@ -63,18 +88,42 @@ SECRETS: list[tuple[str, str, str, str, str]] = [
     ("github_ghp", "git remote set-url origin x; GH=", "ghp_" + rnd(36, seed=7), "", "token"),
     ("github_gho", "oauth: ", "gho_" + rnd(36, seed=8), "", "token"),
     ("github_ghu", "user-to-server ", "ghu_" + rnd(36, seed=9), " issued", "token"),
-    ("github_ghs_in_url", "https://x-access-token:", "ghs_" + rnd(36, seed=10), "@github.com/org/repo.git", "token"),
+    (
+        "github_ghs_in_url",
+        "https://x-access-token:",
+        "ghs_" + rnd(36, seed=10),
+        "@github.com/org/repo.git",
+        "token",
+    ),
     ("github_ghr", "refresh=", "ghr_" + rnd(76, seed=11), "", "token"),
     ("github_fine_grained", "token ", "github_pat_" + rnd(22, seed=12) + "_" + rnd(59, seed=13), "", "token"),
     ("gitlab", "PRIVATE-TOKEN: ", "glpat-" + rnd(20, B64URL, 14), "", "token"),
     ("slack_bot", "SLACK_BOT=", "xoxb-" + "1234567890123-1234567890123-" + rnd(24, seed=15), "", "token"),
-    ("slack_user", "using ", "xoxp-" + "1234567890-1234567890123-1234567890123-" + rnd(32, HEX, 16), ".", "token"),
+    (
+        "slack_user",
+        "using ",
+        "xoxp-" + "1234567890-1234567890123-1234567890123-" + rnd(32, HEX, 16),
+        ".",
+        "token",
+    ),
     ("slack_app", "app token ", "xapp-1-A0123456789-1234567890123-" + rnd(64, HEX, 17), "", "token"),
-    ("slack_webhook", "curl -X POST https://hooks.slack.com/services/", "T0" + rnd(9, UPPER_DIGITS, 18) + "/B0" + rnd(9, UPPER_DIGITS, 19) + "/" + rnd(24, seed=20), " -d @msg.json", "token"),
+    (
+        "slack_webhook",
+        "curl -X POST https://hooks.slack.com/services/",
+        "T0" + rnd(9, UPPER_DIGITS, 18) + "/B0" + rnd(9, UPPER_DIGITS, 19) + "/" + rnd(24, seed=20),
+        " -d @msg.json",
+        "token",
+    ),
     ("stripe_live", "stripe.api_key = '", "sk_live_" + rnd(99, seed=21), "'", "api_key"),
     ("stripe_restricted", "", "rk_live_" + rnd(99, seed=22), " (restricted)", "api_key"),
     ("stripe_test", "Stripe::Key ", "sk_test_" + rnd(24, seed=23), "", "api_key"),
-    ("google_api_key", "https://maps.googleapis.com/maps/api/geocode/json?address=x&key=", "AIza" + rnd(35, B64URL, 24), "", "api_key"),
+    (
+        "google_api_key",
+        "https://maps.googleapis.com/maps/api/geocode/json?address=x&key=",
+        "AIza" + rnd(35, B64URL, 24),
+        "",
+        "api_key",
+    ),
     ("google_oauth", "access: ", "ya29." + rnd(120, B64URL, 25), "", "token"),
     ("twilio_api_key", "sid ", "SK" + rnd(32, HEX, 26), " created", "api_key"),
     ("twilio_auth_token", "TWILIO_AUTH_TOKEN=", rnd(32, HEX, 27), "", "token"),
@@ -82,18 +131,42 @@ SECRETS: list[tuple[str, str, str, str, str]] = [
     ("npm_token", "//registry.npmjs.org/:_authToken=", "npm_" + rnd(36, seed=30), "", "token"),
     ("pypi_token", "password = ", "pypi-AgEIcHlwaS5vcmc" + rnd(140, B64URL, 31), "", "token"),
     ("huggingface", "HF hub login with ", "hf_" + rnd(34, string.ascii_letters, 32), "", "token"),
-    ("azure_connection_string", "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=", rnd(86, B64, 33) + "==", ";EndpointSuffix=core.windows.net", "secret"),
-    ("bearer_header", "curl -H 'Authorization: Bearer ", rnd(40, B64URL, 34), "' https://api.example.com", "token"),
+    (
+        "azure_connection_string",
+        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=",
+        rnd(86, B64, 33) + "==",
+        ";EndpointSuffix=core.windows.net",
+        "secret",
+    ),
+    (
+        "bearer_header",
+        "curl -H 'Authorization: Bearer ",
+        rnd(40, B64URL, 34),
+        "' https://api.example.com",
+        "token",
+    ),
     ("basic_auth_header", "Authorization: Basic ", "YWRtaW46czNjcjN0UGFzcw==", "", "token"),
     ("x_api_key_header", "-H 'X-API-Key: ", rnd(32, seed=35), "'", "api_key"),
     ("url_basic_auth", "https://user:", "pa55w0rd", "@host/x", "password"),
-    ("postgres_url_password", "DATABASE_URL=postgres://app:", "S3cr3t-" + rnd(10, seed=36), "@db.internal:5432/app", "password"),
+    (
+        "postgres_url_password",
+        "DATABASE_URL=postgres://app:",
+        "S3cr3t-" + rnd(10, seed=36),
+        "@db.internal:5432/app",
+        "password",
+    ),
     ("redis_url_password_only", "redis://:", "r3dis" + rnd(12, seed=37), "@cache:6379/0", "password"),
     ("jwt", "id_token=", JWT, "", "jwt"),
     ("jwt_bearer", "Authorization: Bearer ", JWT, "", "jwt"),
     ("pem_rsa", "key:\n", PEM_RSA, "\ndone", "private_key"),
     ("pem_openssh", "$ cat ~/.ssh/id_ed25519\n", PEM_OPENSSH, "\n$ ", "private_key"),
-    ("pem_in_json_string", '{"private_key": "', PEM_EC_ESCAPED, '\\n", "client_email": "x@y.iam"}', "private_key"),
+    (
+        "pem_in_json_string",
+        '{"private_key": "',
+        PEM_EC_ESCAPED,
+        '\\n", "client_email": "x@y.iam"}',
+        "private_key",
+    ),
     ("pem_truncated", "output:\n", PEM_TRUNCATED, "\n... (truncated)", "private_key"),
     ("env_export_password", "export DB_PASSWORD=", "hunter2xyz", "\n", "password"),
     ("password_assignment", "password=", "hunter2xyz", "", "password"),
@@ -110,6 +183,19 @@ SECRETS: list[tuple[str, str, str, str, str]] = [
     ("query_param_token", "GET /callback?code=abc&access_token=", rnd(32, seed=43), "&state=xyz", "token"),
     ("high_entropy_bare", "the value was ", rnd(40, B64, 44), " yesterday", "secret"),
     ("high_entropy_urlsafe", "cookie ", rnd(48, B64URL, 45), "", "secret"),
+    ("curl_user_password", "curl -u admin:", "S3cretP4ss", " https://api.example.com", "password"),
+    ("k8s_secret_base64", "data:\n  password: ", "cGFzc3dvcmQxMjM=", "\n", "password"),
+    (
+        "docker_config_auth",
+        '{"auths": {"https://index.docker.io/v1/": {"auth": "',
+        "dXNlcjpwYXNzd29yZA==",
+        '"}}}',
+        "token",
+    ),
+    ("context_kind_refined", "password = ", "ghp_" + rnd(36, seed=46), "", "token"),
+    ("non_ascii_text", "Ünïcödé — clé: ", "ghp_" + rnd(36, seed=47), " fin", "token"),
+    ("non_ascii_high_entropy", "mot de passe généré : ", rnd(40, B64, 48), "", "secret"),
+    ("unicode_lowercase_changes_length", "İstanbul DB_PASSWORD=", "hunter2xyz", "", "password"),
 ]
 
 # (id, text): redact(text) must return text unchanged.
@@ -125,7 +211,10 @@ LOOKALIKES: list[tuple[str, str]] = [
     ("short_sha", "fixed in a1b2c3d, see also 9f8e7d6"),
     ("uuid", "request_id=123e4567-e89b-12d3-a456-426614174000"),
     ("image_digest", "image: ghcr.io/org/app@sha256:" + rnd(64, HEX, 60)),
-    ("sri_hash", '<script integrity="sha384-oqVuAfXRKap7fdgcCY5uykM6+R9GqQ8K/uxy9rx7HNQlGYl1kPzQho1wx4JwY8wC"></script>'),
+    (
+        "sri_hash",
+        '<script integrity="sha384-oqVuAfXRKap7fdgcCY5uykM6+R9GqQ8K/uxy9rx7HNQlGYl1kPzQho1wx4JwY8wC"></script>',
+    ),
     ("npm_integrity", '"integrity": "sha512-' + rnd(86, B64, 61) + '=="'),
     ("nix_sri_hash", 'hash = "sha256-' + rnd(43, B64, 62) + '=";'),
     ("sha256_lockfile", "--hash=sha256:" + rnd(64, HEX, 63)),
@@ -140,13 +229,22 @@ LOOKALIKES: list[tuple[str, str]] = [
     ("url_without_password", "postgres://localhost:5432/db and ssh://git@github.com/org/repo.git"),
     ("akia_too_short", "the string AKIAEXAMPLE is not a key"),
     ("snake_case_identifier", "def test_redact_value_handles_nested_tool_response_payloads_correctly():"),
-    ("camel_case_identifier", "AbstractSingletonProxyFactoryBeanV2Impl extends HTTPServerRequestHandler2ForLocalhostTesting"),
+    (
+        "camel_case_identifier",
+        "AbstractSingletonProxyFactoryBeanV2Impl extends HTTPServerRequestHandler2ForLocalhostTesting",
+    ),
     ("low_entropy_base64", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
     ("pytest_output", "tests/test_redact.py::test_secret_is_redacted[github_fine_grained] PASSED  [ 42%]"),
-    ("stack_trace", 'File "/usr/lib/python3.11/asyncio/events.py", line 80\n<Handle object at 0x7f3a2b1c4d5e>'),
+    (
+        "stack_trace",
+        'File "/usr/lib/python3.11/asyncio/events.py", line 80\n<Handle object at 0x7f3a2b1c4d5e>',
+    ),
     ("code_env_lookup", 'api_key = os.environ["OPENAI_API_KEY"]\ntoken = get_token()'),
     ("code_fstring_bearer", 'headers = {"Authorization": f"Bearer {token}"}'),
-    ("code_annotation", "def login(username: str, password: str) -> Token:\n    password: Optional[str] = None"),
+    (
+        "code_annotation",
+        "def login(username: str, password: str) -> Token:\n    password: Optional[str] = None",
+    ),
     ("code_kwargs_echo", "client = Client(api_key=api_key, token=self.token, password=password)"),
     ("css_color", "color: #1a2b3c; background: #FFAA00;"),
     ("version_strings", "numpy==1.26.4 requests>=2.31.0 v2.31.0-rc.1+build.5"),
@@ -158,13 +256,46 @@ LOOKALIKES: list[tuple[str, str]] = [
     ("tokenizer", 'tokenizer = AutoTokenizer.from_pretrained("bert-base-uncased")'),
     ("password_stdin", "echo $CR_PAT | docker login ghcr.io --password-stdin -u bob"),
     ("aws_arn", "arn:aws:iam::123456789012:role/service-role/MyLambdaExecutionRole"),
-    ("google_docs_url", "https://docs.google.com/document/d/1aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789AbCdEf/edit"),
+    (
+        "google_docs_url",
+        "https://docs.google.com/document/d/1aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789AbCdEf/edit",
+    ),
     ("eyj_in_text", "a JWT starts with eyJ but this is not one"),
+    (
+        "ssh_public_key",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl user@host",
+    ),
+    (
+        "data_uri",
+        "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+    ),
+    (
+        "hf_model_ids",
+        'from_pretrained("Qwen/Qwen3-Next-80B-A3B-Instruct"), "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"',
+    ),
+    ("torch_header_path", "torch/include/ATen/ops/_fft_c2c_ops.h and Qwen2_5OmniToken2WavBigVGANModel"),
+    (
+        "wheel_record_line",
+        "torch/include/ATen/ops/_fft_c2c_ops.h,sha256=hgnrV6Gl4N7Yq-EjG8lhd79E1hMHRQqtlVkxAzEqPE8,2227",
+    ),
+    ("docker_user_flag", "docker run -u 1000:1000 img && git push -u origin main"),
+    (
+        "ml_special_tokens",
+        'pad_token="<pad>", cls_token: If True, prepend a CLS token. visual_token_features = feats',
+    ),
+    ("type_annotations", "self._dep_token: ProxyValue | None = None\nprivate_key: PKCS7PrivateKeyTypes,"),
+    ("docstring_args", "api_key: API key of the serverless space.\nclient_secret: The OAuth client secret."),
+    ("masked_examples", 'OPENAI_API_KEY=sk-... ANTHROPIC_API_KEY=sk-ant-... {"HF_TOKEN": "hf_***"}'),
+    ("git_log", "3f2a9c1 (HEAD -> main) Fix token counting\na1b2c3d Bump qdrant-client to 1.15.1"),
+    ("auth_setting_words", "auth: basic\nauth = None\nauth=auth"),
 ]
 
 
 def _secret_params() -> list[Any]:
-    return [pytest.param(before, secret, after, kind, id=case_id) for case_id, before, secret, after, kind in SECRETS]
+    return [
+        pytest.param(before, secret, after, kind, id=case_id)
+        for case_id, before, secret, after, kind in SECRETS
+    ]
 
 
 @pytest.mark.parametrize(("before", "secret", "after", "kind"), _secret_params())
@@ -230,7 +361,11 @@ def test_hook_payload_is_redacted_recursively() -> None:
         "session_id": "123e4567-e89b-12d3-a456-426614174000",
         "tool_name": "Bash",
         "tool_input": {"command": "curl -H 'Authorization: Bearer [REDACTED:token]' https://api.example.com"},
-        "tool_response": {"stdout": "OPENAI_API_KEY=[REDACTED:api_key]\nok", "stderr": "", "interrupted": False},
+        "tool_response": {
+            "stdout": "OPENAI_API_KEY=[REDACTED:api_key]\nok",
+            "stderr": "",
+            "interrupted": False,
+        },
         "exit_code": 0,
         "extra": [None, 1.5, True, ["nested", {"password": "[REDACTED:password]"}]],
     }
@@ -259,7 +394,9 @@ def test_secret_named_key_redacts_whole_value(key: str, kind: str) -> None:
     assert redact_value({key: "Bearer abc", "note": "ok"}) == {key: f"[REDACTED:{kind}]", "note": "ok"}
 
 
-@pytest.mark.parametrize("key", ["max_tokens", "token_count", "password_min_length", "tokenizer", "secret_name"])
+@pytest.mark.parametrize(
+    "key", ["max_tokens", "token_count", "password_min_length", "tokenizer", "secret_name"]
+)
 def test_qualified_keys_are_not_secret(key: str) -> None:
     assert redact_value({key: "bert-base"}) == {key: "bert-base"}
 

@@ -24,8 +24,12 @@ def make_points(embedder: EmbeddingProvider) -> list[PointData]:
     vectors = embedder.embed_documents([t[0] for t in TEXTS])
     now = time.time()
     return [
-        PointData(str(uuid.uuid4()), vectors[i], lexical.document(text),
-                  {"content": text, "memory_type": kind, "tags": tags, "scope": scope, "created_at": now + i})
+        PointData(
+            str(uuid.uuid4()),
+            vectors[i],
+            lexical.document(text),
+            {"content": text, "memory_type": kind, "tags": tags, "scope": scope, "created_at": now + i},
+        )
         for i, (text, kind, tags, scope) in enumerate(TEXTS)
     ]
 
@@ -37,7 +41,9 @@ def filled(store: VectorStore, embedder: EmbeddingProvider) -> tuple[VectorStore
     return store, points
 
 
-def search(store: VectorStore, embedder: EmbeddingProvider, text: str, mode: str = "hybrid", **flt: object) -> list[str]:
+def search(
+    store: VectorStore, embedder: EmbeddingProvider, text: str, mode: str = "hybrid", **flt: object
+) -> list[str]:
     lexical = LexicalEncoder()
     hits = store.search(embedder.embed_query(text), lexical.query(text), MemoryFilter(**flt), 5, mode=mode)  # type: ignore[arg-type]
     return [h.payload["content"] for h in hits]
@@ -79,7 +85,9 @@ def test_newest_pages_in_creation_order(filled: tuple[VectorStore, list[PointDat
     assert order == [TEXTS[4][0], TEXTS[3][0], TEXTS[2][0], TEXTS[1][0]]
 
 
-def test_delete_and_payload_update(filled: tuple[VectorStore, list[PointData]], embedder: EmbeddingProvider) -> None:
+def test_delete_and_payload_update(
+    filled: tuple[VectorStore, list[PointData]], embedder: EmbeddingProvider
+) -> None:
     store, points = filled
     store.delete([points[1].id])
     assert store.count() == 4
@@ -89,11 +97,16 @@ def test_delete_and_payload_update(filled: tuple[VectorStore, list[PointData]], 
     assert store.get([points[0].id])[0].payload["content"] == TEXTS[0][0]
 
 
-def test_upsert_replacing_keeps_one_copy(filled: tuple[VectorStore, list[PointData]], embedder: EmbeddingProvider) -> None:
+def test_upsert_replacing_keeps_one_copy(
+    filled: tuple[VectorStore, list[PointData]], embedder: EmbeddingProvider
+) -> None:
     store, points = filled
-    replacement = PointData(points[0].id, embedder.embed_documents(["Use make check for CI"])[0],
-                            LexicalEncoder().document("Use make check for CI"),
-                            {**points[0].payload, "content": "Use make check for CI"})
+    replacement = PointData(
+        points[0].id,
+        embedder.embed_documents(["Use make check for CI"])[0],
+        LexicalEncoder().document("Use make check for CI"),
+        {**points[0].payload, "content": "Use make check for CI"},
+    )
     store.upsert([replacement], replaces_existing=True)
     assert store.count() == 5
     assert store.get([points[0].id])[0].payload["content"] == "Use make check for CI"

@@ -88,7 +88,9 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
 
     @server.tool()
     async def store_memory(
-        content: Annotated[str, Field(description="One self-contained statement worth remembering (max 20,000 chars).")],
+        content: Annotated[
+            str, Field(description="One self-contained statement worth remembering (max 20,000 chars).")
+        ],
         memory_type: Annotated[MemoryTypeName, Field(description="What kind of memory this is.")] = "fact",
         tags: Annotated[list[str] | None, Field(description="Short labels, e.g. ['build', 'ci'].")] = None,
         importance: Annotated[float, Field(description="0..1; 0.5 is normal, 0.9 is critical.")] = 0.5,
@@ -103,8 +105,13 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
         a project fact, the command that builds or tests the project, or an error and its fix.
         Exact duplicates are not stored twice; near duplicates are merged."""
         request = _build(
-            MemoryCreate, content=content, memory_type=memory_type, tags=tags, importance=importance,
-            metadata=metadata, scope=scope,
+            MemoryCreate,
+            content=content,
+            memory_type=memory_type,
+            tags=tags,
+            importance=importance,
+            metadata=metadata,
+            scope=scope,
         )
         result: StoreResult = await _call(backend.store(request, _project(ctx)))
         return result
@@ -119,13 +126,20 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
             Literal["default", "project", "global", "all"],
             Field(description="'default' = this project + global; 'all' = every project."),
         ] = "default",
-        min_score: Annotated[float | None, Field(description="Drop results scoring below this (0..1).")] = None,
+        min_score: Annotated[
+            float | None, Field(description="Drop results scoring below this (0..1).")
+        ] = None,
         ctx: Context[Any, Any] | None = None,
     ) -> RetrieveResult:
         """Search long-term memory by meaning and by exact words (error codes, file names, commands).
         Use it before answering questions about this project's history, conventions or past errors."""
         request = _build(
-            RetrieveRequest, query=query, limit=limit, memory_types=memory_types, tags=tags, scope=scope,
+            RetrieveRequest,
+            query=query,
+            limit=limit,
+            memory_types=memory_types,
+            tags=tags,
+            scope=scope,
             min_score=min_score,
         )
         result: RetrieveResult = await _call(backend.retrieve(request, _project(ctx)))
@@ -137,11 +151,15 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
         offset: Annotated[int, Field(description="How many to skip (from next_offset).")] = 0,
         memory_types: Annotated[list[MemoryTypeName] | None, Field(description="Only these kinds.")] = None,
         tags: Annotated[list[str] | None, Field(description="Only memories with any of these tags.")] = None,
-        scope: Annotated[Literal["default", "project", "global", "all"], Field(description="Which scopes.")] = "default",
+        scope: Annotated[
+            Literal["default", "project", "global", "all"], Field(description="Which scopes.")
+        ] = "default",
         ctx: Context[Any, Any] | None = None,
     ) -> ListResult:
         """List stored memories, newest first, a page at a time. Use it to review what is remembered."""
-        request = _build(ListRequest, limit=limit, offset=offset, memory_types=memory_types, tags=tags, scope=scope)
+        request = _build(
+            ListRequest, limit=limit, offset=offset, memory_types=memory_types, tags=tags, scope=scope
+        )
         result: ListResult = await _call(backend.list(request, _project(ctx)))
         return result
 
@@ -152,11 +170,18 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
         memory_type: Annotated[MemoryTypeName | None, Field(description="New kind.")] = None,
         tags: Annotated[list[str] | None, Field(description="New tags (replace the old ones).")] = None,
         importance: Annotated[float | None, Field(description="New importance 0..1.")] = None,
-        metadata: Annotated[dict[str, Any] | None, Field(description="New metadata (replaces the old).")] = None,
+        metadata: Annotated[
+            dict[str, Any] | None, Field(description="New metadata (replaces the old).")
+        ] = None,
     ) -> Memory:
         """Correct a memory that is wrong or outdated instead of storing a contradicting one."""
         patch = _build(
-            MemoryPatch, content=content, memory_type=memory_type, tags=tags, importance=importance, metadata=metadata
+            MemoryPatch,
+            content=content,
+            memory_type=memory_type,
+            tags=tags,
+            importance=importance,
+            metadata=metadata,
         )
         result: Memory = await _call(backend.update(memory_id, patch))
         return result

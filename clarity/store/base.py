@@ -82,6 +82,10 @@ class VectorStore(Protocol):
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None: ...
 
+    def touch(self, updates: dict[str, dict[str, Any]]) -> set[str]:
+        """Apply bookkeeping payload updates where that is cheap; return the ids to retry later."""
+        ...
+
     def search(
         self,
         dense: list[float] | None,
@@ -106,7 +110,9 @@ class VectorStore(Protocol):
     def close(self) -> None: ...
 
 
-def rrf_fuse(rankings: Sequence[Sequence[Hit]], k: int, limit: int, weights: Sequence[float] | None = None) -> list[Hit]:
+def rrf_fuse(
+    rankings: Sequence[Sequence[Hit]], k: int, limit: int, weights: Sequence[float] | None = None
+) -> list[Hit]:
     """Weighted reciprocal rank fusion with Qdrant's formula, weight / (k + rank), rank from 0.
 
     Kept identical to Qdrant's so that a fused answer does not depend on whether the points

@@ -23,9 +23,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from qdrant_edge import (
     CountRequest,
@@ -101,6 +101,11 @@ def edge_filter(flt: MemoryFilter | None, exclude: set[str] | None = None) -> Fi
     return Filter(must=must or None, must_not=must_not or None)
 
 
+def _ids(ids: Iterable[str]) -> list[Any]:
+    """The stubs want list[int | UUID | str]; our ids are always UUID strings."""
+    return list(ids)
+
+
 def _hit(point: Any, with_dense: bool = False) -> Hit:
     dense = None
     if with_dense and isinstance(point.vector, dict):
@@ -155,7 +160,9 @@ class EdgeStore:
         self.segments = [self._open(name) for name in manifest.get("segments", [])]
         self._save_manifest()
         if self.sealing is not None:
-            self._start_build()
+            self._start_build()  # a build that a stop or crash interrupted
+        else:
+            self._maybe_seal()  # the threshold may have been lowered since the last run
 
     # -- directory and manifest -------------------------------------------------------------
 
@@ -246,9 +253,11 @@ class EdgeStore:
 
     def _remove_from_older(self, ids: list[str]) -> None:
         for shard in self.segments:
-            shard.handle.update(UpdateOperation.delete_points(ids))
+            shard.handle.update(UpdateOperation.delete_points(_ids(ids)))
         if self.sealing is not None:
-            present = {str(r.id) for r in self.sealing.handle.retrieve(ids, with_payload=False, with_vector=False)}
+            present = {
+                str(r.id) for r in self.sealing.handle.retrieve(_ids(ids), with_payload=False, with_vector=False)
+            }
             if present - self._tombstones:
                 self._tombstones |= present
                 self._save_manifest()
@@ -256,26 +265,44 @@ class EdgeStore:
     def delete(self, ids: Sequence[str]) -> None:
         ids = list(ids)
         with self._write_lock:
-            self.active.handle.update(UpdateOperation.delete_points(ids))
+            self.active.handle.update(UpdateOperation.delete_points(_ids(ids)))
             self._remove_from_older(ids)
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         with self._write_lock:
             for shard in [self.active, *self.segments]:
-                if shard.handle.retrieve([point_id], with_payload=False, with_vector=False):
+                if shard.handle.retrieve(_ids([point_id]), with_payload=False, with_vector=False):
                     shard.handle.update(UpdateOperation.set_payload([point_id], payload))
                     return
             if self.sealing is not None and point_id not in self._tombstones:
                 # The sealing shard is immutable: move the point to the active shard instead.
-                records = self.sealing.handle.retrieve([point_id], with_payload=True, with_vector=True)
-                if records:
-                    record = records[0]
-                    merged = {**(record.payload or {}), **payload}
+                records = self.sealing.handle.retrieve(_ids([point_id]), with_payload=True, with_vector=True)
+                vector = records[0].vector if records else None
+                if vector is not None:
+                    merged = {**(records[0].payload or {}), **payload}
                     self._tombstones.add(point_id)
                     self._save_manifest()
-                    self.active.handle.update(
-                        UpdateOperation.upsert_points([Point(point_id, record.vector, merged)])
-                    )
+                    self.active.handle.update(UpdateOperation.upsert_points([Point(point_id, vector, merged)]))
+
+    def touch(self, updates: dict[str, dict[str, Any]]) -> set[str]:
+        """Points in the sealing shard wait for their build to finish instead of being moved."""
+        ids = list(updates)
+        deferred = set(ids)
+        with self._write_lock:
+            for shard in [self.active, *self.segments]:
+                present = {
+                    str(r.id) for r in shard.handle.retrieve(_ids(ids), with_payload=False, with_vector=False)
+                }
+                for point_id in present & deferred:
+                    shard.handle.update(UpdateOperation.set_payload([point_id], updates[point_id]))
+                deferred -= present
+            if self.sealing is None:
+                return set()  # the rest were deleted meanwhile
+            in_sealing = {
+                str(r.id)
+                for r in self.sealing.handle.retrieve(_ids(list(deferred)), with_payload=False, with_vector=False)
+            }
+            return in_sealing - self._tombstones
 
     def flush(self) -> None:
         with self._write_lock:
@@ -335,14 +362,16 @@ class EdgeStore:
             )
             _, stderr = self._build_proc.communicate()
             if self._build_proc.returncode != 0:
-                raise RuntimeError(f"index build exited {self._build_proc.returncode}: {stderr.strip()[-500:]}")
+                raise RuntimeError(
+                    f"index build exited {self._build_proc.returncode}: {stderr.strip()[-500:]}"
+                )
             if self._closed:
                 return
             os.replace(staging, target)
             built = _Shard(target.name, target, EdgeShard.load(str(target)))
             with self._write_lock:
                 if self._tombstones:
-                    built.handle.update(UpdateOperation.delete_points(list(self._tombstones)))
+                    built.handle.update(UpdateOperation.delete_points(_ids(self._tombstones)))
                     built.handle.flush()
                 self.segments.append(built)
                 self.sealing = None
@@ -380,7 +409,7 @@ class EdgeStore:
         found: dict[str, Hit] = {}
         for shard in self._shards():
             exclude = self._exclude(shard) or set()
-            for record in shard.handle.retrieve(wanted, with_payload=True, with_vector=with_vectors):
+            for record in shard.handle.retrieve(_ids(wanted), with_payload=True, with_vector=with_vectors):
                 if str(record.id) not in exclude:
                     found.setdefault(str(record.id), _hit(record, with_vectors))
         return [found[i] for i in wanted if i in found]
@@ -402,8 +431,9 @@ class EdgeStore:
         if mode == "hybrid" and (dense is None or sparse is None):
             mode = "dense" if sparse is None else "lexical"
         if mode == "hybrid" and len(shards) == 1:
-            return self._fused_single(shards[0], dense, sparse, flt, limit, prefetch_limit, rrf_k, params,
-                                      lexical_weight)
+            return self._fused_single(
+                shards[0], dense, sparse, flt, limit, prefetch_limit, rrf_k, params, lexical_weight
+            )
         depth = limit if mode != "hybrid" else max(prefetch_limit, limit)
         dense_rankings: list[list[Hit]] = []
         lexical_rankings: list[list[Hit]] = []
@@ -412,13 +442,22 @@ class EdgeStore:
             shard_filter = edge_filter(flt, self._exclude(shard))
             if mode in ("hybrid", "dense") and dense is not None:
                 requests.append(
-                    QueryRequest(limit=depth, query=Query.Nearest(dense, using=DENSE), filter=shard_filter,
-                                 with_payload=True, params=params)
+                    QueryRequest(
+                        limit=depth,
+                        query=Query.Nearest(dense, using=DENSE),
+                        filter=shard_filter,
+                        with_payload=True,
+                        params=params,
+                    )
                 )
             if mode in ("hybrid", "lexical") and sparse is not None and sparse[0]:
                 requests.append(
-                    QueryRequest(limit=depth, query=Query.Nearest(SparseVector(*sparse), using=LEXICAL),
-                                 filter=shard_filter, with_payload=True)
+                    QueryRequest(
+                        limit=depth,
+                        query=Query.Nearest(SparseVector(*sparse), using=LEXICAL),
+                        filter=shard_filter,
+                        with_payload=True,
+                    )
                 )
             if not requests:
                 continue
@@ -449,15 +488,27 @@ class EdgeStore:
     ) -> list[Hit]:
         assert dense is not None and sparse is not None
         shard_filter = edge_filter(flt, self._exclude(shard))
-        prefetches = [Prefetch(query=Query.Nearest(dense, using=DENSE), limit=max(prefetch_limit, limit),
-                               filter=shard_filter, params=params)]
+        prefetches = [
+            Prefetch(
+                query=Query.Nearest(dense, using=DENSE),
+                limit=max(prefetch_limit, limit),
+                filter=shard_filter,
+                params=params,
+            )
+        ]
         weights = [1.0]
         if sparse[0]:
-            prefetches.append(Prefetch(query=Query.Nearest(SparseVector(*sparse), using=LEXICAL),
-                                       limit=max(prefetch_limit, limit), filter=shard_filter))
+            prefetches.append(
+                Prefetch(
+                    query=Query.Nearest(SparseVector(*sparse), using=LEXICAL),
+                    limit=max(prefetch_limit, limit),
+                    filter=shard_filter,
+                )
+            )
             weights.append(lexical_weight)
-        request = QueryRequest(limit=limit, prefetches=prefetches, query=Fusion.Rrf(k=rrf_k, weights=weights),
-                               with_payload=True)
+        request = QueryRequest(
+            limit=limit, prefetches=prefetches, query=cast(Any, Fusion.Rrf(k=rrf_k, weights=weights)), with_payload=True
+        )
         return [_hit(p) for p in shard.handle.query(request)]
 
     def newest(self, flt: MemoryFilter, limit: int, offset: int = 0) -> list[Hit]:
@@ -465,8 +516,12 @@ class EdgeStore:
         merged: list[Hit] = []
         for shard in self._shards():
             records, _ = shard.handle.scroll(
-                ScrollRequest(limit=offset + limit, filter=edge_filter(flt, self._exclude(shard)),
-                              with_payload=True, order_by=order)
+                ScrollRequest(
+                    limit=offset + limit,
+                    filter=edge_filter(flt, self._exclude(shard)),
+                    with_payload=True,
+                    order_by=order,
+                )
             )
             merged.extend(_hit(record) for record in records)
         merged.sort(key=lambda h: h.payload.get("created_at") or 0.0, reverse=True)

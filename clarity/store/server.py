@@ -36,14 +36,20 @@ def server_filter(flt: MemoryFilter | None) -> models.Filter | None:
     if flt.scopes:
         must.append(models.FieldCondition(key="scope", match=models.MatchAny(any=list(flt.scopes))))
     if flt.memory_types:
-        must.append(models.FieldCondition(key="memory_type", match=models.MatchAny(any=list(flt.memory_types))))
+        must.append(
+            models.FieldCondition(key="memory_type", match=models.MatchAny(any=list(flt.memory_types)))
+        )
     if flt.tags:
         must.append(models.FieldCondition(key="tags", match=models.MatchAny(any=list(flt.tags))))
     if flt.content_hash:
-        must.append(models.FieldCondition(key="content_hash", match=models.MatchValue(value=flt.content_hash)))
+        must.append(
+            models.FieldCondition(key="content_hash", match=models.MatchValue(value=flt.content_hash))
+        )
     if flt.created_from is not None or flt.created_to is not None:
         must.append(
-            models.FieldCondition(key="created_at", range=models.Range(gte=flt.created_from, lte=flt.created_to))
+            models.FieldCondition(
+                key="created_at", range=models.Range(gte=flt.created_from, lte=flt.created_to)
+            )
         )
     must_not: list[Any] = [models.HasIdCondition(has_id=list(flt.exclude_ids))] if flt.exclude_ids else []
     return models.Filter(must=must or None, must_not=must_not or None)
@@ -119,6 +125,11 @@ class ServerStore:
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         self.client.set_payload(self.collection, payload, points=[point_id], wait=True)
 
+    def touch(self, updates: dict[str, dict[str, Any]]) -> set[str]:
+        for point_id, payload in updates.items():
+            self.client.set_payload(self.collection, payload, points=[point_id], wait=False)
+        return set()
+
     def get(self, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
         records = self.client.retrieve(
             self.collection, list(ids), with_payload=True, with_vectors=[DENSE] if with_vectors else False
@@ -140,21 +151,32 @@ class ServerStore:
     ) -> list[Hit]:
         query_filter = server_filter(flt)
         params = models.SearchParams(exact=exact)
-        sparse_query = models.SparseVector(indices=sparse[0], values=sparse[1]) if sparse and sparse[0] else None
+        sparse_query = (
+            models.SparseVector(indices=sparse[0], values=sparse[1]) if sparse and sparse[0] else None
+        )
         if mode == "hybrid" and (dense is None or sparse_query is None):
             mode = "dense" if dense is not None else "lexical"
         if mode == "dense":
             if dense is None:
                 return []
             response = self.client.query_points(
-                self.collection, query=dense, using=DENSE, query_filter=query_filter, limit=limit,
-                search_params=params, with_payload=True,
+                self.collection,
+                query=dense,
+                using=DENSE,
+                query_filter=query_filter,
+                limit=limit,
+                search_params=params,
+                with_payload=True,
             )
         elif mode == "lexical":
             if sparse_query is None:
                 return []
             response = self.client.query_points(
-                self.collection, query=sparse_query, using=LEXICAL, query_filter=query_filter, limit=limit,
+                self.collection,
+                query=sparse_query,
+                using=LEXICAL,
+                query_filter=query_filter,
+                limit=limit,
                 with_payload=True,
             )
         else:
@@ -162,7 +184,9 @@ class ServerStore:
             response = self.client.query_points(
                 self.collection,
                 prefetch=[
-                    models.Prefetch(query=dense, using=DENSE, limit=depth, filter=query_filter, params=params),
+                    models.Prefetch(
+                        query=dense, using=DENSE, limit=depth, filter=query_filter, params=params
+                    ),
                     models.Prefetch(query=sparse_query, using=LEXICAL, limit=depth, filter=query_filter),
                 ],
                 query=models.RrfQuery(rrf=models.Rrf(k=rrf_k, weights=[1.0, lexical_weight])),
@@ -185,7 +209,9 @@ class ServerStore:
         return self.client.count(self.collection, count_filter=server_filter(flt), exact=True).count
 
     def facet(self, key: str, flt: MemoryFilter | None = None, limit: int = 100) -> dict[str, int]:
-        response = self.client.facet(self.collection, key, facet_filter=server_filter(flt), limit=limit, exact=True)
+        response = self.client.facet(
+            self.collection, key, facet_filter=server_filter(flt), limit=limit, exact=True
+        )
         return {str(hit.value): hit.count for hit in response.hits}
 
     def flush(self) -> None:

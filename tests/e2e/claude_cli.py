@@ -62,17 +62,34 @@ _PASSTHROUGH = (
 def find_claude() -> str | None:
     """Path of the claude binary, or None.
 
-    Order: ``$CLAUDE_BIN``; ``node_modules/.bin/claude`` at the repo root; the dev fallback
-    ``/tmp/cc/node_modules/.bin/claude``; ``claude`` on PATH.
+    Order: ``$CLAUDE_BIN``; ``node_modules/.bin/claude`` at the repo root (or the platform
+    package's binary beside it); the dev fallback ``/tmp/cc/node_modules/.bin/claude``;
+    ``claude`` on PATH. Node is not involved at run time: since 2.1.x the npm package ships a
+    native executable (node is only used by its postinstall script).
     """
     env_bin = os.environ.get("CLAUDE_BIN")
     if env_bin:
         path = Path(env_bin)
         return str(path) if path.exists() else shutil.which(env_bin)
-    for candidate in (REPO_ROOT / "node_modules" / ".bin" / "claude", DEV_FALLBACK):
-        if candidate.exists() and os.access(candidate, os.X_OK):
+    candidates = []
+    for root in (REPO_ROOT, DEV_FALLBACK.parents[2]):
+        modules = root / "node_modules"
+        candidates.append(modules / ".bin" / "claude")
+        # the native binary itself, in case npm skipped the postinstall that copies it over
+        # the bin/claude.exe placeholder (npm >= 11 warns about unapproved install scripts)
+        candidates += sorted((modules / "@anthropic-ai").glob("claude-code-linux-*/claude"))
+    for candidate in candidates:
+        if _is_native(candidate):
             return str(candidate)
     return shutil.which("claude")
+
+
+def _is_native(path: Path) -> bool:
+    """An executable that is the real (large, native) Claude Code binary, not the npm stub."""
+    try:
+        return path.is_file() and os.access(path, os.X_OK) and path.stat().st_size > 1_000_000
+    except OSError:
+        return False
 
 
 def claude_version(binary: str | None = None) -> str | None:

@@ -20,6 +20,12 @@ A *turn* is one of:
 * ``{"tools": [{"tool": ..., "input": ...}, ...]}`` -> several parallel tool calls
 * a callable ``f(body) -> turn``           -> decided from the request (e.g. to echo what it saw)
 
+Any turn may also carry ``"delay": seconds`` (sleep before answering) or
+``"error_status": 529`` / ``"error_type": "overloaded_error"`` (answer with an API error; note
+that Claude Code retries errors, and each retry consumes the next turn).
+When the script runs out, main requests get the text ``EXHAUSTED_TEXT`` and
+``server.exhausted`` counts them.
+
 Claude Code also makes side requests (title / summary generation with a small model,
 quota probes, ``count_tokens``). Those are answered with a short text and do not use a
 scripted turn. A request is "main" when it carries a non-empty ``tools`` list and is not
