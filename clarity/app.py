@@ -11,6 +11,7 @@ import hmac
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -209,6 +210,30 @@ class RestApi:
 # -- auth ---------------------------------------------------------------------------------------
 
 
+class ServerTimingMiddleware:
+    """Adds ``Server-Timing: app;dur=<ms>`` so a slow call can be told apart from a slow network."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                elapsed = (time.perf_counter() - started) * 1000
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"server-timing", f"app;dur={elapsed:.1f}".encode()),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
 class BearerTokenMiddleware:
     """With a token configured, every route but /healthz needs ``Authorization: Bearer <token>``."""
 
@@ -285,6 +310,7 @@ def create_app(settings: Settings, service: MemoryService) -> Starlette:
         lifespan=lifespan,
     )
     app.state.service = service
+    app.add_middleware(ServerTimingMiddleware)
     token = settings.server.token.get_secret_value() if settings.server.token else None
     if token:
         app.add_middleware(BearerTokenMiddleware, token=token)

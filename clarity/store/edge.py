@@ -153,6 +153,7 @@ class EdgeStore:
         manifest = self._read_manifest()
         self._next = int(manifest.get("next", 1))
         self._tombstones: set[str] = set(manifest.get("tombstones", []))
+        self._deferred_touches: dict[str, dict[str, Any]] = {}
         self._remove_leftovers(manifest)
         self.active = self._open(manifest.get("active") or self._new_name())
         sealing = manifest.get("sealing")
@@ -288,26 +289,33 @@ class EdgeStore:
                     )
 
     def touch(self, updates: dict[str, dict[str, Any]]) -> set[str]:
-        """Points in the sealing shard wait for their build to finish instead of being moved."""
-        ids = list(updates)
-        deferred = set(ids)
-        with self._write_lock:
-            for shard in [self.active, *self.segments]:
-                present = {
-                    str(r.id) for r in shard.handle.retrieve(_ids(ids), with_payload=False, with_vector=False)
-                }
-                for point_id in present & deferred:
-                    shard.handle.update(UpdateOperation.set_payload([point_id], updates[point_id]))
-                deferred -= present
-            if self.sealing is None:
-                return set()  # the rest were deleted meanwhile
-            in_sealing = {
-                str(r.id)
-                for r in self.sealing.handle.retrieve(
-                    _ids(list(deferred)), with_payload=False, with_vector=False
-                )
-            }
-            return in_sealing - self._tombstones
+        """Bookkeeping updates, applied in small batches so searches keep getting the GIL.
+
+        Points in the sealing shard are not moved for this: their updates wait in memory and are
+        applied to the indexed shard once its build is swapped in.
+        """
+        items = list(updates.items())
+        for start in range(0, len(items), 64):
+            chunk = dict(items[start : start + 64])
+            with self._write_lock:
+                remaining = self._apply_in_place(chunk)
+                if self.sealing is not None:
+                    for point_id in remaining:
+                        self._deferred_touches.setdefault(point_id, {}).update(chunk[point_id])
+            time.sleep(0)  # let a waiting request thread run between batches
+        return set()
+
+    def _apply_in_place(self, updates: dict[str, dict[str, Any]]) -> set[str]:
+        remaining = set(updates)
+        for shard in [self.active, *self.segments]:
+            if not remaining:
+                break
+            found = shard.handle.retrieve(_ids(remaining), with_payload=False, with_vector=False)
+            for record in found:
+                point_id = str(record.id)
+                shard.handle.update(UpdateOperation.set_payload([point_id], updates[point_id]))
+                remaining.discard(point_id)
+        return remaining
 
     def flush(self) -> None:
         with self._write_lock:
@@ -384,6 +392,8 @@ class EdgeStore:
                 self._save_manifest()
             sealing.handle.close()
             shutil.rmtree(sealing.path, ignore_errors=True)
+            deferred, self._deferred_touches = self._deferred_touches, {}
+            self.touch(deferred)
             self._last_build_seconds = time.perf_counter() - started
             self._build_state = "idle"
             self._build_error = None

@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""Clarity's command-hook client: hand one Claude Code hook event to the Clarity daemon.
+
+Claude Code starts this script on every hook firing and waits for it, so two rules shape it:
+
+* It must start in tens of milliseconds. It is run by path (``python3 .../hook_analyzer.py``),
+  imports only the standard library, never the ``clarity`` package (whose imports pull in
+  pydantic, torch ...), and imports the HTTP client only once it knows it will post.
+* It fails open. Whatever goes wrong (daemon down or slow, bad input, an error reply) it exits
+  0 and prints nothing, because any output would reach Claude Code and a non-zero exit shows
+  up as a hook error. Only ``--debug`` explains failures, on stderr.
+
+The daemon does the work: this script posts the event JSON, byte for byte as Claude Code sent
+it, to ``{base}/hooks/<hook_event_name>`` (the same request an ``http`` hook makes) and prints
+the reply when it is a non-empty JSON object (Claude Code's hook output schema).
+"""
+
+from __future__ import annotations
+
+# No `typing` import: it costs ~5 ms of start-up, and these annotations are never evaluated.
+import json
+import os
+import sys
+
+EVENTS = (
+    "SessionStart",
+    "UserPromptSubmit",
+    "PreToolUse",
+    "PostToolUse",
+    "PostToolUseFailure",
+    "Stop",
+    "SessionEnd",
+)
+DEFAULT_PORT = "8000"
+DEFAULT_TIMEOUT = 2.0
+
+USAGE = """\
+usage: hook_analyzer.py [--url=BASE] [--timeout=SECONDS] [--debug]
+       hook_analyzer.py --pre-tool --tool=NAME [--args=JSON]
+       hook_analyzer.py --post-tool --tool=NAME [--result=TEXT]
+       hook_analyzer.py --prompt-submit --prompt=TEXT
+       hook_analyzer.py --help
+
+Clarity command hook for Claude Code. Reads the hook event JSON on stdin and posts it to
+the Clarity daemon at {base}/hooks/<hook_event_name>; prints the daemon's reply (Claude
+Code hook output JSON) when there is one. It always exits 0 and prints nothing when the
+daemon is down, slow or answers with an error: Claude Code carries on unchanged.
+
+The flag forms build the event themselves (session_id "manual", cwd = current directory)
+for manual tests and legacy hook configurations:
+  --pre-tool       PreToolUse with tool_name and tool_input (--args, a JSON object)
+  --post-tool      PostToolUse with tool_name and tool_response (--result)
+  --prompt-submit  UserPromptSubmit with prompt
+
+options:
+  --url=BASE         daemon base URL (default: $CLARITY_URL, else
+                     http://127.0.0.1:$CLARITY_SERVER__PORT, port 8000 by default)
+  --timeout=SECONDS  give up after this long (default: $CLARITY_HOOK_TIMEOUT, else 2)
+  --debug            explain failures on stderr
+  -h, --help         show this text
+
+environment:
+  CLARITY_URL, CLARITY_SERVER__PORT, CLARITY_TOKEN (sent as a bearer token),
+  CLARITY_HOOK_TIMEOUT, CLARITY_DISABLED=1 (do nothing at all)
+"""
+
+_MODES = {"--pre-tool": "PreToolUse", "--post-tool": "PostToolUse", "--prompt-submit": "UserPromptSubmit"}
+_VALUE_OPTIONS = ("--tool", "--args", "--result", "--prompt", "--url", "--timeout")
+_TRUE = ("1", "true", "yes", "on")
+
+
+class HookFailure(Exception):
+    """Anything that ends the run quietly; the message is shown only with ``--debug``."""
+
+
+class Options:
+    """Parsed command line: bare flags, and ``--name=value`` options keyed by name."""
+
+    def __init__(self) -> None:
+        self.flags: set[str] = set()
+        self.values: dict[str, str] = {}
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.values.get(name, default)
+
+
+def parse_args(argv: list[str]) -> Options:
+    """Hand-rolled rather than argparse: both ``--x=V`` and ``--x V`` forms, and an unknown
+    flag must not print argparse's usage error (that would be hook output)."""
+    opts = Options()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in _VALUE_OPTIONS:
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise HookFailure(f"{name} needs a value")
+                value = argv[i]
+            opts.values[name[2:]] = value
+        elif arg in ("-h", "--help", "--debug", *_MODES):
+            opts.flags.add(arg)
+        else:
+            raise HookFailure(f"unknown argument {arg!r}")
+        i += 1
+    return opts
+
+
+def manual_payload(opts: Options) -> bytes:
+    """The event a flag form stands for, shaped like what Claude Code sends."""
+    modes = [m for m in _MODES if m in opts.flags]
+    if len(modes) != 1:
+        raise HookFailure("give exactly one of --pre-tool, --post-tool, --prompt-submit")
+    event = _MODES[modes[0]]
+    payload: dict[str, object] = {
+        "session_id": "manual",
+        "transcript_path": "",
+        "cwd": os.getcwd(),
+        "hook_event_name": event,
+    }
+    if event == "UserPromptSubmit":
+        payload["prompt"] = opts.get("prompt")
+    else:
+        if not opts.get("tool"):
+            raise HookFailure(f"{modes[0]} needs --tool=NAME")
+        payload["tool_name"] = opts.get("tool")
+        if event == "PreToolUse":
+            try:
+                tool_input = json.loads(opts.get("args") or "{}")
+            except ValueError as exc:
+                raise HookFailure(f"--args is not JSON: {exc}") from None
+            if not isinstance(tool_input, dict):
+                raise HookFailure("--args must be a JSON object")
+            payload["tool_input"] = tool_input
+        else:
+            payload["tool_response"] = opts.get("result")
+    return json.dumps(payload).encode()
+
+
+def event_name(body: bytes) -> str:
+    """The event named by a Claude Code payload; it becomes the last URL segment."""
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise HookFailure(f"stdin is not JSON: {exc}") from None
+    event = payload.get("hook_event_name") if isinstance(payload, dict) else None
+    if not isinstance(event, str) or not event.isalnum():
+        raise HookFailure("no usable hook_event_name in the payload")
+    return event
+
+
+def base_url(opts: Options) -> str:
+    url = opts.get("url") or os.environ.get("CLARITY_URL")
+    if not url:
+        url = f"http://127.0.0.1:{os.environ.get('CLARITY_SERVER__PORT') or DEFAULT_PORT}"
+    return url.rstrip("/")
+
+
+def timeout_seconds(opts: Options) -> float:
+    raw = opts.get("timeout") or os.environ.get("CLARITY_HOOK_TIMEOUT")
+    try:
+        value = float(raw) if raw else DEFAULT_TIMEOUT
+    except ValueError:
+        return DEFAULT_TIMEOUT
+    return value if 0 < value < 3600 else DEFAULT_TIMEOUT
+
+
+def post(url: str, body: bytes, timeout: float) -> bytes:
+    """POST ``body`` and return the reply of a 2xx answer.
+
+    http.client rather than urllib: it never consults the *_proxy variables (a proxy must not
+    see loopback hook traffic) and it skips urllib's opener machinery. The socket timeout
+    bounds each connect/read; the caller's alarm bounds the whole exchange.
+    """
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HookFailure(f"bad daemon URL {url!r}")
+    conn_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = conn_class(parts.hostname, parts.port, timeout=timeout)
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    token = os.environ.get("CLARITY_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        reply = conn.getresponse()
+        data = reply.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise HookFailure(f"POST {url} failed: {exc!r}") from None
+    finally:
+        conn.close()
+    if not 200 <= reply.status < 300:
+        raise HookFailure(f"POST {url} answered {reply.status}")
+    return data
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise HookFailure("timed out")
+
+
+def run(argv: list[str]) -> bytes:
+    """Everything but the exit policy: returns what to print (possibly nothing)."""
+    opts = parse_args(argv)
+    if "-h" in opts.flags or "--help" in opts.flags:
+        return USAGE.encode()
+    if any(m in opts.flags for m in _MODES):
+        body = manual_payload(opts)
+    elif sys.stdin is None or sys.stdin.isatty():
+        return USAGE.encode()  # run by hand with nothing piped in
+    else:
+        body = sys.stdin.buffer.read()
+    event = event_name(body)
+    timeout = timeout_seconds(opts)
+    import signal
+
+    if hasattr(signal, "setitimer"):  # a hard deadline, even for a server that trickles bytes
+        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        reply = post(f"{base_url(opts)}/hooks/{event}", body, timeout)
+    finally:
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    try:
+        parsed = json.loads(reply) if reply.strip() else None
+    except ValueError:
+        raise HookFailure("reply is not JSON") from None
+    if not isinstance(parsed, dict) or not parsed:
+        return b""
+    return reply
+
+
+def _disabled() -> bool:
+    return os.environ.get("CLARITY_DISABLED", "").strip().lower() in _TRUE
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if _disabled():
+        return 0
+    debug = "--debug" in argv
+    try:
+        output = run(argv)
+        if output:
+            sys.stdout.buffer.write(output)
+            sys.stdout.buffer.flush()
+    except BaseException as exc:  # fail open: no traceback, no exit code, whatever happened
+        if debug:
+            import contextlib
+
+            with contextlib.suppress(BaseException):
+                sys.stderr.write(f"clarity hook: {exc}\n")
+        _silence_stdout()
+    return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so a half-written buffer or a closed pipe cannot make the
+    interpreter print 'Exception ignored ...' to stderr at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BaseException:
+        _silence_stdout()
+    sys.exit(code)
