@@ -27,6 +27,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from clarity import __version__
 from clarity.config import Settings, describe_validation_error
 from clarity.embedding import ModelNotReady
+from clarity.hooks.events import EVENTS, HookEvent
+from clarity.hooks.service import HookService
 from clarity.mcp.server import PROJECT_HEADER, build_mcp_server
 from clarity.memory import MemoryNotFound, MemoryService, ScopeRequired
 from clarity.models import (
@@ -207,6 +209,41 @@ class RestApi:
         return _json(await _in_thread(self.service.stats, self._project(request), scope))
 
 
+# -- hooks --------------------------------------------------------------------------------------
+
+
+class HookApi:
+    """POST /hooks/<Event>: the JSON Claude Code sends in, Claude Code's hook output JSON out."""
+
+    def __init__(self, hooks: HookService, settings: Settings) -> None:
+        self.hooks = hooks
+        self.limit = settings.server.max_request_bytes
+
+    async def handle(self, request: Request) -> Response:
+        event = request.path_params["event"]
+        if event not in EVENTS:
+            return JSONResponse(
+                {"error": f"event: unknown hook event {event!r}; expected one of {', '.join(EVENTS)}"},
+                status_code=404,
+            )
+        try:
+            body = await _json_body(request, self.limit)
+            if isinstance(body, dict):
+                body.setdefault("hook_event_name", event)
+            payload = _parse(HookEvent, body)
+            if payload.hook_event_name != event:
+                raise RequestError(
+                    400, f"hook_event_name: {payload.hook_event_name!r} does not match the URL's {event!r}"
+                )
+            return JSONResponse(await _in_thread(self.hooks.handle, payload))
+        except RequestError as exc:
+            return JSONResponse({"error": str(exc), "details": exc.details}, status_code=exc.status)
+        except Exception:
+            # A hook must never break Claude Code: log it and answer "nothing to add".
+            log.exception("hook %s failed", event)
+            return JSONResponse({})
+
+
 # -- auth ---------------------------------------------------------------------------------------
 
 
@@ -266,6 +303,7 @@ class BearerTokenMiddleware:
 def create_app(settings: Settings, service: MemoryService) -> Starlette:
     """Mount MCP, REST and health on one Starlette app; the caller owns the service's lifetime."""
     mcp = build_mcp_server(LocalBackend(service))
+    hooks = HookService(settings, service)
     loopback = settings.server.host in ("127.0.0.1", "localhost", "::1")
     security = TransportSecuritySettings(
         # DNS-rebinding protection only means something on loopback; elsewhere the token guards.
@@ -298,18 +336,23 @@ def create_app(settings: Settings, service: MemoryService) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         service.embedder.start_loading()
         async with mcp.session_manager.run():
-            yield
+            try:
+                yield
+            finally:
+                await _in_thread(hooks.close)
 
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Mount("/api", routes=RestApi(service, settings).routes()),
+            Route("/hooks/{event}", HookApi(hooks, settings).handle, methods=["POST"]),
             Mount("/", app=mcp_app),  # serves exactly /mcp; mounted last so it sees only the rest
         ],
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.hooks = hooks
     app.add_middleware(ServerTimingMiddleware)
     token = settings.server.token.get_secret_value() if settings.server.token else None
     if token:

@@ -21,6 +21,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+from clarity.integrations.hooks_cli import hooks_app  # noqa: E402
+
+app.add_typer(
+    hooks_app, name="hooks", help="Install, remove or inspect Clarity's Claude Code hooks and MCP entry."
+)
 out = Console()
 err = Console(stderr=True)
 

@@ -105,6 +105,36 @@ class RetrievalSettings(_Section):
     hnsw_ef: int = Field(128, ge=1, le=4096)
 
 
+class GuardRule(_Section):
+    """A command pattern that needs the user's say before Claude Code runs it."""
+
+    pattern: str = Field(description="Python regular expression searched in the Bash command")
+    decision: Literal["deny", "ask"] = "ask"
+    reason: str = "matches a Clarity guard rule"
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        import re
+
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression ({exc})") from None
+        return value
+
+
+class HooksSettings(_Section):
+    learn: bool = True
+    inject: bool = True
+    context_chars: int = Field(2000, ge=200, le=10_000, description="cap on additionalContext per hook reply")
+    max_memories: int = Field(5, ge=1, le=20)
+    min_similarity: float = Field(
+        0.35, ge=0.0, le=1.0, description="cosine below which a memory is not injected"
+    )
+    guards: list[GuardRule] = Field(default_factory=list, description="off unless rules are configured")
+
+
 class CacheSettings(_Section):
     ttl_seconds: int = Field(1800, ge=0, le=7 * 86400)
 
@@ -175,6 +205,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    hooks: HooksSettings = Field(default_factory=HooksSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
 

@@ -247,9 +247,19 @@ class MemoryService:
         scored = self._rescore(hits, request.mode, lexical_weight)
         floor = request.min_score if request.min_score is not None else cfg.min_score
         results = [s for s in scored if s.score >= floor][: request.limit]
+        if dense is not None and results:
+            self._add_similarity(results, dense)
         for result in results:
             self.access.touch(result.memory.id, result.memory.access_count)
         return RetrieveResult(results=results, mode=request.mode, scopes=scopes)
+
+    def _add_similarity(self, results: list[ScoredMemory], query: list[float]) -> None:
+        """Fused scores rank; only cosine says how close a memory really is, which hooks gate on."""
+        vectors = {h.id: h.dense for h in self.db.get([r.memory.id for r in results], with_vectors=True)}
+        for result in results:
+            vector = vectors.get(result.memory.id)
+            if vector is not None:
+                result.similarity = round(sum(a * b for a, b in zip(vector, query, strict=True)), 4)
 
     def _rescore(self, hits: list[Hit], mode: str, lexical_weight: float = 1.0) -> list[ScoredMemory]:
         """Blend relevance with recency and importance; relevance stays the dominant term.

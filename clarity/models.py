@@ -214,6 +214,7 @@ class ListRequest(_Input):
 class ScoredMemory(BaseModel):
     memory: Memory
     score: float = Field(description="final score 0..1 after fusion and recency/importance rescoring")
+    similarity: float | None = Field(None, description="cosine similarity of memory and query (dense modes)")
 
 
 class RetrieveResult(BaseModel):

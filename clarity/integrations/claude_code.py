@@ -164,8 +164,8 @@ def _shell_quote(value: str) -> str:
 def analyzer_command(event: str, base_url: str) -> str:
     """``"<python>" -S "<hook_analyzer.py>" --timeout=N [--url=BASE]``.
 
-    ``-S`` skips site-packages: the analyzer is stdlib-only and ``site`` (with a venv's
-    editable-install hooks) was a third of its start-up time here. ``--timeout`` gives the
+    ``-S`` skips ``site``: the analyzer is stdlib-only, and a venv's .pth hooks (editable
+    installs, setuptools' distutils shim) cost ~20 ms of interpreter start-up here. ``--timeout`` gives the
     daemon the same budget as an http hook for this event; ``--url`` is only baked in when the
     base differs from the default, so ``CLARITY_URL`` at run time still applies otherwise."""
     parts = [_shell_quote(sys.executable), "-S", _shell_quote(str(ANALYZER)), f"--timeout={TIMEOUTS[event]}"]
@@ -418,6 +418,12 @@ def remove_mcp(data: JsonObject, scope: Scope, project: Path, path: Path) -> tup
         holder = {**holder, "mcpServers": servers}
     else:
         holder = {k: v for k, v in holder.items() if k != "mcpServers"}
+    if scope == "local" and not holder:
+        # a project entry that only Clarity's server filled (Claude Code's own carry more keys)
+        projects = {k: v for k, v in data["projects"].items() if k != local_project_key(project)}
+        if projects:
+            return {**data, "projects": projects}, edit
+        return {k: v for k, v in data.items() if k != "projects"}, edit
     return _put_holder(data, scope, project, holder), edit
 
 

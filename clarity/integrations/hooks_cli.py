@@ -106,7 +106,7 @@ def _describe(change: FileChange, scope: str, action: str) -> str:
     return f"{label}: {nothing}, nothing changed"
 
 
-def _report(result: InstallResult) -> None:
+def _report(result: InstallResult, project: Path | None) -> None:
     for change in result.files:
         out.print(_describe(change, result.scope, result.action))
     if result.action == "install" and result.changed:
@@ -117,6 +117,8 @@ def _report(result: InstallResult) -> None:
             )
         if result.scope == "project" and any(f.kind == "mcp" and f.changed for f in result.files):
             out.print("Claude Code asks once before it starts servers from a project's .mcp.json")
+    if result.action == "install":
+        _print_notes(status(project=project, base_url=result.base_url))
 
 
 def _run(action: str, call: Callable[[], InstallResult]) -> InstallResult:
@@ -148,7 +150,8 @@ def install_cmd(
         _run(
             "install",
             lambda: install(scope.value, hook_type.value, project=project, no_mcp=no_mcp, base_url=base_url),
-        )
+        ),
+        project,
     )
 
 
@@ -162,7 +165,8 @@ def uninstall_cmd(
     """Remove Clarity's hooks (and MCP server) and nothing else."""
     base_url = _base_url(url)
     _report(
-        _run("uninstall", lambda: uninstall(scope.value, project=project, no_mcp=no_mcp, base_url=base_url))
+        _run("uninstall", lambda: uninstall(scope.value, project=project, no_mcp=no_mcp, base_url=base_url)),
+        project,
     )
 
 
@@ -179,6 +183,24 @@ def _hooks_summary(scope: ScopeStatus) -> str:
     )
 
 
+def _print_notes(report: IntegrationStatus) -> None:
+    """Warn about combinations across scopes that Claude Code handles badly."""
+    with_hooks = [s for s in report.scopes if s.hooks]
+    if len({json.dumps(s.hooks, sort_keys=True) for s in with_hooks}) > 1:
+        # Claude Code runs identical hooks once (checked with 2.1.330), different ones each.
+        out.print(
+            f"[yellow]note:[/] the {' and '.join(s.scope for s in with_hooks)} scopes hold different "
+            "Clarity hooks; Claude Code runs all of them, so some events reach the daemon twice"
+        )
+    with_mcp = [s for s in report.scopes if s.mcp is not None]
+    if len({json.dumps(s.mcp, sort_keys=True) for s in with_mcp}) > 1:
+        out.print(
+            f"[yellow]note:[/] MCP server 'clarity' is registered in {' and '.join(s.scope for s in with_mcp)} "
+            "scope with different settings; Claude Code uses the most specific one (local, project, user) "
+            "and reports conflicting scopes, so keep one (`clarity hooks uninstall --scope ...`)"
+        )
+
+
 def _print_status(report: IntegrationStatus) -> None:
     out.print(f"Clarity in Claude Code, project {report.project}")
     for scope in report.scopes:
@@ -188,13 +210,7 @@ def _print_status(report: IntegrationStatus) -> None:
             mcp = "-" if scope.mcp is None else f"clarity ({scope.mcp.get('type', '?')})"
             out.print(f"  {scope.scope:<8} hooks {_hooks_summary(scope)}   MCP {mcp}")
         out.print(f"  {'':<8} [dim]{scope.settings_path}  {scope.mcp_path}[/]")
-    with_hooks = [s for s in report.scopes if s.hooks]
-    if len({json.dumps(s.hooks, sort_keys=True) for s in with_hooks}) > 1:
-        # Claude Code runs identical hooks once (checked with 2.1.330), different ones each.
-        out.print(
-            f"[yellow]note:[/] the {' and '.join(s.scope for s in with_hooks)} scopes hold different "
-            "Clarity hooks; Claude Code runs all of them, so some events reach the daemon twice"
-        )
+    _print_notes(report)
     if not report.installed and not any(s.error for s in report.scopes):
         out.print("not installed: run `clarity hooks install`")
 

@@ -1,0 +1,73 @@
+"""The JSON Claude Code sends to hooks, and the JSON it accepts back.
+
+Only the four common fields are required; everything else varies by event and by Claude Code
+version, so it is optional and unknown fields are kept rather than rejected.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EVENTS = (
+    "SessionStart",
+    "UserPromptSubmit",
+    "PreToolUse",
+    "PostToolUse",
+    "PostToolUseFailure",
+    "Stop",
+    "SessionEnd",
+)
+EventName = Literal[
+    "SessionStart",
+    "UserPromptSubmit",
+    "PreToolUse",
+    "PostToolUse",
+    "PostToolUseFailure",
+    "Stop",
+    "SessionEnd",
+]
+# Events whose reply may carry additionalContext for the model. Stop must never: Claude Code
+# feeds it back as a new turn and keeps going.
+CONTEXT_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse")
+
+
+class HookEvent(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    session_id: str = Field(max_length=200)
+    transcript_path: str = Field("", max_length=4096)
+    cwd: str = Field(max_length=4096)
+    hook_event_name: str = Field(max_length=64)
+    prompt: str | None = None
+    tool_name: str | None = Field(None, max_length=200)
+    tool_input: dict[str, Any] | None = None
+    tool_response: Any = None
+    error: str | None = None
+    source: str | None = None
+    agent_id: str | None = None
+
+    @property
+    def command(self) -> str | None:
+        if self.tool_name == "Bash" and self.tool_input:
+            value = self.tool_input.get("command")
+            return value if isinstance(value, str) and value.strip() else None
+        return None
+
+    @property
+    def file_path(self) -> str | None:
+        if self.tool_input:
+            value = self.tool_input.get("file_path") or self.tool_input.get("notebook_path")
+            return value if isinstance(value, str) else None
+        return None
+
+
+def reply(event: str, context: str | None = None, **fields: Any) -> dict[str, Any]:
+    """Claude Code's hook output: hookSpecificOutput with the same event name, or nothing."""
+    specific: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
+    if context and event in CONTEXT_EVENTS:
+        specific["additionalContext"] = context
+    if not specific:
+        return {}
+    return {"hookSpecificOutput": {"hookEventName": event, **specific}}

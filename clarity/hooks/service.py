@@ -1,0 +1,175 @@
+"""Server side of Claude Code's hooks: what each event reads, and what it hands to the learner.
+
+Replies sit on the user's critical path, so only reads happen before replying; everything
+learned from a tool result goes to the learner's queue. A payload Clarity cannot use gets an
+empty reply, never an error that Claude Code would have to show.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from clarity.config import Settings
+from clarity.hooks.context import clip, memory_block
+from clarity.hooks.events import HookEvent, reply
+from clarity.hooks.learner import Learner, programs_of, short
+from clarity.memory import MemoryService, has_identifier
+from clarity.models import (
+    GLOBAL_SCOPE,
+    ListRequest,
+    Memory,
+    MemoryCreate,
+    MemoryType,
+    RetrieveRequest,
+    Source,
+)
+from clarity.project import project_scope
+
+log = logging.getLogger(__name__)
+
+# "remember that ...", "note: ...", "keep in mind ...", "don't forget ..."
+_REMEMBER = re.compile(
+    r"^\s*(?:please\s+)?(?:remember|note|keep in mind|don'?t forget|do not forget)(?:\s+that)?\s*[:,-]?\s+(?P<what>.+)",
+    re.IGNORECASE | re.DOTALL,
+)
+_PREFERENCE = re.compile(
+    r"\b(prefer|always|never|don'?t|do not|instead of|rather than|avoid|i like|i want)\b", re.I
+)
+_GLOBAL = re.compile(r"\b(in (?:all|every) (?:projects?|repos?(?:itories)?)|globally|everywhere)\b", re.I)
+
+
+class HookService:
+    def __init__(self, settings: Settings, memory: MemoryService) -> None:
+        self.settings = settings.hooks
+        self.memory = memory
+        self.learner = Learner(memory)
+        self._guards = [(re.compile(rule.pattern), rule) for rule in settings.hooks.guards]
+
+    def handle(self, event: HookEvent) -> dict[str, Any]:
+        name = event.hook_event_name
+        if name in ("PostToolUse", "PostToolUseFailure", "Stop", "SessionEnd"):
+            if self.settings.learn:
+                self.learner.submit(event)
+            return {}
+        if name == "SessionStart":
+            return self.session_start(event)
+        if name == "UserPromptSubmit":
+            return self.prompt_submitted(event)
+        if name == "PreToolUse":
+            return self.pre_tool(event)
+        return {}
+
+    # -- SessionStart -------------------------------------------------------------------------
+
+    def session_start(self, event: HookEvent) -> dict[str, Any]:
+        if not self.settings.inject:
+            return {}
+        scope = project_scope(event.cwd)
+        sections = [
+            ("Preferences and decisions", [MemoryType.preference, MemoryType.decision], "default", 6),
+            ("How this project is built and tested", [MemoryType.command], "project", 3),
+            ("Recent fixes", [MemoryType.fix], "project", 3),
+        ]
+        blocks = []
+        budget = self.settings.context_chars
+        for title, kinds, which, count in sections:
+            page = self.memory.list(ListRequest(limit=count, memory_types=kinds, scope=which), project=scope)
+            block = memory_block(f"{title}:", page.memories, budget // len(sections))
+            if block:
+                blocks.append(block)
+        if not blocks:
+            return {}
+        text = "Clarity memory for this project (facts learned in earlier sessions):\n" + "\n".join(blocks)
+        return reply("SessionStart", clip(text, budget))
+
+    # -- UserPromptSubmit ---------------------------------------------------------------------
+
+    def prompt_submitted(self, event: HookEvent) -> dict[str, Any]:
+        prompt = (event.prompt or "").strip()
+        if not prompt:
+            return {}
+        scope = project_scope(event.cwd)
+        wanted = _REMEMBER.match(prompt)
+        if wanted and self.settings.learn:
+            return self._remember(event, scope, wanted.group("what").strip())
+        if not self.settings.inject:
+            return {}
+        result = self.memory.retrieve(
+            RetrieveRequest(query=prompt[:4000], limit=self.settings.max_memories * 2, scope="default"),
+            project=scope,
+        )
+        identifiers = {t.casefold() for t in re.findall(r"[\w.\-/]+", prompt) if has_identifier(t)}
+        relevant = [
+            r.memory
+            for r in result.results
+            if (r.similarity or 0.0) >= self.settings.min_similarity
+            or any(token in r.memory.content.casefold() for token in identifiers)
+        ][: self.settings.max_memories]
+        block = memory_block(
+            "Relevant memories from Clarity (long-term memory of earlier sessions):",
+            relevant,
+            self.settings.context_chars,
+        )
+        return reply("UserPromptSubmit", block)
+
+    def _remember(self, event: HookEvent, scope: str, what: str) -> dict[str, Any]:
+        kind = MemoryType.preference if _PREFERENCE.search(what) else MemoryType.fact
+        target = GLOBAL_SCOPE if _GLOBAL.search(what) else scope
+        result = self.memory.store(
+            MemoryCreate(
+                content=what,
+                memory_type=kind,
+                importance=0.8,
+                scope=target,
+                source=Source.hook,
+                session_id=event.session_id[:200],
+                tags=["user-request"],
+            ),
+        )
+        where = "for every project" if target == GLOBAL_SCOPE else "for this project"
+        note = f"Clarity stored this as a {kind.value} {where} (id {result.id}): {short(result.memory.content, 300)}"
+        return reply("UserPromptSubmit", note)
+
+    # -- PreToolUse ---------------------------------------------------------------------------
+
+    def pre_tool(self, event: HookEvent) -> dict[str, Any]:
+        command = event.command
+        if command is None:
+            return {}
+        for pattern, rule in self._guards:
+            if pattern.search(command):
+                return reply(
+                    "PreToolUse",
+                    permissionDecision=rule.decision,
+                    permissionDecisionReason=f"Clarity guard: {rule.reason}",
+                )
+        if not self.settings.inject:
+            return {}
+        programs = programs_of(command)
+        program = programs[-1]
+        # Lexical only: a command is matched by its words, and this path must not pay for the model.
+        result = self.memory.retrieve(
+            RetrieveRequest(
+                query=command[:4000],
+                limit=3,
+                scope="project",
+                tags=[f"cmd:{p}" for p in programs],
+                memory_types=[MemoryType.fix, MemoryType.error],
+                mode="lexical",
+            ),
+            project=project_scope(event.cwd),
+        )
+        memories: list[Memory] = [r.memory for r in result.results]
+        fixes = [m for m in memories if m.memory_type == MemoryType.fix]
+        chosen = fixes or memories
+        block = memory_block(
+            f"Clarity: what happened before with `{short(program, 60)}` in this project:",
+            chosen[:2],
+            min(self.settings.context_chars, 1000),
+        )
+        return reply("PreToolUse", block)
+
+    def close(self) -> None:
+        self.learner.close()

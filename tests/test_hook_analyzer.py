@@ -1,0 +1,391 @@
+"""hook_analyzer.py as Claude Code runs it: a separate process, a real loopback server.
+
+Every failure mode must end the same way (exit 0, nothing on stdout or stderr, quickly),
+because Claude Code shows a command hook's output to the model and its failures to the user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ANALYZER = REPO / "clarity" / "mcp" / "hook_analyzer.py"
+FIXTURES = REPO / "tests" / "fixtures" / "hook_payloads"
+EVENT_FIXTURES = {
+    "SessionStart": "SessionStart.json",
+    "UserPromptSubmit": "UserPromptSubmit.json",
+    "PreToolUse": "PreToolUse.json",
+    "PostToolUse": "PostToolUse.json",
+    "PostToolUseFailure": "PostToolUseFailure.json",
+    "Stop": "Stop.json",
+    "SessionEnd": "SessionEnd.json",
+}
+CONTEXT_REPLY = {
+    "hookSpecificOutput": {"hookEventName": "UserPromptSubmit", "additionalContext": "remembered"}
+}
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Daemon:
+    """A stand-in for the daemon's /hooks endpoints: records requests, answers as told."""
+
+    url: str = ""
+    requests: list[Request] = field(default_factory=list)
+    status: int = 200
+    reply: bytes = json.dumps(CONTEXT_REPLY).encode()
+    delay: float = 0.0
+    trickle: bool = False  # send the reply one byte every 0.2 s
+
+
+def _handler(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            daemon.requests.append(Request(self.command, self.path, headers, body))
+            if daemon.delay:
+                time.sleep(daemon.delay)
+            try:
+                self.send_response(daemon.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(daemon.reply)))
+                self.end_headers()
+                if daemon.trickle:
+                    for byte in daemon.reply:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                else:
+                    self.wfile.write(daemon.reply)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    return Handler
+
+
+@pytest.fixture
+def daemon() -> Iterator[Daemon]:
+    state = Daemon()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    server.daemon_threads = True
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+    seconds: float
+
+
+def run_analyzer(
+    *args: str,
+    stdin: bytes | None = b"",
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    python_flags: tuple[str, ...] = (),
+) -> Run:
+    """Run the script by path, as a command hook does, in an environment without CLARITY_*
+    from the developer's shell and with a proxy configured that must never be used."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CLARITY_")}
+    base.update({"http_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"})
+    base.update(env or {})
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, *python_flags, str(ANALYZER), *args],
+        input=stdin,
+        capture_output=True,
+        env=base,
+        cwd=cwd,
+        timeout=30,
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
+
+
+def assert_silent(run: Run) -> None:
+    assert (run.returncode, run.stdout, run.stderr) == (0, b"", b"")
+
+
+# --- (a) a working daemon ------------------------------------------------------------------
+
+
+def test_posts_the_payload_verbatim_and_prints_the_reply(daemon: Daemon) -> None:
+    payload = (FIXTURES / "UserPromptSubmit.json").read_bytes()
+    run = run_analyzer(stdin=payload, env={"CLARITY_URL": daemon.url, "CLARITY_TOKEN": "s3cret"})
+    assert run.returncode == 0 and run.stderr == b""
+    assert run.stdout == daemon.reply
+    [request] = daemon.requests
+    assert request.method == "POST"
+    assert request.path == "/hooks/UserPromptSubmit"
+    assert request.body == payload
+    assert request.headers["authorization"] == "Bearer s3cret"
+    assert request.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("event", list(EVENT_FIXTURES))
+def test_each_real_event_goes_to_its_endpoint(daemon: Daemon, event: str) -> None:
+    payload = (FIXTURES / EVENT_FIXTURES[event]).read_bytes()
+    run = run_analyzer(stdin=payload, env={"CLARITY_URL": daemon.url + "/"})
+    assert run.returncode == 0 and run.stdout == daemon.reply
+    assert [r.path for r in daemon.requests] == [f"/hooks/{event}"]
+    assert "authorization" not in daemon.requests[0].headers  # no token configured
+
+
+def test_port_from_clarity_server_port(daemon: Daemon) -> None:
+    port = daemon.url.rsplit(":", 1)[1]
+    run = run_analyzer(stdin=b'{"hook_event_name": "Stop"}', env={"CLARITY_SERVER__PORT": port})
+    assert run.returncode == 0 and run.stdout == daemon.reply
+    assert [r.path for r in daemon.requests] == ["/hooks/Stop"]
+
+
+def test_url_flag_wins_over_environment(daemon: Daemon) -> None:
+    run = run_analyzer(
+        f"--url={daemon.url}",
+        stdin=b'{"hook_event_name": "Stop"}',
+        env={"CLARITY_URL": f"http://127.0.0.1:{_free_port()}"},
+    )
+    assert run.stdout == daemon.reply and len(daemon.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "reply"),
+    [
+        (200, b"{}"),
+        (200, b""),
+        (200, b"[1, 2]"),
+        (200, b"plain text context"),
+        (500, json.dumps(CONTEXT_REPLY).encode()),
+        (404, b'{"detail": "Not Found"}'),
+    ],
+)
+def test_empty_error_and_non_json_replies_print_nothing(daemon: Daemon, status: int, reply: bytes) -> None:
+    daemon.status, daemon.reply = status, reply
+    run = run_analyzer(stdin=b'{"hook_event_name": "PreToolUse"}', env={"CLARITY_URL": daemon.url})
+    assert_silent(run)
+    assert len(daemon.requests) == 1
+
+
+# --- (b) (c) daemon down or slow -------------------------------------------------------------
+
+
+def test_nothing_listening_is_silent_and_fast() -> None:
+    payload = (FIXTURES / "PreToolUse.json").read_bytes()
+    run = run_analyzer(stdin=payload, env={"CLARITY_URL": f"http://127.0.0.1:{_free_port()}"})
+    assert_silent(run)
+    assert run.seconds < 1.0
+
+
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_slow_daemon_is_abandoned_at_the_timeout(daemon: Daemon, how: str) -> None:
+    daemon.delay = 3.0
+    env = {"CLARITY_URL": daemon.url}
+    args: tuple[str, ...] = ()
+    if how == "env":
+        env["CLARITY_HOOK_TIMEOUT"] = "0.5"
+    else:
+        args = ("--timeout=0.5",)
+    run = run_analyzer(*args, stdin=b'{"hook_event_name": "UserPromptSubmit"}', env=env)
+    assert_silent(run)
+    assert len(daemon.requests) == 1
+    assert run.seconds < 0.5 + 1.0
+
+
+def test_trickling_reply_is_cut_at_the_deadline(daemon: Daemon) -> None:
+    """Each byte arrives well inside the socket timeout; only an overall deadline stops it."""
+    daemon.trickle = True
+    run = run_analyzer("--timeout=1", stdin=b'{"hook_event_name": "Stop"}', env={"CLARITY_URL": daemon.url})
+    assert_silent(run)
+    assert run.seconds < 1.0 + 1.0
+
+
+def test_default_timeout_is_two_seconds(daemon: Daemon) -> None:
+    daemon.delay = 4.0
+    run = run_analyzer(stdin=b'{"hook_event_name": "Stop"}', env={"CLARITY_URL": daemon.url})
+    assert_silent(run)
+    assert 1.9 < run.seconds < 3.0
+
+
+# --- (d) bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stdin",
+    [b"", b"not json", b"[1]", b'{"no_event": true}', b'{"hook_event_name": "../admin"}', b"\xff\xfe"],
+)
+def test_garbage_on_stdin_is_silent(daemon: Daemon, stdin: bytes) -> None:
+    assert_silent(run_analyzer(stdin=stdin, env={"CLARITY_URL": daemon.url}))
+    assert daemon.requests == []
+
+
+def test_unknown_flag_is_silent(daemon: Daemon) -> None:
+    assert_silent(
+        run_analyzer("--frobnicate", stdin=b'{"hook_event_name": "Stop"}', env={"CLARITY_URL": daemon.url})
+    )
+    assert daemon.requests == []
+
+
+def test_debug_explains_failures_on_stderr() -> None:
+    run = run_analyzer("--debug", stdin=b"not json")
+    assert run.returncode == 0 and run.stdout == b""
+    assert b"not JSON" in run.stderr
+
+
+# --- (e) flag forms ----------------------------------------------------------------------------
+
+
+def _sent(daemon: Daemon) -> dict[str, Any]:
+    [request] = daemon.requests
+    return json.loads(request.body)
+
+
+def test_pre_tool_flags(daemon: Daemon, tmp_path: Path) -> None:
+    run = run_analyzer(
+        "--pre-tool",
+        "--tool=Bash",
+        '--args={"command": "ls -la"}',
+        env={"CLARITY_URL": daemon.url},
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0 and run.stdout == daemon.reply
+    assert daemon.requests[0].path == "/hooks/PreToolUse"
+    assert _sent(daemon) == {
+        "session_id": "manual",
+        "transcript_path": "",
+        "cwd": str(tmp_path),
+        "hook_event_name": "PreToolUse",
+        "tool_name": "Bash",
+        "tool_input": {"command": "ls -la"},
+    }
+
+
+def test_post_tool_flags_with_separate_values(daemon: Daemon, tmp_path: Path) -> None:
+    run = run_analyzer(
+        "--post-tool", "--tool", "Bash", "--result", "exit 0", env={"CLARITY_URL": daemon.url}, cwd=tmp_path
+    )
+    assert run.returncode == 0 and run.stdout == daemon.reply
+    assert daemon.requests[0].path == "/hooks/PostToolUse"
+    sent = _sent(daemon)
+    assert (sent["hook_event_name"], sent["tool_name"], sent["tool_response"]) == (
+        "PostToolUse",
+        "Bash",
+        "exit 0",
+    )
+    assert (sent["session_id"], sent["cwd"], sent["transcript_path"]) == ("manual", str(tmp_path), "")
+
+
+def test_prompt_submit_flags(daemon: Daemon, tmp_path: Path) -> None:
+    run = run_analyzer(
+        "--prompt-submit", "--prompt=how do I run the tests?", env={"CLARITY_URL": daemon.url}, cwd=tmp_path
+    )
+    assert run.returncode == 0 and run.stdout == daemon.reply
+    assert daemon.requests[0].path == "/hooks/UserPromptSubmit"
+    assert _sent(daemon) == {
+        "session_id": "manual",
+        "transcript_path": "",
+        "cwd": str(tmp_path),
+        "hook_event_name": "UserPromptSubmit",
+        "prompt": "how do I run the tests?",
+    }
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--pre-tool", "--tool=Bash", "--args=not json"),
+        ("--pre-tool", "--tool=Bash", "--args=[1]"),
+        ("--pre-tool",),
+        ("--pre-tool", "--prompt-submit", "--tool=Bash"),
+        ("--post-tool", "--tool"),
+    ],
+)
+def test_bad_flag_forms_are_silent(daemon: Daemon, args: tuple[str, ...]) -> None:
+    assert_silent(run_analyzer(*args, env={"CLARITY_URL": daemon.url}))
+    assert daemon.requests == []
+
+
+# --- (f) (g) help and the off switch -----------------------------------------------------------
+
+
+def test_help(daemon: Daemon) -> None:
+    run = run_analyzer("--help", env={"CLARITY_URL": daemon.url})
+    assert run.returncode == 0 and run.stderr == b""
+    text = run.stdout.decode()
+    assert text.startswith("usage: hook_analyzer.py")
+    for flag in ("--pre-tool", "--post-tool", "--prompt-submit", "CLARITY_DISABLED", "CLARITY_HOOK_TIMEOUT"):
+        assert flag in text
+    assert daemon.requests == []
+
+
+@pytest.mark.parametrize("args", [(), ("--prompt-submit", "--prompt=x"), ("--help",)])
+def test_disabled_does_nothing(daemon: Daemon, args: tuple[str, ...]) -> None:
+    payload = (FIXTURES / "UserPromptSubmit.json").read_bytes()
+    run = run_analyzer(*args, stdin=payload, env={"CLARITY_URL": daemon.url, "CLARITY_DISABLED": "1"})
+    assert_silent(run)
+    assert daemon.requests == []
+
+
+# --- (h) stdlib only ---------------------------------------------------------------------------
+
+
+def _imported(run: Run) -> set[str]:
+    """Module names from ``-X importtime`` output (the script itself writes nothing to stderr)."""
+    names = set()
+    for line in run.stderr.decode().splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip())
+    return names
+
+
+@pytest.mark.parametrize("mode", ["help", "round trip"])
+def test_imports_nothing_from_clarity(daemon: Daemon, mode: str) -> None:
+    args = ("--help",) if mode == "help" else ()
+    run = run_analyzer(
+        *args,
+        stdin=b'{"hook_event_name": "Stop"}',
+        env={"CLARITY_URL": daemon.url},
+        python_flags=("-X", "importtime"),
+    )
+    assert run.returncode == 0 and run.stdout
+    modules = _imported(run)
+    assert "json" in modules  # the parse worked
+    assert not {m for m in modules if m == "clarity" or m.startswith("clarity.")}
+    # nothing heavy sneaks in either
+    assert not modules & {"typing", "argparse", "pydantic", "httpx", "urllib.request", "asyncio"}
