@@ -329,6 +329,7 @@ def create_app(settings: Settings, service: MemoryService) -> Starlette:
             "model_error": embedder.error,
             "engine": service.db.engine,
             "location": service.db.location,
+            "learning_backlog": hooks.learner.backlog,
         }
         return JSONResponse(body, status_code=200 if embedder.ready else 503)
 

@@ -44,7 +44,9 @@ def memories(daemon: Daemon, project: Path, kind: str | None = None) -> list[dic
     return list(response.json()["memories"])
 
 
-def wait_for(daemon: Daemon, project: Path, kind: str, count: int = 1, timeout: float = 30) -> list[dict[str, Any]]:
+def wait_for(
+    daemon: Daemon, project: Path, kind: str, count: int = 1, timeout: float = 30
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = memories(daemon, project, kind)
@@ -63,17 +65,29 @@ def project(tmp_path: Path) -> Path:
 
 
 def fail_then_fix(daemon: Daemon, project: Path, session: str) -> None:
-    failing = payload("PostToolUseFailure", project, session,
-                      tool_input={"command": "./run-tests.sh", "description": "run the tests"},
-                      error="Exit code 1\nerror: missing config file settings.ini")
+    failing = payload(
+        "PostToolUseFailure",
+        project,
+        session,
+        tool_input={"command": "./run-tests.sh", "description": "run the tests"},
+        error="Exit code 1\nerror: missing config file settings.ini",
+    )
     assert post(daemon, "PostToolUseFailure", failing).json() == {}
-    fixing = payload("PostToolUse", project, session,
-                     tool_input={"command": "cp settings.example.ini settings.ini && ./run-tests.sh",
-                                 "description": "copy the example config, rerun"})
+    fixing = payload(
+        "PostToolUse",
+        project,
+        session,
+        tool_input={
+            "command": "cp settings.example.ini settings.ini && ./run-tests.sh",
+            "description": "copy the example config, rerun",
+        },
+    )
     assert post(daemon, "PostToolUse", fixing).json() == {}
 
 
-def test_failure_and_its_fix_are_learned_and_offered_before_the_next_run(shared_daemon: Daemon, project: Path) -> None:
+def test_failure_and_its_fix_are_learned_and_offered_before_the_next_run(
+    shared_daemon: Daemon, project: Path
+) -> None:
     fail_then_fix(shared_daemon, project, "s-fix")
     fix = wait_for(shared_daemon, project, "fix")[0]
     assert "./run-tests.sh" in fix["content"] and "missing config file settings.ini" in fix["content"]
@@ -86,7 +100,9 @@ def test_failure_and_its_fix_are_learned_and_offered_before_the_next_run(shared_
     text = context(post(shared_daemon, "PreToolUse", before))
     assert "Fixed by running `cp settings.example.ini settings.ini" in text and fix["id"] in text
 
-    asked = payload("UserPromptSubmit", project, "s-next", prompt="the run-tests script fails again, what fixed it?")
+    asked = payload(
+        "UserPromptSubmit", project, "s-next", prompt="the run-tests script fails again, what fixed it?"
+    )
     text = context(post(shared_daemon, "UserPromptSubmit", asked))
     assert "missing config file settings.ini" in text and fix["id"] in text
 
@@ -110,8 +126,12 @@ def test_repeated_test_command_is_one_memory_with_a_count(shared_daemon: Daemon,
 
 
 def test_explicit_remember_is_stored_as_a_preference(shared_daemon: Daemon, project: Path) -> None:
-    asked = payload("UserPromptSubmit", project, "s-remember",
-                    prompt="Remember that we always use uv instead of pip in this repository")
+    asked = payload(
+        "UserPromptSubmit",
+        project,
+        "s-remember",
+        prompt="Remember that we always use uv instead of pip in this repository",
+    )
     text = context(post(shared_daemon, "UserPromptSubmit", asked))
     stored = memories(shared_daemon, project, "preference")
     assert len(stored) == 1 and stored[0]["content"].startswith("we always use uv instead of pip")
@@ -121,12 +141,22 @@ def test_explicit_remember_is_stored_as_a_preference(shared_daemon: Daemon, proj
     assert [m["content"] for m in memories(shared_daemon, project, "fact")] == ["the staging host is orion-7"]
 
 
-def test_prompt_context_is_relevant_capped_and_absent_when_nothing_fits(shared_daemon: Daemon, project: Path) -> None:
+def test_prompt_context_is_relevant_capped_and_absent_when_nothing_fits(
+    shared_daemon: Daemon, project: Path
+) -> None:
     for i in range(40):
-        shared_daemon.api("POST", "/memories", str(project),
-                          json={"content": f"The payments service retries webhook {i} up to {i + 3} times " + "x" * 300})
-    shared_daemon.api("POST", "/memories", str(project), json={"content": "Grafana dashboards live in ops/grafana"})
-    asked = payload("UserPromptSubmit", project, "s-ctx", prompt="how often does the payments service retry webhooks?")
+        shared_daemon.api(
+            "POST",
+            "/memories",
+            str(project),
+            json={"content": f"The payments service retries webhook {i} up to {i + 3} times " + "x" * 300},
+        )
+    shared_daemon.api(
+        "POST", "/memories", str(project), json={"content": "Grafana dashboards live in ops/grafana"}
+    )
+    asked = payload(
+        "UserPromptSubmit", project, "s-ctx", prompt="how often does the payments service retry webhooks?"
+    )
     text = context(post(shared_daemon, "UserPromptSubmit", asked))
     assert text.startswith("Relevant memories from Clarity")
     assert "payments service retries webhook" in text and "Grafana" not in text
@@ -135,10 +165,17 @@ def test_prompt_context_is_relevant_capped_and_absent_when_nothing_fits(shared_d
     assert post(shared_daemon, "UserPromptSubmit", unrelated).json() == {}
 
 
-def test_stop_writes_one_session_summary_and_never_returns_context(shared_daemon: Daemon, project: Path) -> None:
+def test_stop_writes_one_session_summary_and_never_returns_context(
+    shared_daemon: Daemon, project: Path
+) -> None:
     fail_then_fix(shared_daemon, project, "s-sum")
-    edit = payload("PostToolUse", project, "s-sum", tool_name="Edit",
-                   tool_input={"file_path": str(project / "app.py"), "old_string": "a", "new_string": "b"})
+    edit = payload(
+        "PostToolUse",
+        project,
+        "s-sum",
+        tool_name="Edit",
+        tool_input={"file_path": str(project / "app.py"), "old_string": "a", "new_string": "b"},
+    )
     post(shared_daemon, "PostToolUse", edit)
     for _ in range(3):  # Stop fires after every turn: the summary is updated, not duplicated
         assert post(shared_daemon, "Stop", payload("Stop", project, "s-sum")).json() == {}
@@ -153,9 +190,13 @@ def test_stop_writes_one_session_summary_and_never_returns_context(shared_daemon
 
 def test_secrets_in_tool_output_are_redacted_before_storage(shared_daemon: Daemon, project: Path) -> None:
     key = "sk-ant-api03-" + "Zx9" * 30
-    failing = payload("PostToolUseFailure", project, "s-secret",
-                      tool_input={"command": f"curl -H 'Authorization: Bearer {key}' https://api.example.com/v1"},
-                      error=f"Exit code 22\ncurl: (22) 401 Unauthorized; password=hunter2xyz key {key}")
+    failing = payload(
+        "PostToolUseFailure",
+        project,
+        "s-secret",
+        tool_input={"command": f"curl -H 'Authorization: Bearer {key}' https://api.example.com/v1"},
+        error=f"Exit code 22\ncurl: (22) 401 Unauthorized; password=hunter2xyz key {key}",
+    )
     post(shared_daemon, "PostToolUseFailure", failing)
     stored = wait_for(shared_daemon, project, "error")[0]
     dumped = json.dumps(stored)
@@ -168,13 +209,18 @@ def test_secrets_in_tool_output_are_redacted_before_storage(shared_daemon: Daemo
     [
         ("NotAnEvent", {}, 404, "unknown hook event"),
         ("UserPromptSubmit", {"cwd": "/tmp", "prompt": "x"}, 400, "session_id: required"),
-        ("PreToolUse", {"session_id": "s", "transcript_path": "", "cwd": "/tmp", "hook_event_name": "Stop"}, 400,
-         "does not match"),
+        (
+            "PreToolUse",
+            {"session_id": "s", "transcript_path": "", "cwd": "/tmp", "hook_event_name": "Stop"},
+            400,
+            "does not match",
+        ),
         ("UserPromptSubmit", "not an object", 400, "expected a JSON object"),
     ],
 )
-def test_bad_hook_payloads_get_clear_errors(shared_daemon: Daemon, event: str, body: Any, status: int,
-                                            message: str) -> None:
+def test_bad_hook_payloads_get_clear_errors(
+    shared_daemon: Daemon, event: str, body: Any, status: int, message: str
+) -> None:
     response = post(shared_daemon, event, body)
     assert response.status_code == status
     assert message in response.json()["error"]
@@ -182,28 +228,52 @@ def test_bad_hook_payloads_get_clear_errors(shared_daemon: Daemon, event: str, b
 
 def test_payloads_with_only_the_common_fields_are_fine(shared_daemon: Daemon, project: Path) -> None:
     common = {"session_id": "s-min", "transcript_path": "", "cwd": str(project)}
-    for event in ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "PostToolUseFailure", "Stop",
-                  "SessionEnd"):
+    for event in (
+        "SessionStart",
+        "UserPromptSubmit",
+        "PreToolUse",
+        "PostToolUse",
+        "PostToolUseFailure",
+        "Stop",
+        "SessionEnd",
+    ):
         response = post(shared_daemon, event, {**common, "hook_event_name": event})
         assert response.status_code == 200, (event, response.text)
 
 
 def test_guard_rules_deny_or_ask_only_when_configured(tmp_path: Path, project: Path) -> None:
-    config = {"hooks": {"guards": [
-        {"pattern": r"rm\s+-rf\s+/(\s|$)", "decision": "deny", "reason": "deletes the whole filesystem"},
-        {"pattern": r"git\s+push\s+.*--force", "decision": "ask", "reason": "rewrites shared history"},
-    ]}}
+    config = {
+        "hooks": {
+            "guards": [
+                {
+                    "pattern": r"rm\s+-rf\s+/(\s|$)",
+                    "decision": "deny",
+                    "reason": "deletes the whole filesystem",
+                },
+                {
+                    "pattern": r"git\s+push\s+.*--force",
+                    "decision": "ask",
+                    "reason": "rewrites shared history",
+                },
+            ]
+        }
+    }
     root = tmp_path / "guarded"
     root.mkdir()
     (root / "config.json").write_text(json.dumps(config))
     daemon = Daemon(root, free_port()).start()
     try:
         daemon.wait_healthy()
-        deny = post(daemon, "PreToolUse", payload("PreToolUse", project, "g", tool_input={"command": "rm -rf /"}))
+        deny = post(
+            daemon, "PreToolUse", payload("PreToolUse", project, "g", tool_input={"command": "rm -rf /"})
+        )
         assert deny.json()["hookSpecificOutput"]["permissionDecision"] == "deny"
         assert "deletes the whole filesystem" in deny.json()["hookSpecificOutput"]["permissionDecisionReason"]
-        ask = post(daemon, "PreToolUse", payload("PreToolUse", project, "g",
-                                                 tool_input={"command": "git push origin main --force"}))
+        ask = post(
+            daemon,
+            "PreToolUse",
+            payload("PreToolUse", project, "g", tool_input={"command": "git push origin main --force"}),
+        )
         assert ask.json()["hookSpecificOutput"]["permissionDecision"] == "ask"
         fine = post(daemon, "PreToolUse", payload("PreToolUse", project, "g", tool_input={"command": "ls"}))
         assert "permissionDecision" not in json.dumps(fine.json())
@@ -212,7 +282,9 @@ def test_guard_rules_deny_or_ask_only_when_configured(tmp_path: Path, project: P
 
 
 def test_without_guard_rules_nothing_is_denied(shared_daemon: Daemon, project: Path) -> None:
-    response = post(shared_daemon, "PreToolUse", payload("PreToolUse", project, "g", tool_input={"command": "rm -rf /"}))
+    response = post(
+        shared_daemon, "PreToolUse", payload("PreToolUse", project, "g", tool_input={"command": "rm -rf /"})
+    )
     assert "permissionDecision" not in json.dumps(response.json())
 
 

@@ -141,6 +141,10 @@ class Learner:
             finally:
                 self._queue.task_done()
 
+    @property
+    def backlog(self) -> int:
+        return int(self._queue.unfinished_tasks)
+
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until every queued event is learned (tests and shutdown)."""
         deadline = time.monotonic() + timeout
