@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -269,6 +270,28 @@ def stats(as_json: AsJson = False) -> None:
         for key, value in counts.items():
             table.add_row(key, str(value))
         out.print(table)
+
+
+@app.command()
+def doctor(as_json: AsJson = False) -> None:
+    """Check this environment end to end and say how to fix each problem."""
+    from clarity.doctor import run_checks
+
+    checks = run_checks(_settings(), Path.cwd())
+    if as_json:
+        out.print_json(json.dumps([c.to_dict() for c in checks]))
+    else:
+        marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
+        table = Table(show_header=False, box=None)
+        for check in checks:
+            table.add_row(marks[check.status], check.name, check.detail)
+            if check.fix:
+                table.add_row("", "", f"[bold]fix:[/] {check.fix}")
+        out.print(table)
+        failed = sum(c.status == "fail" for c in checks)
+        out.print(f"{failed} problem(s) found" if failed else "everything looks right")
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)
 
 
 @app.command()

