@@ -51,6 +51,18 @@ def _settings(**overrides: Any) -> Settings:
         _fail(str(exc), 2)
 
 
+def _request(model: type[Any], **fields: Any) -> Any:
+    """Build a request model from command-line values, or end with one line naming the bad field."""
+    from pydantic import ValidationError
+
+    from clarity.config import describe_validation_error
+
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        _fail("; ".join(describe_validation_error(exc)), 2)
+
+
 def _client(settings: Settings) -> Any:
     from clarity.client import DaemonClient
 
@@ -161,17 +173,16 @@ def store(
     as_json: AsJson = False,
 ) -> None:
     """Store a memory for the project in the current directory (or globally)."""
-    from pydantic import ValidationError
-
-    from clarity.config import describe_validation_error
     from clarity.models import MemoryCreate
 
-    try:
-        request = MemoryCreate(
-            content=content, memory_type=memory_type, tags=tags or [], importance=importance, scope=scope
-        )
-    except ValidationError as exc:
-        _fail("; ".join(describe_validation_error(exc)), 2)
+    request = _request(
+        MemoryCreate,
+        content=content,
+        memory_type=memory_type,
+        tags=tags or [],
+        importance=importance,
+        scope=scope,
+    )
     result = _run(_client(_settings()).store, request)
     if as_json:
         out.print_json(result.model_dump_json())
@@ -205,15 +216,9 @@ def search(
     as_json: AsJson = False,
 ) -> None:
     """Search memories by meaning and exact words."""
-    from pydantic import ValidationError
-
-    from clarity.config import describe_validation_error
     from clarity.models import RetrieveRequest
 
-    try:
-        request = RetrieveRequest(query=query, limit=limit, scope=scope, mode=mode)
-    except ValidationError as exc:
-        _fail("; ".join(describe_validation_error(exc)), 2)
+    request = _request(RetrieveRequest, query=query, limit=limit, scope=scope, mode=mode)
     result = _run(_client(_settings()).retrieve, request)
     if as_json:
         out.print_json(result.model_dump_json())
@@ -229,15 +234,9 @@ def list_(
     as_json: AsJson = False,
 ) -> None:
     """List memories, newest first."""
-    from pydantic import ValidationError
-
-    from clarity.config import describe_validation_error
     from clarity.models import ListRequest
 
-    try:
-        request = ListRequest(limit=limit, offset=offset, scope=scope)
-    except ValidationError as exc:
-        _fail("; ".join(describe_validation_error(exc)), 2)
+    request = _request(ListRequest, limit=limit, offset=offset, scope=scope)
     result = _run(_client(_settings()).list, request)
     if as_json:
         out.print_json(result.model_dump_json())

@@ -24,20 +24,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from clarity.hooks.events import EVENTS
+
 Scope = Literal["user", "project", "local"]
+
 HookType = Literal["http", "command"]
 SCOPES: tuple[Scope, ...] = ("user", "project", "local")
 HOOK_TYPES: tuple[HookType, ...] = ("http", "command")
 
-EVENTS = (
-    "SessionStart",
-    "UserPromptSubmit",
-    "PreToolUse",
-    "PostToolUse",
-    "PostToolUseFailure",
-    "Stop",
-    "SessionEnd",
-)
 # Only tool events match on anything useful (the tool name); the others would match on a
 # source or reason, and Clarity wants every firing anyway.
 TOOL_EVENTS = frozenset({"PreToolUse", "PostToolUse", "PostToolUseFailure"})
