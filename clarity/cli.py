@@ -162,6 +162,40 @@ def status(as_json: AsJson = False) -> None:
 
 
 @app.command()
+def stop(timeout: Annotated[float, typer.Option(help="Seconds to wait for a clean exit.")] = 20.0) -> None:
+    """Stop the daemon that owns this storage root (works from any directory)."""
+    import signal
+    import time
+
+    from clarity.daemon import is_healthy, lock_is_held, read_lock_info
+
+    settings = _settings()
+    pid = read_lock_info(settings).get("pid")
+    if not isinstance(pid, int) or not lock_is_held(settings):
+        if is_healthy(settings):
+            _fail(
+                "a daemon answers but holds no lock under this storage root (server engine or another root); "
+                "stop it where it was started"
+            )
+        out.print("no Clarity daemon is running for this storage root")
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        out.print(f"no process {pid}: the daemon already stopped")
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not lock_is_held(settings):  # released by the kernel however the daemon ended
+            out.print(f"stopped the Clarity daemon (pid {pid})")
+            return
+        time.sleep(0.1)
+    _fail(
+        f"daemon pid {pid} did not exit within {timeout:.0f}s; `kill -9 {pid}` ends it (the WAL keeps its data)"
+    )
+
+
+@app.command()
 def store(
     content: Annotated[str, typer.Argument(help="What to remember.")],
     memory_type: Annotated[

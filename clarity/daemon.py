@@ -49,6 +49,20 @@ def read_lock_info(settings: Settings) -> dict[str, Any]:
         return {}
 
 
+def lock_is_held(settings: Settings) -> bool:
+    """True while some process owns the storage root (what `clarity stop` waits on)."""
+    try:
+        with open(settings.storage.lock_file, "a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
+
+
 class StorageLock:
     """Exclusive ownership of a storage root for the life of this process."""
 

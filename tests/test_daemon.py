@@ -204,3 +204,30 @@ def test_storage_files_are_private(shared_daemon: Daemon) -> None:
     assert (shared_daemon.root.stat().st_mode & 0o077) == 0
     assert ((shared_daemon.root / "qdrant").stat().st_mode & 0o077) == 0
     assert ((shared_daemon.root / "clarity.lock").stat().st_mode & 0o077) == 0
+
+
+def test_clarity_stop_ends_the_daemon_from_any_directory(tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path / "root", free_port()).start()
+    daemon.wait_healthy()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    stopped = subprocess.run(
+        [sys.executable, "-m", "clarity", "stop"],
+        env=daemon.env(),
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert stopped.returncode == 0, stopped.stderr
+    assert "stopped the Clarity daemon" in stopped.stdout
+    assert daemon.process is not None and daemon.process.wait(10) == 0
+    again = subprocess.run(
+        [sys.executable, "-m", "clarity", "stop"],
+        env=daemon.env(),
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0 and "no Clarity daemon is running" in again.stdout

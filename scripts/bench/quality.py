@@ -1,0 +1,129 @@
+"""Retrieval quality on the LoCoMo development split: dense-only, lexical-only and Clarity's pipeline.
+
+    .venv/bin/python scripts/bench/quality.py [--data ../shared/bench/locomo-dev] [--quick]
+
+As the split's README defines it: every turn is one memory (text prefixed with the speaker and
+the session date), each conversation in its own scope; every question of categories 1-4 is asked
+of its own conversation; recall@k = mean over questions of |evidence turns in the top k| /
+|evidence turns|, MRR = mean reciprocal rank of the first evidence turn (0 if none in the top 10).
+Turns go through MemoryService.store, so redaction, dedup and merging apply as in real use.
+Prints a table per mode and category; writes bench-results/quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from common import ROOT
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+MODES = ("dense", "lexical", "hybrid")
+CATEGORIES = (1, 2, 3, 4)
+
+
+def turns_of(conversation: dict[str, Any]) -> list[tuple[str, str]]:
+    """(dia_id, indexed text) for every turn, in order."""
+    out = []
+    session = 1
+    while f"session_{session}" in conversation:
+        date = conversation.get(f"session_{session}_date_time", "")
+        for turn in conversation[f"session_{session}"]:
+            text = turn["text"]
+            if turn.get("blip_caption"):
+                text += f" [shares a photo: {turn['blip_caption']}]"
+            out.append((turn["dia_id"], f"[{date}] {turn['speaker']}: {text}"))
+        session += 1
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "bench" / "locomo-dev"))
+    parser.add_argument("--quick", action="store_true", help="one conversation, first 40 questions")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from clarity.config import Settings
+    from clarity.embedding import create_embedding_provider
+    from clarity.memory import MemoryService
+    from clarity.models import MemoryCreate, RetrieveRequest, Source
+    from clarity.store import open_store
+
+    console = Console(stderr=True)
+    files = sorted(Path(args.data).glob("*.json"))[: 1 if args.quick else None]
+    settings = Settings(storage={"root": tempfile.mkdtemp(prefix="clarity-quality-")})
+    service = MemoryService(settings, open_store(settings), create_embedding_provider(settings.embedding))
+    hits: dict[str, dict[int, list[tuple[float, float, float]]]] = {m: defaultdict(list) for m in MODES}
+    merged = 0
+    with Progress(console=console) as progress:
+        for path in files:
+            conversation = json.loads(path.read_text())
+            scope = f"locomo-{path.stem}"
+            turns = turns_of(conversation)
+            task = progress.add_task(f"storing {path.name}", total=len(turns))
+            id_to_dia: dict[str, str] = {}
+            for dia_id, text in turns:
+                result = service.store(
+                    MemoryCreate(
+                        content=text, scope=scope, source=Source.import_, metadata={"dia_id": dia_id}
+                    )
+                )
+                if result.status != "created":
+                    merged += 1
+                id_to_dia.setdefault(result.id, dia_id)
+                progress.advance(task)
+            questions = [
+                q for q in conversation["qa"] if q.get("category") in CATEGORIES and q.get("evidence")
+            ]
+            if args.quick:
+                questions = questions[:40]
+            task = progress.add_task(f"asking {path.name}", total=len(questions))
+            for question in questions:
+                evidence = set(question["evidence"])
+                for mode in MODES:
+                    found = service.retrieve(
+                        RetrieveRequest(query=question["question"][:4000], limit=10, scope=scope, mode=mode)
+                    )
+                    ranked = [id_to_dia.get(r.memory.id) for r in found.results]
+                    r5 = len(evidence & set(ranked[:5])) / len(evidence)
+                    r10 = len(evidence & set(ranked[:10])) / len(evidence)
+                    first = next((i for i, d in enumerate(ranked) if d in evidence), None)
+                    hits[mode][question["category"]].append(
+                        (r5, r10, 0.0 if first is None else 1.0 / (first + 1))
+                    )
+                progress.advance(task)
+    service.close()
+
+    def mean(rows: list[tuple[float, float, float]], i: int) -> float:
+        return round(sum(r[i] for r in rows) / len(rows), 4) if rows else 0.0
+
+    report: dict[str, Any] = {"conversations": [p.stem for p in files], "merged_turns": merged, "modes": {}}
+    table = Table(title="LoCoMo dev, categories 1-4 (recall@5 / recall@10 / MRR)")
+    table.add_column("mode")
+    for category in (*CATEGORIES, "all"):
+        table.add_column(f"cat {category}" if category != "all" else "all", justify="right")
+    for mode in MODES:
+        rows = {c: hits[mode][c] for c in CATEGORIES}
+        everything = [r for c in CATEGORIES for r in rows[c]]
+        report["modes"][mode] = {
+            str(c): {"n": len(v), "recall@5": mean(v, 0), "recall@10": mean(v, 1), "mrr": mean(v, 2)}
+            for c, v in (*rows.items(), ("all", everything))
+        }
+        cells = [f"{mean(v, 0):.3f}/{mean(v, 1):.3f}/{mean(v, 2):.3f}" for v in (*rows.values(), everything)]
+        table.add_row("clarity (hybrid)" if mode == "hybrid" else f"{mode}-only", *cells)
+    Console(width=140).print(table)
+    console.print(f"{merged} turns were deduplicated or merged into another memory")
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    (out / "quality.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
