@@ -78,9 +78,14 @@ class StorageLock:
             handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the process lifetime
         except OSError as exc:
             raise DaemonError(f"storage root {root} is not writable: {exc}") from exc
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        for attempt in range(5):  # `clarity status`/`stop` probe the lock for microseconds
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt < 4:
+                    time.sleep(0.1)
+        else:
             handle.seek(0)
             holder = handle.read().strip()
             handle.close()

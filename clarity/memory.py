@@ -36,7 +36,7 @@ from clarity.models import (
     utcnow,
 )
 from clarity.redact import redact, redact_value
-from clarity.store.base import Hit, MemoryFilter, PointData, VectorStore
+from clarity.store.base import Hit, MemoryFilter, PointData, VectorStore, rrf_term
 
 log = logging.getLogger(__name__)
 
@@ -178,16 +178,18 @@ class MemoryService:
         return PointData(memory.id, dense, self.lexical.document(_index_text(memory)), memory.to_payload())
 
     def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
-        memory = self.get(memory_id)
         changes = patch.model_dump(exclude_unset=True)
-        content_changed = "content" in changes and redact(changes["content"]) != memory.content
         if "content" in changes:
             changes["content"] = redact(changes["content"])
         if "metadata" in changes:
             changes["metadata"] = redact_value(changes["metadata"])
-        updated = memory.model_copy(update={**changes, "updated_at": utcnow()})
-        updated.content_hash = content_hash(updated.content)
+        # Read and write under one lock: a delete or a dedup bump in between must not be undone
+        # by writing back what was read before it.
         with self._write_lock:
+            memory = self.get(memory_id)
+            content_changed = "content" in changes and changes["content"] != memory.content
+            updated = memory.model_copy(update={**changes, "updated_at": utcnow()})
+            updated.content_hash = content_hash(updated.content)
             if content_changed or "tags" in changes:
                 dense = self.embedder.embed_documents([updated.content])[0] if content_changed else None
                 if dense is None:
@@ -244,7 +246,7 @@ class MemoryService:
             rrf_k=cfg.rrf_k,
             lexical_weight=lexical_weight,
         )
-        scored = self._rescore(hits, request.mode, lexical_weight)
+        scored = self._rescore(hits, request.mode, lexical_weight, lexical_used=bool(sparse and sparse[0]))
         floor = request.min_score if request.min_score is not None else cfg.min_score
         results = [s for s in scored if s.score >= floor][: request.limit]
         if dense is not None and results:
@@ -261,7 +263,9 @@ class MemoryService:
             if vector is not None:
                 result.similarity = round(sum(a * b for a, b in zip(vector, query, strict=True)), 4)
 
-    def _rescore(self, hits: list[Hit], mode: str, lexical_weight: float = 1.0) -> list[ScoredMemory]:
+    def _rescore(
+        self, hits: list[Hit], mode: str, lexical_weight: float = 1.0, lexical_used: bool = True
+    ) -> list[ScoredMemory]:
         """Blend relevance with recency and importance; relevance stays the dominant term.
 
         Relevance is put on 0..1 first: fused RRF scores are divided by their maximum
@@ -271,7 +275,10 @@ class MemoryService:
             return []
         cfg = self.settings.retrieval
         if mode == "hybrid":
-            ceiling = (1.0 + lexical_weight) / cfg.rrf_k
+            # The best possible fused score: rank 0 in every ranking that took part.
+            ceiling = rrf_term(0, cfg.rrf_k) + (
+                rrf_term(0, cfg.rrf_k, lexical_weight) if lexical_used else 0.0
+            )
         elif mode == "lexical":
             ceiling = max(h.score for h in hits) or 1.0
         else:

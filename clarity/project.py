@@ -12,13 +12,17 @@ import hashlib
 import os
 import re
 import subprocess
+import threading
 from pathlib import Path
 
 from cachetools import TTLCache, cached
 
 from clarity.models import GLOBAL_SCOPE
 
-_cache: TTLCache[str, str] = TTLCache(maxsize=4096, ttl=60)
+# Hooks ask for every tool call from many worker threads: keep answers ten minutes, and lock the
+# cache (cachetools caches are not thread-safe on their own).
+_cache: TTLCache[str, str] = TTLCache(maxsize=4096, ttl=600)
+_cache_lock = threading.Lock()
 
 
 def _git(cwd: Path, *args: str) -> str | None:
@@ -52,7 +56,7 @@ def _slug(name: str) -> str:
     return (slug or "project")[:40]
 
 
-@cached(_cache)
+@cached(_cache, lock=_cache_lock)
 def project_scope(cwd: str) -> str:
     """The scope id for a directory: ``<name>-<12 hex>``, stable across worktrees and moves."""
     path = Path(cwd).expanduser()

@@ -164,3 +164,68 @@ def test_store_locked_is_the_error_type() -> None:
     assert issubclass(StoreLocked, RuntimeError)
     with pytest.raises(StoreLocked):
         raise StoreLocked("x")
+
+
+def test_weighted_rrf_here_matches_qdrants(tmp_path: Path, embedder: EmbeddingProvider) -> None:
+    """The Python fusion used across shards scores exactly as Qdrant's own fusion on one shard."""
+    from clarity.store.base import rrf_fuse
+
+    store = open_edge(tmp_path / "q", active_max=100_000)
+    store.upsert(corpus(embedder, 60))
+    query = "what did the billing team decide about K12X"
+    dense, sparse = embedder.embed_query(query), LexicalEncoder().query(query)
+    for weight in (1.0, 3.0):
+        inside = store.search(
+            dense, sparse, MemoryFilter(), 10, prefetch_limit=60, exact=True, lexical_weight=weight
+        )
+        dense_ranking = store.search(dense, sparse, MemoryFilter(), 60, mode="dense", exact=True)
+        lexical_ranking = store.search(dense, sparse, MemoryFilter(), 60, mode="lexical", exact=True)
+        here = rrf_fuse([dense_ranking, lexical_ranking], 60, 10, [1.0, weight])
+        assert [round(h.score, 6) for h in here[:5]] == [round(h.score, 6) for h in inside[:5]]
+        mine = {h.id: round(h.score, 6) for h in here}
+        assert all(mine[h.id] == round(h.score, 6) for h in inside[:5] if h.id in mine)
+        assert here[0].id == inside[0].id or here[0].score == here[1].score  # same leader unless tied
+    store.close()
+
+
+def test_a_crash_between_new_and_old_copy_is_reconciled_at_start(
+    tmp_path: Path, embedder: EmbeddingProvider
+) -> None:
+    from qdrant_edge import Point, SparseVector, UpdateOperation
+
+    path = tmp_path / "q"
+    store = open_edge(path, active_max=100, background=False)
+    points = corpus(embedder, 100)
+    store.upsert(points)  # sealed and indexed into a segment
+    assert store.segments
+    # What a crash right after writing the new copy leaves: the point in both shards.
+    old = points[3]
+    store.active.handle.update(
+        UpdateOperation.upsert_points(
+            [
+                Point(
+                    old.id,
+                    {"dense": old.dense, "lex": SparseVector(*old.sparse)},
+                    {**old.payload, "content": "new copy"},
+                )
+            ]
+        )
+    )
+    store.close()
+    reopened = open_edge(path, active_max=100)
+    assert reopened.count() == 100
+    assert reopened.get([old.id])[0].payload["content"] == "new copy"
+    hits = reopened.search(embedder.embed_query("K3X"), LexicalEncoder().query("K3X"), MemoryFilter(), 5)
+    assert [h.id for h in hits].count(old.id) == 1
+    reopened.close()
+
+
+def test_missing_manifest_with_shards_refuses_to_guess(tmp_path: Path, embedder: EmbeddingProvider) -> None:
+    path = tmp_path / "q"
+    store = open_edge(path)
+    store.upsert(corpus(embedder, 5))
+    store.close()
+    (path / "manifest.json").unlink()
+    with pytest.raises(RuntimeError, match=r"manifest\.json is missing"):
+        open_edge(path)
+    assert any(p.name.startswith("shard-") for p in path.iterdir())  # nothing was deleted

@@ -11,7 +11,10 @@ import logging
 import re
 from typing import Any
 
-from clarity.config import Settings
+from pydantic import ValidationError
+
+from clarity.config import Settings, describe_validation_error
+from clarity.embedding import ModelNotReady
 from clarity.hooks.context import clip, memory_block
 from clarity.hooks.events import HookEvent, reply
 from clarity.hooks.learner import Learner, programs_of, short
@@ -117,8 +120,8 @@ class HookService:
     def _remember(self, event: HookEvent, scope: str, what: str) -> dict[str, Any]:
         kind = MemoryType.preference if _PREFERENCE.search(what) else MemoryType.fact
         target = GLOBAL_SCOPE if _GLOBAL.search(what) else scope
-        result = self.memory.store(
-            MemoryCreate(
+        try:
+            request = MemoryCreate(
                 content=what,
                 memory_type=kind,
                 importance=0.8,
@@ -126,8 +129,12 @@ class HookService:
                 source=Source.hook,
                 session_id=event.session_id[:200],
                 tags=["user-request"],
-            ),
-        )
+            )
+            result = self.memory.store(request)
+        except (ValidationError, ModelNotReady) as exc:
+            # The user asked for this explicitly: say it was not kept rather than stay silent.
+            why = "; ".join(describe_validation_error(exc)) if isinstance(exc, ValidationError) else str(exc)
+            return reply("UserPromptSubmit", f"Clarity could not store this memory: {why}")
         where = "for every project" if target == GLOBAL_SCOPE else "for this project"
         note = f"Clarity stored this as a {kind.value} {where} (id {result.id}): {short(result.memory.content, 300)}"
         return reply("UserPromptSubmit", note)

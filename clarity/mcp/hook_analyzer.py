@@ -220,7 +220,7 @@ def post(url: str, body: bytes, timeout: float) -> bytes:
     import socket
 
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {f'[{host}]' if ':' in host else host}:{port}\r\nContent-Type: application/json\r\n"
         f"Accept: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
     )
     if token:

@@ -110,26 +110,39 @@ class VectorStore(Protocol):
     def close(self) -> None: ...
 
 
+def rrf_term(rank: int, k: int, weight: float = 1.0) -> float:
+    """Qdrant's weighted reciprocal rank: 1 / ((rank + 1) / weight + k - 1), rank from 0.
+
+    With weight 1 this is the classic 1 / (k + rank). A weight acts on the rank, not on the
+    score: weight 3 makes the third hit count as much as an unweighted first.
+    """
+    return 1.0 / ((rank + 1) / weight + k - 1)
+
+
 def rrf_fuse(
     rankings: Sequence[Sequence[Hit]], k: int, limit: int, weights: Sequence[float] | None = None
 ) -> list[Hit]:
-    """Weighted reciprocal rank fusion with Qdrant's formula, weight / (k + rank), rank from 0.
-
-    Kept identical to Qdrant's so that a fused answer does not depend on whether the points
-    happened to sit in one shard or several.
-    """
+    """Weighted RRF with Qdrant's own formula, so a fused answer does not depend on whether the
+    points sat in one shard (fused inside Qdrant) or several (fused here)."""
     fused: dict[str, Hit] = {}
     for ranking, weight in zip(rankings, weights or [1.0] * len(rankings), strict=True):
         for rank, hit in enumerate(ranking):
             entry = fused.get(hit.id)
             if entry is None:
-                fused[hit.id] = Hit(hit.id, weight / (k + rank), hit.payload, hit.dense)
+                fused[hit.id] = Hit(hit.id, rrf_term(rank, k, weight), hit.payload, hit.dense)
             else:
-                entry.score += weight / (k + rank)
+                entry.score += rrf_term(rank, k, weight)
     return sorted(fused.values(), key=lambda h: h.score, reverse=True)[:limit]
 
 
 def merge_by_score(rankings: Iterable[Sequence[Hit]], limit: int) -> list[Hit]:
-    merged = [hit for ranking in rankings for hit in ranking]
-    merged.sort(key=lambda h: h.score, reverse=True)
-    return merged[:limit]
+    """One list from several, best score first; a point found twice (a crash can leave two copies
+    until the next start reconciles them) is kept once."""
+    merged = sorted((hit for ranking in rankings for hit in ranking), key=lambda h: h.score, reverse=True)
+    seen: set[str] = set()
+    unique = []
+    for hit in merged:
+        if hit.id not in seen:
+            seen.add(hit.id)
+            unique.append(hit)
+    return unique[:limit]

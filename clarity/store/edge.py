@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -71,6 +72,7 @@ from clarity.store.edge_build import shard_config
 
 log = logging.getLogger(__name__)
 
+RETIRE_GRACE_SECONDS = 2.0
 _INDEX_KIND = {"keyword": PayloadSchemaType.Keyword, "float": PayloadSchemaType.Float}
 
 
@@ -122,6 +124,18 @@ class _Shard:
         self.handle = handle
 
 
+@dataclass(frozen=True)
+class _View:
+    """What readers see, swapped as a whole: a reader takes one view and never a half-changed layout."""
+
+    shards: tuple[_Shard, ...]  # active first, so the newest copy of a point wins
+    sealing: _Shard | None
+    tombstones: frozenset[str]
+
+    def exclude(self, shard: _Shard) -> set[str] | None:
+        return set(self.tombstones) if shard is self.sealing and self.tombstones else None
+
+
 class EdgeStore:
     engine = "embedded"
 
@@ -154,12 +168,15 @@ class EdgeStore:
         self._next = int(manifest.get("next", 1))
         self._tombstones: set[str] = set(manifest.get("tombstones", []))
         self._deferred_touches: dict[str, dict[str, Any]] = {}
+        self._failed_at = 0.0
         self._remove_leftovers(manifest)
         self.active = self._open(manifest.get("active") or self._new_name())
         sealing = manifest.get("sealing")
         self.sealing = self._open(sealing) if sealing else None
         self.segments = [self._open(name) for name in manifest.get("segments", [])]
         self._save_manifest()
+        self._publish()
+        self._reconcile()
         if self.sealing is not None:
             self._start_build()  # a build that a stop or crash interrupted
         else:
@@ -169,6 +186,11 @@ class EdgeStore:
 
     def _read_manifest(self) -> dict[str, Any]:
         if not self._manifest_path.exists():
+            if any(entry.name.startswith("shard-") for entry in self.directory.iterdir()):
+                raise RuntimeError(
+                    f"{self._manifest_path} is missing but shard directories exist; refusing to guess which "
+                    "hold live data: restore it from a backup, or move the directory away to start empty"
+                )
             return {}
         return dict(json.loads(self._manifest_path.read_text(encoding="utf-8")))
 
@@ -188,12 +210,33 @@ class EdgeStore:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self._manifest_path)
+        directory = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself must survive a power loss
+        finally:
+            os.close(directory)
+
+    def _publish(self) -> None:
+        """Called under the write lock after every change of layout or tombstones."""
+        shards = [self.active, *([self.sealing] if self.sealing else []), *self.segments]
+        self._view = _View(tuple(shards), self.sealing, frozenset(self._tombstones))
+
+    def _reconcile(self) -> None:
+        """A crash between writing a point's new copy and retiring its old one leaves two copies;
+        the one in the active shard is the newer, so older shards drop theirs."""
+        if self.sealing is None and not self.segments:
+            return
+        total = self.active.handle.count(CountRequest(exact=True))
+        if total:
+            records, _ = self.active.handle.scroll(ScrollRequest(limit=total, with_payload=False))
+            with self._write_lock:
+                self._remove_from_older([str(r.id) for r in records])
 
     def _remove_leftovers(self, manifest: dict[str, Any]) -> None:
-        """Directories no manifest names are half-finished builds from a crash: drop them."""
+        """Half-finished builds, and shards retired or created but never recorded, from a crash."""
         known = {manifest.get("active"), manifest.get("sealing"), *manifest.get("segments", [])}
         for entry in self.directory.iterdir():
-            if entry.is_dir() and entry.name not in known:
+            if entry.is_dir() and entry.name not in known and entry.name.startswith(("build-", "shard-")):
                 shutil.rmtree(entry, ignore_errors=True)
 
     def _new_name(self) -> str:
@@ -222,15 +265,6 @@ class EdgeStore:
             raise
         return _Shard(name, path, handle)
 
-    def _shards(self) -> list[_Shard]:
-        shards = [self.active, *self.segments]
-        if self.sealing is not None:
-            shards.insert(1, self.sealing)
-        return shards
-
-    def _exclude(self, shard: _Shard) -> set[str] | None:
-        return self._tombstones if shard is self.sealing and self._tombstones else None
-
     # -- writes -------------------------------------------------------------------------------
 
     def upsert(self, points: Sequence[PointData], replaces_existing: bool = False) -> None:
@@ -247,9 +281,11 @@ class EdgeStore:
             for p in points
         ]
         with self._write_lock:
+            # New copy first, old copies after: a crash in between leaves a duplicate that
+            # _reconcile settles at the next start, never a memory with no copy at all.
+            self.active.handle.update(UpdateOperation.upsert_points(edge_points))
             if replaces_existing:
                 self._remove_from_older([p.id for p in points])
-            self.active.handle.update(UpdateOperation.upsert_points(edge_points))
         self._maybe_seal()
 
     def _remove_from_older(self, ids: list[str]) -> None:
@@ -263,6 +299,7 @@ class EdgeStore:
             if present - self._tombstones:
                 self._tombstones |= present
                 self._save_manifest()
+                self._publish()
 
     def delete(self, ids: Sequence[str]) -> None:
         ids = list(ids)
@@ -282,11 +319,12 @@ class EdgeStore:
                 vector = records[0].vector if records else None
                 if vector is not None:
                     merged = {**(records[0].payload or {}), **payload}
-                    self._tombstones.add(point_id)
-                    self._save_manifest()
                     self.active.handle.update(
                         UpdateOperation.upsert_points([Point(point_id, vector, merged)])
                     )
+                    self._tombstones.add(point_id)
+                    self._save_manifest()
+                    self._publish()
 
     def touch(self, updates: dict[str, dict[str, Any]]) -> set[str]:
         """Bookkeeping updates, applied in small batches so searches keep getting the GIL.
@@ -319,13 +357,18 @@ class EdgeStore:
 
     def flush(self) -> None:
         with self._write_lock:
-            for shard in self._shards():
+            for shard in self._view.shards:
                 shard.handle.flush()
 
     # -- index building -------------------------------------------------------------------------
 
     def _maybe_seal(self) -> None:
-        if self.sealing is not None or self._closed:
+        if self._closed:
+            return
+        if self.sealing is not None:
+            building = self._build_thread is not None and self._build_thread.is_alive()
+            if self._build_state == "failed" and not building and time.monotonic() - self._failed_at > 60:
+                self._start_build()  # retry a failed build now and then rather than never
             return
         if self.active.handle.count(CountRequest(exact=False)) < self._active_max:
             return
@@ -336,6 +379,7 @@ class EdgeStore:
             self.sealing = self.active
             self.active = self._open(self._new_name())
             self._save_manifest()
+            self._publish()
         self._start_build()
 
     def _start_build(self) -> None:
@@ -383,6 +427,9 @@ class EdgeStore:
             os.replace(staging, target)
             built = _Shard(target.name, target, EdgeShard.load(str(target)))
             with self._write_lock:
+                if self._closed:  # closed while loading: the next start rebuilds from the manifest
+                    built.handle.close()
+                    return
                 if self._tombstones:
                     built.handle.update(UpdateOperation.delete_points(_ids(self._tombstones)))
                     built.handle.flush()
@@ -390,6 +437,10 @@ class EdgeStore:
                 self.sealing = None
                 self._tombstones.clear()
                 self._save_manifest()
+                self._publish()
+            # Readers that took the previous view may still be querying the retired shard for a
+            # few milliseconds; give them time before its handle goes away.
+            time.sleep(RETIRE_GRACE_SECONDS)
             sealing.handle.close()
             shutil.rmtree(sealing.path, ignore_errors=True)
             deferred, self._deferred_touches = self._deferred_touches, {}
@@ -403,6 +454,7 @@ class EdgeStore:
             if self._closed:
                 return  # the store was closed mid-build; the next start builds again
             self._build_state = "failed"
+            self._failed_at = time.monotonic()
             self._build_error = str(exc)
             log.error("index build failed, the sealed shard stays searchable without an index: %s", exc)
 
@@ -424,8 +476,9 @@ class EdgeStore:
     def get(self, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
         wanted = list(ids)
         found: dict[str, Hit] = {}
-        for shard in self._shards():
-            exclude = self._exclude(shard) or set()
+        view = self._view
+        for shard in view.shards:
+            exclude = view.exclude(shard) or set()
             for record in shard.handle.retrieve(_ids(wanted), with_payload=True, with_vector=with_vectors):
                 if str(record.id) not in exclude:
                     found.setdefault(str(record.id), _hit(record, with_vectors))
@@ -444,19 +497,20 @@ class EdgeStore:
         lexical_weight: float = 1.0,
     ) -> list[Hit]:
         params = SearchParams(hnsw_ef=max(self._hnsw_ef, limit), exact=exact)
-        shards = self._shards()
+        view = self._view
+        shards = view.shards
         if mode == "hybrid" and (dense is None or sparse is None):
             mode = "dense" if sparse is None else "lexical"
         if mode == "hybrid" and len(shards) == 1:
             return self._fused_single(
-                shards[0], dense, sparse, flt, limit, prefetch_limit, rrf_k, params, lexical_weight
+                view, shards[0], dense, sparse, flt, limit, prefetch_limit, rrf_k, params, lexical_weight
             )
         depth = limit if mode != "hybrid" else max(prefetch_limit, limit)
         dense_rankings: list[list[Hit]] = []
         lexical_rankings: list[list[Hit]] = []
         for shard in shards:
             requests = []
-            shard_filter = edge_filter(flt, self._exclude(shard))
+            shard_filter = edge_filter(flt, view.exclude(shard))
             if mode in ("hybrid", "dense") and dense is not None:
                 requests.append(
                     QueryRequest(
@@ -484,7 +538,9 @@ class EdgeStore:
             if answers:
                 lexical_rankings.append([_hit(p) for p in answers.pop(0)])
         dense_ranking = merge_by_score(dense_rankings, depth)
-        lexical_ranking = merge_by_score(lexical_rankings, depth)
+        # BM25 with IDF is computed against each shard's own statistics, so raw lexical scores of a
+        # small shard and a big one do not compare; their rankings are merged by rank instead.
+        lexical_ranking = rrf_fuse(lexical_rankings, rrf_k, depth) if lexical_rankings else []
         if mode == "dense":
             return dense_ranking[:limit]
         if mode == "lexical":
@@ -493,6 +549,7 @@ class EdgeStore:
 
     def _fused_single(
         self,
+        view: _View,
         shard: _Shard,
         dense: list[float] | None,
         sparse: Sparse | None,
@@ -504,7 +561,7 @@ class EdgeStore:
         lexical_weight: float,
     ) -> list[Hit]:
         assert dense is not None and sparse is not None
-        shard_filter = edge_filter(flt, self._exclude(shard))
+        shard_filter = edge_filter(flt, view.exclude(shard))
         prefetches = [
             Prefetch(
                 query=Query.Nearest(dense, using=DENSE),
@@ -534,30 +591,34 @@ class EdgeStore:
     def newest(self, flt: MemoryFilter, limit: int, offset: int = 0) -> list[Hit]:
         order = OrderBy("created_at", direction=Direction.Desc)
         merged: list[Hit] = []
-        for shard in self._shards():
+        view = self._view
+        for shard in view.shards:
             records, _ = shard.handle.scroll(
                 ScrollRequest(
                     limit=offset + limit,
-                    filter=edge_filter(flt, self._exclude(shard)),
+                    filter=edge_filter(flt, view.exclude(shard)),
                     with_payload=True,
                     order_by=order,
                 )
             )
             merged.extend(_hit(record) for record in records)
-        merged.sort(key=lambda h: h.payload.get("created_at") or 0.0, reverse=True)
-        return merged[offset : offset + limit]
+        unique = list({hit.id: hit for hit in reversed(merged)}.values())  # the active shard's copy wins
+        unique.sort(key=lambda h: h.payload.get("created_at") or 0.0, reverse=True)
+        return unique[offset : offset + limit]
 
     def count(self, flt: MemoryFilter | None = None) -> int:
+        view = self._view
         return sum(
-            shard.handle.count(CountRequest(exact=True, filter=edge_filter(flt, self._exclude(shard))))
-            for shard in self._shards()
+            shard.handle.count(CountRequest(exact=True, filter=edge_filter(flt, view.exclude(shard))))
+            for shard in view.shards
         )
 
     def facet(self, key: str, flt: MemoryFilter | None = None, limit: int = 100) -> dict[str, int]:
         totals: dict[str, int] = {}
-        for shard in self._shards():
+        view = self._view
+        for shard in view.shards:
             response = shard.handle.facet(
-                FacetRequest(key=key, limit=limit, exact=True, filter=edge_filter(flt, self._exclude(shard)))
+                FacetRequest(key=key, limit=limit, exact=True, filter=edge_filter(flt, view.exclude(shard)))
             )
             for hit in response:
                 totals[str(hit.value)] = totals.get(str(hit.value), 0) + hit.count
@@ -584,7 +645,7 @@ class EdgeStore:
             proc.kill()  # never leave a builder behind; the sealed shard is rebuilt at next start
             proc.wait()
         with self._write_lock:
-            for shard in self._shards():
+            for shard in self._view.shards:
                 try:
                     shard.handle.flush()
                     shard.handle.close()
