@@ -6,7 +6,7 @@ version, so it is optional and unknown fields are kept rather than rejected.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,15 +19,6 @@ EVENTS = (
     "Stop",
     "SessionEnd",
 )
-EventName = Literal[
-    "SessionStart",
-    "UserPromptSubmit",
-    "PreToolUse",
-    "PostToolUse",
-    "PostToolUseFailure",
-    "Stop",
-    "SessionEnd",
-]
 # Events whose reply may carry additionalContext for the model. Stop must never: Claude Code
 # feeds it back as a new turn and keeps going.
 CONTEXT_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse")

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -76,7 +77,7 @@ RETIRE_GRACE_SECONDS = 2.0
 _INDEX_KIND = {"keyword": PayloadSchemaType.Keyword, "float": PayloadSchemaType.Float}
 
 
-def edge_filter(flt: MemoryFilter | None, exclude: set[str] | None = None) -> Filter | None:
+def edge_filter(flt: MemoryFilter | None, exclude: AbstractSet[str] | None = None) -> Filter | None:
     if flt is None and not exclude:
         return None
     must: list[Any] = []
@@ -132,8 +133,8 @@ class _View:
     sealing: _Shard | None
     tombstones: frozenset[str]
 
-    def exclude(self, shard: _Shard) -> set[str] | None:
-        return set(self.tombstones) if shard is self.sealing and self.tombstones else None
+    def exclude(self, shard: _Shard) -> frozenset[str] | None:
+        return self.tombstones if shard is self.sealing and self.tombstones else None
 
 
 class EdgeStore:
@@ -309,10 +310,8 @@ class EdgeStore:
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         with self._write_lock:
-            for shard in [self.active, *self.segments]:
-                if shard.handle.retrieve(_ids([point_id]), with_payload=False, with_vector=False):
-                    shard.handle.update(UpdateOperation.set_payload([point_id], payload))
-                    return
+            if not self._apply_in_place({point_id: payload}):
+                return
             if self.sealing is not None and point_id not in self._tombstones:
                 # The sealing shard is immutable: move the point to the active shard instead.
                 records = self.sealing.handle.retrieve(_ids([point_id]), with_payload=True, with_vector=True)
@@ -478,7 +477,7 @@ class EdgeStore:
         found: dict[str, Hit] = {}
         view = self._view
         for shard in view.shards:
-            exclude = view.exclude(shard) or set()
+            exclude: AbstractSet[str] = view.exclude(shard) or frozenset()
             for record in shard.handle.retrieve(_ids(wanted), with_payload=True, with_vector=with_vectors):
                 if str(record.id) not in exclude:
                     found.setdefault(str(record.id), _hit(record, with_vectors))
