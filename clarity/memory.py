@@ -11,7 +11,7 @@ import math
 import re
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from clarity.access import AccessTracker
@@ -20,6 +20,8 @@ from clarity.embedding import EmbeddingProvider, LexicalEncoder
 from clarity.models import (
     GLOBAL_SCOPE,
     DeleteResult,
+    ForgetRequest,
+    ForgetResult,
     ListRequest,
     ListResult,
     Memory,
@@ -39,6 +41,8 @@ from clarity.redact import redact, redact_value
 from clarity.store.base import Hit, MemoryFilter, PointData, VectorStore, rrf_term
 
 log = logging.getLogger(__name__)
+
+_FORGET_BATCH = 256
 
 
 class MemoryNotFound(LookupError):
@@ -218,7 +222,15 @@ class MemoryService:
         return Memory.from_payload(hits[0].id, hits[0].payload)
 
     def _filter(
-        self, scopes: list[str] | None, types: Any, tags: Any, since: Any = None, until: Any = None
+        self,
+        scopes: list[str] | None,
+        types: Any,
+        tags: Any,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        sources: Any = None,
+        min_importance: float | None = None,
+        max_importance: float | None = None,
     ) -> MemoryFilter:
         return MemoryFilter(
             scopes=scopes,
@@ -226,6 +238,9 @@ class MemoryService:
             tags=list(tags) if tags else None,
             created_from=since.timestamp() if since else None,
             created_to=until.timestamp() if until else None,
+            sources=[s.value for s in sources] if sources else None,
+            importance_min=min_importance,
+            importance_max=max_importance,
         )
 
     def retrieve(self, request: RetrieveRequest, project: str | None = None) -> RetrieveResult:
@@ -303,8 +318,17 @@ class MemoryService:
 
     def list(self, request: ListRequest, project: str | None = None) -> ListResult:
         scopes = self.resolve_scopes(request.scope, project)
-        flt = self._filter(scopes, request.memory_types, request.tags)
-        hits = self.db.newest(flt, limit=request.limit, offset=request.offset)
+        flt = self._filter(
+            scopes,
+            request.memory_types,
+            request.tags,
+            request.since,
+            request.until,
+            request.sources,
+            request.min_importance,
+            request.max_importance,
+        )
+        hits = self.db.newest(flt, limit=request.limit, offset=request.offset, sort=request.sort)
         total = self.db.count(flt)
         memories = [Memory.from_payload(h.id, h.payload) for h in hits]
         following = request.offset + len(memories)
@@ -315,6 +339,39 @@ class MemoryService:
             limit=request.limit,
             next_offset=following if following < total else None,
         )
+
+    def forget(
+        self, request: ForgetRequest, project: str | None = None, dry_run: bool = False
+    ) -> ForgetResult:
+        """Bulk delete by filter, oldest first, one batch per lock hold so hooks keep being served."""
+        until = None
+        if request.older_than_days is not None:
+            until = datetime.fromtimestamp(time.time() - request.older_than_days * 86400.0, UTC)
+        flt = self._filter(
+            self.resolve_scopes(request.scope, project),
+            request.memory_types,
+            request.tags,
+            None,
+            until,
+            request.sources,
+            None,
+            request.max_importance,
+        )
+        matched = self.db.count(flt)
+        sample = [Memory.from_payload(h.id, h.payload) for h in self.db.newest(flt, limit=5)]
+        if dry_run or not matched:
+            return ForgetResult(matched=matched, deleted=0, dry_run=dry_run, sample=sample)
+        deleted = 0
+        previous: set[str] = set()
+        while True:
+            with self._write_lock:
+                ids = [hit.id for hit in self.db.newest(flt, limit=_FORGET_BATCH, sort="oldest")]
+                if not ids or previous.issuperset(ids):
+                    break  # nothing left, or the engine did not apply the last delete: never spin
+                self.db.delete(ids)
+            previous = set(ids)
+            deleted += len(ids)
+        return ForgetResult(matched=matched, deleted=deleted, dry_run=False, sample=sample)
 
     def stats(self, project: str | None = None, scope: str = "all") -> Stats:
         flt = MemoryFilter(scopes=self.resolve_scopes(scope, project))

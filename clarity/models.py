@@ -208,7 +208,42 @@ class ListRequest(_Input):
     offset: int = Field(0, ge=0, le=1_000_000)
     memory_types: list[MemoryType] | None = None
     tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
+    sources: list[Source] | None = None
     scope: Literal["default", "project", "global", "all"] | ScopeId = "default"
+    since: datetime | None = Field(None, description="created at or after")
+    until: datetime | None = Field(None, description="created at or before")
+    min_importance: float | None = Field(None, ge=0.0, le=1.0)
+    max_importance: float | None = Field(None, ge=0.0, le=1.0)
+    sort: Literal["newest", "oldest", "importance", "updated"] = "newest"
+
+
+class ForgetRequest(_Input):
+    """Which memories to delete in bulk. Criteria combine with AND; at least one must be given,
+    so forgetting everything in a scope is always a deliberate ``scope=...`` choice."""
+
+    scope: Literal["default", "project", "global", "all"] | ScopeId = "default"
+    memory_types: list[MemoryType] | None = None
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
+    sources: list[Source] | None = None
+    older_than_days: float | None = Field(None, gt=0, le=36_500, description="created more than N days ago")
+    max_importance: float | None = Field(None, ge=0.0, le=1.0, description="importance at or below")
+
+    @model_validator(mode="after")
+    def _some_criterion(self) -> ForgetRequest:
+        if not self.model_fields_set:
+            raise ValueError(
+                "give at least one of scope, memory_types, tags, sources, older_than_days, max_importance"
+            )
+        return self
+
+
+class ForgetResult(BaseModel):
+    matched: int
+    deleted: int
+    dry_run: bool
+    sample: list[Memory] = Field(
+        default_factory=list, description="a few of the matching memories, newest first"
+    )
 
 
 class ScoredMemory(BaseModel):

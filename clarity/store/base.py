@@ -24,7 +24,19 @@ PAYLOAD_INDEXES: dict[str, Literal["keyword", "float"]] = {
     "memory_type": "keyword",
     "tags": "keyword",
     "content_hash": "keyword",
+    "source": "keyword",
     "created_at": "float",
+    "updated_at": "float",
+    "importance": "float",
+}
+
+# Orders a page of memories can be listed in: (payload key, newest/highest first).
+SortOrder = Literal["newest", "oldest", "importance", "updated"]
+SORT_KEYS: dict[str, tuple[str, bool]] = {
+    "newest": ("created_at", True),
+    "oldest": ("created_at", False),
+    "importance": ("importance", True),
+    "updated": ("updated_at", True),
 }
 
 
@@ -56,6 +68,9 @@ class MemoryFilter:
     created_from: float | None = None
     created_to: float | None = None
     content_hash: str | None = None
+    sources: list[str] | None = None
+    importance_min: float | None = None
+    importance_max: float | None = None
     exclude_ids: list[str] = field(default_factory=list)
 
     def is_empty(self) -> bool:
@@ -66,6 +81,9 @@ class MemoryFilter:
             or self.created_from is not None
             or self.created_to is not None
             or self.content_hash
+            or self.sources
+            or self.importance_min is not None
+            or self.importance_max is not None
             or self.exclude_ids
         )
 
@@ -99,7 +117,9 @@ class VectorStore(Protocol):
         lexical_weight: float = 1.0,
     ) -> list[Hit]: ...
 
-    def newest(self, flt: MemoryFilter, limit: int, offset: int = 0) -> list[Hit]: ...
+    def newest(self, flt: MemoryFilter, limit: int, offset: int = 0, sort: SortOrder = "newest") -> list[Hit]:
+        """One page of memories in ``sort`` order (named for its default: newest first)."""
+        ...
 
     def count(self, flt: MemoryFilter | None = None) -> int: ...
 

@@ -60,10 +60,12 @@ from clarity.store.base import (
     DENSE,
     LEXICAL,
     PAYLOAD_INDEXES,
+    SORT_KEYS,
     Hit,
     MemoryFilter,
     PointData,
     SearchMode,
+    SortOrder,
     Sparse,
     StoreLocked,
     merge_by_score,
@@ -94,6 +96,14 @@ def edge_filter(flt: MemoryFilter | None, exclude: AbstractSet[str] | None = Non
         if flt.created_from is not None or flt.created_to is not None:
             must.append(
                 FieldCondition(key="created_at", range=RangeFloat(gte=flt.created_from, lte=flt.created_to))
+            )
+        if flt.sources:
+            must.append(FieldCondition(key="source", match=MatchAny(list(flt.sources))))
+        if flt.importance_min is not None or flt.importance_max is not None:
+            must.append(
+                FieldCondition(
+                    key="importance", range=RangeFloat(gte=flt.importance_min, lte=flt.importance_max)
+                )
             )
         if flt.exclude_ids:
             must_not.append(HasIdCondition(set(flt.exclude_ids)))
@@ -256,7 +266,10 @@ class EdgeStore:
                 handle = EdgeShard.load(str(path))
             else:
                 handle = EdgeShard.create(str(path), self._config())
-                for field_name, kind in PAYLOAD_INDEXES.items():
+            # Shards made by an older version may lack an index added since; create what is missing.
+            indexed = handle.info().payload_schema
+            for field_name, kind in PAYLOAD_INDEXES.items():
+                if field_name not in indexed:
                     handle.update(UpdateOperation.create_field_index(field_name, _INDEX_KIND[kind]))
         except Exception as exc:
             if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
@@ -587,8 +600,9 @@ class EdgeStore:
         )
         return [_hit(p) for p in shard.handle.query(request)]
 
-    def newest(self, flt: MemoryFilter, limit: int, offset: int = 0) -> list[Hit]:
-        order = OrderBy("created_at", direction=Direction.Desc)
+    def newest(self, flt: MemoryFilter, limit: int, offset: int = 0, sort: SortOrder = "newest") -> list[Hit]:
+        key, descending = SORT_KEYS[sort]
+        order = OrderBy(key, direction=Direction.Desc if descending else Direction.Asc)
         merged: list[Hit] = []
         view = self._view
         for shard in view.shards:
@@ -602,7 +616,7 @@ class EdgeStore:
             )
             merged.extend(_hit(record) for record in records)
         unique = list({hit.id: hit for hit in reversed(merged)}.values())  # the active shard's copy wins
-        unique.sort(key=lambda h: h.payload.get("created_at") or 0.0, reverse=True)
+        unique.sort(key=lambda h: h.payload.get(key) or 0.0, reverse=descending)
         return unique[offset : offset + limit]
 
     def count(self, flt: MemoryFilter | None = None) -> int:

@@ -17,10 +17,12 @@ from clarity.store.base import (
     DENSE,
     LEXICAL,
     PAYLOAD_INDEXES,
+    SORT_KEYS,
     Hit,
     MemoryFilter,
     PointData,
     SearchMode,
+    SortOrder,
     Sparse,
 )
 
@@ -49,6 +51,14 @@ def server_filter(flt: MemoryFilter | None) -> models.Filter | None:
         must.append(
             models.FieldCondition(
                 key="created_at", range=models.Range(gte=flt.created_from, lte=flt.created_to)
+            )
+        )
+    if flt.sources:
+        must.append(models.FieldCondition(key="source", match=models.MatchAny(any=list(flt.sources))))
+    if flt.importance_min is not None or flt.importance_max is not None:
+        must.append(
+            models.FieldCondition(
+                key="importance", range=models.Range(gte=flt.importance_min, lte=flt.importance_max)
             )
         )
     must_not: list[Any] = [models.HasIdCondition(has_id=list(flt.exclude_ids))] if flt.exclude_ids else []
@@ -93,6 +103,7 @@ class ServerStore:
                 raise ValueError(
                     f"collection {self.collection} holds {size}-d vectors but the model makes {self.dimension}-d"
                 )
+            self._ensure_payload_indexes(set(info.payload_schema))
             return
         index = self._settings.index_params
         self.client.create_collection(
@@ -103,10 +114,14 @@ class ServerStore:
                 m=index.m, ef_construct=index.ef_construct, full_scan_threshold=index.full_scan_threshold
             ),
         )
+        self._ensure_payload_indexes(set())
+
+    def _ensure_payload_indexes(self, existing: set[str]) -> None:
         if self._in_process:
             return  # qdrant-client's local mode filters without indexes and warns about each one
         for field_name, kind in PAYLOAD_INDEXES.items():
-            self.client.create_payload_index(self.collection, field_name, _INDEX_KIND[kind], wait=True)
+            if field_name not in existing:
+                self.client.create_payload_index(self.collection, field_name, _INDEX_KIND[kind], wait=True)
 
     def upsert(self, points: Sequence[PointData], replaces_existing: bool = False) -> None:
         if not points:
@@ -195,13 +210,15 @@ class ServerStore:
             )
         return [_hit(p) for p in response.points]
 
-    def newest(self, flt: MemoryFilter, limit: int, offset: int = 0) -> list[Hit]:
+    def newest(self, flt: MemoryFilter, limit: int, offset: int = 0, sort: SortOrder = "newest") -> list[Hit]:
+        key, descending = SORT_KEYS[sort]
+        direction = models.Direction.DESC if descending else models.Direction.ASC
         records, _ = self.client.scroll(
             self.collection,
             scroll_filter=server_filter(flt),
             limit=offset + limit,
             with_payload=True,
-            order_by=models.OrderBy(key="created_at", direction=models.Direction.DESC),
+            order_by=models.OrderBy(key=key, direction=direction),
         )
         return [_hit(r) for r in records[offset : offset + limit]]
 
