@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -19,13 +20,17 @@ import anyio
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clarity import __version__
+from clarity.backup import create_backup
 from clarity.config import Settings, describe_validation_error
+from clarity.dashboard import Dashboard
+from clarity.dashboard import security as dashboard_security
 from clarity.embedding import ModelNotReady
 from clarity.hooks.events import EVENTS, HookEvent
 from clarity.hooks.service import HookService
@@ -34,6 +39,9 @@ from clarity.memory import MemoryNotFound, MemoryService, ScopeRequired
 from clarity.models import (
     SCOPE_PATTERN,
     DeleteResult,
+    ExportPageRequest,
+    ForgetRequest,
+    ImportBatch,
     ListRequest,
     ListResult,
     Memory,
@@ -42,6 +50,7 @@ from clarity.models import (
     RetrieveRequest,
     RetrieveResult,
     Stats,
+    StoreBatch,
     StoreResult,
 )
 from clarity.project import project_scope
@@ -103,18 +112,49 @@ class LocalBackend:
 async def _json_body(request: Request, limit: int) -> Any:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, f"body: {declared} bytes is over the limit of {limit} bytes")
+        raise RequestError(
+            413, f"body: {declared} bytes is over the limit of {limit} bytes (server.max_request_bytes)"
+        )
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
         if len(body) > limit:
-            raise RequestError(413, f"body: over the limit of {limit} bytes")
+            raise RequestError(413, f"body: over the limit of {limit} bytes (server.max_request_bytes)")
     try:
-        return json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise RequestError(400, "body: not valid UTF-8") from None
+        data = json.loads(body.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float)
+    except UnicodeDecodeError as exc:
+        raise RequestError(400, f"body: not valid UTF-8 (byte {exc.start})") from None
+    except RecursionError:
+        raise RequestError(400, f"body: JSON nested more than {MAX_BODY_DEPTH} levels deep") from None
     except ValueError as exc:
         raise RequestError(400, f"body: not valid JSON ({exc})") from None
+    _check_depth(data)
+    return data
+
+
+MAX_BODY_DEPTH = 64
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is out of the range of a double")
+    return value
+
+
+def _check_depth(data: Any) -> None:
+    """Iteratively, so a deep body costs a 400 and not a recursion error further down."""
+    stack = [(data, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            if level > MAX_BODY_DEPTH:
+                raise RequestError(400, f"body: JSON nested more than {MAX_BODY_DEPTH} levels deep")
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
 
 
 def _parse(model: type[BaseModel], data: Any) -> Any:
@@ -131,6 +171,9 @@ def _json(model: BaseModel, status: int = 200) -> Response:
     return Response(model.model_dump_json(), status_code=status, media_type="application/json")
 
 
+LIST_PARAMS = ("memory_types", "tags", "sources")
+
+
 def _query_list(request: Request, key: str) -> list[str] | None:
     values = [v for raw in request.query_params.getlist(key) for v in raw.split(",") if v]
     return values or None
@@ -139,6 +182,7 @@ def _query_list(request: Request, key: str) -> list[str] | None:
 class RestApi:
     def __init__(self, service: MemoryService, settings: Settings) -> None:
         self.service = service
+        self.settings = settings
         self.limit = settings.server.max_request_bytes
 
     def routes(self) -> list[Route]:
@@ -150,6 +194,11 @@ class RestApi:
             Route("/memories/{memory_id}", self._guard(self.delete), methods=["DELETE"]),
             Route("/search", self._guard(self.search), methods=["POST"]),
             Route("/stats", self._guard(self.stats), methods=["GET"]),
+            Route("/memories/batch", self._guard(self.create_many), methods=["POST"]),
+            Route("/forget", self._guard(self.forget), methods=["POST"]),
+            Route("/export", self._guard(self.export), methods=["POST"]),
+            Route("/import", self._guard(self.import_), methods=["POST"]),
+            Route("/backup", self._guard(self.backup), methods=["POST"]),
         ]
 
     @staticmethod
@@ -182,9 +231,11 @@ class RestApi:
         return _json(result, 201 if result.status == "created" else 200)
 
     async def list(self, request: Request) -> Response:
+        # Every ListRequest field is a query parameter; an unknown one is refused by name
+        # (extra="forbid"), never silently ignored.
         params = request.query_params
-        data: dict[str, Any] = {k: params[k] for k in ("limit", "offset", "scope") if k in params}
-        for key in ("memory_types", "tags"):
+        data: dict[str, Any] = {k: params.getlist(k)[-1] for k in params if k not in LIST_PARAMS}
+        for key in LIST_PARAMS:
             if (values := _query_list(request, key)) is not None:
                 data[key] = values
         result = await _in_thread(self.service.list, _parse(ListRequest, data), self._project(request))
@@ -204,8 +255,42 @@ class RestApi:
         query = _parse(RetrieveRequest, await _json_body(request, self.limit))
         return _json(await _in_thread(self.service.retrieve, query, self._project(request)))
 
+    async def create_many(self, request: Request) -> Response:
+        batch = _parse(StoreBatch, await _json_body(request, self.limit))
+        results = await _in_thread(self.service.store_many, batch.memories, self._project(request))
+        return JSONResponse({"results": [r.model_dump(mode="json") for r in results]})
+
+    async def forget(self, request: Request) -> Response:
+        dry_run = request.query_params.get("dry_run", "false").lower() in ("1", "true", "yes")
+        what = _parse(ForgetRequest, await _json_body(request, self.limit))
+        return _json(await _in_thread(self.service.forget, what, self._project(request), dry_run))
+
+    async def export(self, request: Request) -> Response:
+        page = _parse(ExportPageRequest, await _json_body(request, self.limit))
+        return _json(await _in_thread(self.service.export_page, page, self._project(request)))
+
+    async def import_(self, request: Request) -> Response:
+        batch = _parse(ImportBatch, await _json_body(request, self.limit))
+        return _json(await _in_thread(self.service.import_batch, batch))
+
+    async def backup(self, request: Request) -> Response:
+        """The archive is built in the storage's cache directory and streamed back, so the daemon
+        never writes to a path a caller names."""
+        cache = self.settings.storage.cache_dir
+        cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+        archive = cache / f"backup-{uuid.uuid4().hex}.tar.gz"
+        summary = await _in_thread(create_backup, self.service, self.settings, archive)
+        return FileResponse(
+            archive,
+            media_type="application/gzip",
+            headers={"X-Clarity-Backup": summary.model_dump_json()},
+            background=BackgroundTask(archive.unlink, missing_ok=True),
+        )
+
     async def stats(self, request: Request) -> Response:
         scope = request.query_params.get("scope", "all")
+        if scope not in ("default", "project", "global", "all") and not re.match(SCOPE_PATTERN, scope):
+            raise RequestError(400, f"scope={scope!r}: expected default, project, global, all or a scope id")
         return _json(await _in_thread(self.service.stats, self._project(request), scope))
 
 
@@ -220,6 +305,16 @@ class HookApi:
         self.limit = settings.server.max_request_bytes
 
     async def handle(self, request: Request) -> Response:
+        """Counts every call and its latency per event (the dashboard's overview shows them)."""
+        started = time.perf_counter()
+        response = await self._handle(request)
+        event = request.path_params["event"]
+        if event in EVENTS:
+            failed = response.status_code >= 400 or getattr(request.state, "hook_failed", False)
+            self.hooks.injections.record_call(event, time.perf_counter() - started, failed)
+        return response
+
+    async def _handle(self, request: Request) -> Response:
         event = request.path_params["event"]
         if event not in EVENTS:
             return JSONResponse(
@@ -241,6 +336,7 @@ class HookApi:
         except Exception:
             # A hook must never break Claude Code: log it and answer "nothing to add".
             log.exception("hook %s failed", event)
+            request.state.hook_failed = True
             return JSONResponse({})
 
 
@@ -271,19 +367,64 @@ class ServerTimingMiddleware:
         await self.app(scope, receive, timed_send)
 
 
+class McpBodyLimit:
+    """A declared oversized body gets a JSON-RPC error naming the limit before the MCP SDK reads it
+    (the SDK's own check, still there for chunked bodies, answers in plain text)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            declared = dict(scope["headers"]).get(b"content-length", b"")
+            if declared.isdigit() and int(declared) > self.limit:
+                message = (
+                    f"body: {int(declared)} bytes is over the limit of {self.limit} bytes "
+                    "(server.max_request_bytes)"
+                )
+                response = JSONResponse(
+                    {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}},
+                    status_code=413,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class BearerTokenMiddleware:
-    """With a token configured, every route but /healthz needs ``Authorization: Bearer <token>``."""
+    """With a token configured, every route but /healthz needs ``Authorization: Bearer <token>``.
+
+    The dashboard's pages also take the login cookie (a browser cannot send the header); without
+    either they redirect to /login, which with /static is the only dashboard path left open.
+    """
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
+        self.token = token
         self.expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == "/healthz":
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path == "/healthz" or dashboard_security.is_public_path(path):
             await self.app(scope, receive, send)
             return
-        supplied = dict(scope["headers"]).get(b"authorization")
-        if supplied is None:
+        headers = dict(scope["headers"])
+        supplied = headers.get(b"authorization")
+        response: Response
+        if supplied is None and dashboard_security.is_dashboard_path(path):
+            cookie = dashboard_security.cookie_from_header(
+                headers.get(b"cookie"), dashboard_security.SESSION_COOKIE
+            )
+            if dashboard_security.session_ok(cookie, self.token):
+                await self.app(scope, receive, send)
+                return
+            login = dashboard_security.login_url(path, scope.get("query_string", b"").decode("latin-1"))
+            if b"hx-request" in headers:  # a live-refresh call: send the whole page to the login
+                response = Response(status_code=401, headers={"HX-Redirect": login})
+            else:
+                response = RedirectResponse(login, status_code=303)
+        elif supplied is None:
             response = JSONResponse(
                 {"error": "authorization: bearer token required"},
                 status_code=401,
@@ -348,7 +489,10 @@ def create_app(settings: Settings, service: MemoryService) -> Starlette:
             Route("/readyz", readyz),
             Mount("/api", routes=RestApi(service, settings).routes()),
             Route("/hooks/{event}", HookApi(hooks, settings).handle, methods=["POST"]),
-            Mount("/", app=mcp_app),  # serves exactly /mcp; mounted last so it sees only the rest
+            *Dashboard(settings, service, hooks).routes(),  # "/" and its pages; before the MCP mount
+            Mount(
+                "/", app=McpBodyLimit(mcp_app, settings.server.max_request_bytes)
+            ),  # serves exactly /mcp; mounted last so it sees only the rest
         ],
         lifespan=lifespan,
     )

@@ -23,10 +23,12 @@ app = typer.Typer(
     add_completion=False,
 )
 from clarity.integrations.hooks_cli import hooks_app  # noqa: E402
+from clarity.service import service_app  # noqa: E402
 
 app.add_typer(
     hooks_app, name="hooks", help="Install, remove or inspect Clarity's Claude Code hooks and MCP entry."
 )
+app.add_typer(service_app, name="service")
 out = Console()
 err = Console(stderr=True)
 
@@ -339,3 +341,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+from clarity import cli_data  # noqa: E402, F401  (registers export, import, forget, backup, restore, migrate)

@@ -6,6 +6,10 @@ daemon's own sentence, not as an HTTP status.
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -16,6 +20,12 @@ from clarity.daemon import daemon_url, headers_for
 from clarity.mcp.server import BackendError
 from clarity.models import (
     DeleteResult,
+    ExportPage,
+    ExportPageRequest,
+    ForgetRequest,
+    ForgetResult,
+    ImportBatch,
+    ImportSummary,
     ListRequest,
     ListResult,
     Memory,
@@ -45,11 +55,10 @@ def _decode(response: httpx.Response, model: type[M]) -> M:
 
 
 def _list_params(request: ListRequest) -> dict[str, Any]:
-    params: dict[str, Any] = {"limit": request.limit, "offset": request.offset, "scope": request.scope}
-    if request.memory_types:
-        params["memory_types"] = ",".join(t.value for t in request.memory_types)
-    if request.tags:
-        params["tags"] = ",".join(request.tags)
+    """Every field that is set, so a filter given to the stdio shim is not dropped on the way."""
+    params: dict[str, Any] = {}
+    for key, value in request.model_dump(mode="json", exclude_none=True).items():
+        params[key] = ",".join(value) if isinstance(value, list) else value
     return params
 
 
@@ -95,8 +104,49 @@ class DaemonClient:
     def stats(self, scope: str = "all") -> Stats:
         return self._send("GET", "/stats", Stats, params={"scope": scope})
 
+    def store_many(self, requests: Sequence[MemoryCreate]) -> Sequence[StoreResult]:
+        body = {"memories": [r.model_dump(mode="json") for r in requests]}
+        return self._send("POST", "/memories/batch", StoreResults, json=body).results
+
+    def forget(self, request: ForgetRequest, dry_run: bool) -> ForgetResult:
+        body = request.model_dump(mode="json", exclude_unset=True)
+        return self._send(
+            "POST", "/forget", ForgetResult, json=body, params={"dry_run": str(dry_run).lower()}
+        )
+
+    def export_page(self, request: ExportPageRequest) -> ExportPage:
+        return self._send("POST", "/export", ExportPage, json=request.model_dump(mode="json"))
+
+    def import_batch(self, batch: ImportBatch) -> ImportSummary:
+        return self._send("POST", "/import", ImportSummary, json=batch.model_dump(mode="json"))
+
+    def backup(self, destination: Path, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Stream the daemon's archive into ``destination`` (via a .partial file); returns its summary."""
+        partial = destination.with_name(destination.name + ".partial")
+        try:
+            with self._http.stream("POST", "/backup", timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _decode(response, ImportSummary)  # raises with the daemon's message
+                with open(partial, "wb") as handle:
+                    for chunk in response.iter_bytes(1 << 20):
+                        handle.write(chunk)
+                        if progress:
+                            progress(len(chunk))
+                summary = json.loads(response.headers.get("x-clarity-backup", "{}"))
+        except httpx.HTTPError as exc:
+            partial.unlink(missing_ok=True)
+            raise _unavailable(self.settings, exc) from exc
+        os.chmod(partial, 0o600)
+        os.replace(partial, destination)
+        return dict(summary)
+
     def close(self) -> None:
         self._http.close()
+
+
+class StoreResults(BaseModel):
+    results: list[StoreResult]
 
 
 class RemoteBackend:

@@ -11,6 +11,7 @@ import math
 import re
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,8 +21,12 @@ from clarity.embedding import EmbeddingProvider, LexicalEncoder
 from clarity.models import (
     GLOBAL_SCOPE,
     DeleteResult,
+    ExportPage,
+    ExportPageRequest,
     ForgetRequest,
     ForgetResult,
+    ImportBatch,
+    ImportSummary,
     ListRequest,
     ListResult,
     Memory,
@@ -39,6 +44,7 @@ from clarity.models import (
 )
 from clarity.redact import redact, redact_value
 from clarity.store.base import Hit, MemoryFilter, PointData, VectorStore, rrf_term
+from clarity.transfer import page_oldest
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +78,7 @@ def has_identifier(query: str) -> bool:
     return _IDENTIFIER.search(query) is not None
 
 
-def _index_text(memory: Memory) -> str:
+def index_text(memory: Memory) -> str:
     """What the lexical index sees: the content plus tags, so a tag is as findable as a word."""
     return " ".join([memory.content, *memory.tags])
 
@@ -165,6 +171,139 @@ class MemoryService:
             self.db.upsert([self._point(memory, dense)])
         return StoreResult(id=memory.id, status="created", memory=memory)
 
+    def store_many(self, requests: Sequence[MemoryCreate], project: str | None = None) -> list[StoreResult]:
+        """Bulk store for imports: one embedding batch, one hash lookup, one upsert.
+
+        Exact duplicates (by content hash, in the database or earlier in the batch) are counted,
+        not stored; near-duplicate merging is left to single stores, where one memory at a time
+        is compared, because a bulk import should keep what the source kept.
+        """
+        if not requests:
+            return []
+        now = utcnow()
+        drafts = []
+        for request in requests:
+            content = redact(request.content)
+            drafts.append(
+                Memory(
+                    id=new_memory_id(),
+                    content=content,
+                    memory_type=request.memory_type,
+                    scope=self._store_scope(request.scope, project),
+                    tags=request.tags,
+                    importance=request.importance,
+                    source=request.source,
+                    session_id=request.session_id,
+                    created_at=now,
+                    updated_at=now,
+                    metadata=redact_value(request.metadata),
+                    content_hash=content_hash(content),
+                )
+            )
+        vectors = self.embedder.embed_documents([d.content for d in drafts])
+        results: list[StoreResult] = []
+        with self._write_lock:
+            known = self._by_hash(drafts)
+            points = []
+            for draft, request, vector in zip(drafts, requests, vectors, strict=True):
+                twin = known.get((draft.scope, draft.content_hash))
+                if twin is not None:
+                    results.append(
+                        StoreResult(id=twin.id, status="duplicate", memory=self._bump(twin, request, now))
+                    )
+                    continue
+                known[(draft.scope, draft.content_hash)] = draft
+                points.append(self._point(draft, vector))
+                results.append(StoreResult(id=draft.id, status="created", memory=draft))
+            self.db.upsert(points)
+        return results
+
+    def put_memories(
+        self, memories: Sequence[Memory], vectors: Sequence[list[float] | None] | None = None
+    ) -> dict[str, int]:
+        """Write whole records with their ids (imports, restores, migrations).
+
+        Idempotent: a record whose id exists replaces it; one whose content already exists in its
+        scope under another id is skipped as a duplicate. Missing vectors are computed here.
+        Returns counts by outcome: created, replaced, duplicate.
+        """
+        vectors = list(vectors) if vectors is not None else [None] * len(memories)
+        missing = [i for i, v in enumerate(vectors) if v is None]
+        if missing:
+            computed = self.embedder.embed_documents([memories[i].content for i in missing])
+            for i, fresh in zip(missing, computed, strict=True):
+                vectors[i] = fresh
+        counts = {"created": 0, "replaced": 0, "duplicate": 0}
+        with self._write_lock:
+            existing = {hit.id for hit in self.db.get([m.id for m in memories])}
+            known = self._by_hash(memories)
+            points = []
+            for memory, vector in zip(memories, vectors, strict=True):
+                twin = known.get((memory.scope, memory.content_hash))
+                if memory.id not in existing and twin is not None and twin.id != memory.id:
+                    counts["duplicate"] += 1
+                    continue
+                known[(memory.scope, memory.content_hash)] = memory
+                counts["replaced" if memory.id in existing else "created"] += 1
+                points.append(self._point(memory, vector))
+            self.db.upsert(points, replaces_existing=bool(existing))
+        return counts
+
+    def export_page(self, request: ExportPageRequest, project: str | None = None) -> ExportPage:
+        """One page of an export, oldest first (see ``transfer.page_oldest``)."""
+        flt = MemoryFilter(scopes=self.resolve_scopes(request.scope, project))
+        hits, following = page_oldest(self.db, flt, request.cursor, request.limit)
+        memories = [Memory.from_payload(h.id, h.payload) for h in hits]
+        vectors: list[list[float] | None] | None = None
+        if request.with_vectors and memories:
+            found = {h.id: h.dense for h in self.db.get([m.id for m in memories], with_vectors=True)}
+            vectors = [found.get(m.id) for m in memories]
+        total = self.db.count(MemoryFilter(scopes=flt.scopes)) if request.cursor is None else None
+        return ExportPage(
+            memories=memories,
+            vectors=vectors,
+            next=following,
+            total=total,
+            model=self.embedder.name,
+            dimension=self.embedder.dimension,
+        )
+
+    def import_batch(self, batch: ImportBatch) -> ImportSummary:
+        """Whole records from an export; their vectors are reused only if our model made them."""
+        reuse = batch.vectors is not None and batch.model == self.embedder.name
+        vectors: list[list[float] | None] = [None] * len(batch.memories)
+        if reuse and batch.vectors is not None:
+            for i, vector in enumerate(batch.vectors):
+                if vector is not None and len(vector) != self.embedder.dimension:
+                    raise ValueError(
+                        f"vectors[{i}]: {len(vector)} numbers, but {self.embedder.name} makes "
+                        f"{self.embedder.dimension}; drop the vectors to have them recomputed"
+                    )
+                vectors[i] = vector
+        records = []
+        for record in batch.memories:
+            memory = Memory.model_validate(record.model_dump())
+            memory.content = redact(memory.content)
+            memory.metadata = redact_value(memory.metadata)
+            memory.content_hash = content_hash(memory.content)
+            records.append(memory)
+        reused = sum(v is not None for v in vectors)
+        counts = self.put_memories(records, vectors)
+        return ImportSummary(**counts, vectors_reused=reused, vectors_computed=len(records) - reused)
+
+    def _by_hash(self, memories: Sequence[Memory]) -> dict[tuple[str, str], Memory]:
+        """Stored memories sharing a scope and content hash with any of ``memories``."""
+        flt = MemoryFilter(
+            scopes=sorted({m.scope for m in memories}),
+            content_hash=sorted({m.content_hash for m in memories}),
+        )
+        found = self.db.newest(flt, limit=len(memories) * 2)
+        twins: dict[tuple[str, str], Memory] = {}
+        for hit in found:
+            memory = Memory.from_payload(hit.id, hit.payload)
+            twins.setdefault((memory.scope, memory.content_hash), memory)
+        return twins
+
     def _bump(self, memory: Memory, request: MemoryCreate, now: datetime) -> Memory:
         """Seeing a memory again makes it count more, never less: tags and importance only grow."""
         memory.tags = list(dict.fromkeys([*memory.tags, *request.tags]))
@@ -179,7 +318,7 @@ class MemoryService:
         return memory
 
     def _point(self, memory: Memory, dense: list[float] | None) -> PointData:
-        return PointData(memory.id, dense, self.lexical.document(_index_text(memory)), memory.to_payload())
+        return PointData(memory.id, dense, self.lexical.document(index_text(memory)), memory.to_payload())
 
     def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
         changes = patch.model_dump(exclude_unset=True)
@@ -243,7 +382,10 @@ class MemoryService:
             importance_max=max_importance,
         )
 
-    def retrieve(self, request: RetrieveRequest, project: str | None = None) -> RetrieveResult:
+    def retrieve(
+        self, request: RetrieveRequest, project: str | None = None, track_use: bool = True
+    ) -> RetrieveResult:
+        """Hybrid search; ``track_use=False`` (the dashboard) leaves use counts and last-used times alone."""
         scopes = self.resolve_scopes(request.scope, project)
         flt = self._filter(scopes, request.memory_types, request.tags, request.since, request.until)
         cfg = self.settings.retrieval
@@ -266,8 +408,9 @@ class MemoryService:
         results = [s for s in scored if s.score >= floor][: request.limit]
         if dense is not None and results:
             self._add_similarity(results, dense)
-        for result in results:
-            self.access.touch(result.memory.id, result.memory.access_count)
+        if track_use:
+            for result in results:
+                self.access.touch(result.memory.id, result.memory.access_count)
         return RetrieveResult(results=results, mode=request.mode, scopes=scopes)
 
     def _add_similarity(self, results: list[ScoredMemory], query: list[float]) -> None:

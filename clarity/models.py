@@ -75,24 +75,69 @@ def _check_content(value: str) -> str:
         raise ValueError(f"must be at most {MAX_CONTENT_CHARS} characters (got {len(stripped)})")
     if "\x00" in stripped:
         raise ValueError("must not contain NUL characters")
+    _check_unicode(stripped)
     return stripped
 
 
-def _depth(value: Any, level: int = 0) -> int:
+def _check_unicode(value: str, where: str = "") -> None:
+    """A lone surrogate (JSON ``"\\ud800"``) is not text: no engine can store it as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        at = f" at {where}" if where else ""
+        raise ValueError(
+            f"must be valid Unicode text{at} (lone surrogate {value[exc.start]!r} at position {exc.start})"
+        ) from None
+
+
+INT64 = 2**63
+
+
+def _check_json_values(value: dict[str, Any]) -> None:
+    """Walk metadata without recursion: depth, finite numbers, 64-bit integers, valid text.
+
+    Qdrant payloads are JSON with 64-bit integers and finite doubles; anything else would be
+    stored changed (a huge integer becomes a float, NaN becomes null) or not at all.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, "", 1)]
+    while stack:
+        item, path, level = stack.pop()
+        if isinstance(item, dict | list):
+            if level > MAX_METADATA_DEPTH:
+                raise ValueError(
+                    f"must be nested at most {MAX_METADATA_DEPTH} levels deep (deeper at {path.lstrip('.')})"
+                )
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in pairs:
+                child_path = f"{path}.{key}" if isinstance(item, dict) else f"{path}[{key}]"
+                if isinstance(key, str):
+                    _check_unicode(key, f"key {child_path.lstrip('.')!r}")
+                stack.append((child, child_path, level + 1))
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not -INT64 <= item < INT64:
+                raise ValueError(f"integers must fit in 64 bits (got {item} at {path.lstrip('.')})")
+        elif isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                raise ValueError(f"numbers must be finite (got {item} at {path.lstrip('.')})")
+        elif isinstance(item, str):
+            _check_unicode(item, path.lstrip("."))
+
+
+def _precheck_metadata(value: Any) -> Any:
+    """Before pydantic's own JSON validation, which would recurse into a deep value and report
+    a location hundreds of keys long."""
     if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
-    return level
+        _check_json_values(value)
+    return value
 
 
 def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    _check_json_values(value)
     size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
     if size > MAX_METADATA_BYTES:
         raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes of JSON (got {size})")
-    depth = _depth(value)
-    if depth > MAX_METADATA_DEPTH:
-        raise ValueError(f"must be nested at most {MAX_METADATA_DEPTH} levels deep (got {depth})")
     return value
 
 
@@ -118,6 +163,7 @@ class MemoryCreate(_Input):
 
     _content = field_validator("content")(_check_content)
     _metadata = field_validator("metadata")(_check_metadata)
+    _metadata_shape = field_validator("metadata", mode="before")(_precheck_metadata)
     _tags = field_validator("tags")(_dedupe_tags)
 
 
@@ -137,6 +183,21 @@ class MemoryPatch(_Input):
     @classmethod
     def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         return None if value is None else _check_metadata(value)
+
+    _metadata_shape = field_validator("metadata", mode="before")(_precheck_metadata)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _dedupe_tags(value)
+
+    @field_validator("content", "memory_type", "tags", "importance", "metadata", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # An explicit null would be written into the stored memory and break it on the next read.
+        if value is None:
+            raise ValueError("must not be null; leave the key out to keep the current value")
+        return value
 
     @model_validator(mode="after")
     def _something_to_change(self) -> MemoryPatch:
@@ -288,3 +349,75 @@ class Stats(BaseModel):
     model_ready: bool
     model_error: str | None = None
     index: dict[str, Any] = Field(default_factory=dict)
+
+
+class MemoryRecord(Memory):
+    """A whole memory arriving from outside (an import or a restore): every field is checked
+    with the same limits as a new memory, and unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scope: ScopeId
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = Field(default_factory=list)
+    importance: float = Field(0.5, ge=0.0, le=1.0)
+    access_count: int = Field(0, ge=0)
+    occurrences: int = Field(1, ge=1)
+
+    _content = field_validator("content")(_check_content)
+    _metadata = field_validator("metadata")(_check_metadata)
+
+    @field_validator("id")
+    @classmethod
+    def _uuid(cls, value: str) -> str:
+        return parse_memory_id(value)
+
+
+class ExportCursor(_Input):
+    """Where the next export page starts: memories are paged oldest first by creation time."""
+
+    after: float | None = None
+    after_ids: list[str] = Field(default_factory=list, max_length=10_000)
+
+
+class ExportPageRequest(_Input):
+    scope: Literal["default", "project", "global", "all"] | ScopeId = "all"
+    cursor: ExportCursor | None = None
+    limit: int = Field(500, ge=1, le=2_000)
+    with_vectors: bool = True
+
+
+class ExportPage(BaseModel):
+    memories: list[Memory]
+    vectors: list[list[float] | None] | None = None
+    next: ExportCursor | None
+    total: int | None = Field(None, description="memories in the export's scope; on the first page only")
+    model: str
+    dimension: int
+
+
+class ImportBatch(_Input):
+    memories: list[MemoryRecord] = Field(max_length=2_000)
+    vectors: list[list[float] | None] | None = None
+    model: str | None = Field(None, description="the model that made the vectors; others are recomputed")
+
+    @model_validator(mode="after")
+    def _one_vector_per_memory(self) -> ImportBatch:
+        if self.vectors is not None and len(self.vectors) != len(self.memories):
+            raise ValueError(f"vectors: {len(self.vectors)} given for {len(self.memories)} memories")
+        return self
+
+
+class ImportSummary(BaseModel):
+    created: int = 0
+    replaced: int = 0
+    duplicate: int = 0
+    vectors_reused: int = 0
+    vectors_computed: int = 0
+
+    def add(self, other: ImportSummary) -> None:
+        for name in type(self).model_fields:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class StoreBatch(_Input):
+    memories: list[MemoryCreate] = Field(min_length=1, max_length=2_000)

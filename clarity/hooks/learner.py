@@ -77,6 +77,18 @@ def error_summary(error: str) -> str:
     return short(text, 300)
 
 
+def provenance(event: HookEvent) -> dict[str, str]:
+    """Where a learned memory came from, kept in its metadata: the hook event and the tool call."""
+    extra = event.model_extra or {}
+    found = {
+        "hook_event": event.hook_event_name,
+        "tool_name": event.tool_name,
+        "tool_use_id": extra.get("tool_use_id"),
+        "prompt_id": extra.get("prompt_id"),
+    }
+    return {key: short(str(value), 200) for key, value in found.items() if value}
+
+
 def is_build_or_test(command: str) -> bool:
     stripped = re.sub(r"^(?:\w+=\S+\s+)+", "", command.strip())
     return bool(_BUILD_TEST.match(stripped))
@@ -182,7 +194,7 @@ class Learner:
                 memory_type=kind,
                 tags=tags,
                 importance=importance,
-                metadata=dict(metadata),
+                metadata={**provenance(event), **metadata},
                 scope=state.scope,
                 source=Source.hook,
                 session_id=event.session_id[:200],
@@ -284,6 +296,7 @@ class Learner:
                 memory_type=MemoryType.summary,
                 tags=["session"],
                 importance=0.4,
+                metadata=provenance(event),
                 scope=state.scope,
                 source=Source.hook,
                 session_id=event.session_id[:200],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,7 +18,8 @@ from clarity.config import Settings, describe_validation_error
 from clarity.embedding import ModelNotReady
 from clarity.hooks.context import clip, memory_block
 from clarity.hooks.events import HookEvent, reply
-from clarity.hooks.learner import Learner, programs_of, short
+from clarity.hooks.learner import Learner, programs_of, provenance, short
+from clarity.injections import InjectedMemory, InjectionLog
 from clarity.memory import MemoryService, has_identifier
 from clarity.models import (
     GLOBAL_SCOPE,
@@ -26,6 +28,7 @@ from clarity.models import (
     MemoryCreate,
     MemoryType,
     RetrieveRequest,
+    ScoredMemory,
     Source,
 )
 from clarity.project import project_scope
@@ -48,6 +51,7 @@ class HookService:
         self.settings = settings.hooks
         self.memory = memory
         self.learner = Learner(memory)
+        self.injections = InjectionLog()  # what the replies below told Claude, for the dashboard
         self._guards = [(re.compile(rule.pattern), rule) for rule in settings.hooks.guards]
 
     def handle(self, event: HookEvent) -> dict[str, Any]:
@@ -76,16 +80,20 @@ class HookService:
             ("Recent fixes", [MemoryType.fix], "project", 3),
         ]
         blocks = []
+        shown: list[Memory] = []
         budget = self.settings.context_chars
         for title, kinds, which, count in sections:
             page = self.memory.list(ListRequest(limit=count, memory_types=kinds, scope=which), project=scope)
             block = memory_block(f"{title}:", page.memories, budget // len(sections))
             if block:
                 blocks.append(block)
+                shown.extend(page.memories)
         if not blocks:
             return {}
         text = "Clarity memory for this project (facts learned in earlier sessions):\n" + "\n".join(blocks)
-        return reply("SessionStart", clip(text, budget))
+        text = clip(text, budget)
+        self._record(event, scope, f"session {event.source or 'start'}", text, shown)
+        return reply("SessionStart", text)
 
     # -- UserPromptSubmit ---------------------------------------------------------------------
 
@@ -104,17 +112,18 @@ class HookService:
             project=scope,
         )
         identifiers = {t.casefold() for t in re.findall(r"[\w.\-/]+", prompt) if has_identifier(t)}
-        relevant = [
-            r.memory
+        chosen = [
+            r
             for r in result.results
             if (r.similarity or 0.0) >= self.settings.min_similarity
             or any(token in r.memory.content.casefold() for token in identifiers)
         ][: self.settings.max_memories]
         block = memory_block(
             "Relevant memories from Clarity (long-term memory of earlier sessions):",
-            relevant,
+            [r.memory for r in chosen],
             self.settings.context_chars,
         )
+        self._record(event, scope, prompt, block, chosen)
         return reply("UserPromptSubmit", block)
 
     def _remember(self, event: HookEvent, scope: str, what: str) -> dict[str, Any]:
@@ -129,6 +138,7 @@ class HookService:
                 source=Source.hook,
                 session_id=event.session_id[:200],
                 tags=["user-request"],
+                metadata=provenance(event),
             )
             result = self.memory.store(request)
         except (ValidationError, ModelNotReady) as exc:
@@ -137,6 +147,7 @@ class HookService:
             return reply("UserPromptSubmit", f"Clarity could not store this memory: {why}")
         where = "for every project" if target == GLOBAL_SCOPE else "for this project"
         note = f"Clarity stored this as a {kind.value} {where} (id {result.id}): {short(result.memory.content, 300)}"
+        self._record(event, scope, event.prompt or what, note, [result.memory])
         return reply("UserPromptSubmit", note)
 
     # -- PreToolUse ---------------------------------------------------------------------------
@@ -168,15 +179,53 @@ class HookService:
             ),
             project=project_scope(event.cwd),
         )
-        memories: list[Memory] = [r.memory for r in result.results]
-        fixes = [m for m in memories if m.memory_type == MemoryType.fix]
-        chosen = fixes or memories
+        fixes = [r for r in result.results if r.memory.memory_type == MemoryType.fix]
+        chosen = (fixes or result.results)[:2]
         block = memory_block(
             f"Clarity: what happened before with `{short(program, 60)}` in this project:",
-            chosen[:2],
+            [r.memory for r in chosen],
             min(self.settings.context_chars, 1000),
         )
+        self._record(
+            event, result.scopes[0] if result.scopes else "", f"Bash: {short(command, 300)}", block, chosen
+        )
         return reply("PreToolUse", block)
+
+    # -- the injection log --------------------------------------------------------------------
+
+    def _record(
+        self,
+        event: HookEvent,
+        scope: str,
+        trigger: str,
+        context: str | None,
+        shown: Sequence[ScoredMemory | Memory],
+    ) -> None:
+        """Log a reply that carries context, with the memories whose ids made it into the text."""
+        if not context:
+            return
+        injected = []
+        for item in shown:
+            memory, score, similarity = (
+                (item.memory, item.score, item.similarity)
+                if isinstance(item, ScoredMemory)
+                else (item, None, None)
+            )
+            if memory.id in context:
+                injected.append(
+                    InjectedMemory(
+                        memory.id, memory.memory_type.value, short(memory.content, 300), score, similarity
+                    )
+                )
+        self.injections.record(
+            event.hook_event_name,
+            event.session_id,
+            scope,
+            short(trigger, 500),
+            context,
+            injected,
+            tool_name=event.tool_name,
+        )
 
     def close(self) -> None:
         self.learner.close()

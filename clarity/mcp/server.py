@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import Field, ValidationError
 
 from clarity import __version__
@@ -78,13 +79,40 @@ async def _call(awaitable: Any) -> Any:
         raise ToolError(str(exc)) from None
 
 
+class StrictToolServer(MCPServer[Any]):
+    """Checks a tool call's arguments before the SDK does: an unknown argument is refused by name
+    (the SDK would drop it silently, so a misspelled filter would quietly match everything) and
+    each problem reads as ``field=value: what is allowed``, the REST API's wording."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None:
+            known = set(tool.parameters.get("properties", {}))
+            unknown = sorted(set(arguments) - known)
+            if unknown:
+                raise ToolError(
+                    f"{name}: invalid arguments: "
+                    + "; ".join(f"{key}: unknown argument" for key in unknown)
+                    + f" (expected {', '.join(sorted(known)) or 'none'})"
+                )
+            try:
+                tool.fn_metadata.validate_arguments(arguments)
+            except ValidationError as exc:
+                raise ToolError(
+                    f"{name}: invalid arguments: " + "; ".join(describe_validation_error(exc))
+                ) from None
+        return await super().call_tool(name, arguments, context)
+
+
 MemoryTypeName = Literal[
     "fact", "preference", "decision", "command", "error", "fix", "observation", "summary", "note"
 ]
 
 
 def build_mcp_server(backend: MemoryBackend) -> MCPServer:
-    server = MCPServer("clarity", version=__version__, instructions=INSTRUCTIONS)
+    server = StrictToolServer("clarity", version=__version__, instructions=INSTRUCTIONS)
 
     @server.tool()
     async def store_memory(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 DENSE = "dense"
@@ -67,7 +68,7 @@ class MemoryFilter:
     tags: list[str] | None = None
     created_from: float | None = None
     created_to: float | None = None
-    content_hash: str | None = None
+    content_hash: str | list[str] | None = None
     sources: list[str] | None = None
     importance_min: float | None = None
     importance_max: float | None = None
@@ -126,6 +127,10 @@ class VectorStore(Protocol):
     def facet(self, key: str, flt: MemoryFilter | None = None, limit: int = 100) -> dict[str, int]: ...
 
     def info(self) -> dict[str, Any]: ...
+
+    def snapshot(self, destination: Path) -> None:
+        """Write a consistent copy of the engine's own files into ``destination`` (for backups)."""
+        ...
 
     def close(self) -> None: ...
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import httpx
 from qdrant_client import QdrantClient, models
 
 from clarity.config import QdrantSettings
@@ -43,7 +45,9 @@ def server_filter(flt: MemoryFilter | None) -> models.Filter | None:
         )
     if flt.tags:
         must.append(models.FieldCondition(key="tags", match=models.MatchAny(any=list(flt.tags))))
-    if flt.content_hash:
+    if isinstance(flt.content_hash, list):
+        must.append(models.FieldCondition(key="content_hash", match=models.MatchAny(any=flt.content_hash)))
+    elif flt.content_hash:
         must.append(
             models.FieldCondition(key="content_hash", match=models.MatchValue(value=flt.content_hash))
         )
@@ -244,6 +248,30 @@ class ServerStore:
             "indexed_vectors": info.indexed_vectors_count,
             "index_state": str(info.status.value if hasattr(info.status, "value") else info.status),
         }
+
+    def snapshot(self, destination: Path) -> None:
+        """A Qdrant snapshot of the collection, downloaded into ``destination`` and then removed
+        from the server so backups do not pile up there. The in-process twin has none to take."""
+        if self._in_process:
+            return
+        described = self.client.create_snapshot(self.collection, wait=True)
+        if described is None:
+            raise RuntimeError(f"Qdrant did not create a snapshot of {self.collection}")
+        destination.mkdir(parents=True, exist_ok=True, mode=0o700)
+        api_key = self._settings.api_key.get_secret_value() if self._settings.api_key else None
+        url = (
+            f"{str(self._settings.url).rstrip('/')}/collections/{self.collection}/snapshots/{described.name}"
+        )
+        with (
+            httpx.stream(
+                "GET", url, headers={"api-key": api_key} if api_key else {}, timeout=600
+            ) as response,
+            open(destination / described.name, "wb") as handle,
+        ):
+            response.raise_for_status()
+            for chunk in response.iter_bytes(1 << 20):
+                handle.write(chunk)
+        self.client.delete_snapshot(self.collection, described.name, wait=True)
 
     def close(self) -> None:
         self.client.close()

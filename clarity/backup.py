@@ -1,0 +1,192 @@
+"""Backups: one archive holding everything needed to bring a memory back.
+
+An archive (tar.gz) carries three things:
+- ``engine/``: the engine's own files (the embedded engine's shards and manifest, or a Qdrant
+  snapshot of the collection), copied consistently while the daemon runs;
+- ``memories.jsonl``: the same memories as a portable export, which restores into either engine;
+- ``app-data/``: Clarity's own settings beside the store (not its caches).
+Restoring never deletes: whatever the storage held before is moved aside, next to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from clarity import __version__
+from clarity.config import Settings
+from clarity.memory import MemoryService
+from clarity.models import ExportPage, ExportPageRequest, ImportBatch, ImportSummary
+from clarity.transfer import Progress, TransferError, read_export, write_export
+
+BACKUP_FORMAT = "clarity-backup"
+MANIFEST = "clarity-backup.json"
+_PAGE = 500
+
+
+class BackupSummary(BaseModel):
+    path: str
+    memories: int
+    bytes: int
+    engine: str
+    seconds: float
+
+
+class RestoreSummary(BaseModel):
+    memories: int
+    engine: str
+    moved_aside: str | None
+    imported: ImportSummary | None = None
+
+
+def export_pages(service: MemoryService, scope: str = "all") -> Iterator[ExportPage]:
+    request = ExportPageRequest(scope=scope, limit=_PAGE)
+    while True:
+        page = service.export_page(request)
+        yield page
+        if page.next is None:
+            return
+        request = request.model_copy(update={"cursor": page.next})
+
+
+def create_backup(
+    service: MemoryService, settings: Settings, archive: Path, progress: Progress | None = None
+) -> BackupSummary:
+    """Write the archive next to its final name first, so a failed backup never leaves half a file."""
+    started = time.perf_counter()
+    settings.storage.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with tempfile.TemporaryDirectory(prefix="backup-", dir=settings.storage.cache_dir) as tmp:
+        staging = Path(tmp)
+        (staging / "engine").mkdir(mode=0o700)
+        service.db.snapshot(staging / "engine")
+        with open(staging / "memories.jsonl", "w", encoding="utf-8") as handle:
+            count = write_export(handle, export_pages(service), progress)
+        manifest = {
+            "format": BACKUP_FORMAT,
+            "version": 1,
+            "created_at": datetime.now(UTC).isoformat(),
+            "clarity": __version__,
+            "engine": service.db.engine,
+            "location": service.db.location,
+            "collection": settings.qdrant.collection,
+            "model": service.embedder.name,
+            "memories": count,
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        partial = archive.with_name(archive.name + ".partial")
+        with tarfile.open(partial, "w:gz") as tar:
+            tar.add(staging / MANIFEST, arcname=MANIFEST)
+            tar.add(staging / "memories.jsonl", arcname="memories.jsonl")
+            tar.add(staging / "engine", arcname="engine")
+            app_data = settings.storage.app_data_dir
+            if app_data.is_dir():
+                tar.add(app_data, arcname="app-data", filter=_without_cache(settings))
+        os.chmod(partial, 0o600)
+        os.replace(partial, archive)
+    return BackupSummary(
+        path=str(archive),
+        memories=count,
+        bytes=archive.stat().st_size,
+        engine=service.db.engine,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+
+
+def _without_cache(settings: Settings) -> Callable[[tarfile.TarInfo], tarfile.TarInfo | None]:
+    cache = settings.storage.cache_dir.name
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        parts = Path(info.name).parts
+        return None if len(parts) > 1 and parts[1] == cache else info
+
+    return keep
+
+
+def read_manifest(archive: Path) -> dict[str, object]:
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            member = tar.extractfile(MANIFEST)
+            if member is None:
+                raise TransferError(f"{archive}: not a Clarity backup (no {MANIFEST})")
+            data = json.loads(member.read())
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise TransferError(f"{archive}: not a readable backup archive ({exc})") from None
+    except KeyError:
+        raise TransferError(f"{archive}: not a Clarity backup (no {MANIFEST})") from None
+    if data.get("format") != BACKUP_FORMAT:
+        raise TransferError(f"{archive}: {MANIFEST} does not describe a Clarity backup")
+    return dict(data)
+
+
+def restore_backup(
+    archive: Path,
+    settings: Settings,
+    open_service: Callable[[], MemoryService],
+    progress: Progress | None = None,
+) -> RestoreSummary:
+    """Bring an archive back into the configured engine. The caller holds the storage lock, so no
+    daemon is writing meanwhile. The embedded engine gets the archived files when the archive
+    came from the embedded engine; otherwise memories are imported from the portable export."""
+    manifest = read_manifest(archive)
+    root = settings.storage.root
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    with tempfile.TemporaryDirectory(prefix="restore-", dir=root) as tmp:
+        staging = Path(tmp)
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                tar.extractall(staging, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise TransferError(f"{archive}: cannot unpack ({exc}); nothing was changed") from None
+        header, records, vectors = read_export(staging / "memories.jsonl")
+        copy_app_data(staging, settings)
+        moved: str | None = None
+        if settings.engine == "embedded":
+            target = settings.storage.qdrant_dir
+            if target.exists():
+                aside = target.with_name(f"{target.name}.before-restore-{stamp}")
+                target.rename(aside)
+                moved = str(aside)
+            if manifest.get("engine") == "embedded":
+                (staging / "engine").rename(target)
+                if progress:
+                    progress(len(records))
+                return RestoreSummary(memories=len(records), engine="embedded", moved_aside=moved)
+        service = open_service()
+        try:
+            summary = ImportSummary()
+            for start in range(0, len(records), _PAGE):
+                batch = ImportBatch(
+                    memories=records[start : start + _PAGE],
+                    vectors=vectors[start : start + _PAGE],
+                    model=header.model,
+                )
+                summary.add(service.import_batch(batch))
+                if progress:
+                    progress(len(batch.memories))
+        finally:
+            service.close()
+        return RestoreSummary(
+            memories=len(records), engine=settings.engine, moved_aside=moved, imported=summary
+        )
+
+
+def copy_app_data(staging: Path, settings: Settings) -> None:
+    """Files of app-data that the current install lacks (a restore never overwrites settings)."""
+    source = staging / "app-data"
+    if not source.is_dir():
+        return
+    for path in source.rglob("*"):
+        dest = settings.storage.app_data_dir / path.relative_to(source)
+        if path.is_file() and not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            shutil.copy2(path, dest)

@@ -1,0 +1,193 @@
+"""Reading memories from where users come from, into plain ``MemoryCreate`` requests.
+
+- The reference MCP ``memory`` server's ``memory.json``: JSON Lines of entities (with their
+  observations) and relations, or the older single object ``{"entities": [...], "relations": [...]}``.
+  Each observation becomes one fact about its entity; each relation one fact linking two.
+- A directory of Markdown notes: one memory per note, or one per heading with ``split="heading"``.
+Clarity's own export is read by ``clarity.transfer``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from clarity.config import describe_validation_error
+from clarity.models import MAX_CONTENT_CHARS, MemoryCreate, MemoryType, Source
+from clarity.transfer import TransferError, is_export
+
+Format = Literal["clarity", "memory-json", "markdown"]
+
+
+class Parsed(BaseModel):
+    """Requests ready to store, and what was skipped on the way, with the reason."""
+
+    requests: list[MemoryCreate] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list)
+
+
+def detect_format(path: Path) -> Format:
+    if path.is_dir():
+        return "markdown"
+    if path.suffix.lower() in (".md", ".markdown"):
+        return "markdown"
+    if is_export(path):
+        return "clarity"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = handle.readline()
+        data = json.loads(first)
+    except (OSError, ValueError, UnicodeDecodeError):
+        data = None
+    if isinstance(data, dict) and (data.get("type") in ("entity", "relation") or "entities" in data):
+        return "memory-json"
+    raise TransferError(
+        f"{path}: format not recognised; expected a Clarity export (.jsonl), a memory server "
+        "memory.json, or Markdown notes (a .md file or a directory of them)"
+    )
+
+
+def _request(content: str, where: str, parsed: Parsed, **fields: Any) -> None:
+    try:
+        parsed.requests.append(MemoryCreate(content=content, source=Source.import_, **fields))
+    except ValidationError as exc:
+        parsed.skipped.append(f"{where}: " + "; ".join(describe_validation_error(exc)))
+
+
+def _tag(text: str) -> str:
+    return re.sub(r"[^\w.-]+", "-", text.strip().lower()).strip("-")[:64] or "untitled"
+
+
+def read_memory_json(path: Path, scope: str) -> Parsed:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TransferError(f"{path}: cannot read ({exc})") from None
+    items: list[tuple[str, Any]] = []
+    stripped = text.strip()
+    if stripped.startswith("{") and '"entities"' in stripped.split("\n", 1)[0]:
+        try:
+            graph = json.loads(stripped)
+        except ValueError as exc:
+            raise TransferError(f"{path}: not valid JSON ({exc})") from None
+        items += [("entities", {"type": "entity", **e}) for e in graph.get("entities", [])]
+        items += [("relations", {"type": "relation", **r}) for r in graph.get("relations", [])]
+    else:
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append((f"line {number}", json.loads(line)))
+            except ValueError as exc:
+                raise TransferError(f"{path}:{number}: not valid JSON ({exc})") from None
+    parsed = Parsed()
+    for where, item in items:
+        if not isinstance(item, dict):
+            parsed.skipped.append(f"{path} {where}: not an object")
+        elif item.get("type") == "entity":
+            name, kind = str(item.get("name", "")).strip(), str(item.get("entityType", "")).strip()
+            observations = item.get("observations") or []
+            if not name or not isinstance(observations, list):
+                parsed.skipped.append(f"{path} {where}: entity without a name or observations list")
+                continue
+            label = f"{name} ({kind})" if kind else name
+            for observation in observations:
+                _request(
+                    f"{label}: {observation}",
+                    f"{path} {where}",
+                    parsed,
+                    memory_type=MemoryType.fact,
+                    tags=[_tag(name), *([_tag(kind)] if kind else [])],
+                    metadata={"entity": name, "entity_type": kind, "imported_from": "mcp-memory"},
+                    scope=scope,
+                )
+        elif item.get("type") == "relation":
+            source, target, relation = (str(item.get(k, "")).strip() for k in ("from", "to", "relationType"))
+            if not (source and target and relation):
+                parsed.skipped.append(f"{path} {where}: relation needs from, to and relationType")
+                continue
+            _request(
+                f"{source} {relation} {target}",
+                f"{path} {where}",
+                parsed,
+                memory_type=MemoryType.fact,
+                tags=[_tag(source), _tag(target), "relation"],
+                metadata={"relation": relation, "from": source, "to": target, "imported_from": "mcp-memory"},
+                scope=scope,
+            )
+        else:
+            parsed.skipped.append(f"{path} {where}: unknown item type {item.get('type')!r}")
+    return parsed
+
+
+_FRONT_MATTER = re.compile(r"\A---\s*\n(?P<body>.*?)\n---\s*\n", re.DOTALL)
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
+
+
+def _front_matter_tags(text: str) -> tuple[list[str], str]:
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return [], text
+    tags: list[str] = []
+    for line in match.group("body").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "tags":
+            tags = [_tag(t) for t in re.split(r"[,\[\]]", value) if t.strip().strip("'\"")]
+    return tags, text[match.end() :]
+
+
+def _sections(text: str) -> Iterable[tuple[str | None, str]]:
+    starts = list(_HEADING.finditer(text))
+    if not starts:
+        yield None, text
+        return
+    if text[: starts[0].start()].strip():
+        yield None, text[: starts[0].start()]
+    for i, match in enumerate(starts):
+        end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
+        yield match.group(2), text[match.start() : end]
+
+
+def read_markdown(path: Path, scope: str, split: Literal["note", "heading"] = "note") -> Parsed:
+    files = sorted(path.rglob("*.md")) if path.is_dir() else [path]
+    if not files:
+        raise TransferError(f"{path}: no .md files found")
+    parsed = Parsed()
+    for file in files:
+        relative = str(file.relative_to(path)) if path.is_dir() else file.name
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            parsed.skipped.append(f"{relative}: cannot read ({exc})")
+            continue
+        tags, body = _front_matter_tags(text)
+        tags = [*tags, _tag(file.stem)]
+        pieces = list(_sections(body)) if split == "heading" else [(None, body)]
+        for heading, piece in pieces:
+            if not piece.strip():
+                continue
+            if len(piece.strip()) > MAX_CONTENT_CHARS:
+                parsed.skipped.append(
+                    f"{relative}{' # ' + heading if heading else ''}: {len(piece.strip())} characters is over "
+                    f"the limit of {MAX_CONTENT_CHARS}; import with --split heading"
+                )
+                continue
+            _request(
+                piece,
+                relative,
+                parsed,
+                memory_type=MemoryType.note,
+                tags=list(dict.fromkeys(tags))[:32],
+                metadata={
+                    "path": relative,
+                    **({"heading": heading} if heading else {}),
+                    "imported_from": "markdown",
+                },
+                scope=scope,
+            )
+    return parsed

@@ -1,0 +1,524 @@
+"""Retrieve latency, recall@10 of approximate vs exact search, RSS and disk per memory, per engine and size.
+
+    .venv/bin/python scripts/bench/retrieval.py [--quick] [--sizes 10000,100000,1000000] [--out DIR]
+
+For each size N, the same N memories go into the embedded engine (EdgeStore, Qdrant Edge) and
+into qdrant-client's local mode (the baseline: what the original project used, on a local path).
+
+- Corpus: real all-MiniLM-L6-v2 embeddings of LoCoMo dev turns and synthetic developer notes up
+  to --real-max (20k); above that, vectors are DERIVED (0.7*a + 0.3*b of two real embeddings plus
+  N(0, 0.01) noise, renormalised; text = both texts) so that 100k and 1M are feasible here.
+- EdgeStore layout: filled through EdgeStore.upsert; every seal is waited for (the store's own
+  child-process HNSW build), ending with sealed segments of --segment-size (default 20k, the
+  daemon's storage.active_shard_max_points) and --active-points (default half a segment) left in
+  the brute-force active shard: the average steady state of a store that grew to N.
+- Latency "store" rows call store.search() with precomputed query vectors, as MemoryService does
+  (limit 20 = max(3*5, 20), prefetch 50, RRF k 60). "service" rows call MemoryService.retrieve
+  (limit 5, scope=default i.e. project + global): "cached emb" has the query vector in the LRU
+  cache (so it excludes embedding), "with emb" uses a new query text each call (includes it).
+- Filters: "scope" = project + global (about 20% of the memories), "scope+type" = project and
+  memory_type fix/error (about 2.5%).
+- recall@10: approximate dense search vs exact (SearchParams exact=True) for the same query and
+  filter. qdrant-client local mode is always exact (brute force in numpy), so its recall is 1.
+- RSS per memory: measured in a child process that only opens the store and runs the queries.
+- Breakdown (EdgeStore): per shard, median ms of dense (HNSW or brute force), lexical, and the
+  batched query the store sends, with and without payload; plus an hnsw_ef sweep.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from common import (
+    DIMENSION,
+    LOCOMO_DIR,
+    SUBJECTS,
+    TOOLS,
+    Corpus,
+    corpus,
+    disk_bytes,
+    embed_cached,
+    fill_edge,
+    machine,
+    open_edge,
+    parser,
+    percentiles,
+    points,
+    progress,
+    rss_mb,
+    write_results,
+)
+from rich.console import Console
+from rich.table import Table
+
+PROJECT = "bench-project"
+PROJECT_SHARE = 0.1
+
+
+def query_texts(count: int) -> list[str]:
+    """LoCoMo dev questions (categories 1-4) and developer questions, interleaved."""
+    questions = []
+    for path in sorted(LOCOMO_DIR.glob("*.json")):
+        for qa in json.loads(path.read_text())["qa"]:
+            if qa.get("category") in (1, 2, 3, 4):
+                questions.append(str(qa["question"]))
+    rng = random.Random(3)
+    rng.shuffle(questions)
+    dev = [
+        f"how does {rng.choice(SUBJECTS)} use {rng.choice(TOOLS)}? what failed last time" for _ in range(count)
+    ]
+    out: list[str] = []
+    for a, b in zip(questions + [""] * count, dev, strict=False):
+        out.extend(x for x in (a, b) if x)
+    return out[:count]
+
+
+def open_local(path: Path) -> Any:
+    """ServerStore over qdrant-client's local mode persisted at `path` (the original project's setup)."""
+    from qdrant_client import QdrantClient
+
+    from clarity.config import QdrantSettings
+    from clarity.store.server import ServerStore
+
+    store = ServerStore.__new__(ServerStore)
+    store.dimension = DIMENSION
+    store.collection = "clarity_memories"
+    store._settings = QdrantSettings()
+    store._in_process = True
+    store.client = QdrantClient(path=str(path))
+    store.location = f"qdrant-client local ({path})"
+    store._ensure_collection()
+    return store
+
+
+def fill_local(path: Path, data: Corpus, console: Console) -> dict[str, Any]:
+    from clarity.embedding import LexicalEncoder
+
+    lexical = LexicalEncoder()
+    store = open_local(path)
+    started = time.perf_counter()
+    with progress(console) as bar:
+        task = bar.add_task(f"filling qdrant-client local ({len(data)} memories)", total=len(data))
+        for start in range(0, len(data), 1000):
+            stop = min(len(data), start + 1000)
+            store.upsert(points(data, start, stop, lexical, PROJECT, PROJECT_SHARE))
+            bar.advance(task, stop - start)
+    store.close()
+    return {"fill_seconds": round(time.perf_counter() - started, 1)}
+
+
+def timed(fn: Callable[[int], Any], count: int, budget: float) -> list[float]:
+    """Call fn(i) for i < count; stop early after `budget` seconds once 20 samples exist."""
+    samples = []
+    deadline = time.perf_counter() + budget
+    for i in range(count):
+        t = time.perf_counter()
+        fn(i)
+        samples.append(time.perf_counter() - t)
+        if len(samples) >= 20 and time.perf_counter() > deadline:
+            break
+    return samples
+
+
+def filters() -> dict[str, Any]:
+    from clarity.store.base import MemoryFilter
+
+    return {
+        "none": MemoryFilter(),
+        "scope": MemoryFilter(scopes=[PROJECT, "global"]),
+        "scope+type": MemoryFilter(scopes=[PROJECT], memory_types=["fix", "error"]),
+    }
+
+
+def measure_store(
+    store: Any,
+    qvecs: np.ndarray,
+    sparse: list[Any],
+    console: Console,
+    label: str,
+    budget: float,
+) -> dict[str, Any]:
+    dense = [v.tolist() for v in qvecs]
+    n = len(dense)
+    out: dict[str, Any] = {"latency_ms": {}, "recall@10": {}}
+    cells = [(mode, name) for mode in ("hybrid", "dense", "lexical") for name in filters()]
+    with progress(console) as bar:
+        task = bar.add_task(f"{label}: store.search latency", total=len(cells))
+        for mode, name in cells:
+            flt = filters()[name]
+            for i in range(min(5, n)):  # warm-up
+                store.search(dense[i], sparse[i], flt, 20, mode=mode)
+            samples = timed(lambda i, m=mode, f=flt: store.search(dense[i], sparse[i], f, 20, mode=m), n, budget)
+            out["latency_ms"][f"{mode}/{name}"] = percentiles(samples)
+            bar.advance(task)
+        task = bar.add_task(f"{label}: recall@10 approx vs exact", total=len(filters()))
+        for name, flt in filters().items():
+            scores = []
+            deadline = time.perf_counter() + budget * 2
+            for i in range(n):
+                approx = {h.id for h in store.search(dense[i], None, flt, 10, mode="dense")}
+                exact = [h.id for h in store.search(dense[i], None, flt, 10, mode="dense", exact=True)]
+                if exact:
+                    scores.append(len(approx & set(exact)) / len(exact))
+                if len(scores) >= 20 and time.perf_counter() > deadline:
+                    break
+            out["recall@10"][name] = round(float(np.mean(scores)), 4) if scores else None
+            bar.advance(task)
+    return out
+
+
+def measure_service(store: Any, texts: list[str], console: Console, label: str, budget: float) -> dict[str, Any]:
+    from clarity.config import Settings
+    from clarity.memory import MemoryService
+    from clarity.models import RetrieveRequest
+
+    service = MemoryService(Settings(storage={"root": tempfile.mkdtemp(prefix="clarity-bench-svc-")}), store, EMB[0])
+    out = {}
+    with progress(console) as bar:
+        task = bar.add_task(f"{label}: MemoryService.retrieve", total=2)
+        for text in texts:
+            EMB[0].embed_query(text)  # the cache now holds every query vector
+        for text in texts[:5]:
+            service.retrieve(RetrieveRequest(query=text), project=PROJECT)
+        out["cached emb"] = percentiles(
+            timed(lambda i: service.retrieve(RetrieveRequest(query=texts[i]), project=PROJECT), len(texts), budget)
+        )
+        bar.advance(task)
+        out["with emb"] = percentiles(
+            timed(
+                lambda i: service.retrieve(RetrieveRequest(query=f"{texts[i]} (asked {i})"), project=PROJECT),
+                len(texts),
+                budget,
+            )
+        )
+        bar.advance(task)
+    service.access.close()  # the store stays open; the caller closes it
+    return out
+
+
+def breakdown(store: Any, qvecs: np.ndarray, sparse: list[Any], console: Console) -> dict[str, Any]:
+    """Where an EdgeStore hybrid search spends its time, shard by shard."""
+    from qdrant_edge import Query, QueryBatchRequest, QueryRequest, SearchParams, SparseVector
+
+    dense = [v.tolist() for v in qvecs]
+    n = min(len(dense), 100)
+    view = store._view
+    rows = []
+    with progress(console) as bar:
+        task = bar.add_task("per-shard breakdown", total=len(view.shards))
+        for shard in view.shards:
+            kind = "active" if shard is store.active else "sealing" if shard is view.sealing else "segment"
+            count = shard.handle.info().points_count
+            params = SearchParams(hnsw_ef=store._hnsw_ef, exact=False)
+
+            def dense_q(i: int, payload: bool, exact: bool = False, s: Any = shard) -> Any:
+                p = SearchParams(hnsw_ef=store._hnsw_ef, exact=exact)
+                return s.handle.query(
+                    QueryRequest(limit=50, query=Query.Nearest(dense[i], using="dense"), with_payload=payload, params=p)
+                )
+
+            def lex_q(i: int, payload: bool, s: Any = shard) -> Any:
+                return s.handle.query(
+                    QueryRequest(
+                        limit=50, query=Query.Nearest(SparseVector(*sparse[i]), using="lex"), with_payload=payload
+                    )
+                )
+
+            def batch_q(i: int, s: Any = shard) -> Any:
+                return s.handle.query_batch(
+                    QueryBatchRequest(
+                        [
+                            QueryRequest(
+                                limit=50, query=Query.Nearest(dense[i], using="dense"), with_payload=True, params=params
+                            ),
+                            QueryRequest(
+                                limit=50, query=Query.Nearest(SparseVector(*sparse[i]), using="lex"), with_payload=True
+                            ),
+                        ]
+                    )
+                )
+
+            row = {
+                "shard": shard.name,
+                "kind": kind,
+                "points": count,
+                "dense_ms": percentiles(timed(lambda i: dense_q(i, True), n, 5))["p50"],
+                "dense_no_payload_ms": percentiles(timed(lambda i: dense_q(i, False), n, 5))["p50"],
+                "dense_exact_ms": percentiles(timed(lambda i: dense_q(i, False, True), n, 5))["p50"],
+                "lexical_ms": percentiles(timed(lambda i: lex_q(i, True), n, 5))["p50"],
+                "lexical_no_payload_ms": percentiles(timed(lambda i: lex_q(i, False), n, 5))["p50"],
+                "batch_ms": percentiles(timed(batch_q, n, 5))["p50"],
+            }
+            rows.append(row)
+            bar.advance(task)
+    return {"shards": rows, "sum_batch_ms": round(sum(r["batch_ms"] for r in rows), 3)}
+
+
+def ef_sweep(store: Any, qvecs: np.ndarray, efs: Sequence[int], console: Console) -> list[dict[str, Any]]:
+    from clarity.store.base import MemoryFilter
+
+    dense = [v.tolist() for v in qvecs]
+    exact = [{h.id for h in store.search(v, None, MemoryFilter(), 10, mode="dense", exact=True)} for v in dense]
+    rows = []
+    original = store._hnsw_ef
+    with progress(console) as bar:
+        task = bar.add_task("hnsw_ef sweep", total=len(efs))
+        for ef in efs:
+            store._hnsw_ef = ef  # what EdgeStore(hnsw_ef=...) / retrieval.hnsw_ef sets
+            found: list[set[str]] = []
+
+            def run(i: int, found: list[set[str]] = found) -> None:
+                found.append({h.id for h in store.search(dense[i], None, MemoryFilter(), 10, mode="dense")})
+
+            samples = timed(run, len(dense), 10)
+            recall = np.mean([len(f & e) / max(1, len(e)) for f, e in zip(found, exact, strict=False)])
+            rows.append({"hnsw_ef": ef, "dense_p50_ms": percentiles(samples)["p50"], "recall@10": round(float(recall), 4)})
+            bar.advance(task)
+    store._hnsw_ef = original
+    return rows
+
+
+def rss_child(engine: str, directory: Path, qfile: Path) -> dict[str, float]:
+    """RSS of a fresh process that opens the store and runs the queries (the serving footprint)."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--_rss", engine, str(directory), str(qfile)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _rss_main(engine: str, directory: str, qfile: str) -> None:
+    from clarity.embedding import LexicalEncoder
+    from clarity.store.base import MemoryFilter
+
+    queries = np.load(qfile)
+    lexical = LexicalEncoder()
+    import qdrant_client  # noqa: F401  both engines' libraries loaded before the baseline reading
+    import qdrant_edge  # noqa: F401
+
+    gc.collect()
+    before = rss_mb()
+    store = open_edge(Path(directory), 20_000) if engine == "edge" else open_local(Path(directory))
+    opened = rss_mb()
+    for v in queries:
+        store.search(v.tolist(), lexical.query("what failed last time"), MemoryFilter(), 20)
+    served = rss_mb()
+    store.close()
+    print(json.dumps({"before_mb": before, "opened_mb": opened, "served_mb": served}))
+
+
+EMB: list[Any] = []
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--_rss":
+        _rss_main(*sys.argv[2:])
+        return
+    p = parser(__doc__)
+    p.add_argument("--sizes", default=None, help="comma-separated memory counts (default 10000,100000,1000000)")
+    p.add_argument("--queries", type=int, default=None, help="queries per cell (default 200, quick 20)")
+    p.add_argument("--real-max", type=int, default=None, help="real embeddings before derived ones (20000)")
+    p.add_argument("--segment-size", type=int, default=None, help="EdgeStore sealed segment size (20000)")
+    p.add_argument("--active-points", type=int, default=None, help="points left in the active shard")
+    p.add_argument("--engines", default="edge,local", help="edge, local or both")
+    p.add_argument("--baseline-max", type=int, default=200_000, help="skip the local baseline above this size")
+    p.add_argument("--hnsw-ef", type=int, default=128)
+    p.add_argument("--m", type=int, default=16, help="HNSW m for the EdgeStore segments")
+    p.add_argument("--ef-construct", type=int, default=200)
+    p.add_argument("--budget", type=float, default=None, help="max seconds per latency cell (default 30)")
+    args = p.parse_args()
+    quick = args.quick
+    sizes = [int(s) for s in (args.sizes or ("2000" if quick else "10000,100000,1000000")).split(",")]
+    n_queries = args.queries or (20 if quick else 200)
+    real_max = args.real_max or (2000 if quick else 20_000)
+    segment = args.segment_size or (1000 if quick else 20_000)
+    budget = args.budget or (1.5 if quick else 30.0)
+    engines = args.engines.split(",")
+    console = Console(stderr=True)
+    info = machine()
+    console.print(f"machine: {info}")
+
+    from clarity.embedding import LexicalEncoder
+    from common import embedder
+
+    largest = corpus(max(sizes), console, real_max=real_max)
+    EMB.append(embedder(threads=1))  # the daemon's setting: one torch thread
+    texts = query_texts(n_queries)
+    qvecs = embed_cached(texts, console, EMB[0])
+    lexical = LexicalEncoder()
+    sparse = [lexical.query(t) for t in texts]
+    work = Path(tempfile.mkdtemp(prefix="clarity-bench-retrieval-"))
+    qfile = work / "queries.npy"
+    np.save(qfile, qvecs[: min(50, len(qvecs))])
+    results: dict[str, Any] = {
+        "machine": info,
+        "queries": n_queries,
+        "corpus": {"real_max": real_max, "derived_note": "vectors above real_max are 0.7a+0.3b+noise of real ones"},
+        "settings": {"hnsw_ef": args.hnsw_ef, "m": args.m, "ef_construct": args.ef_construct, "segment_size": segment},
+        "sizes": {},
+    }
+    for size in sizes:
+        data = Corpus(largest.texts[:size], largest.vectors[:size], min(largest.real, size))
+        row: dict[str, Any] = {"derived_vectors": size - data.real}
+        if "edge" in engines:
+            directory = work / f"edge-{size}"
+            fill = fill_edge(
+                directory,
+                data,
+                console,
+                PROJECT,
+                segment,
+                args.active_points,
+                PROJECT_SHARE,
+                m=args.m,
+                ef_construct=args.ef_construct,
+            )
+            store = open_edge(directory, segment, hnsw_ef=args.hnsw_ef, m=args.m, ef_construct=args.ef_construct)
+            edge = {**fill, **measure_store(store, qvecs, sparse, console, f"edge {size}", budget)}
+            edge["service_ms"] = measure_service(store, texts, console, f"edge {size}", budget)
+            edge["breakdown"] = breakdown(store, qvecs, sparse, console)
+            efs = (32, 128) if quick else (16, 32, 64, 128, 256)
+            edge["ef_sweep"] = ef_sweep(store, qvecs[: min(100, n_queries)], efs, console)
+            store.close()
+            edge["disk_bytes_per_memory"] = round(disk_bytes(directory) / size, 1)
+            rss = rss_child("edge", directory, qfile)
+            edge["rss"] = rss
+            edge["rss_bytes_per_memory"] = round((rss["served_mb"] - rss["before_mb"]) * 1048576 / size, 1)
+            row["edge"] = edge
+            shutil.rmtree(directory, ignore_errors=True)
+        if "local" in engines and size <= args.baseline_max:
+            directory = work / f"local-{size}"
+            fill = fill_local(directory, data, console)
+            store = open_local(directory)
+            local = {**fill, **measure_store(store, qvecs, sparse, console, f"local {size}", budget)}
+            local["service_ms"] = measure_service(store, texts, console, f"local {size}", budget)
+            store.close()
+            local["disk_bytes_per_memory"] = round(disk_bytes(directory) / size, 1)
+            rss = rss_child("local", directory, qfile)
+            local["rss"] = rss
+            local["rss_bytes_per_memory"] = round((rss["served_mb"] - rss["before_mb"]) * 1048576 / size, 1)
+            row["local"] = local
+            shutil.rmtree(directory, ignore_errors=True)
+        results["sizes"][str(size)] = row
+    shutil.rmtree(work, ignore_errors=True)
+    report(results)
+    write_results(args.out, "retrieval", results, lambda fig: plot(fig, results))
+
+
+ROWS = [
+    ("store hybrid, no filter", "latency_ms", "hybrid/none"),
+    ("store hybrid, scope", "latency_ms", "hybrid/scope"),
+    ("store hybrid, scope+type", "latency_ms", "hybrid/scope+type"),
+    ("store dense, no filter", "latency_ms", "dense/none"),
+    ("store dense, scope", "latency_ms", "dense/scope"),
+    ("store lexical, no filter", "latency_ms", "lexical/none"),
+    ("service, cached emb", "service_ms", "cached emb"),
+    ("service, with emb", "service_ms", "with emb"),
+]
+
+
+def report(results: dict[str, Any]) -> None:
+    out = Console(width=160)
+    quiet = "quiet" if results["machine"]["quiet"] else "NOISY (load >= 1.5)"
+    table = Table(title=f"Retrieve latency p50 / p95 (ms), {results['queries']} queries, machine {quiet}")
+    table.add_column("what")
+    columns = []
+    for size, row in results["sizes"].items():
+        for engine in ("edge", "local"):
+            if engine in row:
+                columns.append((size, engine))
+                name = "Qdrant Edge" if engine == "edge" else "qdrant-client local (baseline)"
+                derived = f", {row['derived_vectors']} derived" if row["derived_vectors"] else ""
+                table.add_column(f"{int(size):,} {name}{derived}", justify="right")
+    for label, section, key in ROWS:
+        cells = []
+        for size, engine in columns:
+            stats = results["sizes"][size][engine][section].get(key)
+            cells.append(f"{stats['p50']:.2f} / {stats['p95']:.2f}" if stats else "")
+        table.add_row(label, *cells)
+    for name in filters():
+        table.add_row(
+            f"recall@10 approx/exact, {name}",
+            *[str(results["sizes"][s][e]["recall@10"][name]) for s, e in columns],
+        )
+    table.add_row("RSS bytes / memory", *[str(results["sizes"][s][e]["rss_bytes_per_memory"]) for s, e in columns])
+    table.add_row("disk bytes / memory", *[str(results["sizes"][s][e]["disk_bytes_per_memory"]) for s, e in columns])
+    table.add_row(
+        "layout",
+        *[
+            (
+                f"active {results['sizes'][s][e]['layout']['active']}, "
+                f"{len(results['sizes'][s][e]['layout']['segments'])} segments"
+            )
+            if e == "edge"
+            else "1 collection, brute force"
+            for s, e in columns
+        ],
+    )
+    out.print(table)
+    for size, row in results["sizes"].items():
+        if "edge" not in row:
+            continue
+        bd = Table(title=f"EdgeStore at {int(size):,}: per-shard p50 ms (limit 50, hnsw_ef {results['settings']['hnsw_ef']})")
+        for column in ("shard", "kind", "points", "dense", "dense no payload", "dense exact", "lexical", "lexical no payload", "batch (what search sends)"):
+            bd.add_column(column, justify="right")
+        for r in row["edge"]["breakdown"]["shards"]:
+            bd.add_row(
+                r["shard"], r["kind"], str(r["points"]), str(r["dense_ms"]), str(r["dense_no_payload_ms"]),
+                str(r["dense_exact_ms"]), str(r["lexical_ms"]), str(r["lexical_no_payload_ms"]), str(r["batch_ms"]),
+            )
+        total = row["edge"]["latency_ms"]["hybrid/none"]["p50"]
+        bd.caption = f"sum of per-shard batches {row['edge']['breakdown']['sum_batch_ms']} ms; whole store.search hybrid p50 {total} ms"
+        out.print(bd)
+        sweep = Table(title=f"hnsw_ef sweep at {int(size):,} (dense, no filter)")
+        for column in ("hnsw_ef", "p50 ms", "recall@10"):
+            sweep.add_column(column, justify="right")
+        for r in row["edge"]["ef_sweep"]:
+            sweep.add_row(str(r["hnsw_ef"]), str(r["dense_p50_ms"]), str(r["recall@10"]))
+        out.print(sweep)
+
+
+def plot(fig: Any, results: dict[str, Any]) -> None:
+    sizes = list(results["sizes"])
+    ax1, ax2 = fig.subplots(1, 2)
+    for engine, style in (("edge", "-o"), ("local", "--s")):
+        for key, label in (("hybrid/none", "hybrid"), ("hybrid/scope", "hybrid+scope"), ("dense/none", "dense")):
+            xs = [int(s) for s in sizes if engine in results["sizes"][s]]
+            ys = [results["sizes"][s][engine]["latency_ms"][key]["p50"] for s in sizes if engine in results["sizes"][s]]
+            if xs:
+                ax1.plot(xs, ys, style, label=f"{'Edge' if engine == 'edge' else 'local baseline'} {label}")
+    ax1.set_xscale("log")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("memories")
+    ax1.set_ylabel("store.search p50 (ms)")
+    ax1.axhline(3, color="grey", linestyle=":", label="target 3 ms @100k")
+    ax1.legend(fontsize=7)
+    ax1.set_title("retrieve latency (excl. query embedding)")
+    for size in sizes:
+        if "edge" in results["sizes"][size]:
+            sweep = results["sizes"][size]["edge"]["ef_sweep"]
+            ax2.plot([r["dense_p50_ms"] for r in sweep], [r["recall@10"] for r in sweep], "-o", label=f"{int(size):,}")
+            for r in sweep:
+                ax2.annotate(str(r["hnsw_ef"]), (r["dense_p50_ms"], r["recall@10"]), fontsize=7)
+    ax2.axhline(0.95, color="grey", linestyle=":")
+    ax2.set_xlabel("dense p50 (ms)")
+    ax2.set_ylabel("recall@10 vs exact")
+    ax2.set_title("Edge hnsw_ef sweep")
+    ax2.legend(fontsize=7)
+
+
+if __name__ == "__main__":
+    main()
