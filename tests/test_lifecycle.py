@@ -171,7 +171,7 @@ def test_import_recomputes_vectors_from_another_model(embedder: EmbeddingProvide
 @pytest.mark.parametrize(
     ("mangle", "message"),
     [
-        (lambda lines: lines[:-1] + [lines[-1][:40]], "looks truncated"),
+        (lambda lines: [*lines[:-1], lines[-1][:40]], "looks truncated"),
         (lambda lines: lines[:-3], "the header announces 45 memories but 42 follow"),
         (lambda lines: ['{"entities": []}', *lines[1:]], "not a Clarity export"),
         (
