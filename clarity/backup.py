@@ -67,9 +67,12 @@ def create_backup(
     with tempfile.TemporaryDirectory(prefix="backup-", dir=settings.storage.cache_dir) as tmp:
         staging = Path(tmp)
         (staging / "engine").mkdir(mode=0o700)
-        service.db.snapshot(staging / "engine")
-        with open(staging / "memories.jsonl", "w", encoding="utf-8") as handle:
-            count = write_export(handle, export_pages(service), progress)
+        # Writes wait while the engine files and the portable export are taken, so both hold the
+        # same memories; reads (hooks, searches) go on.
+        with service.writes_paused():
+            service.db.snapshot(staging / "engine")
+            with open(staging / "memories.jsonl", "w", encoding="utf-8") as handle:
+                count = write_export(handle, export_pages(service), progress)
         manifest = {
             "format": BACKUP_FORMAT,
             "version": 1,

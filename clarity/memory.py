@@ -6,12 +6,13 @@ scoring behave the same whichever door a memory came through.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,6 +129,12 @@ class MemoryService:
         return scope
 
     # -- writes -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def writes_paused(self) -> Iterator[None]:
+        """Hold every write back (they wait, none fails) for a consistent copy of the store."""
+        with self._write_lock:
+            yield
 
     def store(self, request: MemoryCreate, project: str | None = None) -> StoreResult:
         scope = self._store_scope(request.scope, project)
