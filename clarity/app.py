@@ -477,6 +477,7 @@ def create_app(settings: Settings, service: MemoryService) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         service.embedder.start_loading()
+        service.start_background()
         async with mcp.session_manager.run():
             try:
                 yield

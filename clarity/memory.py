@@ -18,7 +18,7 @@ from typing import Any
 
 from clarity.access import AccessTracker
 from clarity.config import Settings
-from clarity.embedding import EmbeddingProvider, LexicalEncoder
+from clarity.embedding import EmbeddingProvider, LexicalEncoder, ModelNotReady
 from clarity.models import (
     GLOBAL_SCOPE,
     DeleteResult,
@@ -97,6 +97,7 @@ class MemoryService:
         self.embedder = embedder
         self.lexical = lexical or LexicalEncoder()
         self._write_lock = threading.Lock()
+        self._closed = False
         self.access = AccessTracker(store)
 
     # -- scopes -------------------------------------------------------------------------------
@@ -160,13 +161,17 @@ class MemoryService:
                 metadata=redact_value(request.metadata),
                 content_hash=digest,
             )
-            dense = self.embedder.embed_documents([content])[0]
-            near = self.db.search(
-                dense,
-                None,
-                MemoryFilter(scopes=[scope], memory_types=[memory.memory_type.value]),
-                1,
-                mode="dense",
+            dense = self._embed_if_ready(content)
+            near = (
+                self.db.search(
+                    dense,
+                    None,
+                    MemoryFilter(scopes=[scope], memory_types=[memory.memory_type.value]),
+                    1,
+                    mode="dense",
+                )
+                if dense is not None
+                else []
             )
             if (
                 near
@@ -325,7 +330,55 @@ class MemoryService:
         return memory
 
     def _point(self, memory: Memory, dense: list[float] | None) -> PointData:
-        return PointData(memory.id, dense, self.lexical.document(index_text(memory)), memory.to_payload())
+        """A memory without a dense vector is marked, so ``backfill_vectors`` finds it later."""
+        payload = memory.to_payload()
+        if dense is None:
+            payload["vector_state"] = "pending"
+        return PointData(memory.id, dense, self.lexical.document(index_text(memory)), payload)
+
+    def _embed_if_ready(self, text: str) -> list[float] | None:
+        """A single write never waits for the model: until it is loaded, memories are stored with
+        their lexical vector only and get the dense one from ``backfill_vectors``."""
+        if not self.embedder.ready:
+            return None
+        return self.embedder.embed_documents([text])[0]
+
+    def backfill_vectors(self, batch: int = 64) -> int:
+        """Give dense vectors to memories stored while the model was unavailable."""
+        done = 0
+        while not self._closed:
+            pending = self.db.newest(MemoryFilter(pending_vector=True), limit=batch, sort="oldest")
+            if not pending:
+                break
+            memories = [Memory.from_payload(h.id, h.payload) for h in pending]
+            vectors = self.embedder.embed_documents([m.content for m in memories])
+            with self._write_lock:
+                # Re-read under the lock: an update or delete meanwhile wins over this backfill.
+                current = {h.id: h for h in self.db.get([m.id for m in memories])}
+                points = [
+                    self._point(Memory.from_payload(m.id, current[m.id].payload), vector)
+                    for m, vector in zip(memories, vectors, strict=True)
+                    if m.id in current and current[m.id].payload.get("content") == m.content
+                ]
+                self.db.upsert(points, replaces_existing=True)
+            done += len(points)
+            if not points:
+                break
+        if done:
+            log.info("dense vectors backfilled for %d memories stored while the model was unavailable", done)
+        return done
+
+    def start_background(self) -> None:
+        """Once the model is ready, backfill what was stored without it (a daemon thread)."""
+
+        def run() -> None:
+            try:
+                self.embedder.wait_ready(timeout=None)
+            except ModelNotReady:
+                return  # the model failed: retrieval stays lexical-only and says so
+            self.backfill_vectors()
+
+        threading.Thread(target=run, name="clarity-backfill", daemon=True).start()
 
     def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
         changes = patch.model_dump(exclude_unset=True)
@@ -341,10 +394,11 @@ class MemoryService:
             updated = memory.model_copy(update={**changes, "updated_at": utcnow()})
             updated.content_hash = content_hash(updated.content)
             if content_changed or "tags" in changes:
-                dense = self.embedder.embed_documents([updated.content])[0] if content_changed else None
-                if dense is None:
+                if content_changed:
+                    dense = self._embed_if_ready(updated.content)
+                else:
                     stored = self.db.get([memory.id], with_vectors=True)
-                    dense = stored[0].dense if stored else self.embedder.embed_documents([updated.content])[0]
+                    dense = stored[0].dense if stored else None
                 self.db.upsert([self._point(updated, dense)], replaces_existing=True)
             else:
                 self.db.set_payload(memory.id, updated.to_payload())
@@ -396,8 +450,13 @@ class MemoryService:
         scopes = self.resolve_scopes(request.scope, project)
         flt = self._filter(scopes, request.memory_types, request.tags, request.since, request.until)
         cfg = self.settings.retrieval
-        dense = self.embedder.embed_query(request.query) if request.mode != "lexical" else None
-        sparse = self.lexical.query(request.query) if request.mode != "dense" else None
+        mode = request.mode
+        degraded = None
+        if mode != "lexical" and not self.embedder.ready:
+            degraded = self.embedder.error or "the embedding model is still loading"
+            mode = "lexical"
+        dense = self.embedder.embed_query(request.query) if mode != "lexical" else None
+        sparse = self.lexical.query(request.query) if mode != "dense" else None
         candidates = max(request.limit * 3, 20)
         lexical_weight = cfg.identifier_lexical_weight if has_identifier(request.query) else 1.0
         hits = self.db.search(
@@ -405,12 +464,12 @@ class MemoryService:
             sparse,
             flt,
             candidates,
-            mode=request.mode,
+            mode=mode,
             prefetch_limit=cfg.prefetch_limit,
             rrf_k=cfg.rrf_k,
             lexical_weight=lexical_weight,
         )
-        scored = self._rescore(hits, request.mode, lexical_weight, lexical_used=bool(sparse and sparse[0]))
+        scored = self._rescore(hits, mode, lexical_weight, lexical_used=bool(sparse and sparse[0]))
         floor = request.min_score if request.min_score is not None else cfg.min_score
         results = [s for s in scored if s.score >= floor][: request.limit]
         if dense is not None and results:
@@ -418,7 +477,7 @@ class MemoryService:
         if track_use:
             for result in results:
                 self.access.touch(result.memory.id, result.memory.access_count)
-        return RetrieveResult(results=results, mode=request.mode, scopes=scopes)
+        return RetrieveResult(results=results, mode=mode, scopes=scopes, degraded=degraded)
 
     def _add_similarity(self, results: list[ScoredMemory], query: list[float]) -> None:
         """Fused scores rank; only cosine says how close a memory really is, which hooks gate on."""
@@ -540,5 +599,6 @@ class MemoryService:
         )
 
     def close(self) -> None:
+        self._closed = True
         self.access.close()
         self.db.close()

@@ -315,8 +315,11 @@ class ScoredMemory(BaseModel):
 
 class RetrieveResult(BaseModel):
     results: list[ScoredMemory]
-    mode: str
+    mode: str = Field(description="the mode that actually ran (lexical while the model is unavailable)")
     scopes: list[str] | None
+    degraded: str | None = Field(
+        None, description="why results come from the lexical index alone, if they do"
+    )
 
 
 class StoreResult(BaseModel):

@@ -46,6 +46,67 @@ _PREFERENCE = re.compile(
 _GLOBAL = re.compile(r"\b(in (?:all|every) (?:projects?|repos?(?:itories)?)|globally|everywhere)\b", re.I)
 
 
+_STOPWORDS = frozenset(
+    [
+        "about",
+        "after",
+        "again",
+        "also",
+        "always",
+        "before",
+        "being",
+        "could",
+        "does",
+        "doing",
+        "from",
+        "have",
+        "into",
+        "just",
+        "like",
+        "make",
+        "more",
+        "most",
+        "much",
+        "need",
+        "never",
+        "only",
+        "other",
+        "over",
+        "same",
+        "should",
+        "some",
+        "such",
+        "than",
+        "that",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "under",
+        "very",
+        "want",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "will",
+        "with",
+        "would",
+        "your",
+    ]
+)
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9_]{4,}", text.casefold()) if w not in _STOPWORDS}
+
+
 class HookService:
     def __init__(self, settings: Settings, memory: MemoryService) -> None:
         self.settings = settings.hooks
@@ -112,11 +173,14 @@ class HookService:
             project=scope,
         )
         identifiers = {t.casefold() for t in re.findall(r"[\w.\-/]+", prompt) if has_identifier(t)}
+        words = _content_words(prompt)
         chosen = [
             r
             for r in result.results
             if (r.similarity or 0.0) >= self.settings.min_similarity
             or any(token in r.memory.content.casefold() for token in identifiers)
+            # Without the model there is no similarity to gate on: ask for two shared words.
+            or (result.degraded is not None and len(words & _content_words(r.memory.content)) >= 2)
         ][: self.settings.max_memories]
         block = memory_block(
             "Relevant memories from Clarity (long-term memory of earlier sessions):",

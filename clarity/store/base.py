@@ -29,6 +29,7 @@ PAYLOAD_INDEXES: dict[str, Literal["keyword", "float"]] = {
     "created_at": "float",
     "updated_at": "float",
     "importance": "float",
+    "vector_state": "keyword",  # "pending" until a memory stored without the model gets its dense vector
 }
 
 # Orders a page of memories can be listed in: (payload key, newest/highest first).
@@ -72,6 +73,7 @@ class MemoryFilter:
     sources: list[str] | None = None
     importance_min: float | None = None
     importance_max: float | None = None
+    pending_vector: bool | None = None
     exclude_ids: list[str] = field(default_factory=list)
 
     def is_empty(self) -> bool:
@@ -85,6 +87,7 @@ class MemoryFilter:
             or self.sources
             or self.importance_min is not None
             or self.importance_max is not None
+            or self.pending_vector is not None
             or self.exclude_ids
         )
 

@@ -76,7 +76,10 @@ from clarity.store.edge_build import shard_config
 log = logging.getLogger(__name__)
 
 RETIRE_GRACE_SECONDS = 2.0
-_INDEX_KIND = {"keyword": PayloadSchemaType.Keyword, "float": PayloadSchemaType.Float}
+_INDEX_KIND = {
+    "keyword": PayloadSchemaType.Keyword,
+    "float": PayloadSchemaType.Float,
+}
 
 
 def edge_filter(flt: MemoryFilter | None, exclude: AbstractSet[str] | None = None) -> Filter | None:
@@ -107,6 +110,8 @@ def edge_filter(flt: MemoryFilter | None, exclude: AbstractSet[str] | None = Non
                     key="importance", range=RangeFloat(gte=flt.importance_min, lte=flt.importance_max)
                 )
             )
+        if flt.pending_vector:
+            must.append(FieldCondition(key="vector_state", match=MatchValue("pending")))
         if flt.exclude_ids:
             must_not.append(HasIdCondition(set(flt.exclude_ids)))
     if exclude:

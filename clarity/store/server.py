@@ -30,7 +30,10 @@ from clarity.store.base import (
 
 log = logging.getLogger(__name__)
 
-_INDEX_KIND = {"keyword": models.PayloadSchemaType.KEYWORD, "float": models.PayloadSchemaType.FLOAT}
+_INDEX_KIND = {
+    "keyword": models.PayloadSchemaType.KEYWORD,
+    "float": models.PayloadSchemaType.FLOAT,
+}
 
 
 def server_filter(flt: MemoryFilter | None) -> models.Filter | None:
@@ -65,6 +68,8 @@ def server_filter(flt: MemoryFilter | None) -> models.Filter | None:
                 key="importance", range=models.Range(gte=flt.importance_min, lte=flt.importance_max)
             )
         )
+    if flt.pending_vector:
+        must.append(models.FieldCondition(key="vector_state", match=models.MatchValue(value="pending")))
     must_not: list[Any] = [models.HasIdCondition(has_id=list(flt.exclude_ids))] if flt.exclude_ids else []
     return models.Filter(must=must or None, must_not=must_not or None)
 
