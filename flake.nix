@@ -21,6 +21,7 @@
       # Same pins as the devcontainer, CI and ./scripts/setup.sh.
       claudeCodeVersion = "2.1.330";
       torchVersion = "2.13.0";
+      uvVersion = "0.13.9";
 
       # `nix run .#qdrant`: a local Qdrant server whose data lives under Clarity's storage root.
       qdrantServer =
@@ -98,8 +99,10 @@
               ''}
               repo="$(git rev-parse --show-toplevel 2>/dev/null || pwd)"
 
-              # Python: a .venv made from the pinned interpreter, with the project installed
-              # editable (the same two steps as ./scripts/setup.sh), redone when pyproject.toml changes.
+              # Python: a .venv made from the pinned interpreter, then the same steps as
+              # ./scripts/setup.sh: torch pinned (pip), uv pinned, and every other package exactly
+              # as uv.lock says (uv sync --frozen; --inexact keeps torch, which the lock leaves
+              # out). Redone when pyproject.toml or uv.lock changes.
               if [ ! -x "$repo/.venv/bin/python" ]; then
                 echo "clarity: creating .venv with ${python.interpreter}" >&2
                 ${python.interpreter} -m venv "$repo/.venv"
@@ -108,13 +111,14 @@
                 echo "clarity: warning: .venv was made by another Python; 'rm -rf .venv' and re-enter to rebuild it" >&2
               fi
               stamp="$repo/.venv/.clarity-nix-installed"
-              if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ]; then
-                echo "clarity: installing torch==${torchVersion} and the project (editable, .[dev]) into .venv" >&2
-                if "$repo/.venv/bin/pip" install "torch==${torchVersion}" \
-                  && "$repo/.venv/bin/pip" install -e "$repo[dev]"; then
+              if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ] || [ "$repo/uv.lock" -nt "$stamp" ]; then
+                echo "clarity: installing torch==${torchVersion}, uv==${uvVersion} and the locked dependencies (.[dev]) into .venv" >&2
+                if "$repo/.venv/bin/pip" install "torch==${torchVersion}" ''${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
+                  && "$repo/.venv/bin/pip" install "uv==${uvVersion}" \
+                  && (cd "$repo" && .venv/bin/uv sync --frozen --inexact --extra dev); then
                   touch "$stamp"
                 else
-                  echo "clarity: pip install failed; re-enter the shell to retry" >&2
+                  echo "clarity: installing into .venv failed; re-enter the shell to retry" >&2
                 fi
               fi
               # shellcheck disable=SC1091

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from clarity import __version__
 from clarity.backup import create_backup
 from clarity.config import Settings, describe_validation_error
+from clarity.controls import DISABLED_HEADER, is_disabled
 from clarity.dashboard import Dashboard
 from clarity.dashboard import security as dashboard_security
 from clarity.embedding import ModelNotReady
@@ -54,8 +55,10 @@ from clarity.models import (
     StoreResult,
 )
 from clarity.project import project_scope
+from clarity.retention import SizeGuard
 
 log = logging.getLogger(__name__)
+SIZE_CHECK_SECONDS = 60.0
 T = TypeVar("T")
 
 
@@ -321,6 +324,8 @@ class HookApi:
                 {"error": f"event: unknown hook event {event!r}; expected one of {', '.join(EVENTS)}"},
                 status_code=404,
             )
+        if is_disabled(request.headers.get(DISABLED_HEADER)):
+            return JSONResponse({})  # CLARITY_DISABLED=1 in that Claude Code session: a no-op
         try:
             body = await _json_body(request, self.limit)
             if isinstance(body, dict):
@@ -462,6 +467,8 @@ def create_app(settings: Settings, service: MemoryService) -> Starlette:
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
+    size_guard = SizeGuard(settings, service)
+
     async def readyz(_: Request) -> Response:
         embedder = service.embedder
         body = {
@@ -471,6 +478,7 @@ def create_app(settings: Settings, service: MemoryService) -> Starlette:
             "engine": service.db.engine,
             "location": service.db.location,
             "learning_backlog": hooks.learner.backlog,
+            "storage": size_guard.last.model_dump() if size_guard.last else None,
         }
         return JSONResponse(body, status_code=200 if embedder.ready else 503)
 
@@ -478,10 +486,12 @@ def create_app(settings: Settings, service: MemoryService) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         service.embedder.start_loading()
         service.start_background()
+        size_guard.run_every(SIZE_CHECK_SECONDS, first_after=1.0)
         async with mcp.session_manager.run():
             try:
                 yield
             finally:
+                size_guard.stop()
                 await _in_thread(hooks.close)
 
     app = Starlette(

@@ -343,4 +343,5 @@ if __name__ == "__main__":
     main()
 
 
-from clarity import cli_data  # noqa: E402, F401  (registers export, import, forget, backup, restore, migrate)
+# Imported last: these modules add their commands to ``app`` defined above.
+from clarity import cli_controls, cli_data  # noqa: E402, F401

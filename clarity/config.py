@@ -124,6 +124,9 @@ class GuardRule(_Section):
         return value
 
 
+DEFAULT_EXCLUDED_PATHS = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "secrets/", ".ssh/")
+
+
 class HooksSettings(_Section):
     learn: bool = True
     inject: bool = True
@@ -133,6 +136,14 @@ class HooksSettings(_Section):
         0.35, ge=0.0, le=1.0, description="cosine below which a memory is not injected"
     )
     guards: list[GuardRule] = Field(default_factory=list, description="off unless rules are configured")
+    inject_in_subagents: bool = Field(
+        False, description="add memories to hooks fired inside subagents (their prompts are Claude's own)"
+    )
+    exclude_tools: list[str] = Field(default_factory=list, description="tool names never learned from")
+    exclude_paths: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EXCLUDED_PATHS),
+        description="globs (a trailing / means a directory) of files whose tool calls are never learned from",
+    )
 
 
 class CacheSettings(_Section):
@@ -146,6 +157,12 @@ class StorageSettings(_Section):
         ge=100,
         description="embedded engine: points kept in the brute-force shard before an index build",
     )
+    max_bytes: int = Field(
+        2 * 1024**3,
+        ge=0,
+        description="cap on the disk used under the root (0: none); the oldest low-importance memories go first",
+    )
+    warn_fraction: float = Field(0.9, gt=0.0, le=1.0, description="warn once usage passes this share of the cap")
 
     @field_validator("root")
     @classmethod

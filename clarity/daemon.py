@@ -52,7 +52,7 @@ def read_lock_info(settings: Settings) -> dict[str, Any]:
 def lock_is_held(settings: Settings) -> bool:
     """True while some process owns the storage root (what `clarity stop` waits on)."""
     try:
-        with open(settings.storage.lock_file, "a+", encoding="utf-8") as handle:
+        with _open_private(settings.storage.lock_file, "a+") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -75,7 +75,7 @@ class StorageLock:
         root = self.settings.storage.root
         try:
             root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the process lifetime
+            handle = _open_private(self.path, "a+")  # held for the process lifetime
         except OSError as exc:
             raise DaemonError(f"storage root {root} is not writable: {exc}") from exc
         for attempt in range(5):  # `clarity status`/`stop` probe the lock for microseconds
@@ -115,11 +115,39 @@ class StorageLock:
 
 
 def check_bind(settings: Settings) -> None:
+    token = settings.server.token
+    if token is not None and not token.get_secret_value().strip():
+        raise ConfigError("config server.token: is empty; set a real secret (CLARITY_TOKEN) or unset it")
     if settings.server.host not in LOOPBACK and not settings.server.token:
         raise ConfigError(
             f"config server.host={settings.server.host!r}: binding beyond loopback needs a token; "
             "set CLARITY_TOKEN (or server.token) and send it as 'Authorization: Bearer <token>'"
         )
+
+
+PRIVATE_UMASK = 0o077
+
+
+def make_private(root: Path) -> None:
+    """Storage is readable by its owner only: new files through the umask, and anything an older
+    version or another tool left group- or world-readable is tightened once at start-up."""
+    os.umask(PRIVATE_UMASK)
+    uid = os.getuid()
+    for path in (root, *root.rglob("*")):
+        try:
+            info = path.lstat()
+            if info.st_uid == uid and not path.is_symlink() and info.st_mode & 0o077:
+                path.chmod(info.st_mode & 0o700)
+        except OSError as exc:  # vanished or not ours: worth a line, never a failed start
+            log.warning("cannot make %s private: %s", path, exc)
+
+
+def _open_private(path: Path, mode: str) -> IO[Any]:
+    """Open (creating if needed) a file only its owner can read, whatever the caller's umask."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
+    handle = os.fdopen(os.open(path, flags, 0o600), mode, encoding=None if "b" in mode else "utf-8")
+    os.fchmod(handle.fileno(), 0o600)
+    return handle
 
 
 def bind_socket(settings: Settings) -> socket.socket:
@@ -166,6 +194,8 @@ def run_daemon(settings: Settings) -> None:
     from clarity.store import StoreLocked, open_store
 
     check_bind(settings)
+    settings.storage.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private(settings.storage.root)
     lock = StorageLock(settings) if settings.engine == "embedded" else None
     if lock is not None:
         lock.acquire()
@@ -217,13 +247,13 @@ def ensure_daemon(settings: Settings, wait_seconds: float = 30.0) -> None:
         return
     settings.storage.app_data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     start_lock = settings.storage.app_data_dir / "start.lock"
-    with open(start_lock, "a+", encoding="utf-8") as handle:
+    with _open_private(start_lock, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             if is_healthy(settings):
                 return
             log_path = settings.storage.app_data_dir / "daemon.log"
-            with open(log_path, "ab") as log_file:
+            with _open_private(log_path, "ab") as log_file:
                 process = subprocess.Popen(
                     [
                         sys.executable,

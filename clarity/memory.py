@@ -582,6 +582,22 @@ class MemoryService:
             deleted += len(ids)
         return ForgetResult(matched=matched, deleted=deleted, dry_run=False, sample=sample)
 
+    def evict_oldest(self, count: int, max_importance: float) -> int:
+        """Delete up to ``count`` memories at or below an importance, oldest first (the size cap)."""
+        evicted = 0
+        flt = MemoryFilter(importance_max=max_importance)
+        while evicted < count:
+            with self._write_lock:
+                ids = [
+                    h.id
+                    for h in self.db.newest(flt, limit=min(_FORGET_BATCH, count - evicted), sort="oldest")
+                ]
+                if not ids:
+                    break
+                self.db.delete(ids)
+            evicted += len(ids)
+        return evicted
+
     def stats(self, project: str | None = None, scope: str = "all") -> Stats:
         flt = MemoryFilter(scopes=self.resolve_scopes(scope, project))
         info = self.db.info()

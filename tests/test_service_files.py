@@ -94,7 +94,9 @@ def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
     return sections
 
 
-def test_systemd_unit_runs_this_clarity_and_passes_verify(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_systemd_unit_runs_this_clarity_and_passes_verify(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CLARITY_STORAGE__ROOT", str(home / "store"))
     monkeypatch.setenv("CLARITY_TOKEN", "do-not-write-me")
     monkeypatch.setenv("QDRANT_API_KEY", "nor-me")

@@ -24,7 +24,7 @@ CSRF_FIELD = "csrf_token"
 
 # Paths the dashboard serves; everything else (/api, /hooks, /mcp, /readyz) is API and needs the
 # bearer header. /healthz is open to all; /login and /static are open so that login can render.
-_PAGES = ("/memory/", "/memories", "/injections", "/overview", "/forget", "/fragments/", "/logout")
+_PAGES = ("/memory/", "/injections", "/overview", "/forget", "/fragments/", "/logout")
 PUBLIC_PATHS = ("/login",)
 PUBLIC_PREFIXES = ("/static/",)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -39,7 +39,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # not no-referrer: that makes a browser send "Origin: null"
     "Cache-Control": "no-store",
 }
 

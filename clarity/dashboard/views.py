@@ -114,6 +114,24 @@ def _number(value: float | None, digits: int = 3) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+INDEX_STATES = {
+    # embedded engine (clarity/store/edge.py): a build runs in a child process, off the serving path
+    "idle": "ready",
+    "building": "building",
+    "failed": "build failed (retried)",
+    # server engine: Qdrant's collection status
+    "green": "ready",
+    "yellow": "building (optimizing)",
+    "grey": "pending optimization",
+    "red": "failed",
+}
+
+
+def _index_state(info: dict[str, Any]) -> str:
+    state = str(info.get("index_state", "unknown"))
+    return INDEX_STATES.get(state, state)
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=PackageLoader("clarity.dashboard", "templates"),
@@ -356,9 +374,9 @@ class Dashboard:
         fragment: bool = False,
     ) -> Response:
         nonce = request.cookies.get(security.CSRF_COOKIE)
-        fresh = not self.csrf.valid_nonce(nonce)
+        fresh = nonce is None or not self.csrf.valid_nonce(nonce)
         if fresh or nonce is None:
-            nonce = self.csrf.new_nonce()
+            nonce = self.csrf.new_nonce()  # first visit: the cookie is set on this response
         base = {
             "request_path": request.url.path,
             "csrf_field": security.CSRF_FIELD,
@@ -610,6 +628,7 @@ class Dashboard:
             "projects": projects,
             "more_projects": max(0, len(stats.by_scope) - len(projects)),
             "store_size": self._store_size(),
+            "index_state": _index_state(stats.index),
             "hook_stats": self.injections.hook_stats(),
             "health": {
                 "version": __version__,

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from clarity.config import Settings, describe_validation_error
+from clarity.controls import Pauses, excluded_from_learning, project_rules
 from clarity.embedding import ModelNotReady
 from clarity.hooks.context import clip, memory_block
 from clarity.hooks.events import HookEvent, reply
@@ -113,20 +114,38 @@ class HookService:
         self.memory = memory
         self.learner = Learner(memory)
         self.injections = InjectionLog()  # what the replies below told Claude, for the dashboard
+        self.pauses = Pauses(settings.storage.app_data_dir / "controls.json")
         self._guards = [(re.compile(rule.pattern), rule) for rule in settings.hooks.guards]
 
     def handle(self, event: HookEvent) -> dict[str, Any]:
+        """Apply the user's switches first: a paused project gets nothing, excluded tools and
+        paths teach nothing, and subagents get no memories unless configured to."""
         name = event.hook_event_name
+        if self.pauses.is_paused(project_scope(event.cwd) if event.cwd else None):
+            return {}
+        _, rules = project_rules(event.cwd)
+        learn = self.settings.learn and rules.learn
+        inject = (
+            self.settings.inject
+            and rules.inject
+            and (event.agent_id is None or self.settings.inject_in_subagents)
+        )
         if name in ("PostToolUse", "PostToolUseFailure", "Stop", "SessionEnd"):
-            if self.settings.learn:
+            if learn and not excluded_from_learning(
+                event.tool_name,
+                event.tool_input,
+                event.cwd,
+                self.settings.exclude_tools,
+                self.settings.exclude_paths,
+            ):
                 self.learner.submit(event)
             return {}
         if name == "SessionStart":
-            return self.session_start(event)
+            return self.session_start(event) if inject else {}
         if name == "UserPromptSubmit":
-            return self.prompt_submitted(event)
+            return self.prompt_submitted(event, inject=inject, learn=learn)
         if name == "PreToolUse":
-            return self.pre_tool(event)
+            return self.pre_tool(event, inject=inject)
         return {}
 
     # -- SessionStart -------------------------------------------------------------------------
@@ -158,15 +177,15 @@ class HookService:
 
     # -- UserPromptSubmit ---------------------------------------------------------------------
 
-    def prompt_submitted(self, event: HookEvent) -> dict[str, Any]:
+    def prompt_submitted(self, event: HookEvent, inject: bool = True, learn: bool = True) -> dict[str, Any]:
         prompt = (event.prompt or "").strip()
         if not prompt:
             return {}
         scope = project_scope(event.cwd)
         wanted = _REMEMBER.match(prompt)
-        if wanted and self.settings.learn:
+        if wanted and learn:
             return self._remember(event, scope, wanted.group("what").strip())
-        if not self.settings.inject:
+        if not inject:
             return {}
         result = self.memory.retrieve(
             RetrieveRequest(query=prompt[:4000], limit=self.settings.max_memories * 2, scope="default"),
@@ -216,7 +235,7 @@ class HookService:
 
     # -- PreToolUse ---------------------------------------------------------------------------
 
-    def pre_tool(self, event: HookEvent) -> dict[str, Any]:
+    def pre_tool(self, event: HookEvent, inject: bool = True) -> dict[str, Any]:
         command = event.command
         if command is None:
             return {}
@@ -227,7 +246,7 @@ class HookService:
                     permissionDecision=rule.decision,
                     permissionDecisionReason=f"Clarity guard: {rule.reason}",
                 )
-        if not self.settings.inject:
+        if not inject:
             return {}
         programs = programs_of(command)
         program = programs[-1]

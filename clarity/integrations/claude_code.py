@@ -58,6 +58,7 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 ANALYZER = Path(__file__).resolve().parent.parent / "mcp" / "hook_analyzer.py"
 ANALYZER_MARK = "hook_analyzer.py"
 TOKEN_ENV = "CLARITY_TOKEN"
+DISABLED_ENV = "CLARITY_DISABLED"
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 
 JsonObject = dict[str, Any]
@@ -176,11 +177,16 @@ def hook_handler(event: str, hook_type: HookType, base_url: str) -> JsonObject:
             "timeout": TIMEOUTS[event] + COMMAND_GRACE_SECONDS,
         }
     handler: JsonObject = {"type": "http", "url": f"{base_url}/hooks/{event}", "timeout": TIMEOUTS[event]}
+    # Claude Code fills $VAR in http hook headers only for variables listed in allowedEnvVars:
+    # CLARITY_DISABLED=1 in a session's environment reaches the daemon this way, and the token
+    # itself never lands in the settings file.
+    headers = {"X-Clarity-Disabled": f"${DISABLED_ENV}"}
+    allowed = [DISABLED_ENV]
     if _token_configured():
-        # Claude Code fills $VAR in http hook headers only for variables listed here; the
-        # token itself never lands in the settings file.
-        handler["headers"] = {"Authorization": f"Bearer ${TOKEN_ENV}"}
-        handler["allowedEnvVars"] = [TOKEN_ENV]
+        headers["Authorization"] = f"Bearer ${TOKEN_ENV}"
+        allowed.append(TOKEN_ENV)
+    handler["headers"] = headers
+    handler["allowedEnvVars"] = allowed
     return handler
 
 

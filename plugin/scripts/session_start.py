@@ -23,10 +23,10 @@ It fails open: whatever goes wrong it exits 0. It prints only the daemon's reply
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -47,10 +47,8 @@ def parse(argv: list[str]) -> tuple[str, float]:
         if name == "--url" and value:
             url = value
         elif name == "--timeout":
-            try:
+            with contextlib.suppress(ValueError):
                 timeout = min(max(float(value), 0.5), 60.0)
-            except ValueError:
-                pass
     return url.rstrip("/"), timeout
 
 
@@ -151,9 +149,9 @@ def run(argv: list[str]) -> None:
         return
     status, reply = request(url, "POST", "/hooks/SessionStart", body, remaining)
     stripped = reply.strip()
-    if 200 <= status < 300 and stripped.startswith(b"{") and stripped.endswith(b"}"):
-        if json.loads(stripped):
-            sys.stdout.buffer.write(stripped)
+    is_object = stripped.startswith(b"{") and stripped.endswith(b"}")
+    if 200 <= status < 300 and is_object and json.loads(stripped):
+        sys.stdout.buffer.write(stripped)
 
 
 def main() -> int:

@@ -223,8 +223,9 @@ def base_texts(count: int) -> list[str]:
     return texts
 
 
-def embedder(threads: int = 0) -> Any:
-    """The service's embedding provider (the bundled model, loaded now)."""
+def embedder(threads: int = 1) -> Any:
+    """The service's embedding provider (the bundled model, loaded now); one torch thread, as the
+    daemon runs it: two threads stall badly whenever another process holds a core."""
     from clarity.config import EmbeddingSettings
     from clarity.embedding import create_embedding_provider
 
@@ -234,23 +235,25 @@ def embedder(threads: int = 0) -> Any:
 
 
 def embed_cached(texts: Sequence[str], console: Console, provider: Any = None) -> np.ndarray:
-    """Real embeddings, cached on disk by content (bench-results/cache/) so reruns skip the model."""
-    digest = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:16]
-    path = CACHE_DIR / f"emb-{len(texts)}-{digest}.npy"
-    if path.exists():
-        return np.load(path)
-    provider = provider or embedder()
-    chunks = []
-    with progress(console) as bar:
-        task = bar.add_task(f"embedding {len(texts)} texts (cached afterwards)", total=len(texts))
-        for start in range(0, len(texts), 512):
-            batch = list(texts[start : start + 512])
-            chunks.append(np.asarray(provider.embed_documents(batch), dtype=np.float32))
-            bar.advance(task, len(batch))
-    vectors = np.concatenate(chunks) if chunks else np.zeros((0, DIMENSION), np.float32)
+    """Real embeddings, cached on disk per chunk of 1,000 texts (bench-results/cache/), so reruns
+    and larger sizes that share a prefix of the same texts skip the model."""
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    np.save(path, vectors)
-    return vectors
+    chunks: list[np.ndarray] = []
+    with progress(console) as bar:
+        task = bar.add_task(f"embedding {len(texts)} texts (cached per 1,000)", total=len(texts))
+        for start in range(0, len(texts), 1000):
+            batch = list(texts[start : start + 1000])
+            digest = hashlib.sha1("\n".join(batch).encode()).hexdigest()[:20]
+            path = CACHE_DIR / f"emb-{digest}.npy"
+            if path.exists():
+                chunks.append(np.load(path))
+            else:
+                provider = provider or embedder()
+                vectors = np.asarray(provider.embed_documents(batch), dtype=np.float32)
+                np.save(path, vectors)
+                chunks.append(vectors)
+            bar.advance(task, len(batch))
+    return np.concatenate(chunks) if chunks else np.zeros((0, DIMENSION), np.float32)
 
 
 @dataclass
@@ -305,7 +308,12 @@ def points(
 
     now = utcnow()
     template = Memory(
-        id="00000000-0000-4000-8000-000000000000", content="x", created_at=now, updated_at=now, content_hash="x", scope="x",
+        id="00000000-0000-4000-8000-000000000000",
+        content="x",
+        created_at=now,
+        updated_at=now,
+        content_hash="x",
+        scope="x",
         memory_type="fact",
     )
     base = template.to_payload()
@@ -332,7 +340,9 @@ def points(
 # -- the embedded store, filled into a stated layout --------------------------------------------
 
 
-def open_edge(directory: Path, active_max: int, hnsw_ef: int = 128, m: int = 16, ef_construct: int = 200) -> Any:
+def open_edge(
+    directory: Path, active_max: int, hnsw_ef: int = 128, m: int = 16, ef_construct: int = 200
+) -> Any:
     from clarity.config import IndexParams
     from clarity.store.edge import EdgeStore
 

@@ -1,73 +1,126 @@
-"""What Claude Code waits per hook, per event, for http hooks and for command hooks.
+"""What Claude Code waits per hook, per event, for http and command hooks, at several store sizes.
 
-    .venv/bin/python scripts/bench/hooks.py [--memories 10000] [--calls 200]
+    .venv/bin/python scripts/bench/hooks.py [--quick] [--sizes 1000,10000,100000] [--calls 500] [--out DIR]
 
-Fills a storage root with N memories, starts `clarity serve`, and replays realistic payloads
-(shaped like tests/fixtures/hook_payloads/, each call with a different prompt or command so no
-cache answers). http: one POST per call on a fresh connection, as a hook runner that does not
-keep connections alive would. command: the exact command line `clarity hooks install --type
-command` writes, started as a process with the payload on stdin, timed until it exits. Prints
-p50/p95/p99 per event and writes bench-results/hooks.json.
+For each size N: a storage root is filled with N memories (half of them in the benchmark
+project's scope; real embeddings up to 20k, derived vectors above, see common.py) through the
+embedded engine's normal write path, waiting for every index build, so the daemon starts on a
+steady-state layout (20k-point HNSW segments plus a half-full brute-force active shard). Then
+`clarity serve` starts on it and the real payloads from tests/fixtures/hook_payloads/ are
+replayed, each call with a different prompt / command so no cache answers:
+
+- http: one POST /hooks/<Event> per call on a fresh TCP connection (Claude Code's http hooks);
+  SessionStart is skipped because Claude Code never posts it to http hooks.
+- command: the exact command line `clarity hooks install --type command` writes
+  (python -S hook_analyzer.py ...), started with the payload on stdin, timed until it exits.
+
+Floors, measured in the same run: a bare loopback HTTP round trip (a minimal stdlib server in its
+own process answering 200 {} to a POST on a fresh connection), the daemon's GET /healthz, and for
+command hooks the same analyzer posting to the bare server (process start + one POST).
+Learning that tool events queue is drained between events, so one event does not pay for another.
 """
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
+import os
 import random
 import shlex
+import shutil
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-from common import ROOT, SUBJECTS, TOOLS, percentiles, prefill, running_daemon
+from common import (
+    ROOT,
+    SUBJECTS,
+    TOOLS,
+    free_port,
+    machine,
+    parser,
+    percentiles,
+    prefill,
+    progress,
+    running_daemon,
+    write_results,
+)
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
-EVENTS = ["UserPromptSubmit", "PreToolUse", "PostToolUse", "PostToolUseFailure", "SessionStart", "Stop"]
+FIXTURES = ROOT / "tests" / "fixtures" / "hook_payloads"
+EVENTS = [
+    "SessionStart",
+    "UserPromptSubmit",
+    "PreToolUse",
+    "PostToolUse",
+    "PostToolUseFailure",
+    "Stop",
+    "SessionEnd",
+]
+HTTP_SKIPPED = {"SessionStart"}  # Claude Code does not post SessionStart to http hooks
+VARIANTS = {
+    "PreToolUse": ["PreToolUse", "PreToolUse.Bash-failing", "PreToolUse.Edit", "PreToolUse.Write"],
+    "PostToolUse": ["PostToolUse", "PostToolUse.Edit", "PostToolUse.Write"],
+}
+PROMPTS = [
+    "why does {subject} fail with {tool} again? (#{i})",
+    "please fix the failing {tool} run in {subject}, case {i}",
+    "what did we decide about {subject} and {tool}? #{i}",
+    "remind me how to test {subject} with {tool} ({i})",
+]
+
+BARE_SERVER = """
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def fixture(name: str) -> dict[str, Any]:
+    return dict(json.loads((FIXTURES / f"{name}.json").read_text()))
 
 
 def make_payload(event: str, i: int, rng: random.Random, project: str) -> dict[str, Any]:
-    base = {
-        "session_id": f"bench-{i % 20}",
-        "transcript_path": "",
-        "cwd": project,
-        "hook_event_name": event,
-        "permission_mode": "default",
-    }
-    tool = rng.choice(TOOLS)
+    """A real payload of `event` with this call's prompt / command / text, in `project`."""
+    names = VARIANTS.get(event, [event])
+    payload = fixture(names[i % len(names)])
+    payload["cwd"] = project
+    payload["session_id"] = f"00000000-0000-4000-8000-{i // 25:012d}"
+    tool, subject = rng.choice(TOOLS), rng.choice(SUBJECTS)
     if event == "UserPromptSubmit":
-        return {**base, "prompt": f"how does {rng.choice(SUBJECTS)} use {tool}? (question {i})"}
-    if event == "PreToolUse":
-        return {**base, "tool_name": "Bash", "tool_input": {"command": f"{tool} test --case {i}"}}
-    if event == "PostToolUse":
-        return {
-            **base,
-            "tool_name": "Bash",
-            "tool_input": {"command": f"{tool} build --target t{i}"},
-            "tool_response": {"stdout": "ok", "stderr": ""},
-        }
+        payload["prompt"] = rng.choice(PROMPTS).format(subject=subject, tool=tool, i=i)
+    tool_input = payload.get("tool_input")
+    if isinstance(tool_input, dict) and "command" in tool_input:
+        tool_input["command"] = f"{tool} test -k case{i} {subject.split()[-1]}"
+    if isinstance(tool_input, dict) and "file_path" in tool_input:
+        tool_input["file_path"] = f"{project}/notes-{i % 50}.md"
     if event == "PostToolUseFailure":
-        return {
-            **base,
-            "tool_name": "Bash",
-            "tool_input": {"command": f"{tool} test --case {i}"},
-            "error": f"Exit code 1\nerror: case {i} failed",
-        }
-    if event == "SessionStart":
-        return {**base, "source": "startup"}
-    return {**base, "stop_hook_active": False}
+        payload["error"] = f"Exit code 1\n{tool}: case{i} failed: E{i % 997} connection refused"
+    if event == "Stop":
+        payload["last_assistant_message"] = f"Done: {subject} now passes {tool} case {i}."
+    return payload
 
 
-def post_fresh(url: str, path: str, body: bytes | None) -> int:
-    """One request on a new TCP connection, the way a hook runner without keep-alive calls."""
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+def post_fresh(port: int, path: str, body: bytes | None) -> int:
+    """One request on a new TCP connection, as Claude Code's http hooks do."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         if body is None:
             connection.request("GET", path)
@@ -81,13 +134,11 @@ def post_fresh(url: str, path: str, body: bytes | None) -> int:
 
 
 def settle(url: str) -> None:
-    """Wait until the daemon has learned everything queued, so one event's numbers do not pay
-    for the previous event's background learning."""
+    """Wait until the daemon has learned everything queued."""
     deadline = time.monotonic() + 300
-    while (
-        httpx.get(f"{url}/readyz", timeout=10).json().get("learning_backlog", 0)
-        and time.monotonic() < deadline
-    ):
+    while time.monotonic() < deadline:
+        if not httpx.get(f"{url}/readyz", timeout=30).json().get("learning_backlog", 0):
+            return
         time.sleep(0.2)
 
 
@@ -97,66 +148,183 @@ def command_line(url: str, event: str) -> list[str]:
     return shlex.split(analyzer_command(event, url))
 
 
+@contextmanager
+def bare_server() -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-S", "-c", BARE_SERVER, str(port)])
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                post_fresh(port, "/", b"{}")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def run_command(argv: list[str], body: bytes, project: str) -> float:
+    env = {**os.environ, "CLAUDE_PROJECT_DIR": project, "CLAUDECODE": "1"}
+    t = time.perf_counter()
+    done = subprocess.run(argv, input=body, capture_output=True, check=False, cwd=project, env=env)
+    elapsed = time.perf_counter() - t
+    if done.returncode != 0:
+        raise SystemExit(f"command hook exited {done.returncode}: {done.stderr!r}")
+    return elapsed
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--memories", type=int, default=10_000)
-    parser.add_argument("--calls", type=int, default=200)
-    args = parser.parse_args()
+    p = parser(__doc__)
+    p.add_argument(
+        "--sizes", default=None, help="stored memories, comma-separated (default 1000,10000,100000)"
+    )
+    p.add_argument("--calls", type=int, default=None, help="calls per event and hook type (default 500)")
+    p.add_argument("--types", default="http,command", help="http, command or both")
+    args = p.parse_args()
+    sizes = [int(s) for s in (args.sizes or ("1000" if args.quick else "1000,10000,100000")).split(",")]
+    calls = args.calls or (20 if args.quick else 500)
+    types = args.types.split(",")
     console = Console(stderr=True)
-    root = Path(tempfile.mkdtemp(prefix="clarity-bench-")) / "root"
-    project = Path(tempfile.mkdtemp(prefix="clarity-bench-project-"))
-    subprocess.run(["git", "init", "-q", str(project)], check=True)
-    prefill(root, args.memories, console)
-    results: dict[str, dict[str, Any]] = {"http": {}, "command": {}}
-    with running_daemon(root) as url:
-        rng = random.Random(5)
-        httpx.post(
-            f"{url}/hooks/UserPromptSubmit", json=make_payload("UserPromptSubmit", -1, rng, str(project))
-        )
-        with Progress(console=console, transient=True) as progress:
-            for event in EVENTS:
-                settle(url)
-                task = progress.add_task(f"http {event}", total=args.calls)
+    info = machine()
+    console.print(f"machine: {info}")
+    from clarity.project import project_scope
+
+    work = Path(tempfile.mkdtemp(prefix="clarity-bench-hooks-"))
+    project_dir = work / "project"
+    project_dir.mkdir()
+    subprocess.run(["git", "init", "-q", str(project_dir)], check=True)
+    project = str(project_dir)
+    scope = project_scope(project)
+    rng = random.Random(5)
+    results: dict[str, Any] = {"machine": info, "calls": calls, "sizes": {}, "floor": {}}
+
+    with bare_server() as bare_port, progress(console) as bar:
+        task = bar.add_task("floor: bare loopback HTTP POST", total=calls)
+        samples = []
+        for _ in range(calls):
+            t = time.perf_counter()
+            post_fresh(bare_port, "/hooks/UserPromptSubmit", b'{"hook_event_name": "UserPromptSubmit"}')
+            samples.append(time.perf_counter() - t)
+            bar.advance(task)
+        results["floor"]["bare_http_post"] = percentiles(samples)
+        if "command" in types:
+            argv = command_line(f"http://127.0.0.1:{bare_port}", "UserPromptSubmit")
+            task = bar.add_task("floor: command hook client to the bare server", total=calls)
+            samples = []
+            for i in range(calls):
+                body = json.dumps(make_payload("UserPromptSubmit", i, rng, project)).encode()
+                samples.append(run_command(argv, body, project))
+                bar.advance(task)
+            results["floor"]["command_to_bare_server"] = percentiles(samples)
+
+    for size in sizes:
+        root = work / f"root-{size}"
+        layout = prefill(root, size, console, project=scope)
+        cell: dict[str, Any] = {"store": layout, "http": {}, "command": {}}
+        with running_daemon(root) as url:
+            port = int(url.rsplit(":", 1)[1])
+            for i in range(5):  # warm-up: first requests pay for lazy imports
+                httpx.post(
+                    f"{url}/hooks/UserPromptSubmit", json=make_payload("UserPromptSubmit", -i, rng, project)
+                )
+            with progress(console) as bar:
+                task = bar.add_task(f"{size}: daemon GET /healthz", total=calls)
                 samples = []
-                for i in range(args.calls):
-                    body = json.dumps(make_payload(event, i, rng, str(project))).encode()
+                for _ in range(calls):
                     t = time.perf_counter()
-                    status = post_fresh(url, f"/hooks/{event}", body)
+                    post_fresh(port, "/healthz", None)
                     samples.append(time.perf_counter() - t)
-                    assert status == 200, status
-                    progress.advance(task)
-                results["http"][event] = percentiles(samples)
-            for event in EVENTS:
-                settle(url)
-                task = progress.add_task(f"command {event}", total=args.calls)
-                argv = command_line(url, event)
-                samples = []
-                for i in range(args.calls):
-                    body = json.dumps(make_payload(event, args.calls + i, rng, str(project))).encode()
-                    t = time.perf_counter()
-                    done = subprocess.run(argv, input=body, capture_output=True, check=False)
-                    samples.append(time.perf_counter() - t)
-                    assert done.returncode == 0, done.stderr
-                    progress.advance(task)
-                results["command"][event] = percentiles(samples)
-            floor = []
-            for _ in range(args.calls):
-                t = time.perf_counter()
-                post_fresh(url, "/healthz", None)
-                floor.append(time.perf_counter() - t)
-            results["floor_healthz_ms"] = percentiles(floor)
-    table = Table(title=f"Hook wait per call (ms), {args.memories} memories, {args.calls} calls per cell")
-    for column in ("event", "http p50", "http p95", "command p50", "command p95"):
-        table.add_column(column, justify="right" if column != "event" else "left")
+                    bar.advance(task)
+                cell["healthz"] = percentiles(samples)
+                for kind in types:
+                    for event in EVENTS:
+                        if kind == "http" and event in HTTP_SKIPPED:
+                            continue
+                        settle(url)
+                        task = bar.add_task(f"{size}: {kind} {event}", total=calls)
+                        argv = command_line(url, event) if kind == "command" else []
+                        samples = []
+                        for i in range(calls):
+                            body = json.dumps(make_payload(event, i, rng, project)).encode()
+                            if kind == "http":
+                                t = time.perf_counter()
+                                status = post_fresh(port, f"/hooks/{event}", body)
+                                samples.append(time.perf_counter() - t)
+                                if status != 200:
+                                    raise SystemExit(f"{event}: HTTP {status}")
+                            else:
+                                samples.append(run_command(argv, body, project))
+                            bar.advance(task)
+                        cell[kind][event] = percentiles(samples)
+            cell["stats_after"] = httpx.get(f"{url}/api/stats", timeout=30).json().get("total")
+        results["sizes"][str(size)] = cell
+        shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    report(results, types)
+    write_results(args.out, "hooks", results, lambda fig: plot(fig, results, types))
+
+
+def report(results: dict[str, Any], types: list[str]) -> None:
+    quiet = "quiet" if results["machine"]["quiet"] else "NOISY (load >= 1.5)"
+    table = Table(
+        title=f"What Claude Code waits per hook, p50 / p95 / p99 ms, {results['calls']} calls per cell, machine {quiet}"
+    )
+    table.add_column("event")
+    sizes = list(results["sizes"])
+    for size in sizes:
+        for kind in types:
+            table.add_column(f"{kind} @ {int(size):,}", justify="right")
+
+    def fmt(stats: dict[str, float] | None) -> str:
+        return f"{stats['p50']:.1f} / {stats['p95']:.1f} / {stats['p99']:.1f}" if stats else "n/a"
+
     for event in EVENTS:
-        h, c = results["http"][event], results["command"][event]
-        table.add_row(event, str(h["p50"]), str(h["p95"]), str(c["p50"]), str(c["p95"]))
-    floor_ms = results["floor_healthz_ms"]
-    table.add_row("(floor: GET /healthz, same client)", str(floor_ms["p50"]), str(floor_ms["p95"]), "", "")
-    Console().print(table)
-    out = ROOT / "bench-results"
-    out.mkdir(exist_ok=True)
-    (out / "hooks.json").write_text(json.dumps({"memories": args.memories, **results}, indent=2))
+        table.add_row(event, *[fmt(results["sizes"][s][k].get(event)) for s in sizes for k in types])
+    table.add_row(
+        "daemon GET /healthz",
+        *[fmt(results["sizes"][s]["healthz"]) if k == "http" else "" for s in sizes for k in types],
+    )
+    floor = results["floor"]
+    table.add_row(
+        "floor: bare loopback POST / analyzer to bare server",
+        *[
+            fmt(floor.get("bare_http_post" if k == "http" else "command_to_bare_server"))
+            for _ in sizes
+            for k in types
+        ],
+    )
+    table.caption = "SessionStart is command-only in Claude Code (http hooks are not posted for it)"
+    Console(width=200).print(table)
+
+
+def plot(fig: Any, results: dict[str, Any], types: list[str]) -> None:
+    import numpy as np
+
+    axes = fig.subplots(1, len(types), squeeze=False)[0]
+    sizes = list(results["sizes"])
+    for ax, kind in zip(axes, types, strict=True):
+        events = [e for e in EVENTS if any(e in results["sizes"][s][kind] for s in sizes)]
+        x = np.arange(len(events))
+        width = 0.8 / max(1, len(sizes))
+        for j, size in enumerate(sizes):
+            p50 = [results["sizes"][size][kind].get(e, {}).get("p50", 0) for e in events]
+            p95 = [results["sizes"][size][kind].get(e, {}).get("p95", 0) for e in events]
+            ax.bar(x + j * width, p50, width, label=f"p50 @ {int(size):,}")
+            ax.scatter(x + j * width, p95, marker="_", color="black", s=80)
+        floor = results["floor"].get("bare_http_post" if kind == "http" else "command_to_bare_server")
+        if floor:
+            ax.axhline(floor["p50"], color="grey", linestyle=":", label="floor p50")
+        if kind == "http":
+            ax.axhline(20, color="red", linestyle="--", linewidth=0.8, label="target UserPromptSubmit 20 ms")
+        ax.set_xticks(x + width * (len(sizes) - 1) / 2, events, rotation=30, fontsize=8)
+        ax.set_ylabel("ms (bar p50, tick p95)")
+        ax.set_title(f"{kind} hooks")
+        ax.legend(fontsize=7)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,8 @@ def query_texts(count: int) -> list[str]:
     rng = random.Random(3)
     rng.shuffle(questions)
     dev = [
-        f"how does {rng.choice(SUBJECTS)} use {rng.choice(TOOLS)}? what failed last time" for _ in range(count)
+        f"how does {rng.choice(SUBJECTS)} use {rng.choice(TOOLS)}? what failed last time"
+        for _ in range(count)
     ]
     out: list[str] = []
     for a, b in zip(questions + [""] * count, dev, strict=False):
@@ -159,7 +161,9 @@ def measure_store(
             flt = filters()[name]
             for i in range(min(5, n)):  # warm-up
                 store.search(dense[i], sparse[i], flt, 20, mode=mode)
-            samples = timed(lambda i, m=mode, f=flt: store.search(dense[i], sparse[i], f, 20, mode=m), n, budget)
+            samples = timed(
+                lambda i, m=mode, f=flt: store.search(dense[i], sparse[i], f, 20, mode=m), n, budget
+            )
             out["latency_ms"][f"{mode}/{name}"] = percentiles(samples)
             bar.advance(task)
         task = bar.add_task(f"{label}: recall@10 approx vs exact", total=len(filters()))
@@ -178,12 +182,16 @@ def measure_store(
     return out
 
 
-def measure_service(store: Any, texts: list[str], console: Console, label: str, budget: float) -> dict[str, Any]:
+def measure_service(
+    store: Any, texts: list[str], console: Console, label: str, budget: float
+) -> dict[str, Any]:
     from clarity.config import Settings
     from clarity.memory import MemoryService
     from clarity.models import RetrieveRequest
 
-    service = MemoryService(Settings(storage={"root": tempfile.mkdtemp(prefix="clarity-bench-svc-")}), store, EMB[0])
+    service = MemoryService(
+        Settings(storage={"root": tempfile.mkdtemp(prefix="clarity-bench-svc-")}), store, EMB[0]
+    )
     out = {}
     with progress(console) as bar:
         task = bar.add_task(f"{label}: MemoryService.retrieve", total=2)
@@ -192,7 +200,11 @@ def measure_service(store: Any, texts: list[str], console: Console, label: str, 
         for text in texts[:5]:
             service.retrieve(RetrieveRequest(query=text), project=PROJECT)
         out["cached emb"] = percentiles(
-            timed(lambda i: service.retrieve(RetrieveRequest(query=texts[i]), project=PROJECT), len(texts), budget)
+            timed(
+                lambda i: service.retrieve(RetrieveRequest(query=texts[i]), project=PROJECT),
+                len(texts),
+                budget,
+            )
         )
         bar.advance(task)
         out["with emb"] = percentiles(
@@ -225,25 +237,34 @@ def breakdown(store: Any, qvecs: np.ndarray, sparse: list[Any], console: Console
             def dense_q(i: int, payload: bool, exact: bool = False, s: Any = shard) -> Any:
                 p = SearchParams(hnsw_ef=store._hnsw_ef, exact=exact)
                 return s.handle.query(
-                    QueryRequest(limit=50, query=Query.Nearest(dense[i], using="dense"), with_payload=payload, params=p)
+                    QueryRequest(
+                        limit=50, query=Query.Nearest(dense[i], using="dense"), with_payload=payload, params=p
+                    )
                 )
 
             def lex_q(i: int, payload: bool, s: Any = shard) -> Any:
                 return s.handle.query(
                     QueryRequest(
-                        limit=50, query=Query.Nearest(SparseVector(*sparse[i]), using="lex"), with_payload=payload
+                        limit=50,
+                        query=Query.Nearest(SparseVector(*sparse[i]), using="lex"),
+                        with_payload=payload,
                     )
                 )
 
-            def batch_q(i: int, s: Any = shard) -> Any:
+            def batch_q(i: int, s: Any = shard, params: Any = params) -> Any:
                 return s.handle.query_batch(
                     QueryBatchRequest(
                         [
                             QueryRequest(
-                                limit=50, query=Query.Nearest(dense[i], using="dense"), with_payload=True, params=params
+                                limit=50,
+                                query=Query.Nearest(dense[i], using="dense"),
+                                with_payload=True,
+                                params=params,
                             ),
                             QueryRequest(
-                                limit=50, query=Query.Nearest(SparseVector(*sparse[i]), using="lex"), with_payload=True
+                                limit=50,
+                                query=Query.Nearest(SparseVector(*sparse[i]), using="lex"),
+                                with_payload=True,
                             ),
                         ]
                     )
@@ -269,7 +290,9 @@ def ef_sweep(store: Any, qvecs: np.ndarray, efs: Sequence[int], console: Console
     from clarity.store.base import MemoryFilter
 
     dense = [v.tolist() for v in qvecs]
-    exact = [{h.id for h in store.search(v, None, MemoryFilter(), 10, mode="dense", exact=True)} for v in dense]
+    exact = [
+        {h.id for h in store.search(v, None, MemoryFilter(), 10, mode="dense", exact=True)} for v in dense
+    ]
     rows = []
     original = store._hnsw_ef
     with progress(console) as bar:
@@ -283,7 +306,13 @@ def ef_sweep(store: Any, qvecs: np.ndarray, efs: Sequence[int], console: Console
 
             samples = timed(run, len(dense), 10)
             recall = np.mean([len(f & e) / max(1, len(e)) for f, e in zip(found, exact, strict=False)])
-            rows.append({"hnsw_ef": ef, "dense_p50_ms": percentiles(samples)["p50"], "recall@10": round(float(recall), 4)})
+            rows.append(
+                {
+                    "hnsw_ef": ef,
+                    "dense_p50_ms": percentiles(samples)["p50"],
+                    "recall@10": round(float(recall), 4),
+                }
+            )
             bar.advance(task)
     store._hnsw_ef = original
     return rows
@@ -328,18 +357,23 @@ def main() -> None:
         _rss_main(*sys.argv[2:])
         return
     p = parser(__doc__)
-    p.add_argument("--sizes", default=None, help="comma-separated memory counts (default 10000,100000,1000000)")
+    p.add_argument(
+        "--sizes", default=None, help="comma-separated memory counts (default 10000,100000,1000000)"
+    )
     p.add_argument("--queries", type=int, default=None, help="queries per cell (default 200, quick 20)")
     p.add_argument("--real-max", type=int, default=None, help="real embeddings before derived ones (20000)")
     p.add_argument("--segment-size", type=int, default=None, help="EdgeStore sealed segment size (20000)")
     p.add_argument("--active-points", type=int, default=None, help="points left in the active shard")
     p.add_argument("--engines", default="edge,local", help="edge, local or both")
-    p.add_argument("--baseline-max", type=int, default=200_000, help="skip the local baseline above this size")
+    p.add_argument(
+        "--baseline-max", type=int, default=200_000, help="skip the local baseline above this size"
+    )
     p.add_argument("--hnsw-ef", type=int, default=128)
     p.add_argument("--m", type=int, default=16, help="HNSW m for the EdgeStore segments")
     p.add_argument("--ef-construct", type=int, default=200)
     p.add_argument("--budget", type=float, default=None, help="max seconds per latency cell (default 30)")
     args = p.parse_args()
+    warnings.filterwarnings("ignore", message="Local mode performs exact")
     quick = args.quick
     sizes = [int(s) for s in (args.sizes or ("2000" if quick else "10000,100000,1000000")).split(",")]
     n_queries = args.queries or (20 if quick else 200)
@@ -351,8 +385,9 @@ def main() -> None:
     info = machine()
     console.print(f"machine: {info}")
 
-    from clarity.embedding import LexicalEncoder
     from common import embedder
+
+    from clarity.embedding import LexicalEncoder
 
     largest = corpus(max(sizes), console, real_max=real_max)
     EMB.append(embedder(threads=1))  # the daemon's setting: one torch thread
@@ -366,8 +401,16 @@ def main() -> None:
     results: dict[str, Any] = {
         "machine": info,
         "queries": n_queries,
-        "corpus": {"real_max": real_max, "derived_note": "vectors above real_max are 0.7a+0.3b+noise of real ones"},
-        "settings": {"hnsw_ef": args.hnsw_ef, "m": args.m, "ef_construct": args.ef_construct, "segment_size": segment},
+        "corpus": {
+            "real_max": real_max,
+            "derived_note": "vectors above real_max are 0.7a+0.3b+noise of real ones",
+        },
+        "settings": {
+            "hnsw_ef": args.hnsw_ef,
+            "m": args.m,
+            "ef_construct": args.ef_construct,
+            "segment_size": segment,
+        },
         "sizes": {},
     }
     for size in sizes:
@@ -386,7 +429,9 @@ def main() -> None:
                 m=args.m,
                 ef_construct=args.ef_construct,
             )
-            store = open_edge(directory, segment, hnsw_ef=args.hnsw_ef, m=args.m, ef_construct=args.ef_construct)
+            store = open_edge(
+                directory, segment, hnsw_ef=args.hnsw_ef, m=args.m, ef_construct=args.ef_construct
+            )
             edge = {**fill, **measure_store(store, qvecs, sparse, console, f"edge {size}", budget)}
             edge["service_ms"] = measure_service(store, texts, console, f"edge {size}", budget)
             edge["breakdown"] = breakdown(store, qvecs, sparse, console)
@@ -454,8 +499,12 @@ def report(results: dict[str, Any]) -> None:
             f"recall@10 approx/exact, {name}",
             *[str(results["sizes"][s][e]["recall@10"][name]) for s, e in columns],
         )
-    table.add_row("RSS bytes / memory", *[str(results["sizes"][s][e]["rss_bytes_per_memory"]) for s, e in columns])
-    table.add_row("disk bytes / memory", *[str(results["sizes"][s][e]["disk_bytes_per_memory"]) for s, e in columns])
+    table.add_row(
+        "RSS bytes / memory", *[str(results["sizes"][s][e]["rss_bytes_per_memory"]) for s, e in columns]
+    )
+    table.add_row(
+        "disk bytes / memory", *[str(results["sizes"][s][e]["disk_bytes_per_memory"]) for s, e in columns]
+    )
     table.add_row(
         "layout",
         *[
@@ -472,13 +521,32 @@ def report(results: dict[str, Any]) -> None:
     for size, row in results["sizes"].items():
         if "edge" not in row:
             continue
-        bd = Table(title=f"EdgeStore at {int(size):,}: per-shard p50 ms (limit 50, hnsw_ef {results['settings']['hnsw_ef']})")
-        for column in ("shard", "kind", "points", "dense", "dense no payload", "dense exact", "lexical", "lexical no payload", "batch (what search sends)"):
+        bd = Table(
+            title=f"EdgeStore at {int(size):,}: per-shard p50 ms (limit 50, hnsw_ef {results['settings']['hnsw_ef']})"
+        )
+        for column in (
+            "shard",
+            "kind",
+            "points",
+            "dense",
+            "dense no payload",
+            "dense exact",
+            "lexical",
+            "lexical no payload",
+            "batch (what search sends)",
+        ):
             bd.add_column(column, justify="right")
         for r in row["edge"]["breakdown"]["shards"]:
             bd.add_row(
-                r["shard"], r["kind"], str(r["points"]), str(r["dense_ms"]), str(r["dense_no_payload_ms"]),
-                str(r["dense_exact_ms"]), str(r["lexical_ms"]), str(r["lexical_no_payload_ms"]), str(r["batch_ms"]),
+                r["shard"],
+                r["kind"],
+                str(r["points"]),
+                str(r["dense_ms"]),
+                str(r["dense_no_payload_ms"]),
+                str(r["dense_exact_ms"]),
+                str(r["lexical_ms"]),
+                str(r["lexical_no_payload_ms"]),
+                str(r["batch_ms"]),
             )
         total = row["edge"]["latency_ms"]["hybrid/none"]["p50"]
         bd.caption = f"sum of per-shard batches {row['edge']['breakdown']['sum_batch_ms']} ms; whole store.search hybrid p50 {total} ms"
@@ -495,9 +563,17 @@ def plot(fig: Any, results: dict[str, Any]) -> None:
     sizes = list(results["sizes"])
     ax1, ax2 = fig.subplots(1, 2)
     for engine, style in (("edge", "-o"), ("local", "--s")):
-        for key, label in (("hybrid/none", "hybrid"), ("hybrid/scope", "hybrid+scope"), ("dense/none", "dense")):
+        for key, label in (
+            ("hybrid/none", "hybrid"),
+            ("hybrid/scope", "hybrid+scope"),
+            ("dense/none", "dense"),
+        ):
             xs = [int(s) for s in sizes if engine in results["sizes"][s]]
-            ys = [results["sizes"][s][engine]["latency_ms"][key]["p50"] for s in sizes if engine in results["sizes"][s]]
+            ys = [
+                results["sizes"][s][engine]["latency_ms"][key]["p50"]
+                for s in sizes
+                if engine in results["sizes"][s]
+            ]
             if xs:
                 ax1.plot(xs, ys, style, label=f"{'Edge' if engine == 'edge' else 'local baseline'} {label}")
     ax1.set_xscale("log")
@@ -510,7 +586,12 @@ def plot(fig: Any, results: dict[str, Any]) -> None:
     for size in sizes:
         if "edge" in results["sizes"][size]:
             sweep = results["sizes"][size]["edge"]["ef_sweep"]
-            ax2.plot([r["dense_p50_ms"] for r in sweep], [r["recall@10"] for r in sweep], "-o", label=f"{int(size):,}")
+            ax2.plot(
+                [r["dense_p50_ms"] for r in sweep],
+                [r["recall@10"] for r in sweep],
+                "-o",
+                label=f"{int(size):,}",
+            )
             for r in sweep:
                 ax2.annotate(str(r["hnsw_ef"]), (r["dense_p50_ms"], r["recall@10"]), fontsize=7)
     ax2.axhline(0.95, color="grey", linestyle=":")

@@ -775,7 +775,7 @@ def test_flake_outputs_shape_with_a_stub_nixpkgs() -> None:
         assert packages & {"python311", "python312"}, packages
         hook = shell["hook"]
         assert "-m venv" in hook and "/.venv" in hook
-        assert 'install "torch==2.13.0"' in hook and 'install -e "$repo[dev]"' in hook
+        assert 'install "torch==2.13.0"' in hook and "uv sync --frozen --inexact --extra dev" in hook
         assert f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}" in hook
         assert ("LD_LIBRARY_PATH" in hook) == system.endswith("-linux")
 

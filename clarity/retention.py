@@ -1,0 +1,120 @@
+"""The storage cap: warn before the storage root reaches ``storage.max_bytes``, and past it
+forget the oldest low-importance memories first, so the disk never fills up unnoticed.
+
+Disk use is what the files really occupy (allocated blocks): the embedded engine preallocates
+sparse files whose apparent size says nothing. A deleted point's space comes back only when the
+engine compacts, so how many memories to drop is estimated from the average size per memory
+rather than by deleting until the number moves.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from clarity.config import Settings
+from clarity.memory import MemoryService
+
+log = logging.getLogger(__name__)
+
+# Importance ceilings tried in turn: everything at or below 0.2 goes (oldest first) before
+# anything at 0.4, and so on; preferences and decisions are usually stored well above these.
+_TIERS = (0.2, 0.4, 0.6, 0.8, 1.0)
+_TARGET = 0.8  # after an eviction, aim this far below the cap so the next one is not immediate
+
+
+def disk_usage(root: Path) -> int:
+    total = 0
+    for path in root.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_blocks * 512
+        except OSError:
+            continue  # a file removed while walking (a retired shard)
+    return total
+
+
+class SizeReport(BaseModel):
+    used_bytes: int
+    max_bytes: int
+    state: str  # ok, warning, over, unlimited
+    evicted: int = 0
+
+    @property
+    def share(self) -> float:
+        return self.used_bytes / self.max_bytes if self.max_bytes else 0.0
+
+
+class SizeGuard:
+    def __init__(self, settings: Settings, service: MemoryService) -> None:
+        self.storage = settings.storage
+        self.service = service
+        self.last: SizeReport | None = None
+        self._warned_at = 0.0
+        self._stop = threading.Event()
+
+    def check(self) -> SizeReport:
+        cap = self.storage.max_bytes
+        used = disk_usage(self.storage.root)
+        if not cap:
+            report = SizeReport(used_bytes=used, max_bytes=0, state="unlimited")
+        elif used >= cap:
+            evicted = self.evict(used, cap)
+            report = SizeReport(used_bytes=used, max_bytes=cap, state="over", evicted=evicted)
+            log.warning(
+                "storage %s uses %.1f MB, over its cap of %.1f MB: forgot the %d oldest low-importance memories",
+                self.storage.root,
+                used / 1e6,
+                cap / 1e6,
+                evicted,
+            )
+        elif used >= cap * self.storage.warn_fraction:
+            report = SizeReport(used_bytes=used, max_bytes=cap, state="warning")
+            if time.monotonic() - self._warned_at > 3600:
+                self._warned_at = time.monotonic()
+                log.warning(
+                    "storage %s is at %.0f%% of its %.1f MB cap; past it the oldest low-importance memories "
+                    "are forgotten (raise storage.max_bytes, or `clarity forget` what you do not need)",
+                    self.storage.root,
+                    100 * used / cap,
+                    cap / 1e6,
+                )
+        else:
+            report = SizeReport(used_bytes=used, max_bytes=cap, state="ok")
+        self.last = report
+        return report
+
+    def evict(self, used: int, cap: int) -> int:
+        count = self.service.db.count()
+        if not count:
+            return 0
+        per_memory = used / count
+        wanted = min(count, math.ceil((used - cap * _TARGET) / per_memory))
+        evicted = 0
+        for ceiling in _TIERS:
+            if evicted >= wanted:
+                break
+            evicted += self.service.evict_oldest(wanted - evicted, max_importance=ceiling)
+        return evicted
+
+    def run_every(self, seconds: float, first_after: float | None = None) -> threading.Thread:
+        def loop() -> None:
+            delay = seconds if first_after is None else first_after
+            while not self._stop.wait(delay):
+                delay = seconds
+                try:
+                    self.check()
+                except Exception:
+                    log.exception("storage size check failed")
+
+        thread = threading.Thread(target=loop, name="clarity-size-guard", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
