@@ -137,7 +137,7 @@ def status(as_json: AsJson = False) -> None:
     """Is a daemon running, is it ready, and what does it serve?"""
     import httpx
 
-    from clarity.daemon import daemon_url, headers_for, read_lock_info
+    from clarity.daemon import daemon_url, diagnose, headers_for, read_lock_info
 
     settings = _settings()
     url = daemon_url(settings)
@@ -150,10 +150,14 @@ def status(as_json: AsJson = False) -> None:
         report["readiness"] = ready.json()
     except (httpx.HTTPError, ValueError) as exc:
         report["error"] = str(exc)
+    report["problems"] = [] if report["running"] else diagnose(settings)
     if as_json:
         out.print_json(json.dumps(report))
     elif not report["running"]:
-        err.print(f"clarity daemon: [red]not running[/] at {url}; start it with `clarity serve`")
+        err.print(f"clarity daemon: [red]not running[/] at {url}", highlight=False)
+        for problem in report["problems"]:
+            err.print(f"  - {problem}", highlight=False, soft_wrap=True)
+        err.print("start it with `clarity serve` (or `clarity service install` to keep it running)")
     else:
         state = "[green]ready[/]" if report["ready"] else "[yellow]starting (model loading)[/]"
         detail = report.get("readiness", {})

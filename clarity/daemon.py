@@ -63,6 +63,54 @@ def lock_is_held(settings: Settings) -> bool:
         return False
 
 
+def port_taken(settings: Settings, timeout: float = 0.5) -> bool:
+    """Something accepts connections on the daemon's address (Clarity or not)."""
+    try:
+        with socket.create_connection((settings.server.host, settings.server.port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def diagnose(settings: Settings) -> list[str]:
+    """Why no daemon answers, each with its fix: a stale lock, a hung daemon, a foreign port."""
+    url = daemon_url(settings)
+    info = read_lock_info(settings)
+    pid = info.get("pid")
+    problems = []
+    if lock_is_held(settings):
+        problems.append(
+            f"daemon pid {pid} holds the storage {settings.storage.root} but does not answer at {url}; "
+            f"if it is hung, `clarity stop` (or `kill -9 {pid}`) ends it without losing data"
+            if isinstance(pid, int)
+            else f"a process holds the storage {settings.storage.root} but does not answer at {url}"
+        )
+    elif isinstance(pid, int):
+        state = "still running but not as its daemon" if pid_alive(pid) else "gone"
+        problems.append(
+            f"stale lock file from pid {pid} ({state}), left by a crash: harmless, the next `clarity serve` "
+            "takes the storage over"
+        )
+    if port_taken(settings) and not lock_is_held(settings):
+        port = settings.server.port
+        problems.append(
+            f"port {port} is held by another program that does not answer as Clarity "
+            f"(see `ss -ltnp 'sport = :{port}'`); free it, or run Clarity on another port "
+            "with `clarity serve --port N` / CLARITY_SERVER__PORT=N"
+        )
+    return problems
+
+
 class StorageLock:
     """Exclusive ownership of a storage root for the life of this process."""
 
@@ -241,6 +289,15 @@ def is_healthy(settings: Settings, timeout: float = 0.5) -> bool:
         return False
 
 
+def _wait_healthy(settings: Settings, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if is_healthy(settings):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def ensure_daemon(settings: Settings, wait_seconds: float = 30.0) -> None:
     """Start a daemon in the background unless one answers; a file lock makes racing starters wait."""
     if is_healthy(settings):
@@ -252,6 +309,12 @@ def ensure_daemon(settings: Settings, wait_seconds: float = 30.0) -> None:
         try:
             if is_healthy(settings):
                 return
+            if lock_is_held(settings):  # a daemon is starting (or hung): wait for it, do not race it
+                if _wait_healthy(settings, wait_seconds):
+                    return
+                raise DaemonError("; ".join(diagnose(settings)))
+            if port_taken(settings):
+                raise DaemonError("; ".join(diagnose(settings)))
             log_path = settings.storage.app_data_dir / "daemon.log"
             with _open_private(log_path, "ab") as log_file:
                 process = subprocess.Popen(

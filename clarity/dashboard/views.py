@@ -44,6 +44,7 @@ from clarity.models import (
     RetrieveRequest,
     Source,
 )
+from clarity.store.base import MemoryFilter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -622,7 +623,9 @@ class Dashboard:
         stats = self.service.stats(None, "all")
         projects = []
         for scope, count in sorted(stats.by_scope.items(), key=lambda kv: -kv[1])[:12]:
-            projects.append((scope, count, self.service.stats(None, scope).by_type))
+            # One facet per project (payload index), not a whole stats() call each.
+            by_type = self.service.db.facet("memory_type", MemoryFilter(scopes=[scope]))
+            projects.append((scope, count, by_type))
         return {
             "stats": stats,
             "projects": projects,

@@ -185,6 +185,9 @@ def main() -> None:
     )
     p.add_argument("--calls", type=int, default=None, help="calls per event and hook type (default 500)")
     p.add_argument("--types", default="http,command", help="http, command or both")
+    p.add_argument(
+        "--workdir", type=Path, default=None, help="keep filled storage roots here and reuse them next time"
+    )
     args = p.parse_args()
     sizes = [int(s) for s in (args.sizes or ("1000" if args.quick else "1000,10000,100000")).split(",")]
     calls = args.calls or (20 if args.quick else 500)
@@ -195,8 +198,8 @@ def main() -> None:
     from clarity.project import project_scope
 
     work = Path(tempfile.mkdtemp(prefix="clarity-bench-hooks-"))
-    project_dir = work / "project"
-    project_dir.mkdir()
+    project_dir = (args.workdir or work) / "hooks-project"
+    project_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run(["git", "init", "-q", str(project_dir)], check=True)
     project = str(project_dir)
     scope = project_scope(project)
@@ -224,7 +227,18 @@ def main() -> None:
 
     for size in sizes:
         root = work / f"root-{size}"
-        layout = prefill(root, size, console, project=scope)
+        if args.workdir is None:
+            layout = prefill(root, size, console, project=scope)
+        else:  # a filled template root, reused across runs; the daemon works on a copy
+            template = args.workdir / f"hooks-root-{size}"
+            sidecar = template.with_suffix(".json")
+            if not sidecar.exists() or json.loads(sidecar.read_text()).get("scope") != scope:
+                shutil.rmtree(template, ignore_errors=True)
+                sidecar.write_text(
+                    json.dumps({"scope": scope, **prefill(template, size, console, project=scope)})
+                )
+            layout = {**json.loads(sidecar.read_text()), "reused": True}
+            shutil.copytree(template, root)
         cell: dict[str, Any] = {"store": layout, "http": {}, "command": {}}
         with running_daemon(root) as url:
             port = int(url.rsplit(":", 1)[1])

@@ -371,6 +371,13 @@ def main() -> None:
     p.add_argument("--hnsw-ef", type=int, default=128)
     p.add_argument("--m", type=int, default=16, help="HNSW m for the EdgeStore segments")
     p.add_argument("--ef-construct", type=int, default=200)
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep the filled stores here and reuse them on the next run",
+    )
+    p.add_argument("--fill-only", action="store_true", help="fill the stores (with --workdir) and stop")
     p.add_argument("--budget", type=float, default=None, help="max seconds per latency cell (default 30)")
     args = p.parse_args()
     warnings.filterwarnings("ignore", message="Local mode performs exact")
@@ -395,7 +402,9 @@ def main() -> None:
     qvecs = embed_cached(texts, console, EMB[0])
     lexical = LexicalEncoder()
     sparse = [lexical.query(t) for t in texts]
-    work = Path(tempfile.mkdtemp(prefix="clarity-bench-retrieval-"))
+    keep = args.workdir is not None
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="clarity-bench-retrieval-"))
+    work.mkdir(parents=True, exist_ok=True)
     qfile = work / "queries.npy"
     np.save(qfile, qvecs[: min(50, len(qvecs))])
     results: dict[str, Any] = {
@@ -417,48 +426,73 @@ def main() -> None:
         data = Corpus(largest.texts[:size], largest.vectors[:size], min(largest.real, size))
         row: dict[str, Any] = {"derived_vectors": size - data.real}
         if "edge" in engines:
-            directory = work / f"edge-{size}"
-            fill = fill_edge(
-                directory,
-                data,
-                console,
-                PROJECT,
-                segment,
-                args.active_points,
-                PROJECT_SHARE,
-                m=args.m,
-                ef_construct=args.ef_construct,
-            )
-            store = open_edge(
-                directory, segment, hnsw_ef=args.hnsw_ef, m=args.m, ef_construct=args.ef_construct
-            )
-            edge = {**fill, **measure_store(store, qvecs, sparse, console, f"edge {size}", budget)}
-            edge["service_ms"] = measure_service(store, texts, console, f"edge {size}", budget)
-            edge["breakdown"] = breakdown(store, qvecs, sparse, console)
-            efs = (32, 128) if quick else (16, 32, 64, 128, 256)
-            edge["ef_sweep"] = ef_sweep(store, qvecs[: min(100, n_queries)], efs, console)
-            store.close()
-            edge["disk_bytes_per_memory"] = round(disk_bytes(directory) / size, 1)
-            rss = rss_child("edge", directory, qfile)
-            edge["rss"] = rss
-            edge["rss_bytes_per_memory"] = round((rss["served_mb"] - rss["before_mb"]) * 1048576 / size, 1)
-            row["edge"] = edge
-            shutil.rmtree(directory, ignore_errors=True)
+            key = [size, segment, args.active_points, args.m, args.ef_construct, real_max]
+            directory = work / f"edge-{size}-{segment}-{args.active_points}-{args.m}-{args.ef_construct}"
+            sidecar = directory.with_suffix(".json")
+            if keep and sidecar.exists() and json.loads(sidecar.read_text())["key"] == key:
+                fill = json.loads(sidecar.read_text())["fill"]
+                fill["reused"] = True
+            else:
+                shutil.rmtree(directory, ignore_errors=True)
+                fill = fill_edge(
+                    directory,
+                    data,
+                    console,
+                    PROJECT,
+                    segment,
+                    args.active_points,
+                    PROJECT_SHARE,
+                    m=args.m,
+                    ef_construct=args.ef_construct,
+                )
+                sidecar.write_text(json.dumps({"key": key, "fill": fill}))
+            if not args.fill_only:
+                store = open_edge(
+                    directory, segment, hnsw_ef=args.hnsw_ef, m=args.m, ef_construct=args.ef_construct
+                )
+                edge = {**fill, **measure_store(store, qvecs, sparse, console, f"edge {size}", budget)}
+                edge["service_ms"] = measure_service(store, texts, console, f"edge {size}", budget)
+                edge["breakdown"] = breakdown(store, qvecs, sparse, console)
+                efs = (32, 128) if quick else (16, 32, 64, 128, 256)
+                edge["ef_sweep"] = ef_sweep(store, qvecs[: min(100, n_queries)], efs, console)
+                store.close()
+                edge["disk_bytes_per_memory"] = round(disk_bytes(directory) / size, 1)
+                rss = rss_child("edge", directory, qfile)
+                edge["rss"] = rss
+                edge["rss_bytes_per_memory"] = round(
+                    (rss["served_mb"] - rss["before_mb"]) * 1048576 / size, 1
+                )
+                row["edge"] = edge
+                if not keep:
+                    shutil.rmtree(directory, ignore_errors=True)
         if "local" in engines and size <= args.baseline_max:
-            directory = work / f"local-{size}"
-            fill = fill_local(directory, data, console)
-            store = open_local(directory)
-            local = {**fill, **measure_store(store, qvecs, sparse, console, f"local {size}", budget)}
-            local["service_ms"] = measure_service(store, texts, console, f"local {size}", budget)
-            store.close()
-            local["disk_bytes_per_memory"] = round(disk_bytes(directory) / size, 1)
-            rss = rss_child("local", directory, qfile)
-            local["rss"] = rss
-            local["rss_bytes_per_memory"] = round((rss["served_mb"] - rss["before_mb"]) * 1048576 / size, 1)
-            row["local"] = local
-            shutil.rmtree(directory, ignore_errors=True)
+            directory = work / f"local-{size}-{real_max}"
+            sidecar = directory.with_suffix(".json")
+            if keep and sidecar.exists():
+                fill = {**json.loads(sidecar.read_text()), "reused": True}
+            else:
+                shutil.rmtree(directory, ignore_errors=True)
+                fill = fill_local(directory, data, console)
+                sidecar.write_text(json.dumps(fill))
+            if not args.fill_only:
+                store = open_local(directory)
+                local = {**fill, **measure_store(store, qvecs, sparse, console, f"local {size}", budget)}
+                local["service_ms"] = measure_service(store, texts, console, f"local {size}", budget)
+                store.close()
+                local["disk_bytes_per_memory"] = round(disk_bytes(directory) / size, 1)
+                rss = rss_child("local", directory, qfile)
+                local["rss"] = rss
+                local["rss_bytes_per_memory"] = round(
+                    (rss["served_mb"] - rss["before_mb"]) * 1048576 / size, 1
+                )
+                row["local"] = local
+                if not keep:
+                    shutil.rmtree(directory, ignore_errors=True)
         results["sizes"][str(size)] = row
-    shutil.rmtree(work, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.fill_only:
+        return
     report(results)
     write_results(args.out, "retrieval", results, lambda fig: plot(fig, results))
 
