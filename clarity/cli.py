@@ -159,10 +159,22 @@ def status(as_json: AsJson = False) -> None:
             err.print(f"  - {problem}", highlight=False, soft_wrap=True)
         err.print("start it with `clarity serve` (or `clarity service install` to keep it running)")
     else:
-        state = "[green]ready[/]" if report["ready"] else "[yellow]starting (model loading)[/]"
         detail = report.get("readiness", {})
-        out.print(f"clarity daemon at {url}: {state}")
-        out.print(f"engine {detail.get('engine')} at {detail.get('location')}", soft_wrap=True)
+        if "error" in detail and "authorization" in str(detail["error"]):
+            state = "[yellow]running; its details need the token[/] (set CLARITY_TOKEN)"
+        elif report["ready"]:
+            state = "[green]ready[/]"
+        elif detail.get("model_error"):
+            state = f"[yellow]running without its model, lexical search only[/]: {detail['model_error']}"
+        else:
+            state = "[yellow]starting (model loading)[/]"
+        out.print(f"clarity daemon at {url}: {state}", soft_wrap=True)
+        if "engine" in detail:
+            out.print(f"engine {detail.get('engine')} at {detail.get('location')}", soft_wrap=True)
+        storage = detail.get("storage") or {}
+        if storage.get("state") in ("warning", "over"):
+            share = 100 * storage["used_bytes"] / max(storage["max_bytes"], 1)
+            out.print(f"[yellow]storage at {share:.0f}% of its cap[/] (storage.max_bytes)")
     if not report["running"]:
         raise typer.Exit(1)
 

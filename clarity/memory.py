@@ -138,15 +138,21 @@ class MemoryService:
             yield
 
     def store(self, request: MemoryCreate, project: str | None = None) -> StoreResult:
+        """The embedding (the slow part) is computed before taking the write lock, so concurrent
+        stores encode in parallel and only the duplicate checks and the upsert are serialised."""
         scope = self._store_scope(request.scope, project)
         content = redact(request.content)
         digest = content_hash(content)
+        same_text = MemoryFilter(scopes=[scope], content_hash=digest)
+        dense = None if self.db.newest(same_text, limit=1) else self._embed_if_ready(content)
         now = utcnow()
         with self._write_lock:
-            existing = self.db.newest(MemoryFilter(scopes=[scope], content_hash=digest), limit=1)
+            existing = self.db.newest(same_text, limit=1)
             if existing:
                 memory = Memory.from_payload(existing[0].id, existing[0].payload)
                 return StoreResult(id=memory.id, status="duplicate", memory=self._bump(memory, request, now))
+            if dense is None:  # deleted since the check above, or the model just became ready
+                dense = self._embed_if_ready(content)
             memory = Memory(
                 id=new_memory_id(),
                 content=content,
@@ -161,7 +167,6 @@ class MemoryService:
                 metadata=redact_value(request.metadata),
                 content_hash=digest,
             )
-            dense = self._embed_if_ready(content)
             near = (
                 self.db.search(
                     dense,

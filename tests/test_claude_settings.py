@@ -159,6 +159,9 @@ def test_install_keeps_everything_else(scope: str, project: Path) -> None:
                 "type": "http",
                 "url": f"http://127.0.0.1:8000/hooks/{event}",
                 "timeout": cc.TIMEOUTS[event],
+                # CLARITY_DISABLED=1 in a session's environment reaches the daemon as this header
+                "headers": {"X-Clarity-Disabled": "$CLARITY_DISABLED"},
+                "allowedEnvVars": ["CLARITY_DISABLED"],
             }
     for event in ("PreToolUse", "PostToolUse", "PostToolUseFailure"):
         assert settings["hooks"][event][-1]["matcher"] == "*"
@@ -295,8 +298,11 @@ def test_token_adds_headers_but_never_the_token(project: Path, monkeypatch: pyte
     for event in EVENTS:
         [handler] = clarity_handlers(settings, event)
         if handler["type"] == "http":
-            assert handler["headers"] == {"Authorization": "Bearer $CLARITY_TOKEN"}
-            assert handler["allowedEnvVars"] == ["CLARITY_TOKEN"]
+            assert handler["headers"] == {
+                "X-Clarity-Disabled": "$CLARITY_DISABLED",
+                "Authorization": "Bearer $CLARITY_TOKEN",
+            }
+            assert handler["allowedEnvVars"] == ["CLARITY_DISABLED", "CLARITY_TOKEN"]
         else:
             assert "headers" not in handler
     for scope in ("project", "local"):

@@ -186,6 +186,9 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=None, help="calls per event and hook type (default 500)")
     p.add_argument("--types", default="http,command", help="http, command or both")
     p.add_argument(
+        "--fill-only", action="store_true", help="fill the template roots (with --workdir) and stop"
+    )
+    p.add_argument(
         "--workdir", type=Path, default=None, help="keep filled storage roots here and reuse them next time"
     )
     args = p.parse_args()
@@ -238,6 +241,8 @@ def main() -> None:
                     json.dumps({"scope": scope, **prefill(template, size, console, project=scope)})
                 )
             layout = {**json.loads(sidecar.read_text()), "reused": True}
+            if args.fill_only:
+                continue
             shutil.copytree(template, root)
         cell: dict[str, Any] = {"store": layout, "http": {}, "command": {}}
         with running_daemon(root) as url:
@@ -279,6 +284,8 @@ def main() -> None:
         results["sizes"][str(size)] = cell
         shutil.rmtree(root, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
+    if args.fill_only:
+        return
     report(results, types)
     write_results(args.out, "hooks", results, lambda fig: plot(fig, results, types))
 

@@ -381,6 +381,7 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=None, help="max seconds per latency cell (default 30)")
     args = p.parse_args()
     warnings.filterwarnings("ignore", message="Local mode performs exact")
+    warnings.filterwarnings("ignore", message="Local mode is not recommended")
     quick = args.quick
     sizes = [int(s) for s in (args.sizes or ("2000" if quick else "10000,100000,1000000")).split(",")]
     n_queries = args.queries or (20 if quick else 200)
