@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 import httpx
@@ -202,3 +204,44 @@ def test_backup_while_writing_then_restore(daemon: Daemon, tmp_path: Path) -> No
     assert len(after) == backed_up
     assert "kept across a restore: the api runs on port 8443" in after.values()
     assert "written after the backup, gone after the restore" not in after.values()
+
+
+def test_migrate_refuses_bad_targets_and_a_running_daemon(daemon: Daemon) -> None:
+    bad = clarity(daemon, "migrate", "--to", "ftp://example")
+    assert bad.returncode == 2 and "neither a Qdrant URL" in bad.stderr
+    same = clarity(daemon, "migrate", "--to", "embedded")
+    assert same.returncode == 2 and "already is the embedded engine" in " ".join(same.stderr.split())
+    busy = clarity(daemon, "migrate", "--to", "http://127.0.0.1:9")
+    assert busy.returncode == 1 and "clarity stop" in busy.stderr
+
+
+@pytest.mark.skipif(
+    not os.environ.get("QDRANT_URL"), reason="QDRANT_URL not set: migrating to a server needs one"
+)
+def test_migrate_to_a_qdrant_server_and_back(tmp_path: Path) -> None:
+    from qdrant_client import QdrantClient
+
+    collection = f"migrate_{uuid.uuid4().hex[:8]}"
+    source = Daemon(tmp_path / "src", free_port(), env={"CLARITY_QDRANT__COLLECTION": collection}).start()
+    source.wait_ready()
+    ids = {_store(source, f"migrated fact {i}: queue {i} holds {i * 7} jobs") for i in range(30)}
+    before = _all(source)
+    source.stop()
+    url = os.environ["QDRANT_URL"]
+    moved = clarity(source, "migrate", "--to", url)
+    assert moved.returncode == 0, moved.stderr
+    assert "counts and content hashes verified" in " ".join(moved.stdout.split())
+    client = QdrantClient(url=url, api_key=os.environ.get("QDRANT_API_KEY"))
+    try:
+        assert client.count(collection, exact=True).count == len(ids)
+        on_server = Daemon(tmp_path / "srv", free_port(), env={"CLARITY_QDRANT__COLLECTION": collection})
+        base_env = on_server.env
+        on_server.env = lambda: {**base_env(), "QDRANT_URL": url}  # type: ignore[method-assign]
+        on_server.start()
+        try:
+            on_server.wait_ready()
+            assert _all(on_server) == before
+        finally:
+            on_server.stop()
+    finally:
+        client.delete_collection(collection)
