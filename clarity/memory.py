@@ -84,6 +84,24 @@ def index_text(memory: Memory) -> str:
     return " ".join([memory.content, *memory.tags])
 
 
+def _new_memory(request: MemoryCreate, scope: str, content: str, now: datetime) -> Memory:
+    """A memory as first stored: ``content`` is already redacted, the metadata is redacted here."""
+    return Memory(
+        id=new_memory_id(),
+        content=content,
+        memory_type=request.memory_type,
+        scope=scope,
+        tags=request.tags,
+        importance=request.importance,
+        source=request.source,
+        session_id=request.session_id,
+        created_at=now,
+        updated_at=now,
+        metadata=redact_value(request.metadata),
+        content_hash=content_hash(content),
+    )
+
+
 class MemoryService:
     def __init__(
         self,
@@ -153,20 +171,7 @@ class MemoryService:
                 return StoreResult(id=memory.id, status="duplicate", memory=self._bump(memory, request, now))
             if dense is None:  # deleted since the check above, or the model just became ready
                 dense = self._embed_if_ready(content)
-            memory = Memory(
-                id=new_memory_id(),
-                content=content,
-                memory_type=request.memory_type,
-                scope=scope,
-                tags=request.tags,
-                importance=request.importance,
-                source=request.source,
-                session_id=request.session_id,
-                created_at=now,
-                updated_at=now,
-                metadata=redact_value(request.metadata),
-                content_hash=digest,
-            )
+            memory = _new_memory(request, scope, content, now)
             near = (
                 self.db.search(
                     dense,
@@ -198,25 +203,10 @@ class MemoryService:
         if not requests:
             return []
         now = utcnow()
-        drafts = []
-        for request in requests:
-            content = redact(request.content)
-            drafts.append(
-                Memory(
-                    id=new_memory_id(),
-                    content=content,
-                    memory_type=request.memory_type,
-                    scope=self._store_scope(request.scope, project),
-                    tags=request.tags,
-                    importance=request.importance,
-                    source=request.source,
-                    session_id=request.session_id,
-                    created_at=now,
-                    updated_at=now,
-                    metadata=redact_value(request.metadata),
-                    content_hash=content_hash(content),
-                )
-            )
+        drafts = [
+            _new_memory(request, self._store_scope(request.scope, project), redact(request.content), now)
+            for request in requests
+        ]
         vectors = self.embedder.embed_documents([d.content for d in drafts])
         results: list[StoreResult] = []
         with self._write_lock:
