@@ -162,7 +162,9 @@ class StorageSettings(_Section):
         ge=0,
         description="cap on the disk used under the root (0: none); the oldest low-importance memories go first",
     )
-    warn_fraction: float = Field(0.9, gt=0.0, le=1.0, description="warn once usage passes this share of the cap")
+    warn_fraction: float = Field(
+        0.9, gt=0.0, le=1.0, description="warn once usage passes this share of the cap"
+    )
 
     @field_validator("root")
     @classmethod

@@ -47,7 +47,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[s
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
-def test_quick_run_writes_json_and_png(runs: dict[str, tuple[subprocess.Popen[str], Path]], name: str) -> None:
+def test_quick_run_writes_json_and_png(
+    runs: dict[str, tuple[subprocess.Popen[str], Path]], name: str
+) -> None:
     proc, out = runs[name]
     try:
         output, _ = proc.communicate(timeout=TIMEOUT)

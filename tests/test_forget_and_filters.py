@@ -57,7 +57,10 @@ def test_forget_dry_run_counts_and_keeps(service: MemoryService) -> None:
     _seed(service)
     result = service.forget(ForgetRequest(memory_types=["command"], scope="all"), dry_run=True)
     assert (result.matched, result.deleted, result.dry_run) == (2, 0, True)
-    assert {m.content for m in result.sample} == {"the build uses make release", "other project uses cargo nextest"}
+    assert {m.content for m in result.sample} == {
+        "the build uses make release",
+        "other project uses cargo nextest",
+    }
     assert service.db.count() == 5
 
 
