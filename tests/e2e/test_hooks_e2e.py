@@ -121,3 +121,33 @@ def test_hooks_fail_open_when_the_daemon_is_down(claude_bin: str, tmp_path: Path
         assert fake.script_done, fake.dump()
         assert "hook additional context" not in all_text(fake.main_requests[-1])
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize("hook_type", ["http", "command"])
+def test_clarity_disabled_turns_every_hook_into_a_no_op(
+    claude_bin: str, shared_daemon: Daemon, tmp_path: Path, hook_type: str
+) -> None:
+    project = make_project(tmp_path / "project")
+    install("project", hook_type, project=project, no_mcp=True, base_url=shared_daemon.url)  # type: ignore[arg-type]
+    prompt = "remember that the release train leaves on Fridays at 10:00"
+
+    def session(home: str, **extra: str) -> str:
+        with FakeAnthropic([{"text": "Noted."}]) as fake:
+            run = run_claude_p(
+                prompt,
+                env={**claude_env(tmp_path / home, fake.url), **extra},
+                cwd=project,
+                binary=claude_bin,
+                timeout=180,
+            )
+            assert run.ok, run.describe()
+            return all_text(fake.main_requests[0])
+
+    def stored() -> list[dict]:
+        found = shared_daemon.api("GET", "/memories", str(project), params={"scope": "project"})
+        return [m for m in found.json()["memories"] if "release train" in m["content"]]
+
+    seen = session("off", CLARITY_DISABLED="1")
+    assert "hook additional context" not in seen and stored() == []
+    seen = session("on")  # the same session without the switch stores it and says so
+    assert "Clarity stored this" in seen and len(stored()) == 1
