@@ -90,8 +90,13 @@ class ServerSettings(_Section):
 class RetrievalSettings(_Section):
     limit: int = Field(5, ge=1, le=100)
     min_score: float = Field(0.0, ge=0.0, le=1.0)
-    rrf_k: int = Field(60, ge=1, le=1000)
+    rrf_k: int = Field(
+        10, ge=1, le=1000, description="RRF k; 10 beat 60 on every LoCoMo dev category (docs/benchmarks.md)"
+    )
     prefetch_limit: int = Field(50, ge=1, le=1000)
+    lexical_weight: float = Field(
+        1.0, ge=0.1, le=20.0, description="RRF weight of the lexical ranking against the dense one"
+    )
     identifier_lexical_weight: float = Field(
         3.0,
         ge=1.0,

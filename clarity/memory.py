@@ -453,7 +453,9 @@ class MemoryService:
         dense = self.embedder.embed_query(request.query) if mode != "lexical" else None
         sparse = self.lexical.query(request.query) if mode != "dense" else None
         candidates = max(request.limit * 3, 20)
-        lexical_weight = cfg.identifier_lexical_weight if has_identifier(request.query) else 1.0
+        lexical_weight = (
+            cfg.identifier_lexical_weight if has_identifier(request.query) else cfg.lexical_weight
+        )
         hits = self.db.search(
             dense,
             sparse,

@@ -174,13 +174,13 @@ def test_weighted_rrf_here_matches_qdrants(tmp_path: Path, embedder: EmbeddingPr
     store.upsert(corpus(embedder, 60))
     query = "what did the billing team decide about K12X"
     dense, sparse = embedder.embed_query(query), LexicalEncoder().query(query)
-    for weight in (1.0, 3.0):
+    for weight, k in ((1.0, 60), (3.0, 60), (1.0, 10), (3.0, 10)):
         inside = store.search(
-            dense, sparse, MemoryFilter(), 10, prefetch_limit=60, exact=True, lexical_weight=weight
+            dense, sparse, MemoryFilter(), 10, prefetch_limit=60, rrf_k=k, exact=True, lexical_weight=weight
         )
         dense_ranking = store.search(dense, sparse, MemoryFilter(), 60, mode="dense", exact=True)
         lexical_ranking = store.search(dense, sparse, MemoryFilter(), 60, mode="lexical", exact=True)
-        here = rrf_fuse([dense_ranking, lexical_ranking], 60, 10, [1.0, weight])
+        here = rrf_fuse([dense_ranking, lexical_ranking], k, 10, [1.0, weight])
         assert [round(h.score, 6) for h in here[:5]] == [round(h.score, 6) for h in inside[:5]]
         mine = {h.id: round(h.score, 6) for h in here}
         assert all(mine[h.id] == round(h.score, 6) for h in inside[:5] if h.id in mine)

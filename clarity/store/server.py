@@ -169,7 +169,7 @@ class ServerStore:
         limit: int,
         mode: SearchMode = "hybrid",
         prefetch_limit: int = 50,
-        rrf_k: int = 60,
+        rrf_k: int = 10,
         exact: bool = False,
         lexical_weight: float = 1.0,
     ) -> list[Hit]:

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from common import base_texts, daemon_env, free_port, machine, parser, progress, write_results
@@ -91,7 +91,7 @@ def main() -> None:
     settings = Settings(storage={"root": str(work / "root")})
     provider = create_embedding_provider(settings.embedding)
     provider.wait_ready(300)
-    model = provider._model  # the SentenceTransformer the service uses
+    model = cast(Any, provider)._model  # the SentenceTransformer the service uses
     service = MemoryService(settings, open_store(settings), provider)
     texts = base_texts(count + 400)
     single, texts = texts[count:], texts[:count]
@@ -140,7 +140,7 @@ def main() -> None:
 
     raw_rate = count / raw_seconds
     bulk_rate = count / bulk_seconds
-    result: dict[str, Any] = {
+    report: dict[str, Any] = {
         "machine": info,
         "memories": count,
         "chunk": args.chunk,
@@ -181,7 +181,7 @@ def main() -> None:
             f"{median.get('readyz', float('nan')):.2f} s",
         )
     Console().print(table)
-    write_results(args.out, "ingest", result, lambda fig: plot(fig, result))
+    write_results(args.out, "ingest", report, lambda fig: plot(fig, report))
 
 
 def plot(fig: Any, result: dict[str, Any]) -> None:

@@ -64,6 +64,9 @@ def main() -> None:
         files = [min(files, key=lambda f: f.stat().st_size)]
     settings = Settings(storage={"root": tempfile.mkdtemp(prefix="clarity-quality-")})
     service = MemoryService(settings, open_store(settings), create_embedding_provider(settings.embedding))
+    # Stores made before the model is loaded get their dense vectors later (the daemon's
+    # backfill); a benchmark must compare the modes on complete vectors, so it waits.
+    service.embedder.wait_ready(300)
     hits: dict[str, dict[int, list[tuple[float, float, float]]]] = {m: defaultdict(list) for m in MODES}
     merged = 0
     with progress(console) as bar:

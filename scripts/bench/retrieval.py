@@ -161,9 +161,11 @@ def measure_store(
             flt = filters()[name]
             for i in range(min(5, n)):  # warm-up
                 store.search(dense[i], sparse[i], flt, 20, mode=mode)
-            samples = timed(
-                lambda i, m=mode, f=flt: store.search(dense[i], sparse[i], f, 20, mode=m), n, budget
-            )
+
+            def call(i: int, m: str = mode, f: Any = flt) -> Any:
+                return store.search(dense[i], sparse[i], f, 20, mode=m)
+
+            samples = timed(call, n, budget)
             out["latency_ms"][f"{mode}/{name}"] = percentiles(samples)
             bar.advance(task)
         task = bar.add_task(f"{label}: recall@10 approx vs exact", total=len(filters()))
