@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from clarity.access import AccessTracker
 from clarity.config import Settings
 from clarity.embedding import EmbeddingProvider, LexicalEncoder, ModelNotReady
@@ -482,7 +484,7 @@ class MemoryService:
         for result in results:
             vector = vectors.get(result.memory.id)
             if vector is not None:
-                result.similarity = round(sum(a * b for a, b in zip(vector, query, strict=True)), 4)
+                result.similarity = round(float(np.dot(vector, query)), 4)
 
     def _rescore(
         self, hits: list[Hit], mode: str, lexical_weight: float = 1.0, lexical_used: bool = True

@@ -133,6 +133,13 @@ def _hit(point: Any, with_dense: bool = False) -> Hit:
     return Hit(str(point.id), float(getattr(point, "score", 0.0) or 0.0), point.payload or {}, dense)
 
 
+def _ranking(points: Sequence[Any]) -> list[Hit]:
+    """Ids and scores only, the id kept as the engine's own object: a search reads hundreds of
+    these and turning each UUID into text cost more than the search. ``_with_payloads`` names
+    the few that are kept."""
+    return [Hit(point.id, point.score, {}) for point in points]
+
+
 class _Shard:
     """One Edge shard directory and the handle that owns it."""
 
@@ -507,10 +514,14 @@ class EdgeStore:
     # -- reads --------------------------------------------------------------------------------
 
     def get(self, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
+        return self._get(self._view, ids, with_vectors)
+
+    def _get(self, view: _View, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
         wanted = list(ids)
         found: dict[str, Hit] = {}
-        view = self._view
         for shard in view.shards:
+            if len(found) == len(wanted):
+                break
             exclude: AbstractSet[str] = view.exclude(shard) or frozenset()
             for record in shard.handle.retrieve(_ids(wanted), with_payload=True, with_vector=with_vectors):
                 if str(record.id) not in exclude:
@@ -550,7 +561,7 @@ class EdgeStore:
                         limit=depth,
                         query=Query.Nearest(dense, using=DENSE),
                         filter=shard_filter,
-                        with_payload=True,
+                        with_payload=False,
                         params=params,
                     )
                 )
@@ -560,25 +571,34 @@ class EdgeStore:
                         limit=depth,
                         query=Query.Nearest(SparseVector(*sparse), using=LEXICAL),
                         filter=shard_filter,
-                        with_payload=True,
+                        with_payload=False,
                     )
                 )
             if not requests:
                 continue
             answers = shard.handle.query_batch(QueryBatchRequest(requests))
             if mode in ("hybrid", "dense") and dense is not None:
-                dense_rankings.append([_hit(p) for p in answers.pop(0)])
+                dense_rankings.append(_ranking(answers.pop(0)))
             if answers:
-                lexical_rankings.append([_hit(p) for p in answers.pop(0)])
+                lexical_rankings.append(_ranking(answers.pop(0)))
         dense_ranking = merge_by_score(dense_rankings, depth)
         # BM25 with IDF is computed against each shard's own statistics, so raw lexical scores of a
         # small shard and a big one do not compare; their rankings are merged by rank instead.
         lexical_ranking = rrf_fuse(lexical_rankings, rrf_k, depth) if lexical_rankings else []
         if mode == "dense":
-            return dense_ranking[:limit]
-        if mode == "lexical":
-            return lexical_ranking[:limit]
-        return rrf_fuse([dense_ranking, lexical_ranking], rrf_k, limit, [1.0, lexical_weight])
+            ranked = dense_ranking[:limit]
+        elif mode == "lexical":
+            ranked = lexical_ranking[:limit]
+        else:
+            ranked = rrf_fuse([dense_ranking, lexical_ranking], rrf_k, limit, [1.0, lexical_weight])
+        return self._with_payloads(view, ranked)
+
+    def _with_payloads(self, view: _View, ranked: list[Hit]) -> list[Hit]:
+        """Shards are queried for ids and scores only: fetching every shard's prefetch payloads
+        cost more than the searches themselves. Payloads come once, for the final list."""
+        ids = [str(h.id) for h in ranked]
+        payloads = {hit.id: hit.payload for hit in self._get(view, ids)}
+        return [Hit(i, h.score, payloads[i]) for i, h in zip(ids, ranked, strict=True) if i in payloads]
 
     def _fused_single(
         self,
