@@ -27,8 +27,10 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Module scope on purpose: while Playwright's sync API is open, an asyncio loop counts as
+    running in the main thread, and every later test that calls anyio.run would fail."""
     executable = chromium_path()
     if executable is None:
         pytest.skip("no chromium binary (apt-get install chromium, or set CLARITY_CHROMIUM)")
