@@ -40,7 +40,22 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-LOCOMO_DIR = ROOT.parent / "shared" / "bench" / "locomo-dev"
+
+def find_locomo() -> Path:
+    """The LoCoMo dev split sits beside the repository (../shared/bench/locomo-dev); LOCOMO_DEV_DIR
+    overrides it, and the workplace's copy serves a checkout cloned somewhere else."""
+    candidates = [
+        os.environ.get("LOCOMO_DEV_DIR"),
+        ROOT.parent / "shared" / "bench" / "locomo-dev",
+        "/work/shared/bench/locomo-dev",
+    ]
+    for candidate in candidates:
+        if candidate and any(Path(candidate).glob("*.json")):
+            return Path(candidate)
+    return ROOT.parent / "shared" / "bench" / "locomo-dev"
+
+
+LOCOMO_DIR = find_locomo()
 CACHE_DIR = ROOT / "bench-results" / "cache"
 DIMENSION = 384
 

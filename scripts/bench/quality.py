@@ -60,6 +60,12 @@ def main() -> None:
 
     console = Console(stderr=True)
     files = sorted(Path(args.data).glob("*.json"))
+    if not files:
+        console.print(
+            f"[red]error:[/] no LoCoMo conversations (*.json) in {args.data}; "
+            "pass --data DIR or set LOCOMO_DEV_DIR"
+        )
+        raise SystemExit(2)
     if args.quick:  # the smallest conversation
         files = [min(files, key=lambda f: f.stat().st_size)]
     settings = Settings(storage={"root": tempfile.mkdtemp(prefix="clarity-quality-")})
