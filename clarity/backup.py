@@ -26,7 +26,7 @@ from clarity import __version__
 from clarity.config import Settings
 from clarity.memory import MemoryService
 from clarity.models import ExportPage, ExportPageRequest, ImportBatch, ImportSummary
-from clarity.transfer import Progress, TransferError, read_export, write_export
+from clarity.transfer import Progress, TransferError, iter_export, read_export, write_export
 
 BACKUP_FORMAT = "clarity-backup"
 MANIFEST = "clarity-backup.json"
@@ -49,13 +49,7 @@ class RestoreSummary(BaseModel):
 
 
 def export_pages(service: MemoryService, scope: str = "all") -> Iterator[ExportPage]:
-    request = ExportPageRequest(scope=scope, limit=_PAGE)
-    while True:
-        page = service.export_page(request)
-        yield page
-        if page.next is None:
-            return
-        request = request.model_copy(update={"cursor": page.next})
+    return iter_export(service.export_page, ExportPageRequest(scope=scope, limit=_PAGE))
 
 
 def create_backup(

@@ -7,6 +7,7 @@ storage wholesale, so they need the daemon stopped and take the storage lock the
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -17,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from clarity.cli import _client, _fail, _request, _settings, app, err, out
+from clarity.cli import _client, _fail, _request, _run, _settings, app, err, out
 from clarity.config import Settings
 from clarity.models import (
     ExportPage,
@@ -54,15 +55,6 @@ def _daemon(settings: Settings) -> Any:
     return _client(settings)
 
 
-def _call(func: Any, *args: Any) -> Any:
-    from clarity.mcp.server import BackendError
-
-    try:
-        return func(*args)
-    except BackendError as exc:
-        _fail(str(exc))
-
-
 def _batches(items: list[Any], size_of: Any, max_bytes: int, max_items: int = 500) -> Iterator[list[int]]:
     """Index ranges whose JSON stays under the daemon's request limit (with room for the envelope)."""
     budget = int(max_bytes * 0.8)
@@ -88,25 +80,17 @@ def export(
     ] = True,
 ) -> None:
     """Write every memory (content, payload and vectors) to a portable JSON Lines file."""
-    from clarity.transfer import write_export
+    from clarity.transfer import iter_export, write_export
 
     settings = _settings()
     client = _daemon(settings)
     request = ExportPageRequest(scope=scope, limit=500, with_vectors=vectors)
-    first: ExportPage = _call(client.export_page, request)
+    pages = iter_export(lambda page: _run(client.export_page, page), request)
+    first: ExportPage = next(pages)  # its total sizes the progress bar
     partial = file.with_name(file.name + ".partial")
     with _progress() as progress, open(partial, "w", encoding="utf-8") as handle:
         task = progress.add_task("exporting", total=first.total)
-
-        def pages() -> Iterator[ExportPage]:
-            page = first
-            while True:
-                yield page
-                if page.next is None:
-                    return
-                page = _call(client.export_page, request.model_copy(update={"cursor": page.next}))
-
-        count = write_export(handle, pages(), lambda n: progress.advance(task, n))
+        count = write_export(handle, itertools.chain([first], pages), lambda n: progress.advance(task, n))
     partial.replace(file)
     out.print(f"exported {count} memories to {file} (model {first.model}, {first.dimension}-d vectors)")
 
@@ -163,7 +147,7 @@ def _store_requests(settings: Settings, requests: list[MemoryCreate], kind: str)
     with _progress() as progress:
         task = progress.add_task(f"importing ({kind})", total=len(requests))
         for batch in _batches(requests, size_of, settings.server.max_request_bytes, max_items=128):
-            for result in _call(client.store_many, [requests[i] for i in batch]):
+            for result in _run(client.store_many, [requests[i] for i in batch]):
                 counts[result.status] = counts.get(result.status, 0) + 1
             progress.advance(task, len(batch))
     out.print(
@@ -186,7 +170,7 @@ def _import_export(
             request = ImportBatch(
                 memories=[records[i] for i in batch], vectors=[vectors[i] for i in batch], model=model
             )
-            summary.add(_call(client.import_batch, request))
+            summary.add(_run(client.import_batch, request))
             progress.advance(task, len(batch))
     out.print(
         f"imported {len(records)}: {summary.created} new, {summary.replaced} replaced, "
@@ -219,7 +203,7 @@ def forget(
     }
     request = _request(ForgetRequest, **{k: v for k, v in fields.items() if v is not None})
     client = _daemon(_settings())
-    preview = _call(client.forget, request, True)
+    preview = _run(client.forget, request, True)
     for memory in preview.sample:
         out.print(
             f"  {memory.created_at:%Y-%m-%d} [{memory.memory_type}] {memory.content[:90]}", highlight=False
@@ -231,7 +215,7 @@ def forget(
         if not sys.stdin.isatty():
             _fail(f"{preview.matched} memories match; pass --yes to forget them without a prompt", 2)
         typer.confirm(f"Forget {preview.matched} memories?", abort=True)
-    result = _call(client.forget, request, False)
+    result = _run(client.forget, request, False)
     out.print(f"forgot {result.deleted} memories")
 
 
@@ -246,7 +230,7 @@ def backup(
     client = _daemon(_settings())
     with _progress() as progress:
         task = progress.add_task("backing up (bytes)", total=None)
-        summary = _call(client.backup, destination, lambda n: progress.advance(task, n))
+        summary = _run(client.backup, destination, lambda n: progress.advance(task, n))
     out.print(
         f"backed up {summary.get('memories', '?')} memories ({summary.get('engine', '?')} engine) to {destination} "
         f"({destination.stat().st_size / 1e6:.1f} MB)"

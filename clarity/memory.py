@@ -569,33 +569,28 @@ class MemoryService:
         sample = [Memory.from_payload(h.id, h.payload) for h in self.db.newest(flt, limit=5)]
         if dry_run or not matched:
             return ForgetResult(matched=matched, deleted=0, dry_run=dry_run, sample=sample)
+        deleted = self._delete_oldest(flt)
+        return ForgetResult(matched=matched, deleted=deleted, dry_run=False, sample=sample)
+
+    def evict_oldest(self, count: int, max_importance: float) -> int:
+        """Delete up to ``count`` memories at or below an importance, oldest first (the size cap)."""
+        return self._delete_oldest(MemoryFilter(importance_max=max_importance), count)
+
+    def _delete_oldest(self, flt: MemoryFilter, count: int | None = None) -> int:
+        """Delete matching memories oldest first, up to ``count`` (all if None), one batch per
+        lock hold so hooks keep being served meanwhile."""
         deleted = 0
         previous: set[str] = set()
-        while True:
+        while count is None or deleted < count:
+            batch = _FORGET_BATCH if count is None else min(_FORGET_BATCH, count - deleted)
             with self._write_lock:
-                ids = [hit.id for hit in self.db.newest(flt, limit=_FORGET_BATCH, sort="oldest")]
+                ids = [hit.id for hit in self.db.newest(flt, limit=batch, sort="oldest")]
                 if not ids or previous.issuperset(ids):
                     break  # nothing left, or the engine did not apply the last delete: never spin
                 self.db.delete(ids)
             previous = set(ids)
             deleted += len(ids)
-        return ForgetResult(matched=matched, deleted=deleted, dry_run=False, sample=sample)
-
-    def evict_oldest(self, count: int, max_importance: float) -> int:
-        """Delete up to ``count`` memories at or below an importance, oldest first (the size cap)."""
-        evicted = 0
-        flt = MemoryFilter(importance_max=max_importance)
-        while evicted < count:
-            with self._write_lock:
-                ids = [
-                    h.id
-                    for h in self.db.newest(flt, limit=min(_FORGET_BATCH, count - evicted), sort="oldest")
-                ]
-                if not ids:
-                    break
-                self.db.delete(ids)
-            evicted += len(ids)
-        return evicted
+        return deleted
 
     def stats(self, project: str | None = None, scope: str = "all") -> Stats:
         flt = MemoryFilter(scopes=self.resolve_scopes(scope, project))

@@ -16,7 +16,7 @@ from typing import IO, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clarity.config import describe_validation_error
-from clarity.models import ExportCursor, ExportPage, Memory, MemoryRecord
+from clarity.models import ExportCursor, ExportPage, ExportPageRequest, Memory, MemoryRecord
 from clarity.store.base import Hit, MemoryFilter, PointData, VectorStore
 
 EXPORT_FORMAT = "clarity-export"
@@ -58,6 +58,18 @@ def page_oldest(
     tied = [h.id for h in hits if h.payload.get("created_at") == last]
     carried = cursor.after_ids if cursor.after == last else []
     return hits, ExportCursor(after=last, after_ids=[*carried, *tied])
+
+
+def iter_export(
+    fetch: Callable[[ExportPageRequest], ExportPage], request: ExportPageRequest
+) -> Iterator[ExportPage]:
+    """Every page of an export, from the service itself or from a daemon's REST API."""
+    while True:
+        page = fetch(request)
+        yield page
+        if page.next is None:
+            return
+        request = request.model_copy(update={"cursor": page.next})
 
 
 # -- files ----------------------------------------------------------------------------------------

@@ -38,20 +38,12 @@ from starlette.testclient import TestClient
 import clarity.app
 from clarity.app import BearerTokenMiddleware
 from clarity.dashboard.security import is_dashboard_path
+from clarity.hooks.events import EVENTS
 
 from .daemon_util import Daemon, free_port
 
 TOKEN = "access-test-token-" + uuid.uuid4().hex
 FIXTURES = Path(__file__).parent / "fixtures" / "hook_payloads"
-EVENTS = [
-    "SessionStart",
-    "UserPromptSubmit",
-    "PreToolUse",
-    "PostToolUse",
-    "PostToolUseFailure",
-    "Stop",
-    "SessionEnd",
-]
 
 
 def listening_addresses(pid: int, port: int) -> set[str]:

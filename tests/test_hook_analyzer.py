@@ -402,3 +402,11 @@ def test_imports_nothing_from_clarity(daemon: Daemon, mode: str) -> None:
         "ssl",
     }
     assert not modules & heavy
+
+
+def test_the_analyzers_own_event_list_matches_clarity_hooks() -> None:
+    """The analyzer keeps a stdlib-only copy (importing clarity costs start-up on every hook)."""
+    from clarity.hooks.events import EVENTS
+    from clarity.mcp import hook_analyzer
+
+    assert hook_analyzer.EVENTS == EVENTS

@@ -55,15 +55,8 @@ from rich.console import Console
 from rich.table import Table
 
 FIXTURES = ROOT / "tests" / "fixtures" / "hook_payloads"
-EVENTS = [
-    "SessionStart",
-    "UserPromptSubmit",
-    "PreToolUse",
-    "PostToolUse",
-    "PostToolUseFailure",
-    "Stop",
-    "SessionEnd",
-]
+from clarity.hooks.events import EVENTS  # noqa: E402 (after common put the repository on sys.path)
+
 HTTP_SKIPPED = {"SessionStart"}  # Claude Code does not post SessionStart to http hooks
 VARIANTS = {
     "PreToolUse": ["PreToolUse", "PreToolUse.Bash-failing", "PreToolUse.Edit", "PreToolUse.Write"],
