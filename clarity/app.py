@@ -335,6 +335,10 @@ class HookApi:
                 raise RequestError(
                     400, f"hook_event_name: {payload.hook_event_name!r} does not match the URL's {event!r}"
                 )
+            if self.hooks.reply_is_empty(payload):
+                # Claude Code waits for nothing that handle() could add: reply now, and hand the
+                # event over once the reply is sent (so that thread does not compete with sending).
+                return JSONResponse({}, background=BackgroundTask(self._after_reply, payload))
             return JSONResponse(await _in_thread(self.hooks.handle, payload))
         except RequestError as exc:
             return JSONResponse({"error": str(exc), "details": exc.details}, status_code=exc.status)
@@ -343,6 +347,11 @@ class HookApi:
             log.exception("hook %s failed", event)
             request.state.hook_failed = True
             return JSONResponse({})
+
+    async def _after_reply(self, payload: HookEvent) -> None:
+        """Async so the background task runs it on the loop (it only queues) rather than paying
+        the threadpool round trip it exists to avoid."""
+        self.hooks.handle_after_reply(payload)
 
 
 # -- auth ---------------------------------------------------------------------------------------
@@ -477,7 +486,7 @@ def create_app(settings: Settings, service: MemoryService) -> Starlette:
             "model_error": embedder.error,
             "engine": service.db.engine,
             "location": service.db.location,
-            "learning_backlog": hooks.learner.backlog,
+            "learning_backlog": hooks.backlog,
             "storage": size_guard.last.model_dump() if size_guard.last else None,
         }
         return JSONResponse(body, status_code=200 if embedder.ready else 503)

@@ -103,6 +103,11 @@ class InjectionLog:
             stats.errors += int(failed)
             stats.latencies.append(seconds)
 
+    def record_error(self, event: str) -> None:
+        """A failure in work done after the reply, whose call ``record_call`` has already counted."""
+        with self._lock:
+            self._events.setdefault(event, _EventStats()).errors += 1
+
     # -- reads ------------------------------------------------------------------------------
 
     @property

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ from pydantic import BaseModel
 
 from clarity.config import Settings
 from clarity.memory import MemoryService
+from clarity.store.edge import live_shards
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +32,24 @@ _TARGET = 0.8  # after an eviction, aim this far below the cap so the next one i
 
 
 def disk_usage(root: Path) -> int:
+    """Bytes the memories take. Transient copies are left out, since a merge copies up to a whole
+    segment and that must not make the cap evict memories: index-build copies (``build-*``) and,
+    in the embedded engine's directory, shards its manifest no longer lists (retired by a swap)."""
     total = 0
-    for path in root.rglob("*"):
-        try:
-            if path.is_file() and not path.is_symlink():
-                total += path.stat().st_blocks * 512
-        except OSError:
-            continue  # a file removed while walking (a retired shard)
+    for directory, subdirectories, files in os.walk(root):
+        live = live_shards(Path(directory))
+        subdirectories[:] = [
+            name
+            for name in subdirectories
+            if not name.startswith("build-") and (live is None or name in live)
+        ]
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(directory, name))
+            except OSError:
+                continue  # a file removed while walking (a retired shard)
+            if stat.S_ISREG(info.st_mode):
+                total += info.st_blocks * 512
     return total
 
 

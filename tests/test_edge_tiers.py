@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -35,8 +37,17 @@ def corpus(embedder: EmbeddingProvider, n: int, start: int = 0) -> list[PointDat
     ]
 
 
-def open_edge(path: Path, active_max: int = 200, background: bool = True) -> EdgeStore:
-    return EdgeStore(path, 384, IndexParams(), active_max_points=active_max, build_in_background=background)
+def open_edge(
+    path: Path, active_max: int = 200, background: bool = True, segment_max: int = 200_000
+) -> EdgeStore:
+    return EdgeStore(
+        path,
+        384,
+        IndexParams(),
+        active_max_points=active_max,
+        build_in_background=background,
+        segment_max_points=segment_max,
+    )
 
 
 def find(store: EdgeStore, embedder: EmbeddingProvider, text: str, mode: str = "hybrid") -> list[str]:
@@ -109,7 +120,7 @@ def test_multi_shard_search_agrees_with_single_shard(tmp_path: Path, embedder: E
     """
     points = corpus(embedder, 300)
     single = open_edge(tmp_path / "one", active_max=100_000)
-    split = open_edge(tmp_path / "many", active_max=100, background=False)
+    split = open_edge(tmp_path / "many", active_max=100, background=False, segment_max=100)
     single.upsert(points)
     for i in range(0, 300, 100):
         split.upsert(points[i : i + 100])
@@ -229,3 +240,142 @@ def test_missing_manifest_with_shards_refuses_to_guess(tmp_path: Path, embedder:
     with pytest.raises(RuntimeError, match=r"manifest\.json is missing"):
         open_edge(path)
     assert any(p.name.startswith("shard-") for p in path.iterdir())  # nothing was deleted
+
+
+def sizes(store: EdgeStore) -> list[int]:
+    return sorted(store.info()["shards"]["segments"])
+
+
+def test_segments_merge_up_to_the_cap(tmp_path: Path, embedder: EmbeddingProvider) -> None:
+    """Each seal folds the smallest segments that fit into its build, so a store is a few large
+    segments rather than many small ones, and none grows past the cap."""
+    store = open_edge(tmp_path / "q", active_max=100, background=False, segment_max=250)
+    points = corpus(embedder, 400)
+    store.upsert(points[:100])
+    assert sizes(store) == [100]
+    store.upsert(points[100:200])  # 100 sealed + the 100 segment = 200 <= 250: merged
+    assert sizes(store) == [200]
+    store.upsert(points[200:300])  # 100 + 200 > 250: a segment of its own
+    assert sizes(store) == [100, 200]
+    store.upsert(points[300:400])  # 100 + the smallest (100) fits, the 200 does not
+    assert sizes(store) == [200, 200]
+    assert store.count() == 400
+    assert not list(tmp_path.joinpath("q").glob("build-*"))  # copies for the child are gone
+    shard_dirs = {p.name for p in tmp_path.joinpath("q").glob("shard-*")}
+    assert shard_dirs == {s.name for s in [store.active, *store.segments]}  # merged ones removed
+    for number in (3, 150, 250, 399):
+        assert find(store, embedder, f"K{number}X")[0] == points[number].payload["content"]
+    store.close()
+
+
+def test_old_small_segments_are_merged_when_the_store_opens(
+    tmp_path: Path, embedder: EmbeddingProvider
+) -> None:
+    path = tmp_path / "q"
+    store = open_edge(path, active_max=100, background=False, segment_max=100)
+    points = corpus(embedder, 350)
+    for i in range(0, 350, 50):
+        store.upsert(points[i : i + 50])
+    assert sizes(store) == [100, 100, 100]
+    store.close()
+    reopened = open_edge(path, active_max=100, segment_max=1000)  # e.g. the cap was raised
+    assert reopened.wait_for_index(120)
+    assert sizes(reopened) == [300]
+    assert reopened.count() == 350
+    reopened.close()
+
+
+def test_writes_to_merging_segments_during_a_build_are_not_lost(
+    tmp_path: Path, embedder: EmbeddingProvider
+) -> None:
+    """A merge freezes old segments too: deletes, payload updates and access bookkeeping that
+    reach them while the child builds must all be in the result."""
+    store = open_edge(tmp_path / "q", active_max=100, segment_max=1000)
+    points = corpus(embedder, 200)
+    store.upsert(points[:100])
+    assert store.wait_for_index(120)
+    store.upsert(points[100:200])  # seals and merges with the first segment
+    assert store.merging and store.sealing is not None
+    old, old_updated, old_touched, new = points[5], points[6], points[7], points[150]
+    store.delete([old.id, new.id])
+    store.set_payload(old_updated.id, {"importance": 0.9})
+    store.touch({old_touched.id: {"access_count": 7}})
+    assert store.count() == 198
+    assert store.get([old.id]) == [] and store.get([new.id]) == []
+    # The access tracker adds to what get() returns: a touch waiting for the swap must show.
+    assert store.get([old_touched.id])[0].payload["access_count"] == 7
+    assert store.merging, "the build ended before the reads above: they tested nothing"
+    assert store.wait_for_index(120)
+    assert not store.merging and store.sealing is None
+    assert sizes(store) == [197]  # 200 less two deleted and one moved to the active shard by its update
+    assert store.count() == 198
+    assert store.get([old.id, new.id]) == []
+    assert store.get([old_updated.id])[0].payload["importance"] == 0.9
+    assert store.get([old_touched.id])[0].payload["access_count"] == 7
+    store.close()
+
+
+def test_a_merge_interrupted_by_a_stop_is_finished_at_the_next_start(
+    tmp_path: Path, embedder: EmbeddingProvider
+) -> None:
+    path = tmp_path / "q"
+    store = open_edge(path, active_max=100, segment_max=1000)
+    store.upsert(corpus(embedder, 100))
+    assert store.wait_for_index(120)
+    store.upsert(corpus(embedder, 100, start=100))  # a merge starts
+    store.delete([corpus(embedder, 1, start=42)[0].id])  # a tombstone in a merging segment
+    store.close()  # kills the builder
+    again = open_edge(path, active_max=100, segment_max=1000)
+    assert again.count() == 199
+    assert again.wait_for_index(120)
+    assert sizes(again) == [199]
+    assert again.count() == 199
+    assert find(again, embedder, "K142X")[0].startswith("Note 142:")
+    again.close()
+
+
+def test_two_builds_of_the_same_shards_swap_in_once(tmp_path: Path, embedder: EmbeddingProvider) -> None:
+    """Two builds racing over one frozen set (a failed build retried by two writers at once):
+    the second result must be thrown away, or every point would exist twice and the deletes
+    made during the build would come back."""
+    store = open_edge(tmp_path / "q", active_max=1000, background=False)
+    points = corpus(embedder, 100)
+    with store._write_lock:  # seal by hand, as _maybe_seal does, without starting the build
+        store.upsert(points)
+        store.sealing, store.active = store.active, store._open(store._new_name())
+        store._save_manifest()
+        store._publish()
+    store.delete([points[3].id])
+    builds = [threading.Thread(target=store._build) for _ in range(2)]
+    for build in builds:
+        build.start()
+    for build in builds:
+        build.join(300)
+    assert store.sealing is None and store._build_error is None
+    assert sizes(store) == [99]
+    assert store.count() == 99 and store.get([points[3].id]) == []
+    assert not [p for p in (tmp_path / "q").iterdir() if p.name.startswith("build-")]
+    store.close()
+    again = open_edge(tmp_path / "q", active_max=1000)
+    assert again.count() == 99 and sizes(again) == [99]
+    again.close()
+
+
+def test_disk_usage_counts_only_the_shards_the_manifest_lists(
+    tmp_path: Path, embedder: EmbeddingProvider
+) -> None:
+    """A swap leaves the retired shards on disk for a grace period, next to the segment built
+    from them; counted too, they would make the storage cap evict memories for nothing."""
+    from clarity.retention import disk_usage
+
+    store = open_edge(tmp_path / "q", active_max=50)
+    store.upsert(corpus(embedder, 50))
+    assert store.wait_for_index(120)
+    store.close()
+    before = disk_usage(tmp_path)
+    segment = next(p for p in (tmp_path / "q").iterdir() if p.name.startswith("shard-"))
+    shutil.copytree(segment, tmp_path / "q" / "shard-09999")  # retired: not in the manifest
+    shutil.copytree(segment, tmp_path / "q" / "build-shard-09998")
+    assert disk_usage(tmp_path) == before
+    (tmp_path / "q" / "manifest.json").unlink()  # without a manifest, everything counts
+    assert disk_usage(tmp_path) > before

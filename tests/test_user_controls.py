@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from clarity.embedding import EmbeddingProvider
-from clarity.hooks.events import HookEvent
+from clarity.hooks.events import EVENTS, HookEvent
 from clarity.hooks.service import HookService
 from clarity.memory import MemoryService
 from clarity.models import ListRequest, MemoryCreate, MemoryType
@@ -134,6 +134,49 @@ def test_excluded_paths_and_tools_teach_nothing(hooks: HookService, repo: Path) 
     _rules_cache.clear()
     hooks.handle(event("PostToolUse", repo, tool_input={"command": "npm run build"}))
     assert not any("npm run build" in m for m in project_memories(hooks, repo))
+
+
+@pytest.mark.parametrize(
+    "hooks", [{"hooks": {"guards": [{"pattern": ".", "decision": "deny", "reason": "any"}]}}], indirect=True
+)
+def test_events_answered_before_they_are_handled(hooks: HookService, repo: Path, tmp_path: Path) -> None:
+    """The daemon replies {} to these before handle() runs (reply_is_empty): handle() must agree
+    even with memories to offer and a guard matching every command, and handling them after the
+    reply keeps arrival order (a fix is only a fix after its failure) and the pause switch."""
+    seed(hooks, repo)
+    answered_early = set()
+    for fixture in sorted(FIXTURES.glob("*.json")):
+        if fixture.stem.split(".")[0] not in EVENTS:
+            continue
+        hook = event(fixture.stem, repo, prompt="which docker network do the integration tests need?")
+        if HookService.reply_is_empty(hook):
+            answered_early.add(fixture.stem)
+            assert hooks.handle(hook) == {}, fixture.stem
+    assert answered_early == {
+        "PreToolUse.Edit",
+        "PreToolUse.Write",
+        "PostToolUse",
+        "PostToolUse.Edit",
+        "PostToolUse.Write",
+        "PostToolUseFailure",
+        "Stop",
+        "SessionEnd",
+    }
+
+    failing = {"command": "./check.sh"}
+    hooks.handle_after_reply(event("PostToolUseFailure", repo, tool_input=failing, session_id="s-order"))
+    fixing = {"command": "touch ready.flag && ./check.sh"}
+    hooks.handle_after_reply(event("PostToolUse", repo, tool_input=fixing, session_id="s-order"))
+    deadline = time.monotonic() + 60
+    while hooks.backlog and time.monotonic() < deadline:  # handled and learned before the pause
+        time.sleep(0.01)
+    hooks.pauses.set(project_scope(str(repo)), True)
+    hooks.handle_after_reply(event("PostToolUse", repo, tool_input={"command": "make while-paused"}))
+    hooks.close()  # waits until everything handed over is handled and learned
+    learned = project_memories(hooks, repo)
+    assert any("Fixed by running `touch ready.flag" in m for m in learned), learned
+    assert not any("while-paused" in m for m in learned)
+    assert hooks.backlog == 0
 
 
 def test_subagent_hooks_do_not_inject_by_default(hooks: HookService, repo: Path) -> None:

@@ -3,13 +3,19 @@
 Replies sit on the user's critical path, so only reads happen before replying; everything
 learned from a tool result goes to the learner's queue. A payload Clarity cannot use gets an
 empty reply, never an error that Claude Code would have to show.
+
+Events whose reply is empty whatever happens (``reply_is_empty``) are answered by the daemon at
+once and handled after the reply (``handle_after_reply``), on one thread so the learner still sees
+them in arrival order.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import ValidationError
@@ -35,6 +41,9 @@ from clarity.models import (
 from clarity.project import project_scope
 
 log = logging.getLogger(__name__)
+
+# handle() only queues these for the learner (after the pause and exclusion checks): its reply is {}.
+LEARNING_EVENTS = ("PostToolUse", "PostToolUseFailure", "Stop", "SessionEnd")
 
 # "remember that ...", "note: ...", "keep in mind ...", "don't forget ..."
 _REMEMBER = re.compile(
@@ -116,6 +125,9 @@ class HookService:
         self.injections = InjectionLog()  # what the replies below told Claude, for the dashboard
         self.pauses = Pauses(settings.storage.app_data_dir / "controls.json")
         self._guards = [(re.compile(rule.pattern), rule) for rule in settings.hooks.guards]
+        self._after_reply = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clarity-after-reply")
+        self._waiting = 0  # events handed to handle_after_reply and not yet handled
+        self._waiting_lock = threading.Lock()
 
     def handle(self, event: HookEvent) -> dict[str, Any]:
         """Apply the user's switches first: a paused project gets nothing, excluded tools and
@@ -130,7 +142,7 @@ class HookService:
             and rules.inject
             and (event.agent_id is None or self.settings.inject_in_subagents)
         )
-        if name in ("PostToolUse", "PostToolUseFailure", "Stop", "SessionEnd"):
+        if name in LEARNING_EVENTS:
             if learn and not excluded_from_learning(
                 event.tool_name,
                 event.tool_input,
@@ -147,6 +159,44 @@ class HookService:
         if name == "PreToolUse":
             return self.pre_tool(event, inject=inject)
         return {}
+
+    @staticmethod
+    def reply_is_empty(event: HookEvent) -> bool:
+        """Whether handle(event) returns {} whatever the pauses, rules, guards and store say: the
+        learning events, and a PreToolUse without a Bash command (pre_tool has nothing to check)."""
+        name = event.hook_event_name
+        return name in LEARNING_EVENTS or (name == "PreToolUse" and event.command is None)
+
+    def handle_after_reply(self, event: HookEvent) -> None:
+        """handle() for an event already answered with {} (``reply_is_empty``). Nothing here waits:
+        the work (a git call for a new project, the exclusion check's shlex over a long command,
+        queueing for the learner) runs on one thread, in arrival order, after Claude Code has its
+        reply; that saves the worker-thread round trip (~0.3 ms) on the most frequent hooks."""
+        with self._waiting_lock:
+            self._waiting += 1
+        try:
+            self._after_reply.submit(self._handle_answered, event)
+        except RuntimeError:  # shut down: the learner is closing too
+            self._handled()
+            log.warning("shutting down: not learning from a late %s", event.hook_event_name)
+
+    def _handle_answered(self, event: HookEvent) -> None:
+        try:
+            self.handle(event)
+        except Exception:
+            log.exception("hook %s failed", event.hook_event_name)
+            self.injections.record_error(event.hook_event_name)
+        finally:
+            self._handled()
+
+    def _handled(self) -> None:
+        with self._waiting_lock:
+            self._waiting -= 1
+
+    @property
+    def backlog(self) -> int:
+        """Events not learned from yet: waiting for handle_after_reply, or in the learner's queue."""
+        return self._waiting + self.learner.backlog
 
     # -- SessionStart -------------------------------------------------------------------------
 
@@ -311,4 +361,5 @@ class HookService:
         )
 
     def close(self) -> None:
+        self._after_reply.shutdown(wait=True)  # what was answered reaches the learner before it drains
         self.learner.close()

@@ -21,5 +21,6 @@ def open_store(settings: Settings) -> VectorStore:
         settings.embedding.dimension,
         settings.qdrant.index_params,
         active_max_points=settings.storage.active_shard_max_points,
+        segment_max_points=settings.storage.segment_max_points,
         hnsw_ef=settings.retrieval.hnsw_ef,
     )

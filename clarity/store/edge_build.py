@@ -4,7 +4,10 @@
 must never run inside the daemon. The daemon copies a sealed shard, runs this module on the
 copy with a lower CPU priority, and swaps the result in when it exits 0.
 
-Usage: python -m clarity.store.edge_build SHARD_DIR DIMENSION M EF_CONSTRUCT FULL_SCAN_THRESHOLD
+Merging: any further SOURCE_DIRs (copies of other shards) are read and upserted into SHARD_DIR
+first, in the order given, so the result is one indexed segment holding all of them.
+
+Usage: python -m clarity.store.edge_build SHARD_DIR DIMENSION M EF_CONSTRUCT FULL_SCAN_THRESHOLD [SOURCE_DIR ...]
 """
 
 from __future__ import annotations
@@ -51,15 +54,44 @@ def shard_config(
     )
 
 
-def build(path: str, dimension: int, m: int, ef_construct: int, full_scan_threshold: int) -> None:
+MERGE_BATCH = 512
+
+
+def build(
+    path: str,
+    dimension: int,
+    m: int,
+    ef_construct: int,
+    full_scan_threshold: int,
+    sources: list[str] | None = None,
+) -> None:
     from qdrant_edge import EdgeShard
 
     threads = int(os.environ.get("CLARITY_BUILD_THREADS", "0"))
     config = shard_config(dimension, m, ef_construct, full_scan_threshold, indexed=True, threads=threads)
     shard = EdgeShard.load(path, config)
+    for source in sources or []:
+        copy_points(EdgeShard.load(source), shard)
     shard.optimize()
     shard.flush()
     shard.close()
+
+
+def copy_points(source: Any, target: Any) -> None:
+    """Every point of ``source``, vectors and payload as stored, into ``target``; then close ``source``."""
+    from qdrant_edge import Point, ScrollRequest, UpdateOperation
+
+    offset = None
+    while True:
+        records, offset = source.scroll(
+            ScrollRequest(offset=offset, limit=MERGE_BATCH, with_payload=True, with_vector=True)
+        )
+        if records:
+            points = [Point(record.id, record.vector, record.payload or {}) for record in records]
+            target.update(UpdateOperation.upsert_points(points))
+        if offset is None:
+            break
+    source.close()
 
 
 def _die_with_parent() -> None:
@@ -93,12 +125,13 @@ def _yield_cpu() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 6:
+    if len(argv) < 6:
         print(__doc__, file=sys.stderr)
         return 2
     _die_with_parent()
     _yield_cpu()
-    build(argv[1], *(int(arg) for arg in argv[2:]))
+    dimension, m, ef_construct, full_scan_threshold = (int(arg) for arg in argv[2:6])
+    build(argv[1], dimension, m, ef_construct, full_scan_threshold, argv[6:])
     return 0
 
 

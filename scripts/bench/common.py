@@ -355,8 +355,17 @@ def points(
 # -- the embedded store, filled into a stated layout --------------------------------------------
 
 
+SEGMENT_MAX = 200_000  # storage.segment_max_points' default
+HNSW_EF = 64  # retrieval.hnsw_ef's default
+
+
 def open_edge(
-    directory: Path, active_max: int, hnsw_ef: int = 128, m: int = 16, ef_construct: int = 200
+    directory: Path,
+    active_max: int,
+    hnsw_ef: int = HNSW_EF,
+    m: int = 16,
+    ef_construct: int = 200,
+    segment_max: int = SEGMENT_MAX,
 ) -> Any:
     from clarity.config import IndexParams
     from clarity.store.edge import EdgeStore
@@ -367,7 +376,25 @@ def open_edge(
         IndexParams(m=m, ef_construct=ef_construct),
         active_max_points=active_max,
         hnsw_ef=hnsw_ef,
+        segment_max_points=segment_max,
     )
+
+
+def settle_layout(
+    directory: Path, active_max: int, segment_max: int = SEGMENT_MAX, **index: int
+) -> dict[str, Any]:
+    """Open the store as the daemon would and wait for the builds that opening starts (segments
+    that fit together are merged at open, e.g. in a store filled before merging existed), so
+    timings never overlap an index build. Returns the layout."""
+    store = open_edge(directory, active_max, segment_max=segment_max, **index)
+    try:
+        if not store.wait_for_index(3600):
+            raise RuntimeError("index build did not finish within an hour")
+        if store._build_error:
+            raise RuntimeError(f"index build failed: {store._build_error}")
+        return dict(store.info()["shards"])
+    finally:
+        store.close()
 
 
 def fill_edge(
@@ -380,11 +407,13 @@ def fill_edge(
     project_share: float = 0.5,
     m: int = 16,
     ef_construct: int = 200,
+    segment_max: int = SEGMENT_MAX,
 ) -> dict[str, Any]:
-    """Write `data` through EdgeStore.upsert so that it ends as a steady-state layout: sealed,
-    indexed segments of `segment_size` (the last one may be smaller) and `active_points` (default:
-    half a segment) left in the brute-force active shard. Every seal is waited for (the index is
-    built by the store's own child process, as in the daemon). Returns the layout and timings."""
+    """Write `data` through EdgeStore.upsert so that it ends as a steady-state layout: sealed
+    shards of `segment_size` (the last one may be smaller), merged into indexed segments of up to
+    `segment_max` as the store does, and `active_points` (default: half a sealed shard) left in the
+    brute-force active shard. Every build is waited for (the store's own child process, as in the
+    daemon). Returns the layout and timings."""
     from clarity.embedding import LexicalEncoder
 
     n = len(data)
@@ -403,7 +432,9 @@ def fill_edge(
         for count, threshold in phases:
             if count <= 0:
                 continue
-            store = open_edge(directory, max(100, threshold), m=m, ef_construct=ef_construct)
+            store = open_edge(
+                directory, max(100, threshold), m=m, ef_construct=ef_construct, segment_max=segment_max
+            )
             try:
                 stop_at = written + count
                 while written < stop_at:
@@ -420,12 +451,11 @@ def fill_edge(
                     raise RuntimeError(f"index build failed: {store._build_error}")
             finally:
                 store.close()
-    store = open_edge(directory, segment_size)
-    layout = store.info()["shards"]
-    store.close()
+    layout = settle_layout(directory, segment_size, segment_max, m=m, ef_construct=ef_construct)
     return {
         "layout": layout,
         "segment_size": segment_size,
+        "segment_max": segment_max,
         "fill_seconds": round(time.perf_counter() - started, 1),
         "index_build_wait_seconds": round(build_wait, 1),
     }
@@ -438,7 +468,12 @@ def prefill(root: Path, count: int, console: Console, project: str = "bench-proj
     settings = Settings(storage={"root": str(root)})
     data = corpus(count, console)
     info = fill_edge(
-        settings.storage.qdrant_dir, data, console, project, settings.storage.active_shard_max_points
+        settings.storage.qdrant_dir,
+        data,
+        console,
+        project,
+        settings.storage.active_shard_max_points,
+        segment_max=settings.storage.segment_max_points,
     )
     info["derived_vectors"] = len(data) - data.real
     return info

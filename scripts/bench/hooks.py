@@ -49,13 +49,15 @@ from common import (
     prefill,
     progress,
     running_daemon,
+    settle_layout,
     write_results,
 )
 from rich.console import Console
 from rich.table import Table
 
 FIXTURES = ROOT / "tests" / "fixtures" / "hook_payloads"
-from clarity.hooks.events import EVENTS  # noqa: E402 (after common put the repository on sys.path)
+from clarity.config import Settings  # noqa: E402 (after common put the repository on sys.path)
+from clarity.hooks.events import EVENTS  # noqa: E402
 
 HTTP_SKIPPED = {"SessionStart"}  # Claude Code does not post SessionStart to http hooks
 VARIANTS = {
@@ -234,6 +236,10 @@ def main() -> None:
                     json.dumps({"scope": scope, **prefill(template, size, console, project=scope)})
                 )
             layout = {**json.loads(sidecar.read_text()), "reused": True}
+            storage = Settings(storage={"root": str(template)}).storage
+            layout["layout"] = settle_layout(
+                storage.qdrant_dir, storage.active_shard_max_points, storage.segment_max_points
+            )
             if args.fill_only:
                 continue
             shutil.copytree(template, root)
