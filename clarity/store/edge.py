@@ -534,15 +534,14 @@ class EdgeStore:
                 str(self._index.full_scan_threshold),
                 *(str(sources / shard.name) for shard in others),
             ]
-            self._build_proc = subprocess.Popen(
+            # The child is this build's own (a local): ``_build_proc`` is only what close() kills.
+            proc = self._build_proc = subprocess.Popen(
                 command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
             )
-            _, stderr = self._build_proc.communicate()
+            _, stderr = proc.communicate()
             shutil.rmtree(sources, ignore_errors=True)
-            if self._build_proc.returncode != 0:
-                raise RuntimeError(
-                    f"index build exited {self._build_proc.returncode}: {stderr.strip()[-500:]}"
-                )
+            if proc.returncode != 0:
+                raise RuntimeError(f"index build exited {proc.returncode}: {stderr.strip()[-500:]}")
             if self._closed:
                 return
             os.replace(staging, target)
