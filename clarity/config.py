@@ -67,6 +67,11 @@ class EmbeddingSettings(_Section):
     )
     dimension: int = Field(384, ge=8, le=8192)
     query_cache_size: int = Field(1024, ge=0, le=1_000_000)
+    query_precision: Literal["float16", "float32"] = Field(
+        "float16",
+        description="weights for query embeddings only (stored memories are always float32); "
+        "float16 halves a prompt's embedding time, cosine >= 0.9999 to float32 (docs/benchmarks.md)",
+    )
 
     def resolved_model(self) -> str:
         """The bundled package wins over a hub name because nothing may download at run time."""

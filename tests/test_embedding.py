@@ -1,11 +1,14 @@
-"""The lean single-text path computes what ``SentenceTransformer.encode`` computes, on the real model."""
+"""The lean single-text path computes what ``SentenceTransformer.encode`` computes, on the real model,
+and the float16 query path stays within rounding of it."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from clarity.config import Settings
 from clarity.embedding import EmbeddingProvider, SentenceTransformerProvider, _LeanEncoder
+from clarity.half_precision import check_probes
 
 LONG = " ".join(f"tokenisation-{i} of the pytest traceback in clarity/store/edge.py:{i}" for i in range(80))
 TEXTS = [
@@ -41,13 +44,56 @@ def test_lean_vectors_equal_encode(provider: SentenceTransformerProvider, text: 
         [text], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
     )
     assert provider._lean is not None
-    for got in (
-        provider._lean.encode([text])[0],
-        provider.embed_documents([text])[0],
-        provider.embed_query(text),
-    ):
+    for got in (provider._lean.encode([text])[0], provider.embed_documents([text])[0]):
         assert len(got) == provider.dimension
         np.testing.assert_allclose(np.asarray(got, dtype=np.float32), expected[0], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("text", TEXTS, ids=["short", "long", "empty", "space", "non-ascii", "command"])
+def test_float16_query_vectors_stay_within_rounding_of_encode(
+    provider: SentenceTransformerProvider, text: str
+) -> None:
+    expected = provider._model.encode(
+        [text], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )[0]
+    got = np.asarray(provider._query_lean.encode([text])[0], dtype=np.float32)  # type: ignore[union-attr]
+    assert float(got @ expected) >= 0.9999
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-3)
+    cached = np.asarray(provider.embed_query(text), dtype=np.float32)
+    np.testing.assert_allclose(cached, got, rtol=0, atol=1e-6)
+
+
+def test_queries_really_take_the_float16_path(provider: SentenceTransformerProvider) -> None:
+    """The default setting: a float32 query path would match encode to ~1e-7, float16 does not."""
+    assert provider._query_lean is not None and provider._query_lean is not provider._lean
+    drift = max(
+        float(np.abs(np.subtract(provider._query_lean.encode([t])[0], provider._lean.encode([t])[0])).max())
+        for t in TEXTS
+    )
+    assert 1e-6 < drift < 1e-3
+
+
+def test_float32_setting_keeps_the_exact_path(provider: SentenceTransformerProvider) -> None:
+    exact = SentenceTransformerProvider(
+        Settings().embedding.model_copy(update={"query_precision": "float32"})
+    )
+    assert exact._query_encoder(provider._lean) is provider._lean
+
+
+def test_a_model_that_does_not_trace_keeps_float32(provider: SentenceTransformerProvider) -> None:
+    lean = provider._lean
+    assert lean is not None
+    untraceable = _LeanEncoder(lean._tokenizer, object(), lean._max_length, lean._device)
+    assert provider._query_encoder(untraceable) is untraceable
+
+
+def test_probe_check_refuses_an_encoder_that_drifts(provider: SentenceTransformerProvider) -> None:
+    lean = provider._lean
+    assert lean is not None
+    assert check_probes(lean.encode, lean.encode) > 0.99999
+    other_text = lambda texts: lean.encode([t + " and something else entirely" for t in texts])  # noqa: E731
+    with pytest.raises(ValueError, match="cosine"):
+        check_probes(lean.encode, other_text)
 
 
 def test_distinct_texts_give_distinct_vectors(provider: SentenceTransformerProvider) -> None:
