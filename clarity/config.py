@@ -168,9 +168,10 @@ class CacheSettings(_Section):
 class StorageSettings(_Section):
     root: Path = Field(DEFAULT_ROOT, validate_default=True)
     active_shard_max_points: int = Field(
-        20_000,
+        10_000,
         ge=100,
-        description="embedded engine: points kept in the brute-force shard before an index build",
+        description="embedded engine: points kept in the brute-force shard before an index build; "
+        "every search scans it, so smaller is faster, at the cost of more (background) builds",
     )
     segment_max_points: int = Field(
         200_000,

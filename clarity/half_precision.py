@@ -21,7 +21,6 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-
 # Short, medium and truncated-long inputs: a trace that did not generalise over the sequence
 # length, or a packing that lost precision, shows up on one of these.
 PROBES = (

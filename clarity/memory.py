@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,17 @@ def _new_memory(request: MemoryCreate, scope: str, content: str, now: datetime) 
         metadata=redact_value(request.metadata),
         content_hash=content_hash(content),
     )
+
+
+DEFAULT_IMPORTANCE: float = Memory.model_fields["importance"].default
+
+
+def _updated_at(hit: Hit) -> float:
+    """The payload keeps a timestamp; anything else is read the way ``Memory`` reads it."""
+    value = hit.payload.get("updated_at")
+    if isinstance(value, int | float):
+        return float(value)
+    return Memory.from_payload(hit.id, hit.payload).updated_at.timestamp()
 
 
 class MemoryService:
@@ -470,7 +482,10 @@ class MemoryService:
         )
         scored = self._rescore(hits, mode, lexical_weight, lexical_used=bool(sparse and sparse[0]))
         floor = request.min_score if request.min_score is not None else cfg.min_score
-        results = [s for s in scored if s.score >= floor][: request.limit]
+        kept = [(score, hit) for score, hit in scored if score >= floor][: request.limit]
+        results = [
+            ScoredMemory(memory=Memory.from_payload(hit.id, hit.payload), score=score) for score, hit in kept
+        ]
         if dense is not None and results:
             self._add_similarity(results, dense)
         if track_use:
@@ -494,11 +509,14 @@ class MemoryService:
 
     def _rescore(
         self, hits: list[Hit], mode: str, lexical_weight: float = 1.0, lexical_used: bool = True
-    ) -> list[ScoredMemory]:
-        """Blend relevance with recency and importance; relevance stays the dominant term.
+    ) -> list[tuple[float, Hit]]:
+        """(score, hit) best first: relevance blended with recency and importance, relevance
+        staying the dominant term.
 
         Relevance is put on 0..1 first: fused RRF scores are divided by their maximum
-        (rank 0 in both lists), cosine is clipped at 0, BM25 is divided by the best hit.
+        (rank 0 in both lists), cosine is clipped at 0, BM25 is divided by the best hit. Scores
+        need two payload fields only; the caller builds ``Memory`` objects (validated, ~30 µs
+        each) for the few results it keeps, not for every candidate.
         """
         if not hits:
             return []
@@ -517,17 +535,17 @@ class MemoryService:
         relevance_weight = max(0.0, 1.0 - cfg.recency_weight - cfg.importance_weight)
         scored = []
         for hit in hits:
-            memory = Memory.from_payload(hit.id, hit.payload)
             relevance = min(1.0, max(0.0, hit.score / ceiling))
-            age = max(0.0, now - memory.updated_at.timestamp())
+            age = max(0.0, now - _updated_at(hit))
             recency = math.pow(0.5, age / half_life)
+            importance = float(hit.payload.get("importance", DEFAULT_IMPORTANCE))
             score = (
                 relevance_weight * relevance
                 + cfg.recency_weight * recency
-                + cfg.importance_weight * memory.importance
+                + cfg.importance_weight * importance
             )
-            scored.append(ScoredMemory(memory=memory, score=round(score, 6)))
-        scored.sort(key=lambda s: s.score, reverse=True)
+            scored.append((round(score, 6), hit))
+        scored.sort(key=itemgetter(0), reverse=True)
         return scored
 
     def list(self, request: ListRequest, project: str | None = None) -> ListResult:

@@ -179,7 +179,7 @@ def test_store_locked_is_the_error_type() -> None:
 
 def test_weighted_rrf_here_matches_qdrants(tmp_path: Path, embedder: EmbeddingProvider) -> None:
     """The Python fusion used across shards scores exactly as Qdrant's own fusion on one shard."""
-    from clarity.store.base import rrf_fuse
+    from clarity.store.edge import fuse_shard_answers
 
     store = open_edge(tmp_path / "q", active_max=100_000)
     store.upsert(corpus(embedder, 60))
@@ -191,11 +191,11 @@ def test_weighted_rrf_here_matches_qdrants(tmp_path: Path, embedder: EmbeddingPr
         )
         dense_ranking = store.search(dense, sparse, MemoryFilter(), 60, mode="dense", exact=True)
         lexical_ranking = store.search(dense, sparse, MemoryFilter(), 60, mode="lexical", exact=True)
-        here = rrf_fuse([dense_ranking, lexical_ranking], k, 10, [1.0, weight])
-        assert [round(h.score, 6) for h in here[:5]] == [round(h.score, 6) for h in inside[:5]]
-        mine = {h.id: round(h.score, 6) for h in here}
+        here = fuse_shard_answers(dense_ranking, [lexical_ranking], "hybrid", k, 60, 10, weight)
+        assert [round(score, 6) for _, score in here[:5]] == [round(h.score, 6) for h in inside[:5]]
+        mine = {point_id: round(score, 6) for point_id, score in here}
         assert all(mine[h.id] == round(h.score, 6) for h in inside[:5] if h.id in mine)
-        assert here[0].id == inside[0].id or here[0].score == here[1].score  # same leader unless tied
+        assert here[0][0] == inside[0].id or here[0][1] == here[1][1]  # same leader unless tied
     store.close()
 
 

@@ -2,13 +2,13 @@
 
 The memory service speaks only in these types; each engine translates them into its own
 Qdrant client classes. Fusion of the dense and lexical rankings happens inside Qdrant wherever
-one query can see every point; ``rrf_fuse`` is the same formula for the embedded engine when
-its points are spread over several shards.
+one query can see every point; ``rrf_term`` is that formula, for the embedded engine when its
+points are spread over several shards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -145,32 +145,3 @@ def rrf_term(rank: int, k: int, weight: float = 1.0) -> float:
     score: weight 3 makes the third hit count as much as an unweighted first.
     """
     return 1.0 / ((rank + 1) / weight + k - 1)
-
-
-def rrf_fuse(
-    rankings: Sequence[Sequence[Hit]], k: int, limit: int, weights: Sequence[float] | None = None
-) -> list[Hit]:
-    """Weighted RRF with Qdrant's own formula, so a fused answer does not depend on whether the
-    points sat in one shard (fused inside Qdrant) or several (fused here)."""
-    fused: dict[str, Hit] = {}
-    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings), strict=True):
-        for rank, hit in enumerate(ranking):
-            entry = fused.get(hit.id)
-            if entry is None:
-                fused[hit.id] = Hit(hit.id, rrf_term(rank, k, weight), hit.payload, hit.dense)
-            else:
-                entry.score += rrf_term(rank, k, weight)
-    return sorted(fused.values(), key=lambda h: h.score, reverse=True)[:limit]
-
-
-def merge_by_score(rankings: Iterable[Sequence[Hit]], limit: int) -> list[Hit]:
-    """One list from several, best score first; a point found twice (a crash can leave two copies
-    until the next start reconciles them) is kept once."""
-    merged = sorted((hit for ranking in rankings for hit in ranking), key=lambda h: h.score, reverse=True)
-    seen: set[str] = set()
-    unique = []
-    for hit in merged:
-        if hit.id not in seen:
-            seen.add(hit.id)
-            unique.append(hit)
-    return unique[:limit]

@@ -36,6 +36,7 @@ import time
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any, cast
 
@@ -78,8 +79,7 @@ from clarity.store.base import (
     SortOrder,
     Sparse,
     StoreLocked,
-    merge_by_score,
-    rrf_fuse,
+    rrf_term,
 )
 from clarity.store.edge_build import shard_config
 
@@ -155,11 +155,47 @@ def _hit(point: Any, with_dense: bool = False) -> Hit:
     return Hit(str(point.id), float(getattr(point, "score", 0.0) or 0.0), point.payload or {}, dense)
 
 
-def _ranking(points: Sequence[Any]) -> list[Hit]:
-    """Ids and scores only, the id kept as the engine's own object: a search reads hundreds of
-    these and turning each UUID into text cost more than the search. ``_with_payloads`` names
-    the few that are kept."""
-    return [Hit(point.id, point.score, {}) for point in points]
+def fuse_shard_answers(
+    dense_points: Sequence[Any],
+    lexical_rankings: Sequence[Sequence[Any]],
+    mode: SearchMode,
+    k: int,
+    depth: int,
+    limit: int,
+    lexical_weight: float,
+) -> list[tuple[Any, float]]:
+    """(id, score) best first, from every shard's ScoredPoints; ``rrf_fuse`` and ``merge_by_score``
+    over the same rankings give the same answer.
+
+    Dense scores are cosines, comparable across shards, so the dense ranking is one merge by
+    score. BM25 with IDF is computed against each shard's own statistics, so raw lexical scores of
+    a small shard and a big one do not compare: their rankings are merged by rank (RRF). Ids stay
+    the engine's own objects, and only for points that can still matter: a search reads ~200
+    answers and each ``.id`` builds a UUID, which cost more than the fusion arithmetic.
+    """
+    dense: list[tuple[Any, float]] = []
+    seen: set[Any] = set()
+    for point in sorted(dense_points, key=attrgetter("score"), reverse=True):
+        point_id = point.id
+        if point_id not in seen:  # a crash can leave two copies until the next start reconciles
+            seen.add(point_id)
+            dense.append((point_id, point.score))
+            if len(dense) == depth:
+                break
+    if mode == "dense":
+        return dense[:limit]
+    lexical_scores: dict[Any, float] = {}
+    for ranking in lexical_rankings:
+        for rank, point in enumerate(ranking):
+            point_id = point.id
+            lexical_scores[point_id] = lexical_scores.get(point_id, 0.0) + rrf_term(rank, k)
+    lexical = sorted(lexical_scores.items(), key=itemgetter(1), reverse=True)[:depth]
+    if mode == "lexical":
+        return lexical[:limit]
+    fused = {point_id: rrf_term(rank, k) for rank, (point_id, _) in enumerate(dense)}
+    for rank, (point_id, _) in enumerate(lexical):
+        fused[point_id] = fused.get(point_id, 0.0) + rrf_term(rank, k, lexical_weight)
+    return sorted(fused.items(), key=itemgetter(1), reverse=True)[:limit]
 
 
 class _Shard:
@@ -191,7 +227,7 @@ class EdgeStore:
         directory: Path,
         dimension: int,
         index_params: IndexParams,
-        active_max_points: int = 20_000,
+        active_max_points: int = 10_000,
         hnsw_ef: int = 64,
         segment_max_points: int = 200_000,
         build_in_background: bool = True,
@@ -314,7 +350,9 @@ class EdgeStore:
         path = self.directory / name
         try:
             if (path / "edge_config.json").exists():
-                handle = EdgeShard.load(str(path))
+                # The current config, so a shard made by an older version adopts its settings;
+                # what it leaves unset (the vectors) is inherited from the shard.
+                handle = EdgeShard.load(str(path), self._config())
             else:
                 handle = EdgeShard.create(str(path), self._config())
             # Shards made by an older version may lack an index added since; create what is missing.
@@ -622,11 +660,12 @@ class EdgeStore:
         wanted = list(ids)
         found: dict[str, Hit] = {}
         for shard in view.shards:
-            if len(found) == len(wanted):
+            missing = [i for i in wanted if i not in found]  # the newest shard's copy is the one
+            if not missing:
                 break
             exclude: AbstractSet[str] = view.exclude(shard) or frozenset()
             frozen = shard.name in view.frozen
-            for record in shard.handle.retrieve(_ids(wanted), with_payload=True, with_vector=with_vectors):
+            for record in shard.handle.retrieve(_ids(missing), with_payload=True, with_vector=with_vectors):
                 if str(record.id) not in exclude:
                     hit = _hit(record, with_vectors)
                     found.setdefault(hit.id, self._with_deferred(hit) if frozen else hit)
@@ -660,8 +699,8 @@ class EdgeStore:
                 view, shards[0], dense, sparse, flt, limit, prefetch_limit, rrf_k, params, lexical_weight
             )
         depth = limit if mode != "hybrid" else max(prefetch_limit, limit)
-        dense_rankings: list[list[Hit]] = []
-        lexical_rankings: list[list[Hit]] = []
+        dense_points: list[Any] = []
+        lexical_rankings: list[list[Any]] = []
         for shard in shards:
             requests = []
             shard_filter = edge_filter(flt, view.exclude(shard))
@@ -688,27 +727,20 @@ class EdgeStore:
                 continue
             answers = shard.handle.query_batch(QueryBatchRequest(requests))
             if mode in ("hybrid", "dense") and dense is not None:
-                dense_rankings.append(_ranking(answers.pop(0)))
+                dense_points.extend(answers.pop(0))
             if answers:
-                lexical_rankings.append(_ranking(answers.pop(0)))
-        dense_ranking = merge_by_score(dense_rankings, depth)
-        # BM25 with IDF is computed against each shard's own statistics, so raw lexical scores of a
-        # small shard and a big one do not compare; their rankings are merged by rank instead.
-        lexical_ranking = rrf_fuse(lexical_rankings, rrf_k, depth) if lexical_rankings else []
-        if mode == "dense":
-            ranked = dense_ranking[:limit]
-        elif mode == "lexical":
-            ranked = lexical_ranking[:limit]
-        else:
-            ranked = rrf_fuse([dense_ranking, lexical_ranking], rrf_k, limit, [1.0, lexical_weight])
+                lexical_rankings.append(answers.pop(0))
+        ranked = fuse_shard_answers(dense_points, lexical_rankings, mode, rrf_k, depth, limit, lexical_weight)
         return self._with_payloads(view, ranked)
 
-    def _with_payloads(self, view: _View, ranked: list[Hit]) -> list[Hit]:
+    def _with_payloads(self, view: _View, ranked: list[tuple[Any, float]]) -> list[Hit]:
         """Shards are queried for ids and scores only: fetching every shard's prefetch payloads
         cost more than the searches themselves. Payloads come once, for the final list."""
-        ids = [str(h.id) for h in ranked]
+        ids = [str(point_id) for point_id, _ in ranked]
         payloads = {hit.id: hit.payload for hit in self._get(view, ids)}
-        return [Hit(i, h.score, payloads[i]) for i, h in zip(ids, ranked, strict=True) if i in payloads]
+        return [
+            Hit(i, score, payloads[i]) for i, (_, score) in zip(ids, ranked, strict=True) if i in payloads
+        ]
 
     def _fused_single(
         self,

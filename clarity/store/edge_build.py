@@ -19,6 +19,7 @@ from typing import Any
 
 DENSE = "dense"
 LEXICAL = "lex"
+SEARCH_THREADS = 1  # see shard_config
 
 
 def shard_config(
@@ -51,6 +52,9 @@ def shard_config(
         ),
         # A sealed shard is never small enough to prefer brute force: index all of it, in one segment.
         optimizers=EdgeOptimizersConfig(indexing_threshold=1, default_segment_number=1) if indexed else None,
+        # A shard holds one or two segments; handing their reads to a pool of threads cost more
+        # (~0.1 ms a query) than reading them in turn, and a hook's search should use one core.
+        max_search_threads=SEARCH_THREADS,
     )
 
 

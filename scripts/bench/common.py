@@ -355,6 +355,7 @@ def points(
 # -- the embedded store, filled into a stated layout --------------------------------------------
 
 
+ACTIVE_MAX = 10_000  # storage.active_shard_max_points' default
 SEGMENT_MAX = 200_000  # storage.segment_max_points' default
 HNSW_EF = 64  # retrieval.hnsw_ef's default
 
@@ -402,17 +403,19 @@ def fill_edge(
     data: Corpus,
     console: Console,
     project: str = "bench-project",
-    segment_size: int = 20_000,
+    segment_size: int = ACTIVE_MAX,
     active_points: int | None = None,
     project_share: float = 0.5,
     m: int = 16,
     ef_construct: int = 200,
     segment_max: int = SEGMENT_MAX,
 ) -> dict[str, Any]:
-    """Write `data` through EdgeStore.upsert so that it ends as a steady-state layout: sealed
-    shards of `segment_size` (the last one may be smaller), merged into indexed segments of up to
-    `segment_max` as the store does, and `active_points` (default: half a sealed shard) left in the
-    brute-force active shard. Every build is waited for (the store's own child process, as in the
+    """Write `data` through EdgeStore.upsert so that it ends as a steady-state layout: indexed
+    segments of up to `segment_max`, and `active_points` (default: half of `segment_size`, the
+    active shard's seal size) left in the brute-force active shard. The store would reach those
+    segments by merging a build at every `segment_size` seal; each merge rebuilds the whole
+    segment from its points, so sealing `segment_max` at a time ends in the same segments without
+    the intermediate builds. Every build is waited for (the store's own child process, as in the
     daemon). Returns the layout and timings."""
     from clarity.embedding import LexicalEncoder
 
@@ -421,8 +424,9 @@ def fill_edge(
         active_points = min(n, segment_size // 2)
     active_points = min(active_points, n)
     sealed = n - active_points
-    full, rest = divmod(sealed, segment_size)
-    phases = [(full * segment_size, segment_size), (rest, rest), (active_points, 10**12)]
+    chunk = max(segment_size, segment_max)
+    full, rest = divmod(sealed, chunk)
+    phases = [(full * chunk, chunk), (rest, rest), (active_points, 10**12)]
     lexical = LexicalEncoder()
     written = 0
     build_wait = 0.0

@@ -230,7 +230,9 @@ def main() -> None:
         else:  # a filled template root, reused across runs; the daemon works on a copy
             template = args.workdir / f"hooks-root-{size}"
             sidecar = template.with_suffix(".json")
-            if not sidecar.exists() or json.loads(sidecar.read_text()).get("scope") != scope:
+            kept = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+            seal_size = Settings().storage.active_shard_max_points
+            if kept.get("scope") != scope or kept.get("segment_size") != seal_size:  # another layout
                 shutil.rmtree(template, ignore_errors=True)
                 sidecar.write_text(
                     json.dumps({"scope": scope, **prefill(template, size, console, project=scope)})

@@ -9,8 +9,9 @@ into qdrant-client's local mode (the baseline: what the original project used, o
   to --real-max (20k); above that, vectors are DERIVED (0.7*a + 0.3*b of two real embeddings plus
   N(0, 0.01) noise, renormalised; text = both texts) so that 100k and 1M are feasible here.
 - EdgeStore layout: filled through EdgeStore.upsert; every seal is waited for (the store's own
-  child-process HNSW build), ending with sealed segments of --segment-size (default 20k, the
-  daemon's storage.active_shard_max_points) and --active-points (default half a segment) left in
+  child-process HNSW build), ending with indexed segments of up to --segment-max (merging makes
+  that what seals of --segment-size, default 10k, the daemon's storage.active_shard_max_points,
+  end in) and --active-points (default half of --segment-size) left in
   the brute-force active shard: the average steady state of a store that grew to N.
 - Latency "store" rows call store.search() with precomputed query vectors, as MemoryService does
   (limit 20 = max(3*5, 20), prefetch 50, RRF k 60). "service" rows call MemoryService.retrieve
@@ -42,6 +43,7 @@ from typing import Any
 
 import numpy as np
 from common import (
+    ACTIVE_MAX,
     DIMENSION,
     HNSW_EF,
     LOCOMO_DIR,
@@ -227,7 +229,10 @@ def measure_service(
         bar.advance(task)
         out["with emb"] = percentiles(
             timed(
-                lambda i: service.retrieve(RetrieveRequest(query=f"{texts[i]} (asked {i})"), project=PROJECT),
+                # The label too: the query cache outlives this store, and another size asked the same.
+                lambda i: service.retrieve(
+                    RetrieveRequest(query=f"{texts[i]} ({label}, {i})"), project=PROJECT
+                ),
                 len(texts),
                 budget,
             )
@@ -382,7 +387,9 @@ def main() -> None:
     )
     p.add_argument("--queries", type=int, default=None, help="queries per cell (default 200, quick 20)")
     p.add_argument("--real-max", type=int, default=None, help="real embeddings before derived ones (20000)")
-    p.add_argument("--segment-size", type=int, default=None, help="EdgeStore sealed shard size (20000)")
+    p.add_argument(
+        "--segment-size", type=int, default=None, help=f"EdgeStore active shard seal size ({ACTIVE_MAX})"
+    )
     p.add_argument(
         "--segment-max", type=int, default=SEGMENT_MAX, help="EdgeStore merged segment cap (200000)"
     )
@@ -409,7 +416,7 @@ def main() -> None:
     sizes = [int(s) for s in (args.sizes or ("2000" if quick else "10000,100000,1000000")).split(",")]
     n_queries = args.queries or (20 if quick else 200)
     real_max = args.real_max or (2000 if quick else 20_000)
-    segment = args.segment_size or (1000 if quick else 20_000)
+    segment = args.segment_size or (1000 if quick else ACTIVE_MAX)
     budget = args.budget or (1.5 if quick else 30.0)
     engines = args.engines.split(",")
     if unknown := set(engines) - {"edge", "local"}:
