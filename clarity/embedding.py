@@ -218,8 +218,8 @@ class SentenceTransformerProvider(EmbeddingProvider):
 
     def _query_encoder(self, lean: _LeanEncoder | None) -> _LeanEncoder | None:
         """The float16 query path when asked for and it holds up on the probes, else ``lean``."""
-        if lean is None or self._query_precision != "float16":
-            return lean
+        if lean is None or self._query_precision != "float16" or self._device != "cpu":
+            return lean  # fbgemm's float16 kernels are CPU kernels
         try:
             return lean.half_precision()
         except Exception as exc:  # a torch without fbgemm, a model that does not trace: keep float32

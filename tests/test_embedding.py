@@ -65,6 +65,10 @@ def test_float16_query_vectors_stay_within_rounding_of_encode(
 
 def test_queries_really_take_the_float16_path(provider: SentenceTransformerProvider) -> None:
     """The default setting: a float32 query path would match encode to ~1e-7, float16 does not."""
+    import torch
+
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        pytest.skip("this torch has no fbgemm float16 kernels: float32 is the right fallback here")
     assert provider._query_lean is not None and provider._query_lean is not provider._lean
     drift = max(
         float(np.abs(np.subtract(provider._query_lean.encode([t])[0], provider._lean.encode([t])[0])).max())
@@ -81,10 +85,30 @@ def test_float32_setting_keeps_the_exact_path(provider: SentenceTransformerProvi
 
 
 def test_a_model_that_does_not_trace_keeps_float32(provider: SentenceTransformerProvider) -> None:
+    import torch
+
+    class Untraceable(torch.nn.Module):
+        """Has a Linear to pack, then fails inside the trace, as a model the tracer cannot follow."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.dense = torch.nn.Linear(4, 4)
+
+        def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("data-dependent control flow the tracer cannot record")
+
     lean = provider._lean
     assert lean is not None
-    untraceable = _LeanEncoder(lean._tokenizer, object(), lean._max_length, lean._device)
+    untraceable = _LeanEncoder(lean._tokenizer, Untraceable(), lean._max_length, lean._device)
     assert provider._query_encoder(untraceable) is untraceable
+
+
+def test_the_float16_path_refuses_a_batch(provider: SentenceTransformerProvider) -> None:
+    """It was traced for one unpadded text; a padded batch must not pass silently."""
+    fast = provider._query_lean
+    assert fast is not None and fast is not provider._lean
+    with pytest.raises(ValueError, match="one text at a time"):
+        fast.encode(["a short one", "and a longer second text that forces padding"])
 
 
 def test_probe_check_refuses_an_encoder_that_drifts(provider: SentenceTransformerProvider) -> None:

@@ -164,8 +164,8 @@ def fuse_shard_answers(
     limit: int,
     lexical_weight: float,
 ) -> list[tuple[Any, float]]:
-    """(id, score) best first, from every shard's ScoredPoints; ``rrf_fuse`` and ``merge_by_score``
-    over the same rankings give the same answer.
+    """(id, score) best first, from every shard's ScoredPoints; ``tests/test_fusion.py`` pins it to
+    the plain formulation of the same formulas.
 
     Dense scores are cosines, comparable across shards, so the dense ranking is one merge by
     score. BM25 with IDF is computed against each shard's own statistics, so raw lexical scores of
@@ -350,8 +350,9 @@ class EdgeStore:
         path = self.directory / name
         try:
             if (path / "edge_config.json").exists():
-                # The current config, so a shard made by an older version adopts its settings;
-                # what it leaves unset (the vectors) is inherited from the shard.
+                # The current config, so a shard made by an older version adopts its settings
+                # (max_search_threads). What it leaves unset, such as a sealed segment's
+                # optimizer settings, is kept from the shard; its vectors must match.
                 handle = EdgeShard.load(str(path), self._config())
             else:
                 handle = EdgeShard.create(str(path), self._config())
