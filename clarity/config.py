@@ -168,7 +168,7 @@ class CacheSettings(_Section):
 class StorageSettings(_Section):
     root: Path = Field(DEFAULT_ROOT, validate_default=True)
     active_shard_max_points: int = Field(
-        10_000,
+        5_000,
         ge=100,
         description="embedded engine: points kept in the brute-force shard before an index build; "
         "every search scans it, so smaller is faster, at the cost of more (background) builds",
@@ -178,6 +178,11 @@ class StorageSettings(_Section):
         ge=100,
         description="embedded engine: indexed segments are merged up to this many points; fewer "
         "segments make searches faster, larger ones take longer to rebuild",
+    )
+    quantization: Literal["int8", "none"] = Field(
+        "int8",
+        description="embedded engine: indexed segments walk their graph on an int8 copy of the vectors "
+        "held in RAM and rescore the best with the float32 originals; 'none' reads only the originals",
     )
     max_bytes: int = Field(
         2 * 1024**3,

@@ -487,23 +487,34 @@ class MemoryService:
             ScoredMemory(memory=Memory.from_payload(hit.id, hit.payload), score=score) for score, hit in kept
         ]
         if dense is not None and results:
-            self._add_similarity(results, dense)
+            self._add_similarity(results, dense, {hit.id: hit.similarity for _, hit in kept})
         if track_use:
             for result in results:
                 self.access.touch(result.memory.id, result.memory.access_count)
         return RetrieveResult(results=results, mode=mode, scopes=scopes, degraded=degraded)
 
-    def _add_similarity(self, results: list[ScoredMemory], query: list[float]) -> None:
-        """Fused scores rank; only cosine says how close a memory really is, which hooks gate on."""
-        vectors = {h.id: h.dense for h in self.db.get([r.memory.id for r in results], with_vectors=True)}
-        # A memory without a vector (still pending) gets no similarity. Only the final few are
-        # fetched: asking the search for every candidate's vector cost ~1 ms more per query.
-        known = [result for result in results if vectors.get(result.memory.id) is not None]
-        if not known:
+    def _add_similarity(
+        self, results: list[ScoredMemory], query: list[float], known: dict[str, float | None]
+    ) -> None:
+        """Fused scores rank; only cosine says how close a memory really is, which hooks gate on.
+        The search reports the cosine of every result from its dense ranking (``known``); the
+        vectors of the rest (lexical-only results, an engine that fuses internally) are fetched,
+        for the final few only: asking the search for every candidate's vector cost ~1 ms more."""
+        for result in results:
+            similarity = known.get(result.memory.id)
+            if similarity is not None:
+                result.similarity = round(similarity, 4)
+        missing = [result for result in results if result.similarity is None]
+        if not missing:
             return
-        matrix = np.asarray([vectors[result.memory.id] for result in known], dtype=np.float32)
+        vectors = {h.id: h.dense for h in self.db.get([r.memory.id for r in missing], with_vectors=True)}
+        # A memory without a vector (still pending) gets no similarity.
+        fetched = [result for result in missing if vectors.get(result.memory.id) is not None]
+        if not fetched:
+            return
+        matrix = np.asarray([vectors[result.memory.id] for result in fetched], dtype=np.float32)
         for result, similarity in zip(
-            known, (matrix @ np.asarray(query, dtype=np.float32)).tolist(), strict=True
+            fetched, (matrix @ np.asarray(query, dtype=np.float32)).tolist(), strict=True
         ):
             result.similarity = round(similarity, 4)
 

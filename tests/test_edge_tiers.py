@@ -192,8 +192,8 @@ def test_weighted_rrf_here_matches_qdrants(tmp_path: Path, embedder: EmbeddingPr
         dense_ranking = store.search(dense, sparse, MemoryFilter(), 60, mode="dense", exact=True)
         lexical_ranking = store.search(dense, sparse, MemoryFilter(), 60, mode="lexical", exact=True)
         here = fuse_shard_answers(dense_ranking, [lexical_ranking], "hybrid", k, 60, 10, weight)
-        assert [round(score, 6) for _, score in here[:5]] == [round(h.score, 6) for h in inside[:5]]
-        mine = {point_id: round(score, 6) for point_id, score in here}
+        assert [round(score, 6) for _, score, _ in here[:5]] == [round(h.score, 6) for h in inside[:5]]
+        mine = {point_id: round(score, 6) for point_id, score, _ in here}
         assert all(mine[h.id] == round(h.score, 6) for h in inside[:5] if h.id in mine)
         assert here[0][0] == inside[0].id or here[0][1] == here[1][1]  # same leader unless tied
     store.close()

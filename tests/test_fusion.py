@@ -2,8 +2,8 @@
 
 ``fuse_shard_answers`` skips work for speed (it stops reading dense ids at the fusion depth and
 never builds result objects); this pins that it still ranks exactly as the plain formulation:
-dense lists merged by score with duplicates kept once, lexical lists merged by RRF, then weighted
-RRF of the two, where Qdrant's weighted term for 0-based rank r is 1 / ((r + 1) / w + k - 1).
+dense lists merged by score, lexical lists merged by rank (ties: the earlier shard first), a point
+that two shards return kept once at its best place in each, then weighted RRF of the two, where Qdrant's weighted term for 0-based rank r is 1 / ((r + 1) / w + k - 1).
 """
 
 from __future__ import annotations
@@ -41,11 +41,12 @@ def reference(
     dense = dense[:depth]
     if mode == "dense":
         return dense[:limit]
-    lexical_scores: dict[str, float] = {}
-    for ranking in lexical_lists:
+    best: dict[str, tuple[int, int]] = {}  # id -> (rank, shard) of its best place
+    for shard, ranking in enumerate(lexical_lists):
         for rank, point in enumerate(ranking):
-            lexical_scores[point.id] = lexical_scores.get(point.id, 0.0) + 1 / ((rank + 1) / 1.0 + k - 1)
-    lexical = sorted(lexical_scores.items(), key=lambda item: item[1], reverse=True)[:depth]
+            best[point.id] = min(best.get(point.id, (rank, shard)), (rank, shard))
+    by_place = sorted(best.items(), key=lambda item: item[1])[:depth]
+    lexical = [(point_id, 1 / ((rank + 1) / 1.0 + k - 1)) for point_id, (rank, _) in by_place]
     if mode == "lexical":
         return lexical[:limit]
     fused: dict[str, float] = {}
@@ -80,12 +81,34 @@ def test_fusion_matches_the_plain_formulas(mode: str, seed: int) -> None:
     flat_dense = [p for ranking in dense for p in ranking]
     got = fuse_shard_answers(flat_dense, lexical, mode, k, depth, limit, weight)  # type: ignore[arg-type]
     want = reference(dense, lexical, mode, k, depth, limit, weight)
-    assert [i for i, _ in got] == [i for i, _ in want]
-    assert [s for _, s in got] == pytest.approx([s for _, s in want], rel=1e-12)
+    assert [i for i, _, _ in got] == [i for i, _ in want]
+    assert [s for _, s, _ in got] == pytest.approx([s for _, s in want], rel=1e-12)
     assert len(got) == min(limit, len(want))
+    # Every result of the dense ranking carries its cosine; the others carry none.
+    best_cosine = {p.id: max(q.score for q in flat_dense if q.id == p.id) for p in flat_dense}
+    dense_ids = {i for i, _ in reference(dense, lexical, "dense", k, depth, depth, weight)}
+    if mode == "lexical":
+        dense_ids = set()  # a lexical search asks for no dense ranking
+    for point_id, _, cosine in got:
+        assert cosine == (best_cosine[point_id] if point_id in dense_ids else None)
 
 
 def test_a_point_twice_in_the_dense_answers_counts_once() -> None:
     dense = [Scored("a", 0.9), Scored("b", 0.8), Scored("a", 0.7)]
     got = fuse_shard_answers(dense, [], "dense", 10, 50, 10, 1.0)
-    assert got == [("a", 0.9), ("b", 0.8)]
+    assert got == [("a", 0.9, 0.9), ("b", 0.8, 0.8)]
+
+
+def test_a_point_two_shards_return_lexically_counts_once_at_its_best_rank() -> None:
+    shard_a = [Scored("x", 0.0), Scored("a", 0.0), Scored("b", 0.0)]
+    shard_b = [Scored("y", 0.0), Scored("x", 0.0)]
+    got = fuse_shard_answers([], [shard_a, shard_b], "lexical", 10, 50, 10, 1.0)
+    assert [i for i, _, _ in got] == ["x", "y", "a", "b"]
+    assert [s for _, s, _ in got] == pytest.approx([1 / 10, 1 / 10, 1 / 11, 1 / 12])
+
+
+def test_the_lexical_merge_stops_at_the_fusion_depth() -> None:
+    shard_a = [Scored(f"a{i}", 0.0) for i in range(5)]
+    shard_b = [Scored(f"b{i}", 0.0) for i in range(5)]
+    got = fuse_shard_answers([], [shard_a, shard_b], "lexical", 10, 3, 10, 1.0)
+    assert [i for i, _, _ in got] == ["a0", "b0", "a1"]

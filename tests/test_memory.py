@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from clarity.embedding import EmbeddingProvider
 from clarity.memory import MemoryNotFound, MemoryService, ScopeRequired
 from clarity.models import (
     MAX_CONTENT_CHARS,
@@ -16,6 +19,7 @@ from clarity.models import (
     MemoryPatch,
     RetrieveRequest,
 )
+from tests.conftest import make_settings, open_engine
 
 
 def store(service: MemoryService, content: str, project: str | None = "proj-a", **fields: object):
@@ -196,3 +200,29 @@ def test_nonexistent_and_malformed_ids(service: MemoryService) -> None:
         service.get("not-a-uuid")
     with pytest.raises(ValidationError, match="give at least one"):
         MemoryPatch()
+
+
+def test_similarity_is_the_query_cosine_within_one_shard_and_across_shards(
+    engine: str, tmp_path: Path, embedder: EmbeddingProvider
+) -> None:
+    """Results from the dense ranking take their cosine from the search; the others get it from
+    their stored vector. Either way it must be the true cosine, whatever the layout."""
+    sections = {"storage": {"active_shard_max_points": 100}}
+    db = open_engine(engine, tmp_path, **sections)
+    service = MemoryService(make_settings(tmp_path, **sections), db, embedder)
+    teams = ["billing", "search", "deploy", "security"]
+    for i in range(130):
+        store(service, f"Note {i}: the {teams[i % 4]} team picked the tool T{i}Q for its pipeline")
+    if engine == "embedded":
+        assert db.wait_for_index(120)  # type: ignore[attr-defined]
+        assert db.segments, "130 notes over a 100-point active shard must have sealed one"  # type: ignore[attr-defined]
+    for query in ("which tool did the billing team pick", "T17Q", "deploy pipeline T42Q"):
+        results = service.retrieve(RetrieveRequest(query=query, limit=8), project="proj-a").results
+        assert results
+        stored = {h.id: h.dense for h in db.get([r.memory.id for r in results], with_vectors=True)}
+        vector = np.asarray(embedder.embed_query(query), dtype=np.float32)
+        for result in results:
+            cosine = float(np.asarray(stored[result.memory.id], dtype=np.float32) @ vector)
+            assert result.similarity == pytest.approx(cosine, abs=2e-4), result.memory.content
+    service.access.close()
+    db.close()

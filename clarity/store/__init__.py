@@ -23,4 +23,5 @@ def open_store(settings: Settings) -> VectorStore:
         active_max_points=settings.storage.active_shard_max_points,
         segment_max_points=settings.storage.segment_max_points,
         hnsw_ef=settings.retrieval.hnsw_ef,
+        quantization=settings.storage.quantization,
     )

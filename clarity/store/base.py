@@ -60,6 +60,7 @@ class Hit:
     score: float
     payload: dict[str, Any]
     dense: list[float] | None = None
+    similarity: float | None = None  # the query's cosine, when the search already knows it
 
 
 @dataclass(slots=True)

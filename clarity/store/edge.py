@@ -56,6 +56,7 @@ from qdrant_edge import (
     PayloadSchemaType,
     Point,
     Prefetch,
+    QuantizationSearchParams,
     Query,
     QueryBatchRequest,
     QueryRequest,
@@ -81,11 +82,15 @@ from clarity.store.base import (
     StoreLocked,
     rrf_term,
 )
-from clarity.store.edge_build import shard_config
+from clarity.store.edge_build import Quantization, shard_config
 
 log = logging.getLogger(__name__)
 
 RETIRE_GRACE_SECONDS = 2.0
+# int8 candidates per result that the float32 originals rescore. At 95k points and ef 64: no
+# rescoring found 0.96 of the exact top 10; 1x 0.99; 2x 0.996, at 0.33 ms a dense query against
+# 0.57 ms on the originals alone (docs/benchmarks.md).
+RESCORE_OVERSAMPLING = 2.0
 _INDEX_KIND = {
     "keyword": PayloadSchemaType.Keyword,
     "float": PayloadSchemaType.Float,
@@ -148,10 +153,13 @@ def _ids(ids: Iterable[str]) -> list[Any]:
     return list(ids)
 
 
+def _dense(record: Any) -> list[float] | None:
+    vector = record.vector
+    return vector.get(DENSE) if isinstance(vector, dict) else None
+
+
 def _hit(point: Any, with_dense: bool = False) -> Hit:
-    dense = None
-    if with_dense and isinstance(point.vector, dict):
-        dense = point.vector.get(DENSE)
+    dense = _dense(point) if with_dense else None
     return Hit(str(point.id), float(getattr(point, "score", 0.0) or 0.0), point.payload or {}, dense)
 
 
@@ -163,39 +171,50 @@ def fuse_shard_answers(
     depth: int,
     limit: int,
     lexical_weight: float,
-) -> list[tuple[Any, float]]:
-    """(id, score) best first, from every shard's ScoredPoints; ``tests/test_fusion.py`` pins it to
+) -> list[tuple[Any, float, float | None]]:
+    """(id, score, cosine) best first, from every shard's ScoredPoints; ``tests/test_fusion.py`` pins it to
     the plain formulation of the same formulas.
 
     Dense scores are cosines, comparable across shards, so the dense ranking is one merge by
     score. BM25 with IDF is computed against each shard's own statistics, so raw lexical scores of
-    a small shard and a big one do not compare: their rankings are merged by rank (RRF). Ids stay
-    the engine's own objects, and only for points that can still matter: a search reads ~200
-    answers and each ``.id`` builds a UUID, which cost more than the fusion arithmetic.
+    a small shard and a big one do not compare: their rankings are interleaved by rank (RRF). A
+    point that two shards return (a crash can leave two copies until the next start reconciles)
+    counts once, at its best rank, in both. Ids stay the engine's own objects, and are read only
+    for points that can still matter: each ``.id`` makes the binding build a ``uuid.UUID``
+    (~1.5 us), which cost more than the fusion arithmetic. The cosine, for points in the dense
+    ranking (None for the others), spares the caller a vector fetch to tell how close a result is.
     """
     dense: list[tuple[Any, float]] = []
     seen: set[Any] = set()
     for point in sorted(dense_points, key=attrgetter("score"), reverse=True):
         point_id = point.id
-        if point_id not in seen:  # a crash can leave two copies until the next start reconciles
+        if point_id not in seen:
             seen.add(point_id)
             dense.append((point_id, point.score))
             if len(dense) == depth:
                 break
     if mode == "dense":
-        return dense[:limit]
-    lexical_scores: dict[Any, float] = {}
-    for ranking in lexical_rankings:
-        for rank, point in enumerate(ranking):
-            point_id = point.id
-            lexical_scores[point_id] = lexical_scores.get(point_id, 0.0) + rrf_term(rank, k)
-    lexical = sorted(lexical_scores.items(), key=itemgetter(1), reverse=True)[:depth]
+        return [(point_id, cosine, cosine) for point_id, cosine in dense[:limit]]
+    lexical: list[tuple[Any, float]] = []
+    taken: set[Any] = set()
+    for rank in range(max(map(len, lexical_rankings), default=0)):
+        term = rrf_term(rank, k)
+        for ranking in lexical_rankings:
+            if rank < len(ranking) and len(lexical) < depth:
+                point_id = ranking[rank].id
+                if point_id not in taken:
+                    taken.add(point_id)
+                    lexical.append((point_id, term))
+        if len(lexical) == depth:
+            break
     if mode == "lexical":
-        return lexical[:limit]
+        return [(point_id, score, None) for point_id, score in lexical[:limit]]
     fused = {point_id: rrf_term(rank, k) for rank, (point_id, _) in enumerate(dense)}
     for rank, (point_id, _) in enumerate(lexical):
         fused[point_id] = fused.get(point_id, 0.0) + rrf_term(rank, k, lexical_weight)
-    return sorted(fused.items(), key=itemgetter(1), reverse=True)[:limit]
+    cosines = dict(dense)
+    best = sorted(fused.items(), key=itemgetter(1), reverse=True)[:limit]
+    return [(point_id, score, cosines.get(point_id)) for point_id, score in best]
 
 
 class _Shard:
@@ -227,10 +246,11 @@ class EdgeStore:
         directory: Path,
         dimension: int,
         index_params: IndexParams,
-        active_max_points: int = 10_000,
+        active_max_points: int = 5_000,
         hnsw_ef: int = 64,
         segment_max_points: int = 200_000,
         build_in_background: bool = True,
+        quantization: Quantization = "int8",
     ) -> None:
         self.directory = directory
         self.location = str(directory)
@@ -239,6 +259,7 @@ class EdgeStore:
         self._active_max = active_max_points
         self._segment_max = segment_max_points
         self._hnsw_ef = hnsw_ef
+        self._quantization: Quantization = quantization
         self._build_in_background = build_in_background
         self._write_lock = threading.RLock()
         self._build_thread: threading.Thread | None = None
@@ -344,7 +365,9 @@ class EdgeStore:
 
     def _config(self) -> EdgeConfig:
         index = self._index
-        return shard_config(self.dimension, index.m, index.ef_construct, index.full_scan_threshold)
+        return shard_config(
+            self.dimension, index.m, index.ef_construct, index.full_scan_threshold, self._quantization
+        )
 
     def _open(self, name: str) -> _Shard:
         path = self.directory / name
@@ -571,6 +594,7 @@ class EdgeStore:
                 str(self._index.m),
                 str(self._index.ef_construct),
                 str(self._index.full_scan_threshold),
+                self._quantization,
                 *(str(sources / shard.name) for shard in others),
             ]
             # The child is this build's own (a local): ``_build_proc`` is only what close() kills.
@@ -667,9 +691,12 @@ class EdgeStore:
             exclude: AbstractSet[str] = view.exclude(shard) or frozenset()
             frozen = shard.name in view.frozen
             for record in shard.handle.retrieve(_ids(missing), with_payload=True, with_vector=with_vectors):
-                if str(record.id) not in exclude:
-                    hit = _hit(record, with_vectors)
-                    found.setdefault(hit.id, self._with_deferred(hit) if frozen else hit)
+                point_id = str(record.id)  # each .id builds a UUID: read it once
+                if point_id in exclude or point_id in found:
+                    continue
+                dense = _dense(record) if with_vectors else None
+                hit = Hit(point_id, 0.0, record.payload or {}, dense)
+                found[point_id] = self._with_deferred(hit) if frozen else hit
         return [found[i] for i in wanted if i in found]
 
     def _with_deferred(self, hit: Hit) -> Hit:
@@ -690,7 +717,7 @@ class EdgeStore:
         exact: bool = False,
         lexical_weight: float = 1.0,
     ) -> list[Hit]:
-        params = SearchParams(hnsw_ef=max(self._hnsw_ef, limit), exact=exact)
+        params = self._search_params(limit, exact)
         view = self._view
         shards = view.shards
         if mode == "hybrid" and (dense is None or sparse is None):
@@ -734,13 +761,23 @@ class EdgeStore:
         ranked = fuse_shard_answers(dense_points, lexical_rankings, mode, rrf_k, depth, limit, lexical_weight)
         return self._with_payloads(view, ranked)
 
-    def _with_payloads(self, view: _View, ranked: list[tuple[Any, float]]) -> list[Hit]:
+    def _search_params(self, limit: int, exact: bool) -> SearchParams:
+        """Exact search reads the float32 originals only: it is the yardstick for the others.
+        With quantization off, segments built while it was on keep their int8 copies unused."""
+        quantization = QuantizationSearchParams(
+            ignore=exact or self._quantization == "none", rescore=True, oversampling=RESCORE_OVERSAMPLING
+        )
+        return SearchParams(hnsw_ef=max(self._hnsw_ef, limit), exact=exact, quantization=quantization)
+
+    def _with_payloads(self, view: _View, ranked: list[tuple[Any, float, float | None]]) -> list[Hit]:
         """Shards are queried for ids and scores only: fetching every shard's prefetch payloads
         cost more than the searches themselves. Payloads come once, for the final list."""
-        ids = [str(point_id) for point_id, _ in ranked]
+        ids = [str(point_id) for point_id, _, _ in ranked]
         payloads = {hit.id: hit.payload for hit in self._get(view, ids)}
         return [
-            Hit(i, score, payloads[i]) for i, (_, score) in zip(ids, ranked, strict=True) if i in payloads
+            Hit(i, score, payloads[i], similarity=cosine)
+            for i, (_, score, cosine) in zip(ids, ranked, strict=True)
+            if i in payloads
         ]
 
     def _fused_single(

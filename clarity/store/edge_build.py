@@ -7,7 +7,9 @@ copy with a lower CPU priority, and swaps the result in when it exits 0.
 Merging: any further SOURCE_DIRs (copies of other shards) are read and upserted into SHARD_DIR
 first, in the order given, so the result is one indexed segment holding all of them.
 
-Usage: python -m clarity.store.edge_build SHARD_DIR DIMENSION M EF_CONSTRUCT FULL_SCAN_THRESHOLD [SOURCE_DIR ...]
+Usage: python -m clarity.store.edge_build SHARD_DIR DIMENSION M EF_CONSTRUCT FULL_SCAN_THRESHOLD QUANTIZATION [SOURCE_DIR ...]
+
+QUANTIZATION is ``int8`` (keep an int8 copy of the dense vectors for the graph walk) or ``none``.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any
+from typing import Any, Literal, cast
 
 DENSE = "dense"
 LEXICAL = "lex"
 SEARCH_THREADS = 1  # see shard_config
+QUANTIZATIONS = ("int8", "none")
+Quantization = Literal["int8", "none"]
 
 
 def shard_config(
@@ -27,10 +31,17 @@ def shard_config(
     m: int,
     ef_construct: int,
     full_scan_threshold: int,
+    quantization: Quantization = "none",
     indexed: bool = False,
     threads: int = 0,
 ) -> Any:
-    """The one shard layout: named dense vector (cosine) plus a lexical sparse vector with IDF."""
+    """The one shard layout: named dense vector (cosine) plus a lexical sparse vector with IDF.
+
+    With ``int8``, an indexed segment also keeps an int8 copy of its dense vectors in RAM. The
+    float32 originals are memory-mapped, and an HNSW walk reads ~1,500 of them at random: at 95k
+    points that took 0.57 ms a query against 0.14 ms on the int8 copy (rescoring then reads only
+    the finalists). The brute-force active shard gets the same config, but Qdrant quantizes only
+    indexed segments, so its scans are unchanged."""
     from qdrant_edge import (
         Distance,
         EdgeConfig,
@@ -38,11 +49,21 @@ def shard_config(
         EdgeSparseVectorParams,
         EdgeVectorParams,
         HnswIndexConfig,
+        Memory,
         Modifier,
+        ScalarQuantizationConfig,
+        ScalarType,
     )
 
+    int8 = ScalarQuantizationConfig(type=ScalarType.Int8, memory=Memory.Pinned)
     return EdgeConfig(
-        vectors={DENSE: EdgeVectorParams(size=dimension, distance=Distance.Cosine)},
+        vectors={
+            DENSE: EdgeVectorParams(
+                size=dimension,
+                distance=Distance.Cosine,
+                quantization_config=int8 if quantization == "int8" else None,
+            )
+        },
         sparse_vectors={LEXICAL: EdgeSparseVectorParams(modifier=Modifier.Idf)},
         hnsw_config=HnswIndexConfig(
             m=m,
@@ -67,12 +88,15 @@ def build(
     m: int,
     ef_construct: int,
     full_scan_threshold: int,
+    quantization: Quantization = "none",
     sources: list[str] | None = None,
 ) -> None:
     from qdrant_edge import EdgeShard
 
     threads = int(os.environ.get("CLARITY_BUILD_THREADS", "0"))
-    config = shard_config(dimension, m, ef_construct, full_scan_threshold, indexed=True, threads=threads)
+    config = shard_config(
+        dimension, m, ef_construct, full_scan_threshold, quantization, indexed=True, threads=threads
+    )
     shard = EdgeShard.load(path, config)
     for source in sources or []:
         copy_points(EdgeShard.load(source), shard)
@@ -129,13 +153,14 @@ def _yield_cpu() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 6:
+    if len(argv) < 7 or argv[6] not in QUANTIZATIONS:
         print(__doc__, file=sys.stderr)
         return 2
     _die_with_parent()
     _yield_cpu()
     dimension, m, ef_construct, full_scan_threshold = (int(arg) for arg in argv[2:6])
-    build(argv[1], dimension, m, ef_construct, full_scan_threshold, argv[6:])
+    quantization = cast(Quantization, argv[6])
+    build(argv[1], dimension, m, ef_construct, full_scan_threshold, quantization, argv[7:])
     return 0
 
 

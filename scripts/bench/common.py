@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import numpy as np
@@ -355,9 +355,10 @@ def points(
 # -- the embedded store, filled into a stated layout --------------------------------------------
 
 
-ACTIVE_MAX = 10_000  # storage.active_shard_max_points' default
+ACTIVE_MAX = 5_000  # storage.active_shard_max_points' default
 SEGMENT_MAX = 200_000  # storage.segment_max_points' default
 HNSW_EF = 64  # retrieval.hnsw_ef's default
+QUANTIZATION = "int8"  # storage.quantization's default
 
 
 def open_edge(
@@ -367,6 +368,7 @@ def open_edge(
     m: int = 16,
     ef_construct: int = 200,
     segment_max: int = SEGMENT_MAX,
+    quantization: str = QUANTIZATION,
 ) -> Any:
     from clarity.config import IndexParams
     from clarity.store.edge import EdgeStore
@@ -378,11 +380,12 @@ def open_edge(
         active_max_points=active_max,
         hnsw_ef=hnsw_ef,
         segment_max_points=segment_max,
+        quantization=cast(Any, quantization),
     )
 
 
 def settle_layout(
-    directory: Path, active_max: int, segment_max: int = SEGMENT_MAX, **index: int
+    directory: Path, active_max: int, segment_max: int = SEGMENT_MAX, **index: Any
 ) -> dict[str, Any]:
     """Open the store as the daemon would and wait for the builds that opening starts (segments
     that fit together are merged at open, e.g. in a store filled before merging existed), so
@@ -409,6 +412,7 @@ def fill_edge(
     m: int = 16,
     ef_construct: int = 200,
     segment_max: int = SEGMENT_MAX,
+    quantization: str = QUANTIZATION,
 ) -> dict[str, Any]:
     """Write `data` through EdgeStore.upsert so that it ends as a steady-state layout: indexed
     segments of up to `segment_max`, and `active_points` (default: half of `segment_size`, the
@@ -437,7 +441,12 @@ def fill_edge(
             if count <= 0:
                 continue
             store = open_edge(
-                directory, max(100, threshold), m=m, ef_construct=ef_construct, segment_max=segment_max
+                directory,
+                max(100, threshold),
+                m=m,
+                ef_construct=ef_construct,
+                segment_max=segment_max,
+                quantization=quantization,
             )
             try:
                 stop_at = written + count
@@ -455,11 +464,14 @@ def fill_edge(
                     raise RuntimeError(f"index build failed: {store._build_error}")
             finally:
                 store.close()
-    layout = settle_layout(directory, segment_size, segment_max, m=m, ef_construct=ef_construct)
+    layout = settle_layout(
+        directory, segment_size, segment_max, m=m, ef_construct=ef_construct, quantization=quantization
+    )
     return {
         "layout": layout,
         "segment_size": segment_size,
         "segment_max": segment_max,
+        "quantization": quantization,
         "fill_seconds": round(time.perf_counter() - started, 1),
         "index_build_wait_seconds": round(build_wait, 1),
     }
@@ -478,6 +490,7 @@ def prefill(root: Path, count: int, console: Console, project: str = "bench-proj
         project,
         settings.storage.active_shard_max_points,
         segment_max=settings.storage.segment_max_points,
+        quantization=settings.storage.quantization,
     )
     info["derived_vectors"] = len(data) - data.real
     return info

@@ -231,8 +231,13 @@ def main() -> None:
             template = args.workdir / f"hooks-root-{size}"
             sidecar = template.with_suffix(".json")
             kept = json.loads(sidecar.read_text()) if sidecar.exists() else {}
-            seal_size = Settings().storage.active_shard_max_points
-            if kept.get("scope") != scope or kept.get("segment_size") != seal_size:  # another layout
+            defaults = Settings().storage
+            seal_size, quantization = defaults.active_shard_max_points, defaults.quantization
+            if (kept.get("scope"), kept.get("segment_size"), kept.get("quantization")) != (
+                scope,
+                seal_size,
+                quantization,
+            ):  # another layout
                 shutil.rmtree(template, ignore_errors=True)
                 sidecar.write_text(
                     json.dumps({"scope": scope, **prefill(template, size, console, project=scope)})
@@ -240,7 +245,10 @@ def main() -> None:
             layout = {**json.loads(sidecar.read_text()), "reused": True}
             storage = Settings(storage={"root": str(template)}).storage
             layout["layout"] = settle_layout(
-                storage.qdrant_dir, storage.active_shard_max_points, storage.segment_max_points
+                storage.qdrant_dir,
+                storage.active_shard_max_points,
+                storage.segment_max_points,
+                quantization=storage.quantization,
             )
             if args.fill_only:
                 continue

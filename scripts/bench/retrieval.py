@@ -19,8 +19,9 @@ into qdrant-client's local mode (the baseline: what the original project used, o
   cache (so it excludes embedding), "with emb" uses a new query text each call (includes it).
 - Filters: "scope" = project + global (about 20% of the memories), "scope+type" = project and
   memory_type fix/error (about 2.5%).
-- recall@10: approximate dense search vs exact (SearchParams exact=True) for the same query and
-  filter. qdrant-client local mode is always exact (brute force in numpy), so its recall is 1.
+- recall@10: approximate dense search vs exact (exact=True, which reads only the float32
+  originals, never the int8 copies) for the same query and filter. qdrant-client local mode is
+  always exact (brute force in numpy), so its recall is 1.
 - RSS per memory: measured in a child process that only opens the store and runs the queries.
 - Breakdown (EdgeStore): per shard, median ms of dense (HNSW or brute force), lexical, and the
   batched query the store sends, with and without payload; plus an hnsw_ef sweep.
@@ -47,6 +48,7 @@ from common import (
     DIMENSION,
     HNSW_EF,
     LOCOMO_DIR,
+    QUANTIZATION,
     SEGMENT_MAX,
     SUBJECTS,
     TOOLS,
@@ -244,7 +246,7 @@ def measure_service(
 
 def breakdown(store: Any, qvecs: np.ndarray, sparse: list[Any], console: Console) -> dict[str, Any]:
     """Where an EdgeStore hybrid search spends its time, shard by shard."""
-    from qdrant_edge import Query, QueryBatchRequest, QueryRequest, SearchParams, SparseVector
+    from qdrant_edge import Query, QueryBatchRequest, QueryRequest, SparseVector
 
     dense = [v.tolist() for v in qvecs]
     n = min(len(dense), 100)
@@ -255,10 +257,10 @@ def breakdown(store: Any, qvecs: np.ndarray, sparse: list[Any], console: Console
         for shard in view.shards:
             kind = "active" if shard is store.active else "sealing" if shard is store.sealing else "segment"
             count = shard.handle.info().points_count
-            params = SearchParams(hnsw_ef=store._hnsw_ef, exact=False)
+            params = store._search_params(50, exact=False)  # as store.search asks, quantization included
 
             def dense_q(i: int, payload: bool, exact: bool = False, s: Any = shard) -> Any:
-                p = SearchParams(hnsw_ef=store._hnsw_ef, exact=exact)
+                p = store._search_params(50, exact=exact)
                 return s.handle.query(
                     QueryRequest(
                         limit=50, query=Query.Nearest(dense[i], using="dense"), with_payload=payload, params=p
@@ -402,6 +404,12 @@ def main() -> None:
     p.add_argument("--m", type=int, default=16, help="HNSW m for the EdgeStore segments")
     p.add_argument("--ef-construct", type=int, default=200)
     p.add_argument(
+        "--quantization",
+        choices=("int8", "none"),
+        default=QUANTIZATION,
+        help=f"EdgeStore segments' vector quantization ({QUANTIZATION}, storage.quantization)",
+    )
+    p.add_argument(
         "--workdir",
         type=Path,
         default=None,
@@ -457,6 +465,7 @@ def main() -> None:
             "ef_construct": args.ef_construct,
             "segment_size": segment,
             "segment_max": args.segment_max,
+            "quantization": args.quantization,
         },
         "sizes": {},
     }
@@ -464,16 +473,31 @@ def main() -> None:
         data = Corpus(largest.texts[:size], largest.vectors[:size], min(largest.real, size))
         row: dict[str, Any] = {"derived_vectors": size - data.real}
         if "edge" in engines:
-            key = [size, segment, args.active_points, args.m, args.ef_construct, real_max, args.segment_max]
+            key = [
+                size,
+                segment,
+                args.active_points,
+                args.m,
+                args.ef_construct,
+                real_max,
+                args.segment_max,
+                args.quantization,
+            ]
             directory = work / (
-                f"edge-{size}-{segment}-{args.active_points}-{args.m}-{args.ef_construct}-{args.segment_max}"
+                f"edge-{size}-{segment}-{args.active_points}-{args.m}-{args.ef_construct}"
+                f"-{args.segment_max}-{args.quantization}"
             )
             sidecar = directory.with_suffix(".json")
             if keep and sidecar.exists() and json.loads(sidecar.read_text())["key"] == key:
                 fill = json.loads(sidecar.read_text())["fill"]
                 fill["reused"] = True
                 fill["layout"] = settle_layout(
-                    directory, segment, args.segment_max, m=args.m, ef_construct=args.ef_construct
+                    directory,
+                    segment,
+                    args.segment_max,
+                    m=args.m,
+                    ef_construct=args.ef_construct,
+                    quantization=args.quantization,
                 )
             else:
                 shutil.rmtree(directory, ignore_errors=True)
@@ -488,6 +512,7 @@ def main() -> None:
                     m=args.m,
                     ef_construct=args.ef_construct,
                     segment_max=args.segment_max,
+                    quantization=args.quantization,
                 )
                 sidecar.write_text(json.dumps({"key": key, "fill": fill}))
             if not args.fill_only:
@@ -498,6 +523,7 @@ def main() -> None:
                     m=args.m,
                     ef_construct=args.ef_construct,
                     segment_max=args.segment_max,
+                    quantization=args.quantization,
                 )
                 edge = {**fill, **measure_store(store, qvecs, sparse, console, f"edge {size}", budget, warm)}
                 edge["service_ms"] = measure_service(store, texts, console, f"edge {size}", budget)
