@@ -1,9 +1,10 @@
 """Cross-shard fusion against a reference written straight from Qdrant's documented formulas.
 
-``fuse_shard_answers`` skips work for speed (it stops reading dense ids at the fusion depth and
-never builds result objects); this pins that it still ranks exactly as the plain formulation:
+``fuse_shard_answers`` skips work for speed (it stops reading ids at the fusion depth and never
+builds result objects); this pins that it still ranks exactly as the plain formulation:
 dense lists merged by score, lexical lists merged by rank (ties: the earlier shard first), a point
-that two shards return kept once at its best place in each, then weighted RRF of the two, where Qdrant's weighted term for 0-based rank r is 1 / ((r + 1) / w + k - 1).
+that two shards return kept once at its best place in each, then weighted RRF of the two, where
+Qdrant's weighted term for 0-based rank r is 1 / ((r + 1) / w + k - 1).
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ from clarity.models import (
     MemoryPatch,
     RetrieveRequest,
 )
-from tests.conftest import make_settings, open_engine
+from clarity.store.base import MemoryFilter
+from tests.conftest import QDRANT_URL, make_settings, open_engine
 
 
 def store(service: MemoryService, content: str, project: str | None = "proj-a", **fields: object):
@@ -211,18 +212,44 @@ def test_similarity_is_the_query_cosine_within_one_shard_and_across_shards(
     db = open_engine(engine, tmp_path, **sections)
     service = MemoryService(make_settings(tmp_path, **sections), db, embedder)
     teams = ["billing", "search", "deploy", "security"]
-    for i in range(130):
-        store(service, f"Note {i}: the {teams[i % 4]} team picked the tool T{i}Q for its pipeline")
-    if engine == "embedded":
+    queries = ("which tool did the billing team pick", "T17Q", "deploy pipeline T42Q")
+
+    def true_cosine(query: str, ids: list[str]) -> dict[str, float]:
+        vector = np.asarray(embedder.embed_query(query), dtype=np.float32)
+        stored = {h.id: h.dense for h in db.get(ids, with_vectors=True)}
+        return {i: float(np.asarray(stored[i], dtype=np.float32) @ vector) for i in ids}
+
+    def check_retrieve() -> None:
+        for query in queries:
+            results = service.retrieve(RetrieveRequest(query=query, limit=8), project="proj-a").results
+            assert results
+            cosines = true_cosine(query, [r.memory.id for r in results])
+            for result in results:
+                assert result.similarity == pytest.approx(cosines[result.memory.id], abs=2e-4)
+
+    try:
+        for i in range(60):
+            store(service, f"Note {i}: the {teams[i % 4]} team picked the tool T{i}Q for its pipeline")
+        check_retrieve()  # one shard: the engine fuses, every cosine comes from the stored vector
+        for i in range(60, 130):
+            store(service, f"Note {i}: the {teams[i % 4]} team picked the tool T{i}Q for its pipeline")
+        if engine == "server":
+            check_retrieve()
+            return
         assert db.wait_for_index(120)  # type: ignore[attr-defined]
         assert db.segments, "130 notes over a 100-point active shard must have sealed one"  # type: ignore[attr-defined]
-    for query in ("which tool did the billing team pick", "T17Q", "deploy pipeline T42Q"):
-        results = service.retrieve(RetrieveRequest(query=query, limit=8), project="proj-a").results
-        assert results
-        stored = {h.id: h.dense for h in db.get([r.memory.id for r in results], with_vectors=True)}
-        vector = np.asarray(embedder.embed_query(query), dtype=np.float32)
-        for result in results:
-            cosine = float(np.asarray(stored[result.memory.id], dtype=np.float32) @ vector)
-            assert result.similarity == pytest.approx(cosine, abs=2e-4), result.memory.content
-    service.access.close()
-    db.close()
+        check_retrieve()
+        # Across shards the search itself reports the cosine of what its dense ranking found.
+        query = queries[0]
+        hits = db.search(
+            embedder.embed_query(query), service.lexical.query(query), MemoryFilter(scopes=["proj-a"]), 10
+        )
+        carried = {h.id: h.similarity for h in hits if h.similarity is not None}
+        assert len(carried) >= 5, "the dense ranking's results came back without their cosine"
+        cosines = true_cosine(query, list(carried))
+        assert carried == {i: pytest.approx(c, abs=1e-5) for i, c in cosines.items()}
+    finally:
+        service.access.close()
+        if engine == "server" and QDRANT_URL:
+            db.client.delete_collection(db.collection)  # type: ignore[attr-defined]
+        db.close()

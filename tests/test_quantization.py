@@ -90,6 +90,46 @@ def test_a_sealed_segment_keeps_an_int8_copy_and_answers_with_exact_scores(
     store.close()
 
 
+def test_only_approximate_search_reads_the_int8_copy(tmp_path: Path) -> None:
+    quantized, plain = open_store(tmp_path / "q", "int8"), open_store(tmp_path / "p", "none")
+    for store, approximate_reads_int8 in ((quantized, True), (plain, False)):
+        params = store._search_params(10, exact=False)
+        assert params.quantization is not None
+        assert params.quantization.ignore is not approximate_reads_int8
+        assert store._search_params(10, exact=True).quantization.ignore is True  # type: ignore[union-attr]
+        store.close()
+
+
+def test_a_store_from_before_quantization_gains_its_copy_at_the_next_merge(
+    tmp_path: Path, vectors: np.ndarray
+) -> None:
+    old = open_store(tmp_path / "q", "none")
+    ids = fill(old, vectors[:600])
+    assert old.segments and not int8_copies(old)
+    old.close()
+    upgraded = open_store(tmp_path / "q", "int8")  # the new default meets old segments
+    index_of = {point_id: i for i, point_id in enumerate(ids)}
+    query = unit_vectors(1, seed=10)[0]
+    hits = upgraded.search(query.tolist(), None, MemoryFilter(), 10, mode="dense")
+    assert [index_of[h.id] for h in hits] == cosine_top(vectors[:600], query, 10)
+    for hit in hits:
+        assert hit.score == pytest.approx(float(vectors[index_of[hit.id]] @ query), abs=1e-5)
+    upgraded.upsert(
+        [
+            PointData(str(uuid.UUID(int=10_000 + i)), vectors[i].tolist(), ([i], [1.0]), {"content": "x"})
+            for i in range(600, 700)
+        ]
+        + [
+            PointData(str(uuid.UUID(int=20_000 + i)), vectors[i].tolist(), ([i], [1.0]), {"content": "y"})
+            for i in range(200)
+        ]
+    )  # 300 new points in the active shard: a seal, whose build merges the old segments
+    assert upgraded.wait_for_index(120) and upgraded._build_error is None
+    assert int8_copies(upgraded), "the merge build did not quantize the old points"
+    assert upgraded.count() == 900
+    upgraded.close()
+
+
 def test_without_quantization_no_copy_is_built_and_int8_segments_stay_readable(
     tmp_path: Path, vectors: np.ndarray
 ) -> None:
@@ -119,22 +159,13 @@ def test_the_setting_rejects_an_unknown_quantization() -> None:
         Settings(storage={"quantization": "int4"})
 
 
-def test_the_build_child_refuses_a_missing_quantization(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "clarity.store.edge_build",
-            str(tmp_path),
-            "384",
-            "16",
-            "200",
-            "10000",
-            "int4",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+@pytest.mark.parametrize(
+    "tail",
+    [[], ["int4"], ["/some/source-shard"]],
+    ids=["missing", "unknown", "a source where QUANTIZATION belongs (the old argv)"],
+)
+def test_the_build_child_refuses_argv_without_a_known_quantization(tmp_path: Path, tail: list[str]) -> None:
+    command = [sys.executable, "-m", "clarity.store.edge_build", str(tmp_path), "384", "16", "200", "10000"]
+    done = subprocess.run([*command, *tail], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "QUANTIZATION" in done.stderr

@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any, cast
@@ -179,7 +179,9 @@ def fuse_shard_answers(
     score. BM25 with IDF is computed against each shard's own statistics, so raw lexical scores of
     a small shard and a big one do not compare: their rankings are interleaved by rank (RRF). A
     point that two shards return (a crash can leave two copies until the next start reconciles)
-    counts once, at its best rank, in both. Ids stay the engine's own objects, and are read only
+    counts once, at its best place, in both; for the few milliseconds an update of a memory has
+    its new copy in the active shard and the old one not yet deleted, the cosine may be the old
+    copy's while the payload is the new one's. Ids stay the engine's own objects, and are read only
     for points that can still matter: each ``.id`` makes the binding build a ``uuid.UUID``
     (~1.5 us), which cost more than the fusion arithmetic. The cosine, for points in the dense
     ranking (None for the others), spares the caller a vector fetch to tell how close a result is.
@@ -366,7 +368,11 @@ class EdgeStore:
     def _config(self) -> EdgeConfig:
         index = self._index
         return shard_config(
-            self.dimension, index.m, index.ef_construct, index.full_scan_threshold, self._quantization
+            self.dimension,
+            index.m,
+            index.ef_construct,
+            index.full_scan_threshold,
+            quantization=self._quantization,
         )
 
     def _open(self, name: str) -> _Shard:
@@ -703,7 +709,7 @@ class EdgeStore:
         """A frozen copy as it will read after the swap: bookkeeping that waits for the swap
         (``touch``) is what the access tracker adds its next counts to, so it must see it."""
         pending = self._deferred_touches.get(hit.id)
-        return Hit(hit.id, hit.score, {**hit.payload, **pending}, hit.dense) if pending else hit
+        return replace(hit, payload={**hit.payload, **pending}) if pending else hit
 
     def search(
         self,
@@ -763,7 +769,8 @@ class EdgeStore:
 
     def _search_params(self, limit: int, exact: bool) -> SearchParams:
         """Exact search reads the float32 originals only: it is the yardstick for the others.
-        With quantization off, segments built while it was on keep their int8 copies unused."""
+        With quantization off, segments built while it was on keep their int8 copies, unused but
+        still pinned in RAM (384 bytes a memory), until their next merge build drops them."""
         quantization = QuantizationSearchParams(
             ignore=exact or self._quantization == "none", rescore=True, oversampling=RESCORE_OVERSAMPLING
         )

@@ -7,7 +7,9 @@ copy with a lower CPU priority, and swaps the result in when it exits 0.
 Merging: any further SOURCE_DIRs (copies of other shards) are read and upserted into SHARD_DIR
 first, in the order given, so the result is one indexed segment holding all of them.
 
-Usage: python -m clarity.store.edge_build SHARD_DIR DIMENSION M EF_CONSTRUCT FULL_SCAN_THRESHOLD QUANTIZATION [SOURCE_DIR ...]
+Usage:
+    python -m clarity.store.edge_build SHARD_DIR DIMENSION M EF_CONSTRUCT FULL_SCAN_THRESHOLD
+        QUANTIZATION [SOURCE_DIR ...]
 
 QUANTIZATION is ``int8`` (keep an int8 copy of the dense vectors for the graph walk) or ``none``.
 """
@@ -17,13 +19,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 DENSE = "dense"
 LEXICAL = "lex"
 SEARCH_THREADS = 1  # see shard_config
-QUANTIZATIONS = ("int8", "none")
-Quantization = Literal["int8", "none"]
+Quantization = Literal["int8", "none"]  # storage.quantization (clarity/config.py) spells the same choices
+QUANTIZATIONS = get_args(Quantization)
 
 
 def shard_config(
@@ -31,7 +33,8 @@ def shard_config(
     m: int,
     ef_construct: int,
     full_scan_threshold: int,
-    quantization: Quantization = "none",
+    *,
+    quantization: Quantization,
     indexed: bool = False,
     threads: int = 0,
 ) -> Any:
@@ -88,14 +91,21 @@ def build(
     m: int,
     ef_construct: int,
     full_scan_threshold: int,
-    quantization: Quantization = "none",
+    *,
+    quantization: Quantization,
     sources: list[str] | None = None,
 ) -> None:
     from qdrant_edge import EdgeShard
 
     threads = int(os.environ.get("CLARITY_BUILD_THREADS", "0"))
     config = shard_config(
-        dimension, m, ef_construct, full_scan_threshold, quantization, indexed=True, threads=threads
+        dimension,
+        m,
+        ef_construct,
+        full_scan_threshold,
+        quantization=quantization,
+        indexed=True,
+        threads=threads,
     )
     shard = EdgeShard.load(path, config)
     for source in sources or []:
@@ -160,7 +170,9 @@ def main(argv: list[str]) -> int:
     _yield_cpu()
     dimension, m, ef_construct, full_scan_threshold = (int(arg) for arg in argv[2:6])
     quantization = cast(Quantization, argv[6])
-    build(argv[1], dimension, m, ef_construct, full_scan_threshold, quantization, argv[7:])
+    build(
+        argv[1], dimension, m, ef_construct, full_scan_threshold, quantization=quantization, sources=argv[7:]
+    )
     return 0
 
 
