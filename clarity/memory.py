@@ -484,26 +484,25 @@ class MemoryService:
         floor = request.min_score if request.min_score is not None else cfg.min_score
         kept = [(score, hit) for score, hit in scored if score >= floor][: request.limit]
         results = [
-            ScoredMemory(memory=Memory.from_payload(hit.id, hit.payload), score=score) for score, hit in kept
+            ScoredMemory(
+                memory=Memory.from_payload(hit.id, hit.payload),
+                score=score,
+                similarity=None if hit.similarity is None else round(hit.similarity, 4),
+            )
+            for score, hit in kept
         ]
         if dense is not None and results:
-            self._add_similarity(results, dense, {hit.id: hit.similarity for _, hit in kept})
+            self._add_similarity(results, dense)
         if track_use:
             for result in results:
                 self.access.touch(result.memory.id, result.memory.access_count)
         return RetrieveResult(results=results, mode=mode, scopes=scopes, degraded=degraded)
 
-    def _add_similarity(
-        self, results: list[ScoredMemory], query: list[float], known: dict[str, float | None]
-    ) -> None:
+    def _add_similarity(self, results: list[ScoredMemory], query: list[float]) -> None:
         """Fused scores rank; only cosine says how close a memory really is, which hooks gate on.
-        The search reports the cosine of every result from its dense ranking (``known``); the
-        vectors of the rest (lexical-only results, an engine that fuses internally) are fetched,
-        for the final few only: asking the search for every candidate's vector cost ~1 ms more."""
-        for result in results:
-            similarity = known.get(result.memory.id)
-            if similarity is not None:
-                result.similarity = round(similarity, 4)
+        Results from the search's dense ranking already carry their cosine; the vectors of the
+        rest (lexical-only results, an engine that fuses internally) are fetched, for the final
+        few only: asking the search for every candidate's vector cost ~1 ms more."""
         missing = [result for result in results if result.similarity is None]
         if not missing:
             return
