@@ -158,9 +158,8 @@ def _dense(record: Any) -> list[float] | None:
     return vector.get(DENSE) if isinstance(vector, dict) else None
 
 
-def _hit(point: Any, with_dense: bool = False) -> Hit:
-    dense = _dense(point) if with_dense else None
-    return Hit(str(point.id), float(getattr(point, "score", 0.0) or 0.0), point.payload or {}, dense)
+def _hit(point: Any) -> Hit:
+    return Hit(str(point.id), float(getattr(point, "score", 0.0) or 0.0), point.payload or {})
 
 
 def fuse_shard_answers(
@@ -183,7 +182,7 @@ def fuse_shard_answers(
     its new copy in the active shard and the old one not yet deleted, the cosine may be the old
     copy's while the payload is the new one's. Ids stay the engine's own objects, and are read only
     for points that can still matter: each ``.id`` makes the binding build a ``uuid.UUID``
-    (~1.5 us), which cost more than the fusion arithmetic. The cosine, for points in the dense
+    (~1 us), which cost more than the fusion arithmetic. The cosine, for points in the dense
     ranking (None for the others), spares the caller a vector fetch to tell how close a result is.
     """
     dense: list[tuple[Any, float]] = []
