@@ -5,7 +5,8 @@ Layout, recorded in ``manifest.json`` (written atomically):
 - ``active``: the shard every write goes to; it stays small, so brute-force search is fast.
 - ``sealing``: at most one former active shard whose index is being built.
 - ``segments``: indexed shards. They take deletes and payload updates in place, except those
-  listed in ``merging``.
+  listed in ``merging``, and except use counts: those wait in ``touches.jsonl`` for the segment's
+  next build (``pending_touches.py``), which also starts when enough of them wait.
 - ``merging``: segments being rebuilt together with the sealing shard (or on their own) into one
   segment of at most ``segment_max_points``.
 
@@ -83,6 +84,7 @@ from clarity.store.base import (
     rrf_term,
 )
 from clarity.store.edge_build import Quantization, shard_config
+from clarity.store.pending_touches import PendingTouches
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +276,9 @@ class EdgeStore:
         manifest = self._read_manifest()
         self._next = int(manifest.get("next", 1))
         self._tombstones: set[str] = set(manifest.get("tombstones", []))
-        self._deferred_touches: dict[str, dict[str, Any]] = {}
+        # Use counts of memories outside the active shard: written in place, each would move its
+        # point out of the HNSW index (pending_touches.py). Folded in by the segment's next build.
+        self._pending = PendingTouches(directory / "touches.jsonl")
         self._failed_at = 0.0
         self._remove_leftovers(manifest)
         self.active = self._open(manifest.get("active") or self._new_name())
@@ -418,6 +422,8 @@ class EdgeStore:
             self.active.handle.update(UpdateOperation.upsert_points(edge_points))
             if replaces_existing:
                 self._remove_from_older([p.id for p in points])
+            if len(self._pending):
+                self._pending.drop(p.id for p in points)  # the new copy carries its own counts
         self._maybe_seal()
 
     def _remove_from_older(self, ids: list[str]) -> None:
@@ -438,6 +444,7 @@ class EdgeStore:
         with self._write_lock:
             self.active.handle.update(UpdateOperation.delete_points(_ids(ids)))
             self._remove_from_older(ids)
+            self._pending.drop(ids)
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         with self._write_lock:
@@ -448,10 +455,12 @@ class EdgeStore:
                 records = shard.handle.retrieve(_ids([point_id]), with_payload=True, with_vector=True)
                 vector = records[0].vector if records else None
                 if vector is not None:
-                    merged = {**(records[0].payload or {}), **payload}
+                    pending = self._pending.get(point_id) or {}
+                    merged = {**(records[0].payload or {}), **pending, **payload}
                     self.active.handle.update(
                         UpdateOperation.upsert_points([Point(point_id, vector, merged)])
                     )
+                    self._pending.drop([point_id])  # the active copy now holds them
                     self._tombstones.add(point_id)
                     self._save_manifest()
                     self._publish()
@@ -460,18 +469,21 @@ class EdgeStore:
     def touch(self, updates: dict[str, dict[str, Any]]) -> set[str]:
         """Bookkeeping updates, applied in small batches so searches keep getting the GIL.
 
-        Points in frozen shards are not moved for this: their updates wait in memory and are
-        applied to the built segment once it is swapped in.
+        Only the active shard takes them in place. Elsewhere they wait in ``touches.jsonl`` for
+        the next build of their segment (pending_touches.py): written into an indexed segment,
+        each would move its point out of the HNSW index.
         """
         items = list(updates.items())
         for start in range(0, len(items), 64):
             chunk = dict(items[start : start + 64])
             with self._write_lock:
-                remaining = self._apply_in_place(chunk)
-                if self._frozen():
-                    for point_id in remaining:
-                        self._deferred_touches.setdefault(point_id, {}).update(chunk[point_id])
+                found = self.active.handle.retrieve(_ids(chunk), with_payload=False, with_vector=False)
+                in_active = {str(record.id) for record in found}
+                for point_id in in_active:
+                    self.active.handle.update(UpdateOperation.set_payload([point_id], chunk[point_id]))
+                self._pending.add({i: payload for i, payload in chunk.items() if i not in in_active})
             time.sleep(0)  # let a waiting request thread run between batches
+        self._maybe_seal()  # enough of them waiting: fold them in (_fold_candidate)
         return set()
 
     def _apply_in_place(self, updates: dict[str, dict[str, Any]]) -> set[str]:
@@ -504,6 +516,8 @@ class EdgeStore:
                 shard.handle.flush()
                 shutil.copytree(shard.path, destination / shard.name)
             shutil.copy2(self._manifest_path, destination / self._manifest_path.name)
+            if self._pending.path.exists():
+                shutil.copy2(self._pending.path, destination / self._pending.path.name)
 
     # -- index building -------------------------------------------------------------------------
 
@@ -527,7 +541,7 @@ class EdgeStore:
             return
         active_points = self.active.handle.count(CountRequest(exact=False))
         seal = active_points >= self._active_max
-        if not seal and len(self._merge_candidates(0)) < 2:
+        if not seal and len(self._merge_candidates(0)) < 2 and len(self._pending) < self._active_max:
             return
         with self._write_lock:
             if self._frozen():
@@ -536,7 +550,9 @@ class EdgeStore:
             seal = active_points >= self._active_max
             merging = self._merge_candidates(active_points if seal else 0)
             if not seal and len(merging) < 2:
-                return
+                merging = self._fold_candidate()
+                if not merging:
+                    return
             for shard in merging:
                 shard.handle.flush()  # its files are copied while frozen
             self.merging = merging
@@ -548,6 +564,23 @@ class EdgeStore:
             self._save_manifest()
             self._publish()
         self._start_build()
+
+    def _fold_candidate(self) -> list[_Shard]:
+        """With as many use counts waiting as an active shard holds points, the segment holding
+        most of them, to be rebuilt on its own with them written in (so the waiting log stays
+        small). Entries whose memory is in no segment any more are dropped on the way."""
+        if len(self._pending) < self._active_max:
+            return []
+        ids = self._pending.ids()
+        held: dict[str, set[str]] = {}
+        for shard in self.segments:
+            found = shard.handle.retrieve(_ids(ids), with_payload=False, with_vector=False)
+            held[shard.name] = {str(record.id) for record in found}
+        self._pending.drop(set(ids).difference(*held.values()))
+        if len(self._pending) < self._active_max:
+            return []
+        busiest = max(self.segments, key=lambda shard: len(held[shard.name]))
+        return [busiest]
 
     def _merge_candidates(self, incoming: int) -> list[_Shard]:
         """The smallest segments whose points, with ``incoming``, fit in one segment of
@@ -578,10 +611,15 @@ class EdgeStore:
         target = self.directory / self._reserve_name()
         staging = self.directory / f"build-{target.name}"
         sources = self.directory / f"build-{target.name}-sources"
+        with self._write_lock:
+            folding = self._pending.snapshot()  # written into the points before the index is built
         try:
             for leftover in (staging, sources):
                 shutil.rmtree(leftover, ignore_errors=True)
             staging.mkdir(mode=0o700)
+            sources.mkdir(mode=0o700)
+            payloads = sources / "payloads.json"
+            payloads.write_text(json.dumps(folding), encoding="utf-8")
             # Frozen shards are immutable, so copying their files without a lock is safe. The
             # first one is copied whole, WAL included: it carries the operation counter, and a copy
             # with a fresh WAL would number new operations below the segments' versions and
@@ -601,6 +639,7 @@ class EdgeStore:
                 str(self._index.full_scan_threshold),
                 self._quantization,
                 *(str(sources / shard.name) for shard in others),
+                *(["--payloads", str(payloads)] if folding else []),
             ]
             # The child is this build's own (a local): ``_build_proc`` is only what close() kills.
             proc = self._build_proc = subprocess.Popen(
@@ -633,10 +672,9 @@ class EdgeStore:
                 self._tombstones.clear()
                 self._save_manifest()
                 self._publish()
-                # Under the same lock: a later write must not be overwritten by an older deferred
-                # touch, and a build that a writer starts from here on owns the state.
-                deferred, self._deferred_touches = self._deferred_touches, {}
-                self._apply_in_place(deferred)
+                if folding:
+                    written = built.handle.retrieve(_ids(folding), with_payload=False, with_vector=False)
+                    self._pending.release(folding, [str(record.id) for record in written])
                 self._last_build_seconds = time.perf_counter() - started
                 self._build_state = "idle"
                 self._build_error = None
@@ -694,20 +732,20 @@ class EdgeStore:
             if not missing:
                 break
             exclude: AbstractSet[str] = view.exclude(shard) or frozenset()
-            frozen = shard.name in view.frozen
+            waiting = shard is not view.shards[0] and len(self._pending) > 0
             for record in shard.handle.retrieve(_ids(missing), with_payload=True, with_vector=with_vectors):
                 point_id = str(record.id)  # each .id builds a UUID: read it once
                 if point_id in exclude or point_id in found:
                     continue
                 dense = _dense(record) if with_vectors else None
                 hit = Hit(point_id, 0.0, record.payload or {}, dense)
-                found[point_id] = self._with_deferred(hit) if frozen else hit
+                found[point_id] = self._with_pending(hit) if waiting else hit
         return [found[i] for i in wanted if i in found]
 
-    def _with_deferred(self, hit: Hit) -> Hit:
-        """A frozen copy as it will read after the swap: bookkeeping that waits for the swap
-        (``touch``) is what the access tracker adds its next counts to, so it must see it."""
-        pending = self._deferred_touches.get(hit.id)
+    def _with_pending(self, hit: Hit) -> Hit:
+        """A point outside the active shard as it will read once its segment is rebuilt: the
+        access tracker adds its next counts to what it reads, so waiting ones must show."""
+        pending = self._pending.get(hit.id)
         return replace(hit, payload={**hit.payload, **pending}) if pending else hit
 
     def search(
@@ -841,8 +879,8 @@ class EdgeStore:
                     order_by=order,
                 )
             )
-            frozen = shard.name in view.frozen
-            merged.extend(self._with_deferred(_hit(r)) if frozen else _hit(r) for r in records)
+            waiting = shard is not view.shards[0] and len(self._pending) > 0
+            merged.extend(self._with_pending(_hit(r)) if waiting else _hit(r) for r in records)
         unique = list({hit.id: hit for hit in reversed(merged)}.values())  # the active shard's copy wins
         unique.sort(key=lambda h: h.payload.get(key) or 0.0, reverse=descending)
         return unique[offset : offset + limit]

@@ -9,14 +9,18 @@ first, in the order given, so the result is one indexed segment holding all of t
 
 Usage:
     python -m clarity.store.edge_build SHARD_DIR DIMENSION M EF_CONSTRUCT FULL_SCAN_THRESHOLD
-        QUANTIZATION [SOURCE_DIR ...]
+        QUANTIZATION [SOURCE_DIR ...] [--payloads FILE]
 
 QUANTIZATION is ``int8`` (keep an int8 copy of the dense vectors for the graph walk) or ``none``.
+``--payloads`` names a JSON object ``{point id: payload fields}``: use counts that waited for this
+build (clarity/store/pending_touches.py). They are set on the points found here before the index
+is built, so the points they change stay in it; ids of other shards are ignored.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from typing import Any, Literal, cast, get_args
@@ -94,6 +98,7 @@ def build(
     *,
     quantization: Quantization,
     sources: list[str] | None = None,
+    payloads: str | None = None,
 ) -> None:
     from qdrant_edge import EdgeShard
 
@@ -110,6 +115,9 @@ def build(
     shard = EdgeShard.load(path, config)
     for source in sources or []:
         copy_points(EdgeShard.load(source), shard)
+    if payloads:
+        with open(payloads, encoding="utf-8") as handle:
+            set_payloads(shard, json.load(handle))
     shard.optimize()
     shard.flush()
     shard.close()
@@ -130,6 +138,18 @@ def copy_points(source: Any, target: Any) -> None:
         if offset is None:
             break
     source.close()
+
+
+def set_payloads(shard: Any, updates: dict[str, dict[str, Any]]) -> None:
+    """Each payload onto its point, for the points ``shard`` holds."""
+    from qdrant_edge import UpdateOperation
+
+    ids = list(updates)
+    for start in range(0, len(ids), MERGE_BATCH):
+        found = shard.retrieve(ids[start : start + MERGE_BATCH], with_payload=False, with_vector=False)
+        for record in found:
+            point_id = str(record.id)
+            shard.update(UpdateOperation.set_payload([point_id], updates[point_id]))
 
 
 def _die_with_parent() -> None:
@@ -163,15 +183,27 @@ def _yield_cpu() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 7 or argv[6] not in QUANTIZATIONS:
+    args, payloads = argv[1:], None
+    if "--payloads" in args[:-1]:
+        at = args.index("--payloads")
+        payloads = args[at + 1]
+        del args[at : at + 2]
+    if len(args) < 6 or args[5] not in QUANTIZATIONS:
         print(__doc__, file=sys.stderr)
         return 2
     _die_with_parent()
     _yield_cpu()
-    dimension, m, ef_construct, full_scan_threshold = (int(arg) for arg in argv[2:6])
-    quantization = cast(Quantization, argv[6])
+    dimension, m, ef_construct, full_scan_threshold = (int(arg) for arg in args[1:5])
+    quantization = cast(Quantization, args[5])
     build(
-        argv[1], dimension, m, ef_construct, full_scan_threshold, quantization=quantization, sources=argv[7:]
+        args[0],
+        dimension,
+        m,
+        ef_construct,
+        full_scan_threshold,
+        quantization=quantization,
+        sources=args[6:],
+        payloads=payloads,
     )
     return 0
 
