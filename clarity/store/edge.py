@@ -406,6 +406,8 @@ class EdgeStore:
     def upsert(self, points: Sequence[PointData], replaces_existing: bool = False) -> None:
         if not points:
             return
+        if len(self._pending):
+            points = [self._keep_counts(p) for p in points]
         edge_points = [
             Point(
                 p.id,
@@ -423,8 +425,18 @@ class EdgeStore:
             if replaces_existing:
                 self._remove_from_older([p.id for p in points])
             if len(self._pending):
-                self._pending.drop(p.id for p in points)  # the new copy carries its own counts
+                self._pending.drop(p.id for p in points)  # the new copy carries them (_keep_counts)
         self._maybe_seal()
+
+    def _keep_counts(self, point: PointData) -> PointData:
+        """A memory written anew (an edit, an import) keeps waiting use counts that are higher
+        than its new payload's: a use recorded between the writer's read and its write must not
+        be lost, and counts never go backwards."""
+        pending = self._pending.get(point.id)
+        if not pending:
+            return point
+        kept = {k: v for k, v in pending.items() if not (point.payload.get(k) or 0) >= (v or 0)}
+        return replace(point, payload={**point.payload, **kept}) if kept else point
 
     def _remove_from_older(self, ids: list[str]) -> None:
         for shard in self._mutable()[1:]:
@@ -447,20 +459,24 @@ class EdgeStore:
             self._pending.drop(ids)
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
+        """An edit (importance, tags) rewrites the point anyway: waiting use counts go with it."""
         with self._write_lock:
-            if not self._apply_in_place({point_id: payload}) or point_id in self._tombstones:
+            merged_update = {**(self._pending.get(point_id) or {}), **payload}
+            if not self._apply_in_place({point_id: merged_update}):
+                self._pending.drop([point_id])
+                return
+            if point_id in self._tombstones:
                 return
             for shard in self._frozen():
                 # A frozen shard is immutable: move the point to the active shard instead.
                 records = shard.handle.retrieve(_ids([point_id]), with_payload=True, with_vector=True)
                 vector = records[0].vector if records else None
                 if vector is not None:
-                    pending = self._pending.get(point_id) or {}
-                    merged = {**(records[0].payload or {}), **pending, **payload}
+                    merged = {**(records[0].payload or {}), **merged_update}
                     self.active.handle.update(
                         UpdateOperation.upsert_points([Point(point_id, vector, merged)])
                     )
-                    self._pending.drop([point_id])  # the active copy now holds them
+                    self._pending.drop([point_id])
                     self._tombstones.add(point_id)
                     self._save_manifest()
                     self._publish()
@@ -557,6 +573,12 @@ class EdgeStore:
                 shard.handle.flush()  # its files are copied while frozen
             self.merging = merging
             if seal:
+                # Counts go to the active copy in place; an entry left for it (a crash between a
+                # rewrite and its drop) would otherwise be laid over them once it is sealed.
+                held = self.active.handle.retrieve(
+                    _ids(self._pending.ids()), with_payload=False, with_vector=False
+                )
+                self._pending.drop(str(record.id) for record in held)
                 self.active.handle.flush()
                 self.sealing = self.active
                 self.active = self._open(self._new_name())
@@ -672,15 +694,27 @@ class EdgeStore:
                 self._tombstones.clear()
                 self._save_manifest()
                 self._publish()
-                if folding:
-                    written = built.handle.retrieve(_ids(folding), with_payload=False, with_vector=False)
-                    self._pending.release(folding, [str(record.id) for record in written])
+                written = (
+                    [
+                        str(record.id)
+                        for record in built.handle.retrieve(
+                            _ids(folding), with_payload=False, with_vector=False
+                        )
+                    ]
+                    if folding
+                    else []
+                )
                 self._last_build_seconds = time.perf_counter() - started
                 self._build_state = "idle"
                 self._build_error = None
             # Readers that took the previous view may still be querying the retired shards for a
             # few milliseconds; give them time before their handles go away.
             time.sleep(RETIRE_GRACE_SECONDS)
+            if written and not self._closed:
+                with self._write_lock:
+                    # Only now: until the grace ends a reader may still read a retired copy,
+                    # which lacks these counts, and hand them on to the access tracker.
+                    self._pending.release(folding, written)
             for shard in frozen:
                 shard.handle.close()
                 shutil.rmtree(shard.path, ignore_errors=True)

@@ -39,6 +39,7 @@ class PendingTouches:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return
+        torn = bool(text) and not text.endswith("\n")
         for line in text.splitlines():
             try:
                 record = json.loads(line)
@@ -46,12 +47,15 @@ class PendingTouches:
             except (ValueError, KeyError, TypeError):
                 # A line torn by a crash mid-append: only its own use counts are lost.
                 log.warning("%s: skipping an unreadable line", self.path)
+                torn = True
                 continue
             self._lines += 1
             if payload is None:
                 self._entries.pop(point_id, None)
             else:
                 self._entries[point_id] = {**self._entries.get(point_id, {}), **payload}
+        if torn:
+            self._rewrite()  # appended to, a torn last line would swallow the next record
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -102,5 +106,7 @@ class PendingTouches:
                 json.dumps({"id": point_id, "set": payload}, separators=(",", ":")) + "\n"
                 for point_id, payload in self._entries.items()
             )
+            handle.flush()
+            os.fsync(handle.fileno())  # replaced by an empty file after a power loss, it would lose them all
         os.replace(tmp, self.path)
         self._lines = len(self._entries)
