@@ -83,6 +83,7 @@ from clarity.store.base import (
     StoreLocked,
     rrf_term,
 )
+from clarity.store.durable import write_atomically
 from clarity.store.edge_build import Quantization, shard_config
 from clarity.store.pending_touches import PendingTouches
 
@@ -318,17 +319,7 @@ class EdgeStore:
             "tombstones": sorted(self._tombstones),
             "dimension": self.dimension,
         }
-        tmp = self._manifest_path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(manifest, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self._manifest_path)
-        directory = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself must survive a power loss
-        finally:
-            os.close(directory)
+        write_atomically(self._manifest_path, json.dumps(manifest))
 
     def _publish(self) -> None:
         """Called under the write lock after every change of layout or tombstones."""
@@ -493,18 +484,19 @@ class EdgeStore:
         for start in range(0, len(items), 64):
             chunk = dict(items[start : start + 64])
             with self._write_lock:
-                found = self.active.handle.retrieve(_ids(chunk), with_payload=False, with_vector=False)
-                in_active = {str(record.id) for record in found}
-                for point_id in in_active:
-                    self.active.handle.update(UpdateOperation.set_payload([point_id], chunk[point_id]))
-                self._pending.add({i: payload for i, payload in chunk.items() if i not in in_active})
+                elsewhere = self._apply_in_place(chunk, [self.active])
+                self._pending.add({point_id: chunk[point_id] for point_id in elsewhere})
             time.sleep(0)  # let a waiting request thread run between batches
         self._maybe_seal()  # enough of them waiting: fold them in (_fold_candidate)
         return set()
 
-    def _apply_in_place(self, updates: dict[str, dict[str, Any]]) -> set[str]:
+    def _apply_in_place(
+        self, updates: dict[str, dict[str, Any]], shards: Sequence[_Shard] | None = None
+    ) -> set[str]:
+        """Set each payload on its point in ``shards`` (default: every mutable one); returns the
+        ids found in none of them."""
         remaining = set(updates)
-        for shard in self._mutable():
+        for shard in self._mutable() if shards is None else shards:
             if not remaining:
                 break
             found = shard.handle.retrieve(_ids(remaining), with_payload=False, with_vector=False)
@@ -694,16 +686,10 @@ class EdgeStore:
                 self._tombstones.clear()
                 self._save_manifest()
                 self._publish()
-                written = (
-                    [
-                        str(record.id)
-                        for record in built.handle.retrieve(
-                            _ids(folding), with_payload=False, with_vector=False
-                        )
-                    ]
-                    if folding
-                    else []
-                )
+                written: list[str] = []
+                if folding:
+                    found = built.handle.retrieve(_ids(folding), with_payload=False, with_vector=False)
+                    written = [str(record.id) for record in found]
                 self._last_build_seconds = time.perf_counter() - started
                 self._build_state = "idle"
                 self._build_error = None

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from clarity.store.durable import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -73,26 +74,26 @@ class PendingTouches:
     def add(self, updates: Mapping[str, dict[str, Any]]) -> None:
         for point_id, payload in updates.items():
             self._entries[point_id] = {**self._entries.get(point_id, {}), **payload}
-        self._append([{"id": point_id, "set": payload} for point_id, payload in updates.items()])
+        self._append(list(updates.items()))
 
     def drop(self, ids: Iterable[str]) -> None:
         """Forget the entries of memories that were deleted or written anew (their new copy carries
         its own counts)."""
         gone = [point_id for point_id in ids if self._entries.pop(point_id, None) is not None]
-        self._append([{"id": point_id, "set": None} for point_id in gone])
+        self._append([(point_id, None) for point_id in gone])
 
     def release(self, folded: Mapping[str, dict[str, Any]], written: Iterable[str]) -> None:
         """Drop the entries a build wrote into its points, unless a touch replaced them meanwhile."""
         self.drop([i for i in written if i in folded and self._entries.get(i) is folded[i]])
 
-    def _append(self, records: list[dict[str, Any]]) -> None:
+    def _append(self, records: list[tuple[str, dict[str, Any] | None]]) -> None:
         if not records:
             return
         if not self._entries or self._lines + len(records) > 2 * len(self._entries) + _REWRITE_SLACK:
             self._rewrite()
             return
         with open(self.path, "a", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(record, separators=(",", ":")) + "\n" for record in records)
+            handle.write(_lines(records))
         self._lines += len(records)
 
     def _rewrite(self) -> None:
@@ -100,13 +101,13 @@ class PendingTouches:
             self.path.unlink(missing_ok=True)
             self._lines = 0
             return
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.writelines(
-                json.dumps({"id": point_id, "set": payload}, separators=(",", ":")) + "\n"
-                for point_id, payload in self._entries.items()
-            )
-            handle.flush()
-            os.fsync(handle.fileno())  # replaced by an empty file after a power loss, it would lose them all
-        os.replace(tmp, self.path)
+        # Atomic and fsynced: replaced by an empty file after a power loss, it would lose them all.
+        write_atomically(self.path, _lines(self._entries.items()))
         self._lines = len(self._entries)
+
+
+def _lines(records: Iterable[tuple[str, dict[str, Any] | None]]) -> str:
+    return "".join(
+        json.dumps({"id": point_id, "set": payload}, separators=(",", ":")) + "\n"
+        for point_id, payload in records
+    )
