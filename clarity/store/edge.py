@@ -397,19 +397,20 @@ class EdgeStore:
     def upsert(self, points: Sequence[PointData], replaces_existing: bool = False) -> None:
         if not points:
             return
-        if len(self._pending):
-            points = [self._keep_counts(p) for p in points]
-        edge_points = [
-            Point(
-                p.id,
-                {DENSE: p.dense, LEXICAL: SparseVector(p.sparse[0], p.sparse[1])}
-                if p.dense is not None
-                else {LEXICAL: SparseVector(p.sparse[0], p.sparse[1])},
-                p.payload,
-            )
-            for p in points
-        ]
         with self._write_lock:
+            if len(self._pending):
+                # Under the lock, with the drop below: a touch landing in between would be lost.
+                points = [self._keep_counts(p) for p in points]
+            edge_points = [
+                Point(
+                    p.id,
+                    {DENSE: p.dense, LEXICAL: SparseVector(p.sparse[0], p.sparse[1])}
+                    if p.dense is not None
+                    else {LEXICAL: SparseVector(p.sparse[0], p.sparse[1])},
+                    p.payload,
+                )
+                for p in points
+            ]
             # New copy first, old copies after: a crash in between leaves a duplicate that
             # _reconcile settles at the next start, never a memory with no copy at all.
             self.active.handle.update(UpdateOperation.upsert_points(edge_points))
