@@ -92,8 +92,10 @@ log = logging.getLogger(__name__)
 RETIRE_GRACE_SECONDS = 2.0
 # int8 candidates per result that the float32 originals rescore. At 95k points and ef 64: no
 # rescoring found 0.96 of the exact top 10; 1x 0.99; 2x 0.996, at 0.33 ms a dense query against
-# 0.57 ms on the originals alone (docs/benchmarks.md).
-RESCORE_OVERSAMPLING = 2.0
+# 0.57 ms on the originals alone. A hybrid search asks each shard for its dense top 50 (the fusion
+# depth), where 2x walked with ef 100 and rescored 100: 1.5x kept recall@50 at 0.999 and recall@10
+# at 0.9997, 0.08 ms sooner (docs/benchmarks.md, sixth round).
+RESCORE_OVERSAMPLING = 1.5
 _INDEX_KIND = {
     "keyword": PayloadSchemaType.Keyword,
     "float": PayloadSchemaType.Float,
@@ -754,7 +756,9 @@ class EdgeStore:
                 break
             exclude: AbstractSet[str] = view.exclude(shard) or frozenset()
             waiting = shard is not view.shards[0] and len(self._pending) > 0
-            for record in shard.handle.retrieve(_ids(missing), with_payload=True, with_vector=with_vectors):
+            # Only the dense vector: every caller wants that one, and the lexical one costs a conversion.
+            vectors: list[str] | bool = [DENSE] if with_vectors else False
+            for record in shard.handle.retrieve(_ids(missing), with_payload=True, with_vector=vectors):
                 point_id = str(record.id)  # each .id builds a UUID: read it once
                 if point_id in exclude or point_id in found:
                     continue
@@ -793,37 +797,63 @@ class EdgeStore:
         depth = limit if mode != "hybrid" else max(prefetch_limit, limit)
         dense_points: list[Any] = []
         lexical_rankings: list[list[Any]] = []
+        asks_dense = mode in ("hybrid", "dense") and dense is not None
+        asks_lexical = mode in ("hybrid", "lexical") and sparse is not None and bool(sparse[0])
+        unexcluded: list[QueryRequest] | None = None  # the same for every shard without tombstones
         for shard in shards:
-            requests = []
-            shard_filter = edge_filter(flt, view.exclude(shard))
-            if mode in ("hybrid", "dense") and dense is not None:
-                requests.append(
-                    QueryRequest(
-                        limit=depth,
-                        query=Query.Nearest(dense, using=DENSE),
-                        filter=shard_filter,
-                        with_payload=False,
-                        params=params,
-                    )
+            exclude = view.exclude(shard)
+            if exclude or unexcluded is None:
+                requests = self._shard_requests(
+                    dense if asks_dense else None,
+                    sparse if asks_lexical else None,
+                    edge_filter(flt, exclude),
+                    depth,
+                    params,
                 )
-            if mode in ("hybrid", "lexical") and sparse is not None and sparse[0]:
-                requests.append(
-                    QueryRequest(
-                        limit=depth,
-                        query=Query.Nearest(SparseVector(*sparse), using=LEXICAL),
-                        filter=shard_filter,
-                        with_payload=False,
-                    )
-                )
+                unexcluded = unexcluded if exclude else requests
+            else:
+                requests = unexcluded
             if not requests:
                 continue
             answers = shard.handle.query_batch(QueryBatchRequest(requests))
-            if mode in ("hybrid", "dense") and dense is not None:
+            if asks_dense:
                 dense_points.extend(answers.pop(0))
             if answers:
                 lexical_rankings.append(answers.pop(0))
         ranked = fuse_shard_answers(dense_points, lexical_rankings, mode, rrf_k, depth, limit, lexical_weight)
         return self._with_payloads(view, ranked)
+
+    @staticmethod
+    def _shard_requests(
+        dense: list[float] | None,
+        sparse: Sparse | None,
+        shard_filter: Filter | None,
+        depth: int,
+        params: SearchParams,
+    ) -> list[QueryRequest]:
+        """A shard's dense ranking, then its lexical one, ids and scores only. Built once for
+        all shards that need no tombstone filter: each build converts the query vector again."""
+        requests = []
+        if dense is not None:
+            requests.append(
+                QueryRequest(
+                    limit=depth,
+                    query=Query.Nearest(dense, using=DENSE),
+                    filter=shard_filter,
+                    with_payload=False,
+                    params=params,
+                )
+            )
+        if sparse is not None:
+            requests.append(
+                QueryRequest(
+                    limit=depth,
+                    query=Query.Nearest(SparseVector(*sparse), using=LEXICAL),
+                    filter=shard_filter,
+                    with_payload=False,
+                )
+            )
+        return requests
 
     def _search_params(self, limit: int, exact: bool) -> SearchParams:
         """Exact search reads the float32 originals only: it is the yardstick for the others.
