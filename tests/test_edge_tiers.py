@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,40 @@ def test_deletes_and_updates_during_a_build_are_not_lost(tmp_path: Path, embedde
     assert store.get([points[5].id]) == []
     assert store.get([points[6].id])[0].payload["importance"] == 0.9
     assert store.count() == 99
+    store.close()
+
+
+def test_a_search_during_a_build_skips_what_was_deleted_from_the_frozen_shard(
+    tmp_path: Path, embedder: EmbeddingProvider
+) -> None:
+    """Only a frozen shard's requests carry the tombstones; the others share one set of requests,
+    and the tombstones must not leak into those nor be missing from the frozen shard's."""
+    store = open_edge(tmp_path / "q", active_max=1000, background=False)
+    frozen = corpus(embedder, 20)
+    with store._write_lock:  # seal by hand, as _maybe_seal does, without starting the build
+        store.upsert(frozen)
+        store.sealing, store.active = store.active, store._open(store._new_name())
+        store._save_manifest()
+        store._publish()
+    active = corpus(embedder, 20, start=20)
+    store.upsert(active)
+    store.delete([frozen[5].id])  # a tombstone: the sealing shard itself stays as it was
+    # A new version of a frozen point: the new copy goes to the active shard, the old one is
+    # tombstoned, so the active shard must not be filtered by the tombstones.
+    rewritten = replace(corpus(embedder, 1, start=90)[0], id=frozen[7].id)
+    store.upsert([rewritten], replaces_existing=True)
+    assert {frozen[5].id, frozen[7].id} <= store._view.tombstones
+    text = {p.id: p.payload["content"] for p in frozen + active}
+    assert find(store, embedder, text[frozen[7].id], "dense")[0] != text[frozen[7].id]
+    rewritten_text = rewritten.payload["content"]
+    for mode in ("hybrid", "dense", "lexical"):
+        found = find(store, embedder, text[frozen[5].id], mode)
+        # Five: filtered out by the search itself, not dropped from its answer afterwards.
+        assert text[frozen[5].id] not in found and len(found) == 5, (mode, found)
+        # Top five, not first: BM25 rankings of the two shards are interleaved by rank.
+        assert text[frozen[6].id] in find(store, embedder, text[frozen[6].id], mode), mode
+        assert text[active[5].id] in find(store, embedder, text[active[5].id], mode), mode
+        assert rewritten_text in find(store, embedder, rewritten_text, mode), mode
     store.close()
 
 
