@@ -750,14 +750,14 @@ class EdgeStore:
     def _get(self, view: _View, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
         wanted = list(ids)
         found: dict[str, Hit] = {}
+        # Only the dense vector: every caller wants that one, and the lexical one costs a conversion.
+        vectors: list[str] | bool = [DENSE] if with_vectors else False
         for shard in view.shards:
             missing = [i for i in wanted if i not in found]  # the newest shard's copy is the one
             if not missing:
                 break
             exclude: AbstractSet[str] = view.exclude(shard) or frozenset()
             waiting = shard is not view.shards[0] and len(self._pending) > 0
-            # Only the dense vector: every caller wants that one, and the lexical one costs a conversion.
-            vectors: list[str] | bool = [DENSE] if with_vectors else False
             for record in shard.handle.retrieve(_ids(missing), with_payload=True, with_vector=vectors):
                 point_id = str(record.id)  # each .id builds a UUID: read it once
                 if point_id in exclude or point_id in found:
