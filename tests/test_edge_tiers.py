@@ -58,6 +58,16 @@ def find(store: EdgeStore, embedder: EmbeddingProvider, text: str, mode: str = "
     return [h.payload["content"] for h in hits]
 
 
+def seal_by_hand(store: EdgeStore, points: list[PointData]) -> None:
+    """Write ``points`` and seal the shard holding them, as _maybe_seal does, without starting
+    the build: a test then holds a frozen shard for as long as it needs, with no race."""
+    with store._write_lock:
+        store.upsert(points)
+        store.sealing, store.active = store.active, store._open(store._new_name())
+        store._save_manifest()
+        store._publish()
+
+
 def test_sealed_shard_is_indexed_in_a_child_and_stays_searchable(
     tmp_path: Path, embedder: EmbeddingProvider
 ) -> None:
@@ -101,11 +111,7 @@ def test_a_search_during_a_build_skips_what_was_deleted_from_the_frozen_shard(
     and the tombstones must not leak into those nor be missing from the frozen shard's."""
     store = open_edge(tmp_path / "q", active_max=1000, background=False)
     frozen = corpus(embedder, 20)
-    with store._write_lock:  # seal by hand, as _maybe_seal does, without starting the build
-        store.upsert(frozen)
-        store.sealing, store.active = store.active, store._open(store._new_name())
-        store._save_manifest()
-        store._publish()
+    seal_by_hand(store, frozen)
     active = corpus(embedder, 20, start=20)
     store.upsert(active)
     store.delete([frozen[5].id])  # a tombstone: the sealing shard itself stays as it was
@@ -375,11 +381,7 @@ def test_two_builds_of_the_same_shards_swap_in_once(tmp_path: Path, embedder: Em
     made during the build would come back."""
     store = open_edge(tmp_path / "q", active_max=1000, background=False)
     points = corpus(embedder, 100)
-    with store._write_lock:  # seal by hand, as _maybe_seal does, without starting the build
-        store.upsert(points)
-        store.sealing, store.active = store.active, store._open(store._new_name())
-        store._save_manifest()
-        store._publish()
+    seal_by_hand(store, points)
     store.delete([points[3].id])
     builds = [threading.Thread(target=store._build) for _ in range(2)]
     for build in builds:
