@@ -104,6 +104,27 @@ def test_a_count_that_arrives_during_the_rebuild_is_kept(tmp_path: Path, embedde
     assert open_edge(tmp_path / "q", active_max=100).get([ids[7]])[0].payload["access_count"] == 9
 
 
+def test_counts_a_finished_rebuild_has_written_do_not_start_another(
+    tmp_path: Path, embedder: EmbeddingProvider
+) -> None:
+    """A build drops what it folded only after the retired shards' grace period; a touch in that
+    window still sees them waiting, and must not rebuild the segment with them a second time."""
+    store, ids = sealed_store(tmp_path / "q", embedder)
+    store.touch({i: {"access_count": 3} for i in ids})
+    build = store._build_thread
+    assert build is not None and store.merging
+    deadline = time.monotonic() + 60
+    while store.merging:  # until the swap; the grace period follows it
+        assert time.monotonic() < deadline, "the rebuild never swapped in"
+        time.sleep(0.01)
+    assert build.is_alive() and len(store._pending) == 100, "past the grace already: this tests nothing"
+    store.touch({ids[7]: {"access_count": 4}})
+    assert not store.merging, "a second rebuild started for counts the first one has written"
+    assert store.wait_for_index(120)
+    assert store._pending.snapshot() == {ids[7]: {"access_count": 4}}
+    store.close()
+
+
 def test_deletes_rewrites_and_edits_settle_their_waiting_counts(
     tmp_path: Path, embedder: EmbeddingProvider
 ) -> None:

@@ -282,6 +282,9 @@ class EdgeStore:
         # Use counts of memories outside the active shard: written in place, each would move its
         # point out of the HNSW index (pending_touches.py). Folded in by the segment's next build.
         self._pending = PendingTouches(directory / "touches.jsonl")
+        # Counts a finished build wrote into its points, left in the log until the retired shards'
+        # grace period ends: no reason for another build.
+        self._folded: frozenset[str] = frozenset()
         self._failed_at = 0.0
         self._remove_leftovers(manifest)
         self.active = self._open(manifest.get("active") or self._new_name())
@@ -588,13 +591,16 @@ class EdgeStore:
         small). Entries whose memory is in no segment any more are dropped on the way."""
         if len(self._pending) < self._active_max:
             return []
-        ids = self._pending.ids()
+        ids = [point_id for point_id in self._pending.ids() if point_id not in self._folded]
+        if len(ids) < self._active_max:
+            return []
         held: dict[str, set[str]] = {}
         for shard in self.segments:
             found = shard.handle.retrieve(_ids(ids), with_payload=False, with_vector=False)
             held[shard.name] = {str(record.id) for record in found}
-        self._pending.drop(set(ids).difference(*held.values()))
-        if len(self._pending) < self._active_max:
+        stale = set(ids).difference(*held.values())
+        self._pending.drop(stale)
+        if len(ids) - len(stale) < self._active_max:
             return []
         busiest = max(self.segments, key=lambda shard: len(held[shard.name]))
         return [busiest]
@@ -693,6 +699,7 @@ class EdgeStore:
                 if folding:
                     found = built.handle.retrieve(_ids(folding), with_payload=False, with_vector=False)
                     written = [str(record.id) for record in found]
+                self._folded = frozenset(written)
                 self._last_build_seconds = time.perf_counter() - started
                 self._build_state = "idle"
                 self._build_error = None
@@ -704,6 +711,7 @@ class EdgeStore:
                     # Only now: until the grace ends a reader may still read a retired copy,
                     # which lacks these counts, and hand them on to the access tracker.
                     self._pending.release(folding, written)
+                    self._folded = frozenset()
             for shard in frozen:
                 shard.handle.close()
                 shutil.rmtree(shard.path, ignore_errors=True)
