@@ -432,7 +432,7 @@ class EdgeStore:
         pending = self._pending.get(point.id)
         if not pending:
             return point
-        kept = {k: v for k, v in pending.items() if not (point.payload.get(k) or 0) >= (v or 0)}
+        kept = {k: v for k, v in pending.items() if (point.payload.get(k) or 0) < (v or 0)}
         return replace(point, payload={**point.payload, **kept}) if kept else point
 
     def _remove_from_older(self, ids: list[str]) -> None:
@@ -765,7 +765,7 @@ class EdgeStore:
             if not missing:
                 break
             exclude: AbstractSet[str] = view.exclude(shard) or frozenset()
-            waiting = shard is not view.shards[0] and len(self._pending) > 0
+            waiting = self._counts_may_wait(view, shard)
             for record in shard.handle.retrieve(_ids(missing), with_payload=True, with_vector=vectors):
                 point_id = str(record.id)  # each .id builds a UUID: read it once
                 if point_id in exclude or point_id in found:
@@ -774,6 +774,11 @@ class EdgeStore:
                 hit = Hit(point_id, 0.0, record.payload or {}, dense)
                 found[point_id] = self._with_pending(hit) if waiting else hit
         return [found[i] for i in wanted if i in found]
+
+    def _counts_may_wait(self, view: _View, shard: _Shard) -> bool:
+        """Whether use counts of ``shard``'s points may wait in the log: never the active shard's,
+        which takes them in place."""
+        return shard is not view.shards[0] and len(self._pending) > 0
 
     def _with_pending(self, hit: Hit) -> Hit:
         """A point outside the active shard as it will read once its segment is rebuilt: the
@@ -938,7 +943,7 @@ class EdgeStore:
                     order_by=order,
                 )
             )
-            waiting = shard is not view.shards[0] and len(self._pending) > 0
+            waiting = self._counts_may_wait(view, shard)
             merged.extend(self._with_pending(_hit(r)) if waiting else _hit(r) for r in records)
         unique = list({hit.id: hit for hit in reversed(merged)}.values())  # the active shard's copy wins
         unique.sort(key=lambda h: h.payload.get(key) or 0.0, reverse=descending)
