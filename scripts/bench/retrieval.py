@@ -10,11 +10,11 @@ into qdrant-client's local mode (the baseline: what the original project used, o
   N(0, 0.01) noise, renormalised; text = both texts) so that 100k and 1M are feasible here.
 - EdgeStore layout: filled through EdgeStore.upsert; every seal is waited for (the store's own
   child-process HNSW build), ending with indexed segments of up to --segment-max (merging makes
-  that what seals of --segment-size, default 10k, the daemon's storage.active_shard_max_points,
+  that what seals of --segment-size, default 5k, the daemon's storage.active_shard_max_points,
   end in) and --active-points (default half of --segment-size) left in
   the brute-force active shard: the average steady state of a store that grew to N.
 - Latency "store" rows call store.search() with precomputed query vectors, as MemoryService does
-  (limit 20 = max(3*5, 20), prefetch 50, RRF k 60). "service" rows call MemoryService.retrieve
+  (limit 20 = max(3*5, 20), prefetch 50, RRF k 10). "service" rows call MemoryService.retrieve
   (limit 5, scope=default i.e. project + global): "cached emb" has the query vector in the LRU
   cache (so it excludes embedding), "with emb" uses a new query text each call (includes it).
 - Filters: "scope" = project + global (about 20% of the memories), "scope+type" = project and
