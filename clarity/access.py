@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 
+from clarity.models import saturating_add
 from clarity.store.base import VectorStore
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class AccessTracker:
         if not batch:
             return
         updates = {
-            memory_id: {"access_count": base + extra, "last_accessed_at": last_used}
+            memory_id: {"access_count": saturating_add(base, extra), "last_accessed_at": last_used}
             for memory_id, (base, extra, last_used) in batch.items()
         }
         try:

@@ -10,6 +10,7 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -21,10 +22,12 @@ from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clarity import __version__
 from clarity.backup import create_backup
@@ -56,28 +59,63 @@ from clarity.models import (
 )
 from clarity.project import project_scope
 from clarity.retention import SizeGuard
+from clarity.store.space import InsufficientStorage
 
 log = logging.getLogger(__name__)
-SIZE_CHECK_SECONDS = 60.0
 T = TypeVar("T")
 
 
-class RequestError(Exception):
+class RequestError(ValueError):
+    """A request the daemon refuses, with its HTTP status; a ValueError so that the MCP tools,
+    which share ``resolve_project``, report it as a tool error."""
+
     def __init__(self, status: int, message: str, details: list[str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.details = details or []
 
 
+MAX_PROJECT_HEADER = 4096  # PATH_MAX: the longest directory the header can name (HookEvent.cwd's limit too)
+
+
 def resolve_project(value: str | None) -> str | None:
-    """X-Clarity-Project carries a directory (resolved to its repository) or a scope id."""
+    """X-Clarity-Project carries a directory (resolved to its repository) or a scope id.
+
+    Whatever the header holds, the answer is a scope or a 400 naming the header: never an
+    exception from the file system (a name too long, a home directory that does not exist)."""
     if not value:
         return None
+    if len(value) > MAX_PROJECT_HEADER:
+        raise RequestError(
+            400,
+            f"{PROJECT_HEADER}: {len(value)} characters is over the limit of {MAX_PROJECT_HEADER} "
+            "(a directory path or a scope id)",
+        )
     if value.startswith(("/", "~")):
-        return project_scope(value)
+        return _directory_scope(value)
     if re.match(SCOPE_PATTERN, value):
         return value
-    raise RequestError(400, f"{PROJECT_HEADER}: {value!r} is neither an absolute path nor a scope id")
+    raise RequestError(
+        400,
+        f"{PROJECT_HEADER}: {dashboard_security.shown(value)} is neither an absolute path nor a scope id "
+        "(lowercase letters, digits, '.', '_' and '-', at most 128 characters)",
+    )
+
+
+def _directory_scope(value: str) -> str:
+    path = os.path.expanduser(value)  # unlike Path.expanduser, leaves an unknown ~user as it is
+    if path.startswith("~"):
+        user = value[1:].split("/", 1)[0]
+        raise RequestError(
+            400,
+            f"{PROJECT_HEADER}: {dashboard_security.shown(value)}: "
+            + (f"no user {user!r} on this machine" if user else "the daemon has no home directory"),
+        )
+    try:
+        return project_scope(path)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise RequestError(400, f"{PROJECT_HEADER}: {dashboard_security.shown(value)}: {reason}") from None
 
 
 async def _in_thread(func: Callable[..., T], *args: Any) -> T:
@@ -112,17 +150,9 @@ class LocalBackend:
 # -- REST ---------------------------------------------------------------------------------------
 
 
-async def _json_body(request: Request, limit: int) -> Any:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise RequestError(
-            413, f"body: {declared} bytes is over the limit of {limit} bytes (server.max_request_bytes)"
-        )
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise RequestError(413, f"body: over the limit of {limit} bytes (server.max_request_bytes)")
+async def _json_body(request: Request) -> Any:
+    """The body is already whole and within server.max_request_bytes: RequestGuard read it."""
+    body = await request.body()
     try:
         data = json.loads(body.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite_float)
     except UnicodeDecodeError as exc:
@@ -186,7 +216,6 @@ class RestApi:
     def __init__(self, service: MemoryService, settings: Settings) -> None:
         self.service = service
         self.settings = settings
-        self.limit = settings.server.max_request_bytes
 
     def routes(self) -> list[Route]:
         return [
@@ -219,6 +248,8 @@ class RestApi:
                 return JSONResponse({"error": str(exc)}, status_code=400)
             except ModelNotReady as exc:
                 return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+            except InsufficientStorage as exc:  # under storage.min_free_bytes: reads go on
+                return JSONResponse(exc.as_json(), status_code=507)
             except Exception:
                 log.exception("unexpected error on %s %s", request.method, request.url.path)
                 return JSONResponse({"error": "internal error; see the daemon log"}, status_code=500)
@@ -229,7 +260,7 @@ class RestApi:
         return resolve_project(request.headers.get(PROJECT_HEADER))
 
     async def create(self, request: Request) -> Response:
-        payload = _parse(MemoryCreate, await _json_body(request, self.limit))
+        payload = _parse(MemoryCreate, await _json_body(request))
         result = await _in_thread(self.service.store, payload, self._project(request))
         return _json(result, 201 if result.status == "created" else 200)
 
@@ -248,32 +279,32 @@ class RestApi:
         return _json(await _in_thread(self.service.get, request.path_params["memory_id"]))
 
     async def update(self, request: Request) -> Response:
-        patch = _parse(MemoryPatch, await _json_body(request, self.limit))
+        patch = _parse(MemoryPatch, await _json_body(request))
         return _json(await _in_thread(self.service.update, request.path_params["memory_id"], patch))
 
     async def delete(self, request: Request) -> Response:
         return _json(await _in_thread(self.service.delete, request.path_params["memory_id"]))
 
     async def search(self, request: Request) -> Response:
-        query = _parse(RetrieveRequest, await _json_body(request, self.limit))
+        query = _parse(RetrieveRequest, await _json_body(request))
         return _json(await _in_thread(self.service.retrieve, query, self._project(request)))
 
     async def create_many(self, request: Request) -> Response:
-        batch = _parse(StoreBatch, await _json_body(request, self.limit))
+        batch = _parse(StoreBatch, await _json_body(request))
         results = await _in_thread(self.service.store_many, batch.memories, self._project(request))
         return JSONResponse({"results": [r.model_dump(mode="json") for r in results]})
 
     async def forget(self, request: Request) -> Response:
         dry_run = request.query_params.get("dry_run", "false").lower() in ("1", "true", "yes")
-        what = _parse(ForgetRequest, await _json_body(request, self.limit))
+        what = _parse(ForgetRequest, await _json_body(request))
         return _json(await _in_thread(self.service.forget, what, self._project(request), dry_run))
 
     async def export(self, request: Request) -> Response:
-        page = _parse(ExportPageRequest, await _json_body(request, self.limit))
+        page = _parse(ExportPageRequest, await _json_body(request))
         return _json(await _in_thread(self.service.export_page, page, self._project(request)))
 
     async def import_(self, request: Request) -> Response:
-        batch = _parse(ImportBatch, await _json_body(request, self.limit))
+        batch = _parse(ImportBatch, await _json_body(request))
         return _json(await _in_thread(self.service.import_batch, batch))
 
     async def backup(self, request: Request) -> Response:
@@ -303,9 +334,8 @@ class RestApi:
 class HookApi:
     """POST /hooks/<Event>: the JSON Claude Code sends in, Claude Code's hook output JSON out."""
 
-    def __init__(self, hooks: HookService, settings: Settings) -> None:
+    def __init__(self, hooks: HookService) -> None:
         self.hooks = hooks
-        self.limit = settings.server.max_request_bytes
 
     async def handle(self, request: Request) -> Response:
         """Counts every call and its latency per event (the dashboard's overview shows them)."""
@@ -327,7 +357,7 @@ class HookApi:
         if is_disabled(request.headers.get(DISABLED_HEADER)):
             return JSONResponse({})  # CLARITY_DISABLED=1 in that Claude Code session: a no-op
         try:
-            body = await _json_body(request, self.limit)
+            body = await _json_body(request)
             if isinstance(body, dict):
                 body.setdefault("hook_event_name", event)
             payload = _parse(HookEvent, body)
@@ -342,6 +372,8 @@ class HookApi:
             return JSONResponse(await _in_thread(self.hooks.handle, payload))
         except RequestError as exc:
             return JSONResponse({"error": str(exc), "details": exc.details}, status_code=exc.status)
+        except InsufficientStorage:
+            return JSONResponse({})  # nothing learned while the disk is short; the store logged it once
         except Exception:
             # A hook must never break Claude Code: log it and answer "nothing to add".
             log.exception("hook %s failed", event)
@@ -381,29 +413,124 @@ class ServerTimingMiddleware:
         await self.app(scope, receive, timed_send)
 
 
-class McpBodyLimit:
-    """A declared oversized body gets a JSON-RPC error naming the limit before the MCP SDK reads it
-    (the SDK's own check, still there for chunked bodies, answers in plain text)."""
+BODY_IDLE_SECONDS = 10.0  # a body that stops arriving for this long is answered 408 and its connection closed
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+
+class Refused(Exception):
+    def __init__(self, refusal: dashboard_security.Refusal, close: bool = False) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+        self.close = close
+
+
+class ClientGone(Exception):
+    """The client hung up while its body was being read: there is no one left to answer."""
+
+
+class RequestGuard:
+    """The one gate in front of every route (/api, /hooks, /mcp, /readyz, the dashboard, /static).
+
+    In this order, each refusal a JSON answer naming the header (docs/security.md):
+    Host (421) and Origin / Sec-Fetch-Site (403) from ``dashboard_security.refuse_caller``; a
+    declared body over server.max_request_bytes (413); a write's Content-Type (415); the bearer
+    token when one is configured (BearerTokenMiddleware: 401/403, or the dashboard's login); then
+    the body itself is read here, whole, with the size limit counted as it arrives and at most
+    BODY_IDLE_SECONDS between two pieces (408, connection closed), and handed on in one piece.
+    So no route reads a body of its own, and a Content-Length larger than what is sent cannot
+    hold a connection open. No CORS header is ever sent: a page of another origin reads nothing.
+    """
+
+    def __init__(
+        self, app: ASGIApp, settings: Settings, body_idle_seconds: float = BODY_IDLE_SECONDS
+    ) -> None:
         self.app = app
-        self.limit = limit
+        self.bound_host = settings.server.host
+        self.limit = settings.server.max_request_bytes
+        self.body_idle_seconds = body_idle_seconds
+        token = settings.server.token.get_secret_value() if settings.server.token else None
+        # After the header checks: the token (when there is one), then the body, then the app.
+        self.admit: ASGIApp = BearerTokenMiddleware(self._with_body, token) if token else self._with_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            declared = dict(scope["headers"]).get(b"content-length", b"")
-            if declared.isdigit() and int(declared) > self.limit:
-                message = (
-                    f"body: {int(declared)} bytes is over the limit of {self.limit} bytes "
-                    "(server.max_request_bytes)"
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        method, path = scope["method"], scope["path"]
+        refusal = (
+            dashboard_security.refuse_caller(method, path, headers, self.bound_host)
+            or self._declared_too_large(headers)
+            or dashboard_security.refuse_body_type(method, path, headers)
+        )
+        if refusal is not None:
+            await _refusal_response(path, refusal)(scope, receive, send)
+            return
+        await self.admit(scope, receive, send)
+
+    async def _with_body(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Read the body whole, then hand it to the app in one piece."""
+        try:
+            body = await self._read_body(receive, Headers(scope=scope))
+        except Refused as exc:
+            await _refusal_response(scope["path"], exc.refusal, exc.close)(scope, receive, send)
+            return
+        except ClientGone:
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    def _over_limit(self, size: int | None = None) -> dashboard_security.Refusal:
+        amount = f"{size} bytes is over" if size is not None else "over"
+        return dashboard_security.Refusal(
+            413, f"body: {amount} the limit of {self.limit} bytes (server.max_request_bytes)"
+        )
+
+    def _declared_too_large(self, headers: Headers) -> dashboard_security.Refusal | None:
+        declared = headers.get("content-length", "")
+        return self._over_limit(int(declared)) if declared.isdigit() and int(declared) > self.limit else None
+
+    async def _read_body(self, receive: Receive, headers: Headers) -> bytes:
+        body = bytearray()
+        while True:
+            with anyio.move_on_after(self.body_idle_seconds) as waited:
+                message = await receive()
+            if waited.cancelled_caught:
+                promised = headers.get("content-length")
+                of = f" of the {promised} its Content-Length announced" if promised else ""
+                raise Refused(
+                    dashboard_security.Refusal(
+                        408,
+                        f"body: nothing arrived for {self.body_idle_seconds:g} s after {len(body)} bytes{of}",
+                    ),
+                    close=True,
                 )
-                response = JSONResponse(
-                    {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}},
-                    status_code=413,
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                raise Refused(self._over_limit())
+            if not message.get("more_body", False):
+                return bytes(body)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The app's receive(): the whole body once, then the server's own (a disconnect)."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+def _refusal_response(path: str, refusal: dashboard_security.Refusal, close: bool = False) -> Response:
+    """JSON naming the header; on /mcp in JSON-RPC's error shape, which MCP clients show."""
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+    if close:
+        headers["Connection"] = "close"
+    content: dict[str, Any] = {"error": refusal.message}
+    if path == "/mcp" or path.startswith("/mcp/"):
+        content = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": refusal.message}}
+    return JSONResponse(content, status_code=refusal.status, headers=headers)
 
 
 class BearerTokenMiddleware:
@@ -411,6 +538,8 @@ class BearerTokenMiddleware:
 
     The dashboard's pages also take the login cookie (a browser cannot send the header); without
     either they redirect to /login, which with /static is the only dashboard path left open.
+    RequestGuard runs it after its header checks and before reading any body, so a caller
+    without the token cannot make the daemon buffer or wait for one.
     """
 
     def __init__(self, app: ASGIApp, token: str) -> None:
@@ -455,20 +584,29 @@ class BearerTokenMiddleware:
 # -- assembly -----------------------------------------------------------------------------------
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 and 405 (no route, wrong method) in the caller's language: JSON naming
+    the path on the API and hook routes, whose clients parse every answer as JSON."""
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if not path.startswith(("/api/", "/hooks/")):
+        return Response(exc.detail, status_code=exc.status_code, headers=exc.headers)
+    if exc.status_code == 405:
+        message = f"method: {request.method} is not allowed on {dashboard_security.shown(path)}"
+    else:
+        message = f"path: no such route {dashboard_security.shown(path)}"
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+
 def create_app(settings: Settings, service: MemoryService) -> Starlette:
     """Mount MCP, REST and health on one Starlette app; the caller owns the service's lifetime."""
     mcp = build_mcp_server(LocalBackend(service))
     hooks = HookService(settings, service)
-    loopback = settings.server.host in ("127.0.0.1", "localhost", "::1")
-    security = TransportSecuritySettings(
-        # DNS-rebinding protection only means something on loopback; elsewhere the token guards.
-        enable_dns_rebinding_protection=loopback,
-        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
-        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
-    )
+    # Host and Origin are RequestGuard's, for every route alike; the SDK's own copy of those checks
+    # (on by default for a loopback host) would only disagree with it in details.
     mcp_app = mcp.streamable_http_app(
         streamable_http_path="/mcp",
-        transport_security=security,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         max_request_body_size=settings.server.max_request_bytes,
         host=settings.server.host,
     )
@@ -487,6 +625,7 @@ def create_app(settings: Settings, service: MemoryService) -> Starlette:
             "engine": service.db.engine,
             "location": service.db.location,
             "learning_backlog": hooks.backlog,
+            "learning_dropped": hooks.learner.dropped,  # oldest-first, when the queue was full
             "storage": size_guard.last.model_dump() if size_guard.last else None,
         }
         return JSONResponse(body, status_code=200 if embedder.ready else 503)
@@ -495,7 +634,7 @@ def create_app(settings: Settings, service: MemoryService) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         service.embedder.start_loading()
         service.start_background()
-        size_guard.run_every(SIZE_CHECK_SECONDS, first_after=1.0)
+        size_guard.run_every(settings.storage.size_check_seconds, first_after=1.0)
         async with mcp.session_manager.run():
             try:
                 yield
@@ -504,22 +643,19 @@ def create_app(settings: Settings, service: MemoryService) -> Starlette:
                 await _in_thread(hooks.close)
 
     app = Starlette(
+        exception_handlers={HTTPException: _http_error},
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Mount("/api", routes=RestApi(service, settings).routes()),
-            Route("/hooks/{event}", HookApi(hooks, settings).handle, methods=["POST"]),
+            Route("/hooks/{event}", HookApi(hooks).handle, methods=["POST"]),
             *Dashboard(settings, service, hooks).routes(),  # "/" and its pages; before the MCP mount
-            Mount(
-                "/", app=McpBodyLimit(mcp_app, settings.server.max_request_bytes)
-            ),  # serves exactly /mcp; mounted last so it sees only the rest
+            Mount("/", app=mcp_app),  # serves exactly /mcp; mounted last so it sees only the rest
         ],
         lifespan=lifespan,
     )
     app.state.service = service
     app.state.hooks = hooks
     app.add_middleware(ServerTimingMiddleware)
-    token = settings.server.token.get_secret_value() if settings.server.token else None
-    if token:
-        app.add_middleware(BearerTokenMiddleware, token=token)
+    app.add_middleware(RequestGuard, settings=settings)  # added last: the outermost layer
     return app

@@ -6,15 +6,24 @@ An archive (tar.gz) carries three things:
 - ``memories.jsonl``: the same memories as a portable export, which restores into either engine;
 - ``app-data/``: Clarity's own settings beside the store (not its caches).
 Restoring never deletes: whatever the storage held before is moved aside, next to it.
+
+A backup is staged in a private (0700) directory next to the archive it writes, never in the
+engine's directory: the copies there would be counted by the size cap (``retention``), which
+then evicted memories to make room for their own backup. Staging beside the archive keeps it on
+the filesystem whose free space was checked, and the engine files are copied sparse
+(``store.space.copy_sparse``), so the staging takes what the data takes, not the ~190 MB of
+preallocated holes of every shard.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -26,11 +35,35 @@ from clarity import __version__
 from clarity.config import Settings
 from clarity.memory import MemoryService
 from clarity.models import ExportPage, ExportPageRequest, ImportBatch, ImportSummary
+from clarity.store.space import SpaceGuard, allocated_bytes
 from clarity.transfer import Progress, TransferError, iter_export, read_export, write_export
 
 BACKUP_FORMAT = "clarity-backup"
 MANIFEST = "clarity-backup.json"
+STAGING_PREFIX = ".clarity-backup-"
 _PAGE = 500
+# Room a backup needs, as a multiple of the engine's allocated size: the sparse copy, the
+# portable export (its vectors as JSON are about as large) and the archive (smaller, compressed).
+_SPACE_FACTOR = 3
+_running = 0
+_running_lock = threading.Lock()
+
+
+def backup_running() -> bool:
+    """A backup is being taken in this process (the size cap waits for it to end)."""
+    return _running > 0
+
+
+@contextlib.contextmanager
+def _in_progress() -> Iterator[None]:
+    global _running
+    with _running_lock:
+        _running += 1
+    try:
+        yield
+    finally:
+        with _running_lock:
+            _running -= 1
 
 
 class BackupSummary(BaseModel):
@@ -57,10 +90,7 @@ def create_backup(
 ) -> BackupSummary:
     """Write the archive next to its final name first, so a failed backup never leaves half a file."""
     started = time.perf_counter()
-    settings.storage.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with tempfile.TemporaryDirectory(prefix="backup-", dir=settings.storage.cache_dir) as tmp:
-        staging = Path(tmp)
-        (staging / "engine").mkdir(mode=0o700)
+    with _in_progress(), _staging_for(service, settings, archive) as staging:
         # Writes wait while the engine files and the portable export are taken, so both hold the
         # same memories; reads (hooks, searches) go on.
         with service.writes_paused():
@@ -80,15 +110,20 @@ def create_backup(
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         partial = archive.with_name(archive.name + ".partial")
-        with tarfile.open(partial, "w:gz") as tar:
-            tar.add(staging / MANIFEST, arcname=MANIFEST)
-            tar.add(staging / "memories.jsonl", arcname="memories.jsonl")
-            tar.add(staging / "engine", arcname="engine")
-            app_data = settings.storage.app_data_dir
-            if app_data.is_dir():
-                tar.add(app_data, arcname="app-data", filter=_without_cache(settings))
-        os.chmod(partial, 0o600)
-        os.replace(partial, archive)
+        try:
+            with tarfile.open(partial, "w:gz") as tar:
+                tar.add(staging / MANIFEST, arcname=MANIFEST)
+                tar.add(staging / "memories.jsonl", arcname="memories.jsonl")
+                tar.add(staging / "engine", arcname="engine")
+                app_data = settings.storage.app_data_dir
+                if app_data.is_dir():
+                    skip = {settings.storage.cache_dir.name, staging.name, partial.name}
+                    tar.add(app_data, arcname="app-data", filter=_skipping(skip))
+            os.chmod(partial, 0o600)
+            os.replace(partial, archive)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
     return BackupSummary(
         path=str(archive),
         memories=count,
@@ -98,12 +133,32 @@ def create_backup(
     )
 
 
-def _without_cache(settings: Settings) -> Callable[[tarfile.TarInfo], tarfile.TarInfo | None]:
-    cache = settings.storage.cache_dir.name
+@contextlib.contextmanager
+def _staging_for(service: MemoryService, settings: Settings, archive: Path) -> Iterator[Path]:
+    """A private directory beside the archive, once there is room for the backup above the
+    free-space floor (``storage.min_free_bytes``); removed whatever happens."""
+    engine_dir = Path(service.db.location)
+    where = archive.parent.resolve()
+    if service.db.engine == "embedded" and where.is_relative_to(engine_dir.resolve()):
+        raise ValueError(
+            f"archive: {archive} is inside the engine's directory {engine_dir}; write it anywhere else"
+        )
+    where.mkdir(parents=True, exist_ok=True, mode=0o700)
+    needed = _SPACE_FACTOR * allocated_bytes(engine_dir) if service.db.engine == "embedded" else 0
+    SpaceGuard(where, settings.storage.min_free_bytes).check("backup", needed=needed)
+    with tempfile.TemporaryDirectory(prefix=STAGING_PREFIX, dir=where) as tmp:  # mode 0700
+        staging = Path(tmp)
+        (staging / "engine").mkdir(mode=0o700)
+        yield staging
+
+
+def _skipping(names: set[str]) -> Callable[[tarfile.TarInfo], tarfile.TarInfo | None]:
+    """Leave out app-data's cache, and the backup's own staging and partial archive if the
+    archive is being written inside app-data."""
 
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         parts = Path(info.name).parts
-        return None if len(parts) > 1 and parts[1] == cache else info
+        return None if len(parts) > 1 and parts[1] in names else info
 
     return keep
 

@@ -16,7 +16,45 @@ from rich.table import Table
 from clarity import __version__
 from clarity.config import ConfigError, Settings, load_settings
 
-app = typer.Typer(
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEBUG_ENV = "CLARITY_DEBUG"
+
+
+def explain(exc: Exception) -> tuple[int, str]:
+    """A failure that escaped a command, as (exit code, one line): 2 for what the user can fix
+    in a flag, a setting or a file, 1 for the rest."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from clarity.config import describe_validation_error
+    from clarity.transfer import TransferError
+
+    if isinstance(exc, ValidationError):
+        return 2, "; ".join(describe_validation_error(exc))
+    if isinstance(exc, ConfigError | SettingsError | TransferError):
+        return 2, str(exc)
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return 1, f"{where}{exc.strerror or exc}"
+    return 1, f"unexpected {type(exc).__name__}: {exc} ({DEBUG_ENV}=1 shows the traceback)"
+
+
+class _Cli(typer.Typer):
+    """Every command ends with one line naming what was wrong, never a Python traceback;
+    CLARITY_DEBUG=1 lets the traceback through for a bug report."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            code, message = explain(exc)
+            Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            sys.exit(code)
+
+
+app = _Cli(
     name="clarity",
     help="Persistent, shared memory for Claude Code: one daemon, MCP tools and hooks.",
     no_args_is_help=True,
@@ -89,7 +127,9 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a ta
 def serve(
     host: Host = None,
     port: Port = None,
-    storage_root: Annotated[str | None, typer.Option(help="Storage root directory.")] = None,
+    storage_root: Annotated[
+        str | None, typer.Option(help="Storage root directory (a relative path is taken from here).")
+    ] = None,
     qdrant_url: Annotated[
         str | None, typer.Option(help="Use a Qdrant server instead of the embedded engine.")
     ] = None,
@@ -98,10 +138,17 @@ def serve(
     """Run the daemon: MCP at /mcp, hooks, REST at /api, /healthz and /readyz."""
     from clarity.daemon import DaemonError, daemon_url, run_daemon
 
+    if log_level.lower() not in LOG_LEVELS:
+        _fail(f"--log-level: {log_level!r} is not one of {', '.join(LOG_LEVELS)}", 2)
+    if storage_root and storage_root.strip():
+        # Typed in a shell, a relative path means this directory; settings refuse one elsewhere.
+        storage_root = str(Path(storage_root).expanduser().absolute())
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(
         server__host=host, server__port=port, storage__root=storage_root, qdrant__url=qdrant_url
     )
+    if problem := settings.storage.root_problem():
+        _fail(f"config storage.root={str(settings.storage.root)!r}: {problem}", 2)
     where = settings.qdrant.url or str(settings.storage.qdrant_dir)
     err.print(f"clarity {__version__}: serving {daemon_url(settings)} ({settings.engine} engine at {where})")
     try:
@@ -242,6 +289,16 @@ def store(
         out.print(f"{result.status}: {result.id}")
 
 
+def _note_unreadable(count: int) -> None:
+    if count:
+        err.print(
+            f"[yellow]{count} stored memories could not be read and were left out[/] "
+            "(the daemon log names each one and its bad field)",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+
 def _memory_table(rows: list[tuple[Any, float | None]]) -> Table:
     table = Table(show_lines=False)
     for column in ("id", "type", "scope", "score", "content"):
@@ -276,6 +333,7 @@ def search(
         out.print_json(result.model_dump_json())
     else:
         out.print(_memory_table([(r.memory, r.score) for r in result.results]))
+        _note_unreadable(result.unreadable)
 
 
 @app.command("list")
@@ -295,6 +353,7 @@ def list_(
     else:
         out.print(_memory_table([(m, None) for m in result.memories]))
         out.print(f"{len(result.memories)} of {result.total}")
+        _note_unreadable(result.unreadable)
 
 
 @app.command()
@@ -314,6 +373,7 @@ def stats(as_json: AsJson = False) -> None:
     out.print(
         f"{result.total} memories; engine {result.engine} at {result.location}; model ready: {result.model_ready}"
     )
+    _note_unreadable(result.unreadable)
     for title, counts in (("type", result.by_type), ("scope", result.by_scope)):
         table = Table(title=f"by {title}")
         table.add_column(title)

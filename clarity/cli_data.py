@@ -84,8 +84,17 @@ def export(
 
     settings = _settings()
     client = _daemon(settings)
-    request = ExportPageRequest(scope=scope, limit=500, with_vectors=vectors)
-    pages = iter_export(lambda page: _run(client.export_page, page), request)
+    request = _request(ExportPageRequest, scope=scope, limit=500, with_vectors=vectors)
+    unreadable: list[str] = []
+
+    def fetch(page: ExportPageRequest) -> ExportPage:
+        result: ExportPage = _run(client.export_page, page)
+        for line in result.unreadable:
+            err.print(f"[yellow]left out[/] unreadable memory {line}", soft_wrap=True, highlight=False)
+        unreadable.extend(result.unreadable)
+        return result
+
+    pages = iter_export(fetch, request)
     first: ExportPage = next(pages)  # its total sizes the progress bar
     partial = file.with_name(file.name + ".partial")
     with _progress() as progress, open(partial, "w", encoding="utf-8") as handle:
@@ -93,6 +102,13 @@ def export(
         count = write_export(handle, itertools.chain([first], pages), lambda n: progress.advance(task, n))
     partial.replace(file)
     out.print(f"exported {count} memories to {file} (model {first.model}, {first.dimension}-d vectors)")
+    if unreadable:
+        err.print(
+            f"[yellow]{len(unreadable)} stored memories could not be read and were left out[/] (listed "
+            "above; the daemon log names them too); `clarity backup` keeps the engine's files as they are",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 @app.command("import")
@@ -108,7 +124,7 @@ def import_(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Read and check, store nothing.")] = False,
 ) -> None:
     """Import memories; re-importing the same file changes nothing (idempotent)."""
-    from clarity.importers import detect_format, read_markdown, read_memory_json
+    from clarity.importers import check_source, detect_format, read_markdown, read_memory_json
     from clarity.transfer import read_export
 
     if not path.exists():
@@ -119,6 +135,7 @@ def import_(
         _fail(f"--split: {split!r} is not one of note, heading", 2)
     settings = _settings()
     try:
+        check_source(path)
         kind = detect_format(path) if file_format == "auto" else file_format
         if kind == "clarity":
             header, records, vectors = read_export(path)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import stat
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -19,6 +21,7 @@ from pydantic_settings import (
     JsonConfigSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 DEFAULT_ROOT = Path("~/.claude/alunai-clarity")
@@ -159,6 +162,18 @@ class HooksSettings(_Section):
         default_factory=lambda: list(DEFAULT_EXCLUDED_PATHS),
         description="globs (a trailing / means a directory) of files whose tool calls are never learned from",
     )
+    learning_queue: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="tool events waiting to be learned from; past it the oldest are dropped and counted",
+    )
+    learning_queue_bytes: int = Field(
+        64 * 1_048_576,
+        ge=1_048_576,
+        le=16 * 1024**3,
+        description="text those waiting events may hold (commands, errors); past it the oldest are dropped",
+    )
 
 
 class CacheSettings(_Section):
@@ -187,16 +202,60 @@ class StorageSettings(_Section):
     max_bytes: int = Field(
         2 * 1024**3,
         ge=0,
-        description="cap on the disk used under the root (0: none); the oldest low-importance memories go first",
+        description="cap on the disk the embedded engine's files really use (allocated blocks of its live "
+        "shards, not backups or index-build copies; 0: none); the oldest low-importance memories go first",
     )
     warn_fraction: float = Field(
         0.9, gt=0.0, le=1.0, description="warn once usage passes this share of the cap"
     )
+    size_check_seconds: float = Field(60.0, ge=0.1, le=86_400, description="how often the cap is checked")
+    min_free_bytes: int = Field(
+        64 * 1024**2,
+        ge=0,
+        description="embedded engine: while the disk holding the store has less free space than this, writes "
+        "are refused (REST 507) and reads go on; 64 MiB holds one seal of a full active shard (its copy and "
+        "index) and keeps the engine's memory-mapped writes off a full disk, where they die with SIGBUS (0: off)",
+    )
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        # Path("") is the current directory: a variable set but empty would put the store, its
+        # permissions and its size cap on whatever directory Clarity happens to start in.
+        if isinstance(value, str | Path) and not str(value).strip():
+            raise ValueError(
+                f"is empty; unset CLARITY_STORAGE__ROOT (or the key) for the default {DEFAULT_ROOT}, "
+                "or give an absolute path"
+            )
+        return value
 
     @field_validator("root")
     @classmethod
     def _expand(cls, value: Path) -> Path:
-        return Path(os.path.expandvars(str(value))).expanduser()
+        root = Path(os.path.expandvars(str(value))).expanduser()
+        if not root.is_absolute():
+            raise ValueError(
+                "must be an absolute path (or start with ~): a relative root would depend on the "
+                "directory Clarity is started from"
+            )
+        return root
+
+    def root_problem(self) -> str | None:
+        """Why the root cannot be used as a directory (it, or a parent, is a file), if it cannot.
+        Checked where the storage is opened, not when settings load, so `clarity doctor` can
+        still report it among its checks."""
+        for candidate in (self.root, *self.root.parents):
+            try:
+                info = candidate.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError:
+                return None  # unreadable or a symlink loop: opening the storage says how
+            if stat.S_ISDIR(info.st_mode):
+                return None
+            what = "is" if candidate == self.root else f"cannot be created: {candidate} is"
+            return f"{what} a file, not a directory; point storage.root at a directory"
+        return None
 
     @property
     def qdrant_dir(self) -> Path:
@@ -213,6 +272,17 @@ class StorageSettings(_Section):
     @property
     def lock_file(self) -> Path:
         return self.root / "clarity.lock"
+
+
+# What Clarity creates directly under its storage root: only these are made private at start-up.
+# Anything else found there is not Clarity's, and is left as it is (see daemon.make_private).
+OWN_ENTRIES = ("qdrant", "app-data", "clarity.lock")
+OWN_PREFIXES = ("qdrant.before-restore-", "restore-")
+
+
+def owns(name: str) -> bool:
+    """Whether an entry directly under the storage root is one Clarity made."""
+    return name in OWN_ENTRIES or name.startswith(OWN_PREFIXES)
 
 
 def config_path() -> Path:
@@ -296,19 +366,92 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> list[
         if item["type"] == "missing":
             lines.append(f"{prefix}{key}: required")
             continue
+        if item["type"] == "string_too_short" and (item.get("ctx") or {}).get("min_length") == 1:
+            message = "must not be empty"  # the wording of the checks that strip first
         lines.append(f"{prefix}{key}={shown}: {message}")
     return lines
+
+
+MAX_CONFIG_BYTES = 1_048_576
+
+
+def _read_config_file(path: Path) -> None:
+    """Check config.json before pydantic-settings reads it: a regular file (a FIFO would block,
+    /dev/zero never ends) of at most MAX_CONFIG_BYTES, holding one JSON object."""
+    where = (
+        f"config file {path} (MEMORY_CONFIG_PATH)"
+        if os.environ.get("MEMORY_CONFIG_PATH")
+        else f"config file {path}"
+    )
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        raise ConfigError(f"{where}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(
+                f'{where}: not a regular file; expected a JSON object such as {{"server": {{...}}}}'
+            )
+        raw = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{where}: over {MAX_CONFIG_BYTES} bytes; a config file is a small JSON object")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise ConfigError(f"{where}: not valid JSON (nested too deeply)") from None
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f'{where}: expected a JSON object such as {{"server": {{"port": 8000}}}}, '
+            f"got {type(data).__name__}"
+        )
+
+
+def _takes_json(annotation: Any) -> str | None:
+    """What an environment variable for this field must hold, if pydantic-settings parses it as JSON."""
+    origin = get_origin(annotation)
+    if origin in (list, tuple, set, frozenset):
+        return "a JSON list"
+    if origin is dict or (isinstance(annotation, type) and issubclass(annotation, BaseModel | dict)):
+        return "a JSON object"
+    return next(filter(None, (_takes_json(arg) for arg in get_args(annotation))), None)
+
+
+def _explain_settings_error(exc: SettingsError) -> ConfigError:
+    """pydantic-settings names only the section ("hooks") when a variable holds bad JSON; find
+    the variable itself and say what it must hold."""
+    match = re.search(r'field "(\w+)" from source "EnvSettingsSource"', str(exc))
+    section = Settings.model_fields.get(match.group(1)) if match else None
+    if match is not None and section is not None:
+        prefix = f"CLARITY_{match.group(1)}".upper()
+        for name in sorted(os.environ):
+            key = name.upper()
+            if key == prefix:
+                annotation: Any = section.annotation
+            elif key.startswith(prefix + "__") and isinstance(section.annotation, type):
+                field = section.annotation.model_fields.get(key.removeprefix(prefix + "__").lower())
+                annotation = field.annotation if field else None
+            else:
+                continue
+            wanted = _takes_json(annotation)
+            try:
+                json.loads(os.environ[name])
+            except (ValueError, RecursionError) as bad:
+                if wanted:
+                    return ConfigError(f"{name}: not valid JSON ({bad}); this setting takes {wanted}")
+    cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+    return ConfigError(f"config: {exc}{cause}")
 
 
 def load_settings(**overrides: Any) -> Settings:
     """Build settings, turning every failure into a ConfigError with one line per bad key."""
     path = config_path()
     if path.exists():
-        try:
-            json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"config file {path}: not valid JSON ({exc})") from exc
+        _read_config_file(path)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError("; ".join(describe_validation_error(exc, prefix="config "))) from exc
+    except SettingsError as exc:
+        raise _explain_settings_error(exc) from exc

@@ -9,6 +9,7 @@ holds it.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import fcntl
 import json
 import logging
@@ -178,10 +179,26 @@ PRIVATE_UMASK = 0o077
 
 def make_private(root: Path) -> None:
     """Storage is readable by its owner only: new files through the umask, and anything an older
-    version or another tool left group- or world-readable is tightened once at start-up."""
+    version or another tool left group- or world-readable is tightened once at start-up.
+
+    Only what Clarity made is touched (``config.owns``): a root that also holds other files
+    keeps them, and itself, as they are, and the start-up log says so."""
+    from clarity.config import owns
+
     os.umask(PRIVATE_UMASK)
     uid = os.getuid()
-    for path in (root, *root.rglob("*")):
+    entries = sorted(root.iterdir())
+    foreign = [entry.name for entry in entries if not owns(entry.name)]
+    if foreign:
+        log.warning(
+            "storage root %s also holds %d entries that are not Clarity's (%s): left as they are; "
+            "give Clarity a directory of its own (storage.root)",
+            root,
+            len(foreign),
+            ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else ""),
+        )
+    own = [entry for entry in entries if owns(entry.name)]
+    for path in ([] if foreign else [root]) + [p for entry in own for p in (entry, *entry.rglob("*"))]:
         try:
             info = path.lstat()
             if info.st_uid == uid and not path.is_symlink() and info.st_mode & 0o077:
@@ -232,6 +249,53 @@ def _graceful_server(config: Any) -> Any:
     return GracefulServer(config)
 
 
+def check_space_at_start(settings: Settings) -> None:
+    """Say in the log when the store starts under its free-space floor (it then serves reads
+    and refuses writes), and on a RAM-backed filesystem load the engine once in a child first.
+
+    tmpfs allocates a page even when a hole is only *read* through a mapping, and the engine maps
+    its in-RAM files whole when it loads them: a shard written since the last start can need tens
+    of MB there. Short of them, loading dies with SIGBUS; in a child that is a clear error
+    instead, and after a child loaded the files they are allocated, so the daemon's load is safe.
+    """
+    from clarity.store.edge import live_shards
+    from clarity.store.space import SpaceGuard, filesystem_type, ram_backed
+
+    root, engine_dir = settings.storage.root, settings.storage.qdrant_dir
+    space = SpaceGuard(root, settings.storage.min_free_bytes)
+    free = space.free_bytes()
+    if free < space.floor:
+        log.warning(
+            "storage %s has %.1f MB free, under the floor of %.1f MB (storage.min_free_bytes): serving "
+            "reads and refusing writes until space is freed there (or the floor is lowered)",
+            root,
+            free / 1e6,
+            space.floor / 1e6,
+        )
+    shards = sorted(live_shards(engine_dir) or ())
+    if not shards or not ram_backed(engine_dir):
+        return
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-m", "clarity.store.space", *(str(engine_dir / name) for name in shards)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except subprocess.TimeoutExpired:
+        raise DaemonError(
+            f"loading the store at {engine_dir} took over 600 s in a trial run; see its files"
+        ) from None
+    if probe.returncode != 0:
+        how = f"signal {-probe.returncode}" if probe.returncode < 0 else probe.stderr.strip()[-300:]
+        raise DaemonError(
+            f"cannot load the store at {engine_dir}: it is on {filesystem_type(engine_dir)}, which takes "
+            f"RAM for the engine's files as they load, and {free / 1e6:.1f} MB free was not enough (the "
+            f"loader died: {how}); free space there and start again; the stored memories are intact"
+        )
+
+
 def run_daemon(settings: Settings) -> None:
     """Own the storage, bind the port, serve until a signal. Blocking."""
     import uvicorn
@@ -242,6 +306,9 @@ def run_daemon(settings: Settings) -> None:
     from clarity.store import StoreLocked, open_store
 
     check_bind(settings)
+    # A fatal signal (SIGBUS from a memory-mapped write on a full disk, SIGSEGV) still leaves
+    # the Python stacks on stderr, which is the log file when the daemon runs in the background.
+    faulthandler.enable(all_threads=True)
     settings.storage.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     make_private(settings.storage.root)
     lock = StorageLock(settings) if settings.engine == "embedded" else None
@@ -250,6 +317,8 @@ def run_daemon(settings: Settings) -> None:
     try:
         sock = bind_socket(settings)
         settings.storage.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if settings.engine == "embedded":
+            check_space_at_start(settings)
         try:
             store = open_store(settings)
         except StoreLocked as exc:

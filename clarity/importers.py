@@ -9,7 +9,6 @@ Clarity's own export is read by ``clarity.transfer``.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,7 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from clarity.config import describe_validation_error
 from clarity.models import MAX_CONTENT_CHARS, MemoryCreate, MemoryType, Source
-from clarity.transfer import TransferError, is_export
+from clarity.transfer import TransferError, first_line, is_export, open_import, parse_json, read_text
 
 Format = Literal["clarity", "memory-json", "markdown"]
 
@@ -31,7 +30,16 @@ class Parsed(BaseModel):
     skipped: list[str] = Field(default_factory=list)
 
 
+def check_source(path: Path) -> None:
+    """An import reads a directory of notes or one regular file; anything else (a FIFO, a
+    device, a socket) is refused before a byte is read."""
+    if path.is_dir():
+        return
+    open_import(path).close()
+
+
 def detect_format(path: Path) -> Format:
+    check_source(path)
     if path.is_dir():
         return "markdown"
     if path.suffix.lower() in (".md", ".markdown"):
@@ -39,10 +47,8 @@ def detect_format(path: Path) -> Format:
     if is_export(path):
         return "clarity"
     try:
-        with open(path, encoding="utf-8") as handle:
-            first = handle.readline()
-        data = json.loads(first)
-    except (OSError, ValueError, UnicodeDecodeError):
+        data = parse_json(first_line(path))
+    except ValueError:
         data = None
     if isinstance(data, dict) and (data.get("type") in ("entity", "relation") or "entities" in data):
         return "memory-json"
@@ -63,40 +69,60 @@ def _tag(text: str) -> str:
     return re.sub(r"[^\w.-]+", "-", text.strip().lower()).strip("-")[:64] or "untitled"
 
 
-def read_memory_json(path: Path, scope: str) -> Parsed:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TransferError(f"{path}: cannot read ({exc})") from None
-    items: list[tuple[str, Any]] = []
+def _items(path: Path, text: str) -> list[tuple[str, Any]]:
+    """(where, item) for every entity and relation: the older single-object file, or JSON Lines."""
     stripped = text.strip()
     if stripped.startswith("{") and '"entities"' in stripped.split("\n", 1)[0]:
         try:
-            graph = json.loads(stripped)
+            graph = parse_json(stripped)
         except ValueError as exc:
             raise TransferError(f"{path}: not valid JSON ({exc})") from None
-        items += [("entities", {"type": "entity", **e}) for e in graph.get("entities", [])]
-        items += [("relations", {"type": "relation", **r}) for r in graph.get("relations", [])]
-    else:
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                items.append((f"line {number}", json.loads(line)))
-            except ValueError as exc:
-                raise TransferError(f"{path}:{number}: not valid JSON ({exc})") from None
+        if not isinstance(graph, dict):
+            raise TransferError(f"{path}: expected a JSON object with entities and relations")
+        items: list[tuple[str, Any]] = []
+        for key, kind in (("entities", "entity"), ("relations", "relation")):
+            listed = graph.get(key, [])
+            if not isinstance(listed, list):
+                raise TransferError(f"{path}: {key} must be a list, got {type(listed).__name__}")
+            items += [
+                (f"{key}[{i}]", {"type": kind, **entry} if isinstance(entry, dict) else entry)
+                for i, entry in enumerate(listed)
+            ]
+        return items
+    items = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append((f"line {number}", parse_json(line)))
+        except ValueError as exc:
+            raise TransferError(f"{path}:{number}: not valid JSON ({exc})") from None
+    return items
+
+
+def _text(item: dict[str, Any], key: str) -> str:
+    """A name-like field: text or a number; anything else (a list, an object) counts as absent."""
+    value = item.get(key, "")
+    return str(value).strip() if isinstance(value, str | int | float) and not isinstance(value, bool) else ""
+
+
+def read_memory_json(path: Path, scope: str) -> Parsed:
+    items = _items(path, read_text(path))
     parsed = Parsed()
     for where, item in items:
         if not isinstance(item, dict):
             parsed.skipped.append(f"{path} {where}: not an object")
         elif item.get("type") == "entity":
-            name, kind = str(item.get("name", "")).strip(), str(item.get("entityType", "")).strip()
+            name, kind = _text(item, "name"), _text(item, "entityType")
             observations = item.get("observations") or []
             if not name or not isinstance(observations, list):
                 parsed.skipped.append(f"{path} {where}: entity without a name or observations list")
                 continue
             label = f"{name} ({kind})" if kind else name
-            for observation in observations:
+            for number, observation in enumerate(observations):
+                if not isinstance(observation, str):
+                    parsed.skipped.append(f"{path} {where}: observation {number} is not text")
+                    continue
                 _request(
                     f"{label}: {observation}",
                     f"{path} {where}",
@@ -107,7 +133,7 @@ def read_memory_json(path: Path, scope: str) -> Parsed:
                     scope=scope,
                 )
         elif item.get("type") == "relation":
-            source, target, relation = (str(item.get(k, "")).strip() for k in ("from", "to", "relationType"))
+            source, target, relation = (_text(item, k) for k in ("from", "to", "relationType"))
             if not (source and target and relation):
                 parsed.skipped.append(f"{path} {where}: relation needs from, to and relationType")
                 continue
@@ -121,7 +147,9 @@ def read_memory_json(path: Path, scope: str) -> Parsed:
                 scope=scope,
             )
         else:
-            parsed.skipped.append(f"{path} {where}: unknown item type {item.get('type')!r}")
+            given = item.get("type")
+            shown = repr(given)[:40] if isinstance(given, str | int | float | None) else type(given).__name__
+            parsed.skipped.append(f"{path} {where}: unknown item type {shown}")
     return parsed
 
 
@@ -161,9 +189,9 @@ def read_markdown(path: Path, scope: str, split: Literal["note", "heading"] = "n
     for file in files:
         relative = str(file.relative_to(path)) if path.is_dir() else file.name
         try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            parsed.skipped.append(f"{relative}: cannot read ({exc})")
+            text = read_text(file)
+        except TransferError as exc:
+            parsed.skipped.append(f"{relative}: cannot read ({str(exc).removeprefix(f'{file}: ')})")
             continue
         tags, body = _front_matter_tags(text)
         tags = [*tags, _tag(file.stem)]

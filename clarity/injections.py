@@ -4,6 +4,9 @@ Every hook reply that carries ``additionalContext`` is recorded with the memorie
 scores and the exact text, so a user can see why a memory reached a prompt and correct it. Hook
 call counts and latencies are kept per event. Nothing here is persisted: the log covers what
 this daemon process served (the last ``capacity`` injections), which is what "recent" means.
+
+The log shows what users typed (prompts, commands), so ``record`` redacts every text it keeps,
+whole, before cutting it to the size the dashboard shows: no secret is kept here or shown there.
 """
 
 from __future__ import annotations
@@ -13,11 +16,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from clarity.redact import redact_cut
 
 DEFAULT_CAPACITY = 500
 LATENCY_WINDOW = 2000  # per event: the percentiles describe the most recent calls
+# What an entry keeps of each text, in characters, cut after redaction.
+TRIGGER_CHARS = 500
+MEMORY_CHARS = 300
+CONTEXT_CHARS = 10_000  # hooks.context_chars' upper limit
+ID_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,12 @@ class _EventStats:
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
 
+def _shown(text: str, limit: int) -> str:
+    """One line of at most ``limit`` characters: redacted whole, then cut (see ``redact_cut``)."""
+    line = " ".join(redact_cut(text, 2 * limit).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def _percentile(ordered: list[float], q: float) -> float:
     if not ordered:
         return 0.0
@@ -80,6 +96,13 @@ class InjectionLog:
         memories: Iterable[InjectedMemory] = (),
         tool_name: str | None = None,
     ) -> Injection:
+        """Keep one reply. Every text is redacted here, whole, then cut: the prompt or command
+        (``trigger``), the context, the memories' contents, the session id and names."""
+        kept = tuple(replace(m, content=_shown(m.content, MEMORY_CHARS)) for m in memories)
+        session_id = redact_cut(session_id, ID_CHARS)
+        scope, trigger = redact_cut(scope, ID_CHARS), _shown(trigger, TRIGGER_CHARS)
+        context = redact_cut(context, CONTEXT_CHARS)
+        tool_name = None if tool_name is None else redact_cut(tool_name, ID_CHARS)
         with self._lock:
             entry = Injection(
                 seq=next(self._seq),
@@ -89,7 +112,7 @@ class InjectionLog:
                 scope=scope,
                 trigger=trigger,
                 context=context,
-                memories=tuple(memories),
+                memories=kept,
                 tool_name=tool_name,
             )
             self._entries.append(entry)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from clarity.config import Settings
 from clarity.embedding import EmbeddingProvider, LexicalEncoder, ModelNotReady
 from clarity.models import (
     GLOBAL_SCOPE,
+    MAX_SESSION_ID_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
     DeleteResult,
     ExportPage,
     ExportPageRequest,
@@ -41,18 +44,21 @@ from clarity.models import (
     ScoredMemory,
     Stats,
     StoreResult,
+    UnreadableMemory,
     content_hash,
     new_memory_id,
     parse_memory_id,
+    saturating_add,
     utcnow,
 )
-from clarity.redact import redact, redact_value
+from clarity.redact import contains_secret, redact, redact_record, redact_value
 from clarity.store.base import Hit, MemoryFilter, PointData, VectorStore, rrf_term
 from clarity.transfer import page_oldest
 
 log = logging.getLogger(__name__)
 
 _FORGET_BATCH = 256
+_UNREADABLE_REMEMBERED = 10_000  # ids kept to log each unreadable record once
 
 
 class MemoryNotFound(LookupError):
@@ -105,6 +111,26 @@ def _new_memory(request: MemoryCreate, scope: str, content: str, now: datetime) 
     )
 
 
+_Record = TypeVar("_Record", MemoryCreate, MemoryPatch, Memory)
+
+
+def _redacted(record: _Record) -> _Record:
+    """``record`` with every string it stores redacted: the one place every write passes
+    (store, store_many, put_memories, update), so no field and no door is missed, whatever
+    fields a record gains. The full text is redacted before anything is cut to its input limit
+    (a marker can be longer than the secret it replaces). A scope is an identifier, which a
+    marker cannot replace: a new memory whose scope holds a secret is refused instead."""
+    if isinstance(record, MemoryCreate) and contains_secret(record.scope):
+        raise ValueError(
+            "scope: looks like a secret; a scope is an identifier, stored and shown in the clear"
+        )
+    limits = {"tags": MAX_TAG_CHARS, "session_id": MAX_SESSION_ID_CHARS}
+    clean = redact_record(record, skip=("id", "content_hash", "scope"), max_chars=limits)
+    if isinstance(clean, Memory) and clean is not record:
+        clean.content_hash = content_hash(clean.content)
+    return clean
+
+
 DEFAULT_IMPORTANCE: float = Memory.model_fields["importance"].default
 
 
@@ -113,7 +139,17 @@ def _updated_at(hit: Hit) -> float:
     value = hit.payload.get("updated_at")
     if isinstance(value, int | float):
         return float(value)
-    return Memory.from_payload(hit.id, hit.payload).updated_at.timestamp()
+    try:
+        return Memory.from_payload(hit.id, hit.payload).updated_at.timestamp()
+    except UnreadableMemory:
+        return 0.0  # scored last; left out, and reported, when results are built
+
+
+def _importance(hit: Hit) -> float:
+    value = hit.payload.get("importance")
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return DEFAULT_IMPORTANCE  # a damaged record: left out when results are built
 
 
 class MemoryService:
@@ -131,6 +167,8 @@ class MemoryService:
         self._write_lock = threading.Lock()
         self._closed = False
         self.access = AccessTracker(store)
+        self._unreadable: set[str] = set()
+        self._unreadable_lock = threading.Lock()
 
     # -- scopes -------------------------------------------------------------------------------
 
@@ -172,16 +210,17 @@ class MemoryService:
     def store(self, request: MemoryCreate, project: str | None = None) -> StoreResult:
         """The embedding (the slow part) is computed before taking the write lock, so concurrent
         stores encode in parallel and only the duplicate checks and the upsert are serialised."""
+        request = _redacted(request)
         scope = self._store_scope(request.scope, project)
-        content = redact(request.content)
+        content = request.content
         digest = content_hash(content)
         same_text = MemoryFilter(scopes=[scope], content_hash=digest)
         dense = None if self.db.newest(same_text, limit=1) else self._embed_if_ready(content)
         now = utcnow()
         with self._write_lock:
-            existing = self.db.newest(same_text, limit=1)
+            existing, _ = self._readable(self.db.newest(same_text, limit=1))
             if existing:
-                memory = Memory.from_payload(existing[0].id, existing[0].payload)
+                memory = existing[0]
                 return StoreResult(id=memory.id, status="duplicate", memory=self._bump(memory, request, now))
             if dense is None:  # deleted since the check above, or the model just became ready
                 dense = self._embed_if_ready(content)
@@ -197,12 +236,11 @@ class MemoryService:
                 if dense is not None
                 else []
             )
-            if (
-                near
-                and near[0].score >= self.settings.retrieval.near_duplicate_similarity
-                and fact_tokens(near[0].payload.get("content", "")) == fact_tokens(content)
-            ):
-                twin = Memory.from_payload(near[0].id, near[0].payload)
+            threshold = self.settings.retrieval.near_duplicate_similarity
+            close = [hit for hit in near[:1] if hit.score >= threshold]
+            twins, _ = self._readable(close)
+            if twins and fact_tokens(twins[0].content) == fact_tokens(content):
+                twin = twins[0]
                 return StoreResult(id=twin.id, status="merged", memory=self._bump(twin, request, now))
             self.db.upsert([self._point(memory, dense)])
         return StoreResult(id=memory.id, status="created", memory=memory)
@@ -216,6 +254,7 @@ class MemoryService:
         """
         if not requests:
             return []
+        requests = [_redacted(request) for request in requests]
         now = utcnow()
         drafts = [
             _new_memory(request, self._store_scope(request.scope, project), redact(request.content), now)
@@ -248,6 +287,7 @@ class MemoryService:
         scope under another id is skipped as a duplicate. Missing vectors are computed here.
         Returns counts by outcome: created, replaced, duplicate.
         """
+        memories = [_redacted(memory) for memory in memories]
         vectors = list(vectors) if vectors is not None else [None] * len(memories)
         missing = [i for i, v in enumerate(vectors) if v is None]
         if missing:
@@ -274,7 +314,7 @@ class MemoryService:
         """One page of an export, oldest first (see ``transfer.page_oldest``)."""
         flt = MemoryFilter(scopes=self.resolve_scopes(request.scope, project))
         hits, following = page_oldest(self.db, flt, request.cursor, request.limit)
-        memories = [Memory.from_payload(h.id, h.payload) for h in hits]
+        memories, unreadable = self._readable(hits)
         vectors: list[list[float] | None] | None = None
         if request.with_vectors and memories:
             found = {h.id: h.dense for h in self.db.get([m.id for m in memories], with_vectors=True)}
@@ -287,6 +327,7 @@ class MemoryService:
             total=total,
             model=self.embedder.name,
             dimension=self.embedder.dimension,
+            unreadable=unreadable,
         )
 
     def import_batch(self, batch: ImportBatch) -> ImportSummary:
@@ -318,18 +359,40 @@ class MemoryService:
             scopes=sorted({m.scope for m in memories}),
             content_hash=sorted({m.content_hash for m in memories}),
         )
-        found = self.db.newest(flt, limit=len(memories) * 2)
+        found, _ = self._readable(self.db.newest(flt, limit=len(memories) * 2))
         twins: dict[tuple[str, str], Memory] = {}
-        for hit in found:
-            memory = Memory.from_payload(hit.id, hit.payload)
+        for memory in found:
             twins.setdefault((memory.scope, memory.content_hash), memory)
         return twins
 
+    def _readable(self, hits: Sequence[Hit]) -> tuple[list[Memory], list[str]]:
+        """The memories of ``hits``, and a line for each stored record that fails the record
+        schema (an older version's, or damaged): it is left out, so one bad record never fails a
+        whole read, and logged once per id (``stats().unreadable`` counts them)."""
+        memories: list[Memory] = []
+        unreadable: list[str] = []
+        for hit in hits:
+            try:
+                memories.append(Memory.from_payload(hit.id, hit.payload))
+            except UnreadableMemory as exc:
+                self._note_unreadable(exc)
+                unreadable.append(f"{exc.memory_id}: {'; '.join(exc.problems)}")
+        return memories, unreadable
+
+    def _note_unreadable(self, exc: UnreadableMemory) -> None:
+        with self._unreadable_lock:
+            first = exc.memory_id not in self._unreadable
+            if first and len(self._unreadable) < _UNREADABLE_REMEMBERED:
+                self._unreadable.add(exc.memory_id)
+        if first:
+            log.warning("left out of reads: %s", exc)
+
     def _bump(self, memory: Memory, request: MemoryCreate, now: datetime) -> Memory:
         """Seeing a memory again makes it count more, never less: tags and importance only grow."""
-        memory.tags = list(dict.fromkeys([*memory.tags, *request.tags]))
+        merged = list(dict.fromkeys([*memory.tags, *request.tags]))
+        memory.tags = merged[: max(MAX_TAGS, len(memory.tags))]
         memory.importance = max(memory.importance, request.importance)
-        memory.occurrences += 1
+        memory.occurrences = saturating_add(memory.occurrences)
         memory.updated_at = now
         payload = memory.to_payload()
         self.db.set_payload(
@@ -355,23 +418,27 @@ class MemoryService:
     def backfill_vectors(self, batch: int = 64) -> int:
         """Give dense vectors to memories stored while the model was unavailable."""
         done = 0
+        unreadable: list[str] = []  # left pending; excluded so they never stall the others
         while not self._closed:
-            pending = self.db.newest(MemoryFilter(pending_vector=True), limit=batch, sort="oldest")
+            pending = self.db.newest(
+                MemoryFilter(pending_vector=True, exclude_ids=unreadable), limit=batch, sort="oldest"
+            )
             if not pending:
                 break
-            memories = [Memory.from_payload(h.id, h.payload) for h in pending]
+            memories, _ = self._readable(pending)
+            unreadable += sorted({h.id for h in pending} - {m.id for m in memories})
             vectors = self.embedder.embed_documents([m.content for m in memories])
             with self._write_lock:
                 # Re-read under the lock: an update or delete meanwhile wins over this backfill.
-                current = {h.id: h for h in self.db.get([m.id for m in memories])}
+                current = {m.id: m for m in self._readable(self.db.get([m.id for m in memories]))[0]}
                 points = [
-                    self._point(Memory.from_payload(m.id, current[m.id].payload), vector)
+                    self._point(current[m.id], vector)
                     for m, vector in zip(memories, vectors, strict=True)
-                    if m.id in current and current[m.id].payload.get("content") == m.content
+                    if m.id in current and current[m.id].content == m.content
                 ]
                 self.db.upsert(points, replaces_existing=True)
             done += len(points)
-            if not points:
+            if not points and len(memories) == len(pending):
                 break
         if done:
             log.info("dense vectors backfilled for %d memories stored while the model was unavailable", done)
@@ -390,11 +457,7 @@ class MemoryService:
         threading.Thread(target=run, name="clarity-backfill", daemon=True).start()
 
     def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
-        changes = patch.model_dump(exclude_unset=True)
-        if "content" in changes:
-            changes["content"] = redact(changes["content"])
-        if "metadata" in changes:
-            changes["metadata"] = redact_value(changes["metadata"])
+        changes = _redacted(patch).model_dump(exclude_unset=True)
         # Read and write under one lock: a delete or a dedup bump in between must not be undone
         # by writing back what was read before it.
         with self._write_lock:
@@ -428,7 +491,11 @@ class MemoryService:
         hits = self.db.get([memory_id])
         if not hits:
             raise MemoryNotFound(memory_id)
-        return Memory.from_payload(hits[0].id, hits[0].payload)
+        try:
+            return Memory.from_payload(hits[0].id, hits[0].payload)
+        except UnreadableMemory as exc:
+            self._note_unreadable(exc)
+            raise
 
     def _filter(
         self,
@@ -482,21 +549,29 @@ class MemoryService:
         )
         scored = self._rescore(hits, mode, lexical_weight, lexical_used=bool(sparse and sparse[0]))
         floor = request.min_score if request.min_score is not None else cfg.min_score
-        kept = [(score, hit) for score, hit in scored if score >= floor][: request.limit]
-        results = [
-            ScoredMemory(
-                memory=Memory.from_payload(hit.id, hit.payload),
-                score=score,
-                similarity=None if hit.similarity is None else round(hit.similarity, 4),
+        results: list[ScoredMemory] = []
+        unreadable = 0
+        for score, hit in scored:  # best first: build (and check) only the records kept
+            if score < floor or len(results) == request.limit:
+                break
+            memories, skipped = self._readable([hit])
+            unreadable += len(skipped)
+            results.extend(
+                ScoredMemory(
+                    memory=memory,
+                    score=score,
+                    similarity=None if hit.similarity is None else round(hit.similarity, 4),
+                )
+                for memory in memories
             )
-            for score, hit in kept
-        ]
         if dense is not None and results:
             self._add_similarity(results, dense)
         if track_use:
             for result in results:
                 self.access.touch(result.memory.id, result.memory.access_count)
-        return RetrieveResult(results=results, mode=mode, scopes=scopes, degraded=degraded)
+        return RetrieveResult(
+            results=results, mode=mode, scopes=scopes, degraded=degraded, unreadable=unreadable
+        )
 
     def _add_similarity(self, results: list[ScoredMemory], query: list[float]) -> None:
         """Fused scores rank; only cosine says how close a memory really is, which hooks gate on.
@@ -548,7 +623,7 @@ class MemoryService:
             relevance = min(1.0, max(0.0, hit.score / ceiling))
             age = max(0.0, now - _updated_at(hit))
             recency = math.pow(0.5, age / half_life)
-            importance = float(hit.payload.get("importance", DEFAULT_IMPORTANCE))
+            importance = _importance(hit)
             score = (
                 relevance_weight * relevance
                 + cfg.recency_weight * recency
@@ -572,14 +647,15 @@ class MemoryService:
         )
         hits = self.db.newest(flt, limit=request.limit, offset=request.offset, sort=request.sort)
         total = self.db.count(flt)
-        memories = [Memory.from_payload(h.id, h.payload) for h in hits]
-        following = request.offset + len(memories)
+        memories, unreadable = self._readable(hits)
+        following = request.offset + len(hits)
         return ListResult(
             memories=memories,
             total=total,
             offset=request.offset,
             limit=request.limit,
             next_offset=following if following < total else None,
+            unreadable=len(unreadable),
         )
 
     def forget(
@@ -600,7 +676,7 @@ class MemoryService:
             request.max_importance,
         )
         matched = self.db.count(flt)
-        sample = [Memory.from_payload(h.id, h.payload) for h in self.db.newest(flt, limit=5)]
+        sample, _ = self._readable(self.db.newest(flt, limit=5))
         if dry_run or not matched:
             return ForgetResult(matched=matched, deleted=0, dry_run=dry_run, sample=sample)
         deleted = self._delete_oldest(flt)
@@ -640,6 +716,7 @@ class MemoryService:
             model_ready=self.embedder.ready,
             model_error=self.embedder.error,
             index=info,
+            unreadable=len(self._unreadable),
         )
 
     def close(self) -> None:

@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
+
+from clarity.config import describe_validation_error
 
 MAX_CONTENT_CHARS = 20_000
 MAX_QUERY_CHARS = 4_000
@@ -31,8 +37,29 @@ MAX_METADATA_BYTES = 8_192
 MAX_METADATA_DEPTH = 6
 MAX_RESULTS = 100
 MAX_PAGE = 500
+MAX_SESSION_ID_CHARS = 200
 GLOBAL_SCOPE = "global"
 SCOPE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
+
+# -- limits of a stored record ------------------------------------------------------------------
+# ``Memory`` is the schema of what the engine holds, checked on every write (store, import,
+# restore, hooks) and again on every read. Counters are 31-bit (the engine turns an integer past
+# 64 bits into a float that no read accepts) and saturate there. Text and lists may be longer
+# than new input allows, because redaction markers lengthen text and earlier versions merged tags
+# past MAX_TAGS; these limits bound what one read can cost, not what a caller may send.
+MAX_COUNT = 2**31 - 1
+MAX_STORED_CONTENT_CHARS = 5 * MAX_CONTENT_CHARS
+MAX_STORED_TAGS = 4 * MAX_TAGS
+MAX_STORED_TAG_CHARS = 4 * MAX_TAG_CHARS
+MAX_STORED_METADATA_BYTES = 4 * MAX_METADATA_BYTES
+MAX_STORED_SESSION_ID_CHARS = 4 * MAX_SESSION_ID_CHARS
+MAX_HASH_CHARS = 128
+MAX_VECTOR_DIMENSION = 8192  # embedding.dimension's upper limit
+# Timestamps are epoch seconds in float indexes that sort, filter and weigh recency: a date
+# outside these years is damage, and one far in the future would rank first forever.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+TIMESTAMP_FIELDS = ("created_at", "updated_at", "last_accessed_at")
 
 
 class MemoryType(StrEnum):
@@ -133,12 +160,51 @@ def _precheck_metadata(value: Any) -> Any:
     return value
 
 
-def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
+def _check_metadata(value: dict[str, Any], limit: int = MAX_METADATA_BYTES) -> dict[str, Any]:
     _check_json_values(value)
     size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
-    if size > MAX_METADATA_BYTES:
-        raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes of JSON (got {size})")
+    if size > limit:
+        raise ValueError(f"must be at most {limit} bytes of JSON (got {size})")
     return value
+
+
+def _check_stored_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    return _check_metadata(value, MAX_STORED_METADATA_BYTES)
+
+
+def _counter(low: int) -> BeforeValidator:
+    """Name the range before pydantic's int parsing, whose message for 1e30 says nothing of it."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            whole = isinstance(value, int) or (math.isfinite(value) and value.is_integer())
+            if not whole or not low <= value <= MAX_COUNT:
+                raise ValueError(f"must be a whole number from {low} to {MAX_COUNT}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _in_years(value: datetime | None) -> datetime | None:
+    if value is not None and not EARLIEST.timestamp() <= value.timestamp() < LATEST.timestamp():
+        raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
+    return value
+
+
+def saturating_add(count: int, extra: int = 1) -> int:
+    """Counters stop at MAX_COUNT instead of growing into a value no read accepts."""
+    return min(count + extra, MAX_COUNT)
+
+
+Count = Annotated[int, _counter(0), Field(ge=0, le=MAX_COUNT)]
+Occurrences = Annotated[int, _counter(1), Field(ge=1, le=MAX_COUNT)]
+Timestamp = Annotated[datetime, AfterValidator(_in_years)]
+StoredTag = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STORED_TAG_CHARS)]
+Importance = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Vector = Annotated[
+    list[Annotated[float, Field(allow_inf_nan=False)]],
+    Field(min_length=1, max_length=MAX_VECTOR_DIMENSION),
+]
 
 
 def _dedupe_tags(tags: list[str]) -> list[str]:
@@ -155,11 +221,11 @@ class MemoryCreate(_Input):
     content: str
     memory_type: MemoryType = MemoryType.fact
     tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = Field(default_factory=list)
-    importance: float = Field(0.5, ge=0.0, le=1.0)
+    importance: Importance = 0.5
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
     scope: Literal["project", "global"] | ScopeId = "project"
     source: Source = Source.manual
-    session_id: str | None = Field(None, max_length=200)
+    session_id: str | None = Field(None, max_length=MAX_SESSION_ID_CHARS)
 
     _content = field_validator("content")(_check_content)
     _metadata = field_validator("metadata")(_check_metadata)
@@ -171,7 +237,7 @@ class MemoryPatch(_Input):
     content: str | None = None
     memory_type: MemoryType | None = None
     tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
-    importance: float | None = Field(None, ge=0.0, le=1.0)
+    importance: Importance | None = None
     metadata: dict[str, JsonValue] | None = None
 
     @field_validator("content")
@@ -206,38 +272,75 @@ class MemoryPatch(_Input):
         return self
 
 
+class UnreadableMemory(ValueError):
+    """A stored record that fails the record schema: written by an older version, or damaged.
+
+    Reads leave it out and report it, so one bad record never fails a whole list, search, export
+    or hook; only asking for it by id fails, with this message."""
+
+    def __init__(self, memory_id: str, problems: list[str]) -> None:
+        self.memory_id = memory_id
+        self.problems = problems
+        super().__init__(
+            f"id: memory {memory_id} is stored but cannot be read ({'; '.join(problems)}); it was "
+            f"written by an older version or damaged: delete it (`clarity delete {memory_id}`) or "
+            "restore a backup"
+        )
+
+
 class Memory(BaseModel):
+    """A stored memory. Its limits are the stored-record schema (see MAX_COUNT and below),
+    checked whenever a record is built, whichever door it came through, and on every read."""
+
     id: str
-    content: str
+    content: Annotated[str, StringConstraints(min_length=1, max_length=MAX_STORED_CONTENT_CHARS)]
     memory_type: MemoryType
-    scope: str
-    tags: list[str] = Field(default_factory=list)
-    importance: float = 0.5
+    scope: ScopeId
+    tags: Annotated[list[StoredTag], Field(max_length=MAX_STORED_TAGS)] = Field(default_factory=list)
+    importance: Importance = 0.5
     source: Source = Source.manual
-    session_id: str | None = None
-    created_at: datetime
-    updated_at: datetime
-    last_accessed_at: datetime | None = None
-    access_count: int = 0
-    occurrences: int = Field(1, description="how many times this memory was stored or learned again")
+    session_id: str | None = Field(None, max_length=MAX_STORED_SESSION_ID_CHARS)
+    created_at: Timestamp
+    updated_at: Timestamp
+    last_accessed_at: Timestamp | None = None
+    access_count: Count = 0
+    occurrences: Occurrences = Field(1, description="how many times this memory was stored or learned again")
     metadata: dict[str, Any] = Field(default_factory=dict)
-    content_hash: str
+    content_hash: str = Field(max_length=MAX_HASH_CHARS)
+
+    _metadata = field_validator("metadata")(_check_stored_metadata)
+    _metadata_shape = field_validator("metadata", mode="before")(_precheck_metadata)
+
+    @field_validator("id")
+    @classmethod
+    def _uuid(cls, value: str) -> str:
+        return parse_memory_id(value)
 
     def to_payload(self) -> dict[str, Any]:
         """Timestamps become epoch seconds: float indexes filter, sort and rescore on them in every engine."""
         payload = self.model_dump(mode="json", exclude={"id"})
-        for key in ("created_at", "updated_at", "last_accessed_at"):
+        for key in TIMESTAMP_FIELDS:
             moment = getattr(self, key)
             payload[key] = moment.timestamp() if moment else None
         return payload
 
     @classmethod
     def from_payload(cls, point_id: str, payload: dict[str, Any]) -> Memory:
-        data = dict(payload)
-        for key in ("created_at", "updated_at", "last_accessed_at"):
-            if isinstance(data.get(key), int | float):
-                data[key] = datetime.fromtimestamp(data[key], UTC)
-        return cls(id=str(point_id), **data)
+        """The record the engine holds, checked against the schema; UnreadableMemory if it fails."""
+        data = {**payload, "id": str(point_id)}
+        for key in TIMESTAMP_FIELDS:
+            value = data.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                if not math.isfinite(value) or not EARLIEST.timestamp() <= value < LATEST.timestamp():
+                    raise UnreadableMemory(
+                        str(point_id),
+                        [f"{key}={value!r}: must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"],
+                    )
+                data[key] = datetime.fromtimestamp(value, UTC)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise UnreadableMemory(str(point_id), describe_validation_error(exc)) from None
 
 
 def new_memory_id() -> str:
@@ -320,6 +423,9 @@ class RetrieveResult(BaseModel):
     degraded: str | None = Field(
         None, description="why results come from the lexical index alone, if they do"
     )
+    unreadable: int = Field(
+        0, description="stored records left out because they fail the record schema (see the daemon log)"
+    )
 
 
 class StoreResult(BaseModel):
@@ -334,6 +440,9 @@ class ListResult(BaseModel):
     offset: int
     limit: int
     next_offset: int | None
+    unreadable: int = Field(
+        0, description="stored records left out because they fail the record schema (see the daemon log)"
+    )
 
 
 class DeleteResult(BaseModel):
@@ -352,27 +461,22 @@ class Stats(BaseModel):
     model_ready: bool
     model_error: str | None = None
     index: dict[str, Any] = Field(default_factory=dict)
+    unreadable: int = Field(
+        0, description="distinct stored records found unreadable since the daemon started (see its log)"
+    )
 
 
 class MemoryRecord(Memory):
-    """A whole memory arriving from outside (an import or a restore): every field is checked
-    with the same limits as a new memory, and unknown fields are refused."""
+    """A whole memory arriving from outside (an import or a restore): the stored-record schema,
+    plus the same limits as a new memory where a caller writes, and unknown fields refused."""
 
     model_config = ConfigDict(extra="forbid")
 
-    scope: ScopeId
     tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = Field(default_factory=list)
-    importance: float = Field(0.5, ge=0.0, le=1.0)
-    access_count: int = Field(0, ge=0)
-    occurrences: int = Field(1, ge=1)
+    session_id: str | None = Field(None, max_length=MAX_SESSION_ID_CHARS)
 
     _content = field_validator("content")(_check_content)
     _metadata = field_validator("metadata")(_check_metadata)
-
-    @field_validator("id")
-    @classmethod
-    def _uuid(cls, value: str) -> str:
-        return parse_memory_id(value)
 
 
 class ExportCursor(_Input):
@@ -396,11 +500,16 @@ class ExportPage(BaseModel):
     total: int | None = Field(None, description="memories in the export's scope; on the first page only")
     model: str
     dimension: int
+    unreadable: list[str] = Field(
+        default_factory=list,
+        description="stored records on this page left out of the export, each with its id and the "
+        "failing field: an export holds only what an import accepts",
+    )
 
 
 class ImportBatch(_Input):
     memories: list[MemoryRecord] = Field(max_length=2_000)
-    vectors: list[list[float] | None] | None = None
+    vectors: list[Vector | None] | None = None
     model: str | None = Field(None, description="the model that made the vectors; others are recomputed")
 
     @model_validator(mode="after")

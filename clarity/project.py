@@ -131,10 +131,13 @@ def _identity(path: Path) -> tuple[str, str]:
 @cached(_cache, lock=_cache_lock)
 def project_scope(cwd: str) -> str:
     """The scope id for a directory: ``<name>-<12 hex>``, stable across worktrees and moves."""
-    path = Path(cwd).expanduser()
-    with contextlib.suppress(OSError):
-        path = path.resolve()
-    if not path.is_dir():
+    try:  # "~nosuchuser/x", a 300-character component, a NUL: no directory, so no project
+        path = Path(cwd).expanduser()
+        with contextlib.suppress(OSError):
+            path = path.resolve()
+        if not path.is_dir():
+            return GLOBAL_SCOPE
+    except (OSError, RuntimeError, ValueError):
         return GLOBAL_SCOPE
     identity, name = _identity(path)
     digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:12]

@@ -10,13 +10,16 @@ A secret is replaced by ``[REDACTED:<kind>]`` and the text around it is kept (``
 ``Bearer ``, ``https://user:``...), so memories stay readable and show what kind of credential
 was there. ``kind`` is one of :data:`KINDS`:
 
-- ``api_key``: provider API keys (OpenAI, Anthropic, Stripe, Google, SendGrid, Twilio, xAI,
-  Groq...) and values of ``*_API_KEY`` assignments.
+- ``api_key``: provider API keys (OpenAI, Anthropic, Stripe, Google, SendGrid, Twilio, Mailgun,
+  Heroku, Postman, New Relic, xAI, Groq...) and values of ``*_API_KEY`` assignments.
 - ``aws_key``: AWS access key ids and ``aws_secret_access_key`` values.
-- ``token``: GitHub/GitLab/Slack/npm/PyPI/Hugging Face tokens, ``Bearer``/``Authorization``
+- ``token``: GitHub/GitLab/Slack/npm/PyPI/Hugging Face/DigitalOcean/Docker Hub/Vault/Doppler/
+  Sentry/Grafana/Atlassian/Telegram/Discord bot tokens, ``Bearer``/``Authorization``
   credentials, Slack/Discord webhook paths, values of ``*_TOKEN`` assignments.
-- ``private_key``: whole PEM/OpenSSH/PGP private key blocks, values of ``*_PRIVATE_KEY``.
-- ``password``: passwords in URLs and ``curl -u``, ``*_PASSWORD`` assignments, ``--password``.
+- ``private_key``: whole PEM/OpenSSH/PGP private key blocks, age keys, ``*_PRIVATE_KEY`` values.
+- ``password``: passwords in URLs and ``curl -u``, ``*_PASSWORD`` and ``pw=`` assignments,
+  ``--password``, the password options of ``sshpass -p``, ``mysql -p<pw>``, ``docker login -p``
+  and ``redis-cli -a``, and prose ("the staging password is ...").
 - ``jwt``: JSON Web Tokens.
 - ``secret``: other named secrets (``CLIENT_SECRET``, ``AccountKey``...) and unlabelled
   high-entropy strings.
@@ -38,7 +41,19 @@ Judgment calls, chosen to keep recall high without mangling the code and logs Cl
   any other name they are often code or prose (``token = params``, ``Token: expired``,
   ``password: str``), so they must look like a credential: a digit, a symbol or inner mixed
   case. ``password=hunter2xyz`` is redacted, ``password: hunter`` is not.
-- ``-p`` flags (``mysql -pSECRET``, ``docker run -p 80:80``) are left alone: too ambiguous.
+- A ``-p`` flag is a password only for the programs whose ``-p`` takes one (``sshpass``, the
+  MySQL family attached as ``-pSECRET``, ``docker login``), and there even a word counts;
+  ``docker run -p 80:80``, ``psql -p 5432`` and ``mysql -p db`` (which prompts) are left alone.
+- Prose counts when a secret word stands shortly before "is"/"was" and the value looks like a
+  credential: "the password is required" is not one.
+- ``<X>_KEY`` names a secret for known X (``SECRET_KEY``, ``API_KEY``, ``APP_KEY``); for any
+  other X (``STRIPE_KEY``, ``SORT_KEY``) only a value of 16+ characters with a digit does.
+  ``PWD=/path`` is the shell's directory, ``Pwd=...`` in a connection string a password.
+- An unquoted value runs on past ``)``, ``&``, ``;`` or ``,`` to the next space when more of it
+  follows (generated secrets such as Django's ``SECRET_KEY`` contain them), unless what
+  follows is another ``name=`` pair.
+- Provider prefixes no word contains (``ghp_``, ``github_pat_``, ``AGE-SECRET-KEY-1``...) are
+  found even glued to what precedes them; shorter ones (``sk-``, ``AKIA``) must start a token.
 - High-entropy strings must be 32+ characters mixing upper case, lower case and digits, and
   not be hex (git SHAs, digests, docker ids, UUIDs, addresses), hash-prefixed (``sha256:``,
   ``sha512-``), part of a URL, an SSH public key or ``data:`` URI, built from word-like pieces
@@ -56,11 +71,13 @@ import math
 import re
 import string
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-__all__ = ["KINDS", "contains_secret", "redact", "redact_value"]
+from pydantic import BaseModel
+
+__all__ = ["KINDS", "contains_secret", "redact", "redact_cut", "redact_record", "redact_value"]
 
 KINDS: Final = frozenset({"api_key", "aws_key", "token", "private_key", "password", "jwt", "secret"})
 
@@ -105,8 +122,16 @@ _SUFFIXES: Final = _words(
 _KEY_KINDS: Final = {
     "api": "api_key", "private": "private_key", "access": "secret", "secret": "secret",
     "account": "secret", "signing": "secret", "encryption": "secret", "master": "secret",
-    "shared": "secret", "client": "secret", "auth": "secret",
+    "shared": "secret", "client": "secret", "auth": "secret", "app": "secret",
+    "application": "secret", "hmac": "secret", "jwt": "secret",
 }  # fmt: skip
+# ``<X>_KEY`` for any other X (``STRIPE_KEY``, ``MAILGUN_KEY``) is a secret only if its value
+# looks like one (see ``_strong``): ``SORT_KEY=name`` is not. These X never make it a secret.
+_WEAK: Final = "weak_secret"
+_NOT_SECRET_KEYS: Final = _words(
+    "sort primary foreign partition cache idempotency lookup group row column routing shard dedup "
+    "dedupe unique composite index map dict ssh gpg pgp gnupg translation i18n react list"
+)
 _DICT_ONLY: Final = {
     "authorization": "token", "auth": "token", "cookie": "token",
     "credential": "secret", "credentials": "secret",
@@ -132,7 +157,11 @@ def _kind_for_name(name: str, *, dict_key: bool = False) -> str | None:
         return None
     head, prev = parts[-1], parts[-2] if len(parts) > 1 else ""
     kind: str | None = None
-    if head.endswith(("password", "passwd", "passphrase", "passcode")) or (prev and head in ("pass", "pwd")):
+    if (
+        head.endswith(("password", "passwd", "passphrase", "passcode"))
+        or head in ("pw", "pwd")  # ``pw=...``, ODBC ``PWD=...`` (the shell's ``PWD=/path`` is kept)
+        or (prev and head == "pass")
+    ):
         kind = "password"
     elif head.endswith("token"):
         kind = "token"
@@ -144,6 +173,8 @@ def _kind_for_name(name: str, *, dict_key: bool = False) -> str | None:
         kind = _KEY_KINDS[head[:-3]]
     elif head.endswith(("accesskey", "secretkey")):  # secretaccesskey, awssecretkey
         kind = "secret"
+    elif head == "key" and prev and prev not in _NOT_SECRET_KEYS:
+        kind = _WEAK
     elif head == "auth" and len(parts) == 1:  # .npmrc ``_auth=``, docker ``"auth": "..."``
         kind = "token"
     elif dict_key and head in _DICT_ONLY:
@@ -165,7 +196,7 @@ _PLACEHOLDER_WORDS: Final = _words(
 )
 _PLACEHOLDER = re.compile(
     r"""[*xX.#•_\-=]*                   # xxx, ***, ..., ----
-    | [$%].*                            # $VAR, ${VAR}, $(cmd), %VAR%
+    | (?:\$(?:\{[^}]*\}?|\([^)]*\)?|[A-Za-z_]\w*)|%[A-Za-z_]\w*%?)[\w./:@{}$()-]*  # $VAR, ${VAR}, $(cmd), %VAR%
     | \{.*\} | .*<.*>.* | \(.*\) | \[.*\]  # {{ var }}, <your-key>, (...), [...]
     | (?:\d{1,5}|\d{1,3}(?:_\d{3})+)(?:\.\d+)?  # ports, lengths, TTLs, 1_000, 0.5
     | \#[0-9a-fA-F]{3,8}                # CSS colours
@@ -178,7 +209,7 @@ _PLACEHOLDER = re.compile(
 )
 # Attribute access, calls/indexing, or an identifier naming a secret (``entity_token2``).
 _CODE_REF = re.compile(
-    r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+|.*[(\[{].*"
+    r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+(?:[(\[{].*)?|[A-Za-z_$][\w$]*[(\[{].*|[\[{].*"
     r"|[A-Za-z_]\w*(?i:pass|pwd|secret|token|key|cred)\w*"
 )
 _TYPE_NAME = re.compile(r"(?:[A-Z][a-z]+)+\d*")
@@ -275,14 +306,59 @@ _PROVIDER_SPECS: Final[tuple[tuple[str, str, Callable[[str], bool] | None], ...]
     (r"sbp_[a-f0-9]{40}", "token", None),
     (r"dop_v1_[a-f0-9]{64}", "token", None),
     (r"shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}", "token", None),
-    # These contain dots, so the long-token scan never sees them whole; see _DOTTED.
-    (r"ya29\.[A-Za-z0-9_-]{20,}", "token", None),
-    (r"SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}", "api_key", None),
-    (r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*", "jwt", None),
+    (r"do[opr]_v1_[a-f0-9]{64}", "token", None),  # DigitalOcean
+    (r"key-[0-9a-f]{32}", "api_key", None),  # Mailgun
+    (r"HRKU-AA[0-9A-Za-z_-]{58}", "api_key", None),  # Heroku
+    (r"dckr_pat_[A-Za-z0-9_-]{27,}", "token", None),  # Docker Hub
+    (r"PMAK-[a-f0-9]{24}-[a-f0-9]{34}", "api_key", None),  # Postman
+    (r"NRAK-[A-Z0-9]{27}", "api_key", None),  # New Relic
+    (r"sntry[us]_[A-Za-z0-9+/_-]{60,}", "token", None),  # Sentry
+    (r"gl(?:c|sa)_[A-Za-z0-9+/_-]{32,}", "token", None),  # Grafana
+    (r"ATATT3[A-Za-z0-9_-]{100,}", "token", None),  # Atlassian
+    (r"AGE-SECRET-KEY-1[0-9A-Z]{58}", "private_key", None),  # age
+    (r"pul-[a-f0-9]{40}", "token", None),  # Pulumi
+    (r"dapi[a-f0-9]{32}(?:-\d)?", "token", None),  # Databricks
+    (r"sq0(?:atp|csp)-[0-9A-Za-z_-]{22,}", "token", None),  # Square
+    (r"pscale_(?:tkn|pw|oauth)_[A-Za-z0-9_-]{32,}", "token", None),  # PlanetScale
+    (r"ntn_\d{11}[A-Za-z0-9]{35}", "token", None),  # Notion
+    (r"rubygems_[a-f0-9]{48}", "token", None),
+    (r"fo1_[A-Za-z0-9_-]{40,}", "token", None),  # Fly.io
 )  # fmt: skip
-_PROVIDERS: Final = tuple((re.compile(rx), kind, check) for rx, kind, check in _PROVIDER_SPECS)
-_ANY_PROVIDER = re.compile("|".join(rx for rx, _, _ in _PROVIDER_SPECS[:-3]))
-_DOTTED = re.compile("|".join(rx for rx, _, _ in _PROVIDER_SPECS[-3:]))
+# These contain dots, colons or tildes, so the long-token scan never sees them whole: they are
+# searched for on their own, gated by literals they contain: (patterns, kind, gating literals).
+# Each ``str.find`` of a gate costs about a microsecond on 2 KB, so patterns share gates.
+_DOTTED_SPECS: Final[tuple[tuple[tuple[str, ...], str, tuple[str, ...]], ...]] = (
+    (
+        (
+            r"ya29\.[A-Za-z0-9_-]{20,}",
+            r"SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}",
+            r"sk\.eyJ[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}",  # Mapbox secret token (before JWT)
+            r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*",
+            r"hv[sbr]\.[A-Za-z0-9_-]{24,}",  # HashiCorp Vault
+            r"dp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,}",  # Doppler
+        ),
+        "token",
+        ("eyJ", "ya29.", "SG.", "hv", "dp."),
+    ),
+    ((r"[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,}",), "token", (".atlasv1.",)),  # Terraform Cloud
+    ((r"(?<!\d)\d{8,10}:AA[A-Za-z0-9_-]{33}",), "token", (":AA",)),  # Telegram bot
+    ((r"[A-Za-z0-9_~.-]{3}\dQ~[A-Za-z0-9_~.-]{31,34}",), "secret", ("Q~",)),  # Azure AD client secret
+)  # fmt: skip
+_DOTTED_KINDS: Final = {
+    r"SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}": "api_key",
+    r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*": "jwt",
+}
+_DISCORD_SPEC: Final = r"[MNO][A-Za-z0-9_-]{23,27}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,40}"
+_DISCORD = re.compile(_DISCORD_SPEC)
+_PROVIDERS: Final = tuple(
+    (re.compile(rx), kind, check)
+    for rx, kind, check in (
+        *_PROVIDER_SPECS,
+        *((rx, _DOTTED_KINDS.get(rx, kind), None) for group, kind, _ in _DOTTED_SPECS for rx in group),
+        (_DISCORD_SPEC, "token", None),
+    )
+)
+_ANY_PROVIDER = re.compile("|".join(rx for rx, _, _ in _PROVIDER_SPECS))
 
 
 def _provider_kind(token: str) -> str | None:
@@ -293,9 +369,22 @@ def _provider_kind(token: str) -> str | None:
     return None
 
 
+# Prefixes no word or identifier contains: a token starting with one is a secret even glued to
+# what precedes it (``session-ghp_...``). Shorter or word-like ones (``sk-``, ``AKIA``, ``key-``)
+# must start a token (``task-sk-learn``, ``XAKIA...``).
+_DISTINCT_PREFIXES: Final = (
+    "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "AGE-SECRET-KEY-1", "sk-ant-",
+    "sk-proj-", "sk_live_", "rk_live_", "npm_", "pypi-AgE", "xoxb-", "xoxp-", "HRKU-AA", "dckr_pat_",
+    "dop_v1_", "shpat_", "sntryu_", "sntrys_", "glsa_", "NRAK-", "PMAK-", "rubygems_", "pscale_",
+    "lin_api_", "ATATT3",
+)  # fmt: skip
+
+
 def _provider(m: _Match) -> str:
-    kind = _provider_kind(m.group()) if _bounded(m) else None
-    return m.group() if kind is None else _marker(kind)
+    token = m.group()
+    glued = token.startswith(_DISTINCT_PREFIXES) or m.string.endswith("/bot", 0, m.start())  # Telegram URLs
+    kind = _provider_kind(token) if glued or _bounded(m) else None
+    return token if kind is None else _marker(kind)
 
 
 def _refined(kind: str, value: str) -> str:
@@ -352,9 +441,9 @@ _AZURE = re.compile(r"(?:AccountKey|SharedAccess(?:Key|Signature))=(?P<s>(?!\[RE
 
 # Assignment values: \"escaped\" (JSON inside JSON), "double", 'single' or bare.
 _VALUE = (
-    r"(?:\\\"(?P<ev>(?![\s,;)])(?:[^\"\\\r\n]|\\(?!\")[^\r\n])+)"
-    r"|\"(?P<dv>(?![\s,;)])(?:[^\"\\\r\n]|\\.)+)"
-    r"|'(?P<sv>(?![\s,;)])[^'\r\n]+)"
+    r"(?:\\\"(?P<ev>(?![\s,;]|\)[\s\\'\",;)]|\)$)(?:[^\"\\\r\n]|\\(?!\")[^\r\n])+)"
+    r"|\"(?P<dv>(?![\s,;]|\)[\s\\'\",;)]|\)$)(?:[^\"\\\r\n]|\\.)+)"
+    r"|'(?P<sv>(?![\s,;]|\)[\s\\'\",;)]|\)$)[^'\r\n]+)"
     r"|(?P<bv>(?![-=])[^\s\"'`,;&)}\]\\]+))"
 )
 _SEP = r"(?P<sep>[ \t]*(?::=|=>|=(?!=)|(?<!:):(?![:/]))[ \t]*)"
@@ -365,37 +454,80 @@ _FLAG = re.compile(r"--(?P<name>[A-Za-z][\w-]*+)(?P<sep>=|[ \t]+)" + _VALUE)
 # walking back: far cheaper than letting the regex engine try a name at every word.
 _ASSIGN_TAIL = re.compile(r"([a-z0-9_.-]*+)\\?[\"']?[ \t]*(?::=|=>|=(?!=)|:(?![:/]))")
 _TAIL_START: Final = frozenset(string.ascii_lowercase + string.digits + "_.-\\\"' \t:=")
-_ASSIGN_HINTS: Final = ("pass", "pwd", "secret", "token", "key", "auth")
+_ASSIGN_HINTS: Final = ("pass", "pw", "secret", "token", "key", "auth")
 _NAME_CHARS: Final = frozenset(string.ascii_lowercase + string.digits + "_.-")
 
 
-def _assignment(m: _Match) -> str:
-    """Redact the value of ``NAME=value``-like text when NAME names a secret.
+# A bare value ends at the first ``)``, ``&``, ``;``, ``,``, ``}`` or ``]``, which end it in
+# code and shell. A generated secret can hold them (Django's SECRET_KEY alphabet has ``(``,
+# ``)`` and ``&``), so a value being redacted runs on to the next space or quote, unless what
+# follows is only closing syntax or another ``name=`` pair (``?password=x&user=bob``).
+_BARE_MORE = re.compile(r"(?:[^\s\"'`\\&;,]|[&;,](?![\w.-]+=))*")
+_CLOSING: Final = ")]},;&"
+
+
+def _strong(value: str) -> bool:
+    """Whether the value of a ``<X>_KEY`` with an unknown X is a secret rather than a name."""
+    return (
+        len(value) >= 16
+        and _DIGIT.search(value) is not None
+        and _classes(value) >= 2
+        and not value.startswith(("/", "~", "."))
+    )
+
+
+def _secret_span(m: _Match, *, literal: bool = False) -> tuple[int, int, str] | None:
+    """Where the secret value of ``NAME=value``-like text is, and its kind; None to keep it.
 
     Quoted values are literals and count unless they are placeholders. Unquoted values after
-    an upper-case name (``DB_PASSWORD=x``) are config; after any other name they are often
-    code or prose, so they must also look like a credential and not be followed by more words.
+    an upper-case name (``DB_PASSWORD=x``) or in a ``--flag=x`` (``literal``) are config;
+    after any other name they are often code or prose, so they must also look like a
+    credential and not be followed by more words.
     """
-    kind = _kind_for_name(m.group("name"))
+    name = m.group("name")
+    kind = _kind_for_name(name)
     if kind is None:
-        return m.group()
+        return None
     group = next(g for g in ("ev", "dv", "sv", "bv") if m.group(g) is not None)
-    value = m.group(group)
+    value, end = m.group(group), m.end(group)
+    if group == "bv":
+        more = _BARE_MORE.match(m.string, end)
+        tail = more.group().rstrip(_CLOSING) if more else ""
+        if any(c.isalnum() for c in tail):
+            value, end = value + tail, end + len(tail)
     if _is_placeholder(value.strip()):
-        return m.group()
+        return None
+    if kind == _WEAK:
+        if not _strong(value.strip()):
+            return None
+        kind = "secret"
+    if kind == "password" and name.lower().endswith("pwd") and value.startswith(("/", "~")):
+        return None  # the shell's working directory, not ODBC's password
     if group == "bv":
         if _CODE_REF.fullmatch(value):
-            return m.group()
-        if any(c.islower() for c in m.group("name")):
+            return None
+        if not literal and any(c.islower() for c in name):
             if not _looks_credential(value):
-                return m.group()
-            after = m.string[m.end() : m.end() + 8].lstrip(" \t")[:1]
+                return None
+            after = m.string[end : end + 8].lstrip(" \t")[:1]
             if ":" in m.group("sep") and (
-                after.isalpha() or (after and after in "|=") or _TYPE_NAME.fullmatch(value)
+                (value.isalpha() and after.isalpha())
+                or (after and after in "|=")
+                or _TYPE_NAME.fullmatch(value)
             ):
-                return m.group()  # prose (``cls_token: If True``) or annotation (``x: Value | None``)
-    marker = _marker(_refined(kind, value))
-    return m.string[m.start() : m.start(group)] + marker + m.string[m.end(group) : m.end()]
+                # prose (``token: GitHub Actions``) or annotation (``x: Value | None``); a value
+                # with a digit or a symbol is a credential whatever follows it
+                return None
+    return m.start(group), end, _refined(kind, value)
+
+
+def _assignment(m: _Match, *, literal: bool = False) -> str:
+    """``m`` with its secret value replaced by a marker (the value never reaches past ``m``)."""
+    span = _secret_span(m, literal=literal)
+    if span is None:
+        return m.group()
+    start, end, kind = span
+    return m.string[m.start() : start] + _marker(kind) + m.string[min(end, m.end()) : m.end()]
 
 
 def _assignments(text: str) -> str:
@@ -414,25 +546,27 @@ def _assignments(text: str) -> str:
     out: list[str] = []
     last = 0
     for hit in sorted(hits):
+        if hit < last:
+            continue  # inside a value just redacted
         start = hit
         while start > last and low[start - 1] in _NAME_CHARS:
             start -= 1
         if (start and low[start - 1] in _NAME_CHARS) or _kind_for_name(text[start : hits[hit]]) is None:
             continue  # overlaps a redaction just made, or not a secret's name
         m = _ASSIGN.match(text, start)
-        if m is None:
-            continue
-        new = _assignment(m)
-        if new != m.group():
-            out += (text[last:start], new)
-            last = m.end()
+        span = None if m is None else _secret_span(m)
+        if span is not None:
+            out += (text[last : span[0]], _marker(span[2]))
+            last = span[1]
     return "".join((*out, text[last:])) if out else text
 
 
 def _flag(m: _Match) -> str:
     """``--password x`` / ``--api-key=x``, when the flag starts a word (not ``x--token``)."""
     before = m.string[m.start() - 1] if m.start() else " "
-    return _assignment(m) if before.isspace() or before in "'\"=" else m.group()
+    if not (before.isspace() or before in "'\"="):
+        return m.group()
+    return _assignment(m, literal=m.group("sep") == "=")  # ``--password=x``: x is the argument
 
 
 # --- high entropy --------------------------------------------------------------------------
@@ -539,6 +673,12 @@ def _long_tokens(text: str) -> str:
         end = mapped.find(b" ", start)
         end = len(text) if end < 0 else end
         end += len(text[end : end + 2]) - len(text[end : end + 2].lstrip("="))  # base64 padding
+        bot = _DISCORD.match(text, start) if text[end : end + 1] == "." and text[start] in "MNO" else None
+        if bot is not None and _bounded(bot):
+            out += (text[last:start], _marker("token"))
+            last = end = bot.end()
+            start = mapped.find(_LONG_RUN, end)
+            continue
         new = _judge_token(text, start, end)
         if new is not None:
             out += (text[last:start], new)
@@ -547,15 +687,103 @@ def _long_tokens(text: str) -> str:
     return "".join((*out, text[last:])) if out else text
 
 
+# --- passwords on command lines and in prose ------------------------------------------------
+
+# Options whose argument is always a password, for the programs that have them: ``sshpass -p``,
+# the MySQL family's ``-p<password>`` (attached: ``-p`` alone makes it prompt, and the next word
+# is the database), ``docker``/``podman``/``helm`` ``login -p``, ``redis-cli -a``. Their value is
+# a literal, so even a word (``-pSECRET``) counts; only templates (``$PW``, ``<pw>``) are kept.
+_CLI_PASSWORD = re.compile(
+    r"(?:sshpass\b[^\n|;&]*?[ \t]-p[ \t]*"
+    r"|(?:mysql\w*|mariadb[\w-]*)\b[^\n|;&]*?[ \t](?:-p(?=[^\s\-])|--password=)"
+    r"|(?:docker|podman|helm|buildah|skopeo|nerdctl)\b[^\n|;&]*?\blogin\b[^\n|;&]*?[ \t]-p[ \t]+"
+    r"|redis-cli\b[^\n|;&]*?[ \t]-a[ \t]+)" + _VALUE
+)
+_CLI_HINTS: Final = (" -p", " -a ", "--password=")
+_TEMPLATE = re.compile(r"[$%<{].*|.*(?:\.\.\.|\*\*\*|…).*")
+
+
+def _cli_password(m: _Match) -> str:
+    group = next(g for g in ("ev", "dv", "sv", "bv") if m.group(g) is not None)
+    if m.group(group).startswith(_MARK) or _TEMPLATE.fullmatch(m.group(group)):
+        return m.group()
+    return m.string[m.start() : m.start(group)] + _marker("password") + m.string[m.end(group) : m.end()]
+
+
+# "the staging password is Xk9#mQ2$vLp7", "the token for the CI bot was ...": a secret word,
+# perhaps "for <something>", then "is"/"was" and a value that looks like a credential.
+_PROSE = re.compile(
+    r"(?i:(?:pass(?:word|phrase|code)?|passwd|pwd|pw|secret|token|api[ _-]?key|access[ _-]?key)s?"
+    r"(?:[ \t]+(?:for|of|on|to|in|at)[ \t]+(?:the[ \t]+)?[\w.@/-]+(?:[ \t]+[\w.@/-]+)?)?"
+    r"[ \t]+(?:(?:is|was)(?:[ \t]+now)?|will[ \t]+be|remains)[ \t]*:?[ \t]*)"
+    r"(?P<q>[\"'`\u201c\u2018]?)(?P<s>[^\s\"'`\u201d\u2019]{4,})"
+)
+_PROSE_VERBS: Final = (" is ", " was ", " be ")
+_PROSE_WORDS: Final = ("pass", "pw", "secret", "token", "api", "access")
+_PROSE_REACH: Final = 64  # how far before the verb the secret word may stand
+
+
+def _prose_value(m: _Match) -> tuple[int, int] | None:
+    """Span of the credential a prose match names, or None when it names none."""
+    value = m.group("s").rstrip(".,;:!?)")
+    if (
+        len(value) < 6
+        or "://" in value
+        or value.startswith(_MARK)
+        or _is_placeholder(value)
+        or not _looks_credential(value)
+        or _CODE_REF.fullmatch(value)
+    ):
+        return None
+    return m.start("s"), m.start("s") + len(value)
+
+
+def _prose_starts(text: str) -> list[int]:
+    """Word starts of secret words standing shortly before an "is"/"was": the only places the
+    prose pattern is tried, so text without them costs a few ``str.find`` calls."""
+    starts: set[int] = set()
+    for verb in _PROSE_VERBS:
+        i = text.find(verb)
+        while i >= 0:
+            lo = max(0, i - _PROSE_REACH)
+            window = text[lo:i].lower()
+            for word in _PROSE_WORDS:
+                j = window.find(word)
+                while j >= 0:
+                    if lo + j == 0 or not text[lo + j - 1].isalnum():
+                        starts.add(lo + j)
+                    j = window.find(word, j + 1)
+            i = text.find(verb, i + 1)
+    return sorted(starts)
+
+
+def _prose_rule(text: str) -> str:
+    out: list[str] = []
+    last = 0
+    for start in _prose_starts(text):
+        if start < last or (m := _PROSE.match(text, start)) is None:
+            continue
+        span = _prose_value(m)
+        if span is not None:
+            out += (text[last : span[0]], _marker("password"))
+            last = span[1]
+    return "".join((*out, text[last:])) if out else text
+
+
+_SAS_SIG = re.compile(r"[?&]sig=(?P<s>[A-Za-z0-9%+/=]{20,})")
+
 _RULES: Final[tuple[_Rule, ...]] = (
     _gated(_PEM, lambda m: _marker("private_key"), "PRIVATE KEY"),
-    _gated(_DOTTED, _provider, "eyJ", "ya29.", "SG."),
+    *(_gated(re.compile("|".join(group)), _provider, *hints) for group, _, hints in _DOTTED_SPECS),
     _gated(_WEBHOOK, _keep_prefix("token"), "hooks.slack.com/", "/api/webhooks/"),
     _gated(_URL_CREDS, _keep_prefix("password", word_start=False), "://"),
     _gated(_AUTH_HEADER, _keep_prefix("token", _opaque), "uthorization", "UTHORIZATION"),
     _gated(_BEARER, _keep_prefix("token", _opaque), "earer"),
     _gated(_CURL_USER, _keep_prefix("password"), "-u"),  # also finds --user
     _gated(_AZURE, _keep_prefix("secret"), "AccountKey=", "SharedAccess"),
+    _gated(_SAS_SIG, _keep_prefix("secret", word_start=False), "sig="),
+    _gated(_CLI_PASSWORD, _cli_password, *_CLI_HINTS),
+    _prose_rule,
     _assignments,
     _gated(_FLAG, _flag, "--"),
     _long_tokens,
@@ -577,6 +805,29 @@ def redact(text: str) -> str:
     return text
 
 
+_CUT_MARGIN: Final = 16_384  # twice the longest secret considered (an RSA-4096 PEM block is ~3.3 KB)
+
+
+def redact_cut(text: str, limit: int) -> str:
+    """``redact(text)`` cut to at most ``limit`` characters, ending in "…" when cut.
+
+    Redaction comes first, so a cut never leaves half a secret that redaction would no longer
+    recognise. For speed on the hooks' critical path (a 1 MB command costs ~40 ms to redact
+    whole), a much longer text is redacted up to the cut plus a margin, widened until the
+    redacted window still reaches half the margin past the cut (markers shorten what they
+    replace): for any secret shorter than that half margin (8 KB), the kept text is the same
+    as if the whole text had been redacted.
+    """
+    window = limit + _CUT_MARGIN
+    while True:
+        whole = window >= len(text)
+        red = redact(text if whole else text[:window])
+        if whole or len(red) >= limit + _CUT_MARGIN // 2:
+            break
+        window *= 2
+    return red if len(red) <= limit else red[: limit - 1] + "…"
+
+
 def contains_secret(text: str) -> bool:
     """True when :func:`redact` would change ``text``."""
     return redact(text) != text
@@ -594,6 +845,8 @@ def redact_value(value: Any) -> Any:
         out: dict[Any, Any] = {}
         for key, item in value.items():
             kind = _kind_for_name(key, dict_key=True) if isinstance(key, str) else None
+            if kind == _WEAK:  # ``"stripe_key"``: only a value that looks like a secret is one
+                kind = "secret" if isinstance(item, str) and _strong(item.strip()) else None
             if kind is not None and isinstance(item, str) and not _is_placeholder(item.strip()):
                 out[redact(key)] = _marker(kind)
             else:
@@ -604,3 +857,41 @@ def redact_value(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(redact_value(item) for item in value)
     return value
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _cut(text: str, limit: int | None) -> str:
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def redact_record(
+    record: _Model, *, skip: Collection[str] = (), max_chars: Mapping[str, int] | None = None
+) -> _Model:
+    """A copy of ``record`` with every string it holds redacted, then cut to ``max_chars``.
+
+    One call covers every field a record has or will gain: string fields, lists of strings
+    (tags) and JSON fields (metadata keys and values, via :func:`redact_value`); enums, numbers
+    and dates are left alone, as are the fields named in ``skip`` (identifiers). The full text
+    is always redacted before a field is cut to its limit, so a cut never leaves half a
+    secret that redaction could no longer recognise. Unchanged records are returned as is.
+    """
+    limits = max_chars or {}
+    changes: dict[str, Any] = {}
+    for name in type(record).model_fields:
+        if name in skip:
+            continue
+        value = getattr(record, name)
+        limit = limits.get(name)
+        if type(value) is str:  # not enums: they are str subclasses
+            new: Any = _cut(redact(value), limit)
+        elif isinstance(value, list) and value and all(type(item) is str for item in value):
+            new = list(dict.fromkeys(_cut(redact(item), limit) for item in value))
+        elif isinstance(value, dict | list):
+            new = redact_value(value)
+        else:
+            continue
+        if new != value:
+            changes[name] = new
+    return record.model_copy(update=changes) if changes else record

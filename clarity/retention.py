@@ -1,10 +1,13 @@
-"""The storage cap: warn before the storage root reaches ``storage.max_bytes``, and past it
-forget the oldest low-importance memories first, so the disk never fills up unnoticed.
+"""The storage cap: warn before the embedded engine's files reach ``storage.max_bytes``, and past
+it forget the oldest low-importance memories first, so the disk never fills up unnoticed.
 
-Disk use is what the files really occupy (allocated blocks): the embedded engine preallocates
-sparse files whose apparent size says nothing. A deleted point's space comes back only when the
-engine compacts, so how many memories to drop is estimated from the average size per memory
-rather than by deleting until the number moves.
+Only what holds the memories counts: the live shards in the engine's directory, by the blocks
+they really occupy (the engine preallocates sparse files whose apparent size says nothing).
+Backups, index-build copies, logs and caches live outside it or are skipped, since an eviction
+triggered by a transient copy deletes memories for nothing; and while a backup runs no eviction
+happens at all, so a backup never races the cap for the memories it is saving. A deleted
+point's space comes back only when the engine compacts, so how many memories to drop is
+estimated from the average size per memory rather than by deleting until the number moves.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import threading
 import time
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from clarity.backup import backup_running
 from clarity.config import Settings
 from clarity.memory import MemoryService
 from clarity.store.edge import live_shards
+from clarity.store.space import InsufficientStorage
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +61,9 @@ def disk_usage(root: Path) -> int:
 class SizeReport(BaseModel):
     used_bytes: int
     max_bytes: int
-    state: str  # ok, warning, over, unlimited
+    state: str  # ok, warning, over, unlimited, remote (the server engine: its disk is the server's)
+    path: str = ""
+    checked_at: float = Field(default_factory=time.time)
     evicted: int = 0
 
     @property
@@ -74,15 +81,19 @@ class SizeGuard:
 
     def check(self) -> SizeReport:
         cap = self.storage.max_bytes
-        used = disk_usage(self.storage.root)
+        engine_dir = self.storage.qdrant_dir
+        if self.service.db.engine != "embedded":
+            self.last = SizeReport(used_bytes=0, max_bytes=cap, state="remote")
+            return self.last
+        used = disk_usage(engine_dir)
         if not cap:
             report = SizeReport(used_bytes=used, max_bytes=0, state="unlimited")
         elif used >= cap:
-            evicted = self.evict(used, cap)
+            evicted = self._evict_unless_busy(used, cap)
             report = SizeReport(used_bytes=used, max_bytes=cap, state="over", evicted=evicted)
             log.warning(
                 "storage %s uses %.1f MB, over its cap of %.1f MB: forgot the %d oldest low-importance memories",
-                self.storage.root,
+                engine_dir,
                 used / 1e6,
                 cap / 1e6,
                 evicted,
@@ -94,14 +105,26 @@ class SizeGuard:
                 log.warning(
                     "storage %s is at %.0f%% of its %.1f MB cap; past it the oldest low-importance memories "
                     "are forgotten (raise storage.max_bytes, or `clarity forget` what you do not need)",
-                    self.storage.root,
+                    engine_dir,
                     100 * used / cap,
                     cap / 1e6,
                 )
         else:
             report = SizeReport(used_bytes=used, max_bytes=cap, state="ok")
+        report.path = str(engine_dir)
         self.last = report
         return report
+
+    def _evict_unless_busy(self, used: int, cap: int) -> int:
+        """No eviction during a backup (the next check decides), nor below the free-space floor
+        (a delete is a write; the store has logged why)."""
+        if backup_running():
+            log.info("storage over its cap during a backup: eviction waits for the next check")
+            return 0
+        try:
+            return self.evict(used, cap)
+        except InsufficientStorage:
+            return 0
 
     def evict(self, used: int, cap: int) -> int:
         count = self.service.db.count()

@@ -8,15 +8,25 @@ Qdrant server, and a machine with another model recomputes the vectors instead o
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, BinaryIO, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from clarity.config import describe_validation_error
-from clarity.models import ExportCursor, ExportPage, ExportPageRequest, Memory, MemoryRecord
+from clarity.models import (
+    ExportCursor,
+    ExportPage,
+    ExportPageRequest,
+    Memory,
+    MemoryRecord,
+    UnreadableMemory,
+    Vector,
+)
 from clarity.store.base import Hit, MemoryFilter, PointData, VectorStore
 
 EXPORT_FORMAT = "clarity-export"
@@ -24,9 +34,93 @@ EXPORT_VERSION = 1
 
 Progress = Callable[[int], None]
 
+# The most an import reads from one file. An export of the largest store the default
+# storage.max_bytes allows stays well under it; anything bigger is refused, not read until
+# memory runs out.
+MAX_IMPORT_BYTES = 4 * 1024**3
+_VECTOR: TypeAdapter[list[float]] = TypeAdapter(Vector)
+
 
 class TransferError(ValueError):
     """A file or a copy that cannot be used; the message names the line or the mismatch."""
+
+
+# -- reading files from outside ------------------------------------------------------------------
+# Every import reads through these: regular files only (a FIFO would block forever, /dev/zero
+# never ends), and never more than MAX_IMPORT_BYTES.
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a directory",
+}
+
+
+def _over_limit(path: Path, size: int | None, limit: int) -> TransferError:
+    got = f"{size} bytes" if size is not None else "more"
+    return TransferError(
+        f"{path}: {got} is over the import limit of {limit} bytes ({limit / 1024**3:g} GiB); "
+        "split it, or import a directory of smaller files"
+    )
+
+
+def open_import(path: Path, limit: int = MAX_IMPORT_BYTES) -> BinaryIO:
+    """Open a file to import, refusing anything but a regular file of at most ``limit`` bytes.
+
+    Opened non-blocking, so a FIFO is refused at once instead of waiting for a writer; the type
+    is checked on the open descriptor, so a file swapped after a check is caught too."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        raise TransferError(f"{path}: {exc.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise TransferError(
+            f"{path}: is {kind}; import reads regular files (or a directory of Markdown notes)"
+        )
+    if info.st_size > limit:
+        os.close(fd)
+        raise _over_limit(path, info.st_size, limit)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_lines(path: Path, limit: int = MAX_IMPORT_BYTES) -> Iterator[str]:
+    """The file's lines as text (with their newline), stopping with a TransferError past ``limit``
+    bytes in all, whatever the file does meanwhile (a line never ends, the file grows)."""
+    with open_import(path, limit) as handle:
+        used = 0
+        while raw := handle.readline(limit - used + 1):
+            used += len(raw)
+            if used > limit:
+                raise _over_limit(path, None, limit)
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                at = used - len(raw) + exc.start
+                raise TransferError(f"{path}: not UTF-8 text ({exc.reason} at byte {at})") from None
+
+
+def read_text(path: Path, limit: int = MAX_IMPORT_BYTES) -> str:
+    return "".join(read_lines(path, limit))
+
+
+def first_line(path: Path, limit: int = 1_048_576) -> str:
+    """The first line (at most ``limit`` bytes of it), for recognising a file's format."""
+    with open_import(path) as handle:
+        return handle.readline(limit).decode("utf-8", errors="replace")
+
+
+def parse_json(text: str) -> Any:
+    """json.loads, with a nesting bomb reported as bad JSON instead of a RecursionError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 class ExportHeader(BaseModel):
@@ -75,13 +169,24 @@ def iter_export(
 # -- files ----------------------------------------------------------------------------------------
 
 
+_HEADER_ROOM = 24  # spaces after the header, so its count can be rewritten in place
+
+
 def write_export(handle: IO[str], pages: Iterator[ExportPage], progress: Progress | None = None) -> int:
-    """Write pages as JSON Lines; the header is written from the first page. Returns the count."""
+    """Write pages as JSON Lines; the header is written from the first page. Returns the count.
+
+    Records the daemon cannot read are left out (each page lists them): an export holds only
+    what an import accepts. The header's count, announced from the store's total, is then
+    rewritten to what was written, so the file still checks out as complete."""
     written = 0
+    header: ExportHeader | None = None
+    width = 0
     for page in pages:
-        if written == 0:
+        if header is None:
             header = ExportHeader(model=page.model, dimension=page.dimension, count=page.total)
-            handle.write(header.model_dump_json() + "\n")
+            line = header.model_dump_json()
+            width = len(line) + _HEADER_ROOM
+            handle.write(line.ljust(width) + "\n")
         for i, memory in enumerate(page.memories):
             record: dict[str, Any] = memory.model_dump(mode="json")
             vector = page.vectors[i] if page.vectors else None
@@ -90,58 +195,46 @@ def write_export(handle: IO[str], pages: Iterator[ExportPage], progress: Progres
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         written += len(page.memories)
         if progress:
-            progress(len(page.memories))
+            progress(len(page.memories) + len(page.unreadable))
+    if header is not None and header.count is not None and header.count != written:
+        _rewrite_count(handle, header.model_copy(update={"count": written}), width)
     return written
+
+
+def _rewrite_count(handle: IO[str], header: ExportHeader, width: int) -> None:
+    line = header.model_dump_json()
+    if len(line) > width or not handle.seekable():
+        raise TransferError("cannot correct the export header's count on this output; write to a file")
+    end = handle.tell()
+    handle.seek(0)
+    handle.write(line.ljust(width))
+    handle.seek(end)
 
 
 def is_export(path: Path) -> bool:
     try:
-        with open(path, encoding="utf-8") as handle:
-            first = handle.readline()
-        return json.loads(first).get("format") == EXPORT_FORMAT
-    except (OSError, ValueError, AttributeError):
+        return bool(parse_json(first_line(path)).get("format") == EXPORT_FORMAT)
+    except (TransferError, ValueError, AttributeError):
         return False
 
 
-def read_export(path: Path) -> tuple[ExportHeader, list[MemoryRecord], list[list[float] | None]]:
+def read_export(
+    path: Path, limit: int = MAX_IMPORT_BYTES
+) -> tuple[ExportHeader, list[MemoryRecord], list[list[float] | None]]:
     """Read and check a whole export before anything is written, so a bad file imports nothing."""
-    try:
-        handle = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise TransferError(f"{path}: {exc.strerror}") from None
     records: list[MemoryRecord] = []
     vectors: list[list[float] | None] = []
-    with handle:
-        try:
-            lines = handle.readlines()
-        except UnicodeDecodeError as exc:
-            raise TransferError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        if not lines:
-            raise TransferError(f"{path}: empty file; expected a Clarity export (JSON Lines with a header)")
-        header = _header(path, lines[0])
-        for number, line in enumerate(lines[1:], start=2):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except ValueError as exc:
-                cut = "" if line.endswith("\n") else " (the file looks truncated)"
-                raise TransferError(f"{path}:{number}: not valid JSON{cut}: {exc}") from None
-            if not isinstance(data, dict):
-                raise TransferError(f"{path}:{number}: expected a JSON object, got {type(data).__name__}")
-            vector = data.pop("vector", None)
-            if vector is not None and (not isinstance(vector, list) or len(vector) != header.dimension):
-                size = len(vector) if isinstance(vector, list) else type(vector).__name__
-                raise TransferError(
-                    f"{path}:{number}: vector has {size} numbers but the header says {header.dimension}"
-                )
-            try:
-                records.append(MemoryRecord.model_validate(data))
-            except ValidationError as exc:
-                raise TransferError(
-                    f"{path}:{number}: " + "; ".join(describe_validation_error(exc))
-                ) from None
-            vectors.append(vector)
+    lines = read_lines(path, limit)
+    first = next(lines, None)
+    if first is None:
+        raise TransferError(f"{path}: empty file; expected a Clarity export (JSON Lines with a header)")
+    header = _header(path, first)
+    for number, line in enumerate(lines, start=2):
+        if not line.strip():
+            continue
+        record, vector = _record(path, number, line, header.dimension)
+        records.append(record)
+        vectors.append(vector)
     if header.count is not None and len(records) != header.count:
         raise TransferError(
             f"{path}: the header announces {header.count} memories but {len(records)} follow; "
@@ -150,9 +243,33 @@ def read_export(path: Path) -> tuple[ExportHeader, list[MemoryRecord], list[list
     return header, records, vectors
 
 
+def _record(path: Path, number: int, line: str, dimension: int) -> tuple[MemoryRecord, list[float] | None]:
+    """One memory line: the record schema checks every field, the vector its numbers."""
+    where = f"{path}:{number}"
+    try:
+        data = parse_json(line)
+    except ValueError as exc:
+        cut = "" if line.endswith("\n") else " (the file looks truncated)"
+        raise TransferError(f"{where}: not valid JSON{cut}: {exc}") from None
+    if not isinstance(data, dict):
+        raise TransferError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    vector = data.pop("vector", None)
+    try:
+        if vector is not None:
+            vector = _VECTOR.validate_python(vector)
+            if len(vector) != dimension:
+                raise TransferError(
+                    f"{where}: vector has {len(vector)} numbers but the header says {dimension}"
+                )
+        return MemoryRecord.model_validate(data), vector
+    except ValidationError as exc:
+        prefix = "vector." if exc.title != "MemoryRecord" else ""
+        raise TransferError(f"{where}: " + "; ".join(describe_validation_error(exc, prefix))) from None
+
+
 def _header(path: Path, line: str) -> ExportHeader:
     try:
-        data = json.loads(line)
+        data = parse_json(line)
     except ValueError:
         data = None
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
@@ -177,6 +294,9 @@ class CopyReport(BaseModel):
     source_count: int
     target_count: int
     mismatched: list[str] = Field(default_factory=list, description="ids whose content hash differs")
+    unreadable: list[str] = Field(
+        default_factory=list, description="ids that fail the record schema, copied as they are"
+    )
 
 
 def copy_store(
@@ -192,14 +312,15 @@ def copy_store(
     cursor: ExportCursor | None = None
     copied = 0
     expected: dict[str, str] = {}
+    unreadable: list[str] = []
     while True:
         hits, cursor = page_oldest(source, flt, cursor, batch)
         if hits:
             with_vectors = {h.id: h.dense for h in source.get([h.id for h in hits], with_vectors=True)}
             points = []
             for hit in hits:
-                memory = Memory.from_payload(hit.id, hit.payload)
-                expected[memory.id] = memory.content_hash
+                memory = _for_index(hit, unreadable)
+                expected[hit.id] = str(hit.payload.get("content_hash"))
                 points.append(PointData(hit.id, with_vectors.get(hit.id), encode_sparse(memory), hit.payload))
             target.upsert(points, replaces_existing=True)
             copied += len(hits)
@@ -214,5 +335,24 @@ def copy_store(
         found = {h.id: h.payload.get("content_hash") for h in target.get(chunk)}
         mismatched.extend(i for i in chunk if found.get(i) != expected[i])
     return CopyReport(
-        copied=copied, source_count=source.count(), target_count=target.count(), mismatched=mismatched
+        copied=copied,
+        source_count=source.count(),
+        target_count=target.count(),
+        mismatched=mismatched,
+        unreadable=unreadable,
     )
+
+
+def _for_index(hit: Hit, unreadable: list[str]) -> Memory:
+    """What the lexical index needs. A record that fails the schema is still copied as it is
+    (a migration moves what the source holds, damaged or not) and its id is reported."""
+    try:
+        return Memory.from_payload(hit.id, hit.payload)
+    except UnreadableMemory:
+        unreadable.append(hit.id)
+        content, tags = hit.payload.get("content"), hit.payload.get("tags")
+        fields: dict[str, Any] = {
+            "content": content if isinstance(content, str) else "",
+            "tags": [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else [],
+        }
+        return Memory.model_construct(**fields)

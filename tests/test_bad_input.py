@@ -285,7 +285,7 @@ def test_oversized_bodies_get_413_naming_the_limit(http: httpx.Client, path: str
             yield b"y" * 65_536
         yield b'"}'
 
-    streamed = http.post(path, content=chunks())
+    streamed = http.post(path, content=chunks(), headers={"Content-Type": "application/json"})
     assert streamed.status_code == 413
     assert f"over the limit of {LIMIT} bytes" in error_of(streamed)
 

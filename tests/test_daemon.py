@@ -85,6 +85,7 @@ def test_bad_input_gets_a_clear_error_and_loses_nothing(
     kwargs: dict = {}
     if isinstance(body, bytes):
         kwargs["content"] = body
+        kwargs["headers"] = {"Content-Type": "application/json"}  # an untyped body is refused (415)
     elif body is not None:
         kwargs["json"] = body
     response = shared_daemon.api(method, path, str(tmp_path), **kwargs)

@@ -63,7 +63,7 @@ def seal_by_hand(store: EdgeStore, points: list[PointData]) -> None:
     the build: a test then holds a frozen shard for as long as it needs, with no race."""
     with store._write_lock:
         store.upsert(points)
-        store.sealing, store.active = store.active, store._open(store._new_name())
+        store.sealing, store.active = store.active, store._adopt(store._fresh_shard())
         store._save_manifest()
         store._publish()
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from clarity.redact import KINDS, contains_secret, redact, redact_value
+from clarity.models import MemoryCreate
+from clarity.redact import KINDS, contains_secret, redact, redact_cut, redact_record, redact_value
 
 B62 = string.ascii_letters + string.digits
 B64 = B62 + "+/"
@@ -196,6 +197,50 @@ SECRETS: list[tuple[str, str, str, str, str]] = [
     ("non_ascii_text", "Ünïcödé — clé: ", "ghp_" + rnd(36, seed=47), " fin", "token"),
     ("non_ascii_high_entropy", "mot de passe généré : ", rnd(40, B64, 48), "", "secret"),
     ("unicode_lowercase_changes_length", "İstanbul DB_PASSWORD=", "hunter2xyz", "", "password"),
+    # Command-line password options and passwords in prose.
+    ("sshpass_quoted", "sshpass -p '", rnd(14, seed=80), "' ssh deploy@host", "password"),
+    ("sshpass_attached", "sshpass -p", rnd(14, seed=81), " rsync -a x y:", "password"),
+    ("mysql_attached", "mysql -u root -p", rnd(12, seed=82), " mydb", "password"),
+    ("mysql_word_password", "mysqldump -uroot -p", "SECRET", " db > dump.sql", "password"),
+    ("mysql_long_flag", "mysql --user=root --password=", "SECRET", " db", "password"),
+    ("docker_login_p", "docker login -u bob -p ", rnd(16, seed=83), " ghcr.io", "password"),
+    ("redis_cli_a", "redis-cli -h cache -a ", rnd(16, seed=84), " ping", "password"),
+    ("prose_password", "the staging password is ", "Xk9#mQ2$vLp7", "", "password"),
+    ("prose_password_for", "The password for the prod db was ", "hunter2xyz", ", now rotated", "password"),
+    ("pw_assignment", "pw=", rnd(12, seed=85), "", "password"),
+    ("passwd_colon_then_words", "passwd: ", "Vq6tBUDgoE!8Hu7I", " was rejected", "password"),
+    ("odbc_pwd", "Server=db;Uid=sa;Pwd=", rnd(12, seed=86), ";", "password"),
+    ("django_key_parens", "DJANGO_SECRET_KEY=", "k9#)x&m2(w" + rnd(30, seed=87), "", "secret"),
+    ("django_key_yaml", "SECRET_KEY: ", "$)k9#x&m2(w" + rnd(30, seed=88), "\nDEBUG: false", "secret"),
+    ("django_key_quoted_paren", "SECRET_KEY = '", ")k9#x&m2(w" + rnd(30, seed=89), "'", "secret"),
+    ("env_key_unknown_prefix", "STRIPE_KEY=", rnd(24, seed=90), "", "secret"),
+    ("datadog_app_key", "DD_APP_KEY=", rnd(40, HEX, 91), "", "secret"),
+    # More provider formats.
+    ("mailgun", "api ", "key-" + rnd(32, HEX, 92), "", "api_key"),
+    ("heroku", "HEROKU ", "HRKU-AA" + rnd(58, B64URL, 93), "", "api_key"),
+    ("digitalocean_oauth", "", "doo_v1_" + rnd(64, HEX, 94), "", "token"),
+    ("docker_hub_pat", "", "dckr_pat_" + rnd(27, B64URL, 95), "", "token"),
+    ("vault_token", "VAULT_TOKEN is ", "hvs." + rnd(90, B64URL, 96), "", "token"),
+    ("telegram_bot", "https://api.telegram.org/bot", "123456789:AA" + rnd(33, B64URL, 97), "/getMe", "token"),
+    (
+        "discord_bot",
+        "bot.run('",
+        "MTk4NjIyNDgzNDcxOTI1MjQ4." + rnd(6, B64URL, 98) + "." + rnd(38, B64URL, 99),
+        "')",
+        "token",
+    ),
+    ("azure_ad_secret", "secret ", "abc8Q~" + rnd(34, seed=100), " ok", "secret"),
+    (
+        "azure_sas_sig",
+        "https://a.blob.core.windows.net/c?sv=2021&sig=",
+        rnd(32, B62, 101) + "%3D",
+        "&se=1",
+        "secret",
+    ),
+    ("age_secret_key", "", "AGE-SECRET-KEY-1" + rnd(58, UPPER_DIGITS, 102), "", "private_key"),
+    ("sentry_user_token", "", "sntryu_" + rnd(64, HEX, 103), "", "token"),
+    ("new_relic", "", "NRAK-" + rnd(27, UPPER_DIGITS, 104), "", "api_key"),
+    ("glued_distinct_prefix", "session-", "ghp_" + rnd(36, seed=105), "", "token"),
 ]
 
 # (id, text): redact(text) must return text unchanged.
@@ -250,7 +295,7 @@ LOOKALIKES: list[tuple[str, str]] = [
     ("version_strings", "numpy==1.26.4 requests>=2.31.0 v2.31.0-rc.1+build.5"),
     ("file_path", "/home/user/projects/clarity/src/clarity/hooks/PostToolUseHandler.py"),
     ("base64_of_prose", "data: SGVsbG8gd29ybGQsIHRoaXMgaXMgYSB0ZXN0IG1lc3NhZ2U="),
-    ("mysql_short_flag", "mysql -u root -pSECRET mydb && docker run -p 8080:80 nginx"),
+    ("mysql_prompt_flag", "mysql -u root -p mydb && docker run -p 8080:80 nginx && psql -p 5432 db"),
     ("password_qualified_names", "PASSWORD_FILE=/run/secrets/db\n--token-limit 2000\nsecretName: tls-cert"),
     ("bearer_prose", "Bearer token authentication is supported; use Bearer authentication."),
     ("tokenizer", 'tokenizer = AutoTokenizer.from_pretrained("bert-base-uncased")'),
@@ -288,6 +333,17 @@ LOOKALIKES: list[tuple[str, str]] = [
     ("masked_examples", 'OPENAI_API_KEY=sk-... ANTHROPIC_API_KEY=sk-ant-... {"HF_TOKEN": "hf_***"}'),
     ("git_log", "3f2a9c1 (HEAD -> main) Fix token counting\na1b2c3d Bump qdrant-client to 1.15.1"),
     ("auth_setting_words", "auth: basic\nauth = None\nauth=auth"),
+    ("shell_pwd", "PWD=/home/user/projects/clarity\nOLDPWD=/home/user"),
+    ("non_secret_keys", "SORT_KEY=created_at\nPRIMARY_KEY=id\nCACHE_KEY=user:1234567890:profile"),
+    (
+        "password_prose_words",
+        "the password is required, the token is valid for 2 hours and the secret is out",
+    ),
+    ("password_prose_url", "the password reset link is https://example.com/reset?step=2"),
+    ("token_prose_capitalised", "token: GitHub Actions provides it"),
+    ("sshpass_from_file", "sshpass -f ~/.pw ssh host && sshpass -e ssh host"),
+    ("query_other_params_kept", "GET /cb?user=bob&state=xyz&page=2"),
+    ("code_call_kwargs", "login(password=get_password(), token=fetch_token())"),
 ]
 
 
@@ -395,7 +451,8 @@ def test_secret_named_key_redacts_whole_value(key: str, kind: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["max_tokens", "token_count", "password_min_length", "tokenizer", "secret_name"]
+    "key",
+    ["max_tokens", "token_count", "password_min_length", "tokenizer", "secret_name", "sort_key", "stripeKey"],
 )
 def test_qualified_keys_are_not_secret(key: str) -> None:
     assert redact_value({key: "bert-base"}) == {key: "bert-base"}
@@ -426,3 +483,48 @@ def test_empty_and_short_text() -> None:
     assert redact("") == ""
     assert redact("ok") == "ok"
     assert not contains_secret("")
+
+
+def test_redact_cut_redacts_the_whole_text_before_cutting() -> None:
+    token = "ghp_" + rnd(36, seed=110)
+    for cut in range(5, 60):  # wherever the cut falls inside the token, no part of it is kept
+        text = "x" * (cut - 5) + " " + token + " tail"
+        kept = redact_cut(text, cut + 10)
+        assert token[4:14] not in kept and token[-10:] not in kept, (cut, kept)
+    long = "lorem ipsum " * 50_000 + token  # 600 KB: only a window is redacted, same result
+    assert redact_cut(long, 500) == redact(long)[:499] + "…"
+    assert redact_cut("short text", 500) == "short text"
+
+
+def test_redact_cut_of_a_long_prefix_full_of_secrets_is_the_same_as_redacting_it_all() -> None:
+    # 200 private keys (~80 KB) become 200 short markers: the window grows until it reaches
+    # past the cut, and what is kept is exactly the start of the whole text redacted.
+    text = (PEM_RSA + "\n") * 200 + "AWS_SECRET_ACCESS_KEY=" + AWS_SECRET + " " + "tail " * 1000
+    whole = redact(text)
+    assert AWS_SECRET not in whole
+    for limit in (100, 5000, len(whole) - 10):
+        assert redact_cut(text, limit) == whole[: limit - 1] + "…"
+
+
+def test_redact_record_covers_every_string_field_and_cuts_after() -> None:
+    token = "ghp_" + rnd(36, seed=111)
+    record = MemoryCreate(
+        content=f"use {token}",
+        tags=[token, f"cmd:DB_PASSWORD={rnd(12, seed=112)}", "plain"],
+        metadata={token: {"nested": [f"password={rnd(12, seed=113)}"]}},
+        session_id=f"s {token}",
+    )
+    clean = redact_record(record, max_chars={"tags": 20})
+    dumped = clean.model_dump_json()
+    assert token[4:] not in dumped and rnd(12, seed=112) not in dumped and rnd(12, seed=113) not in dumped
+    assert clean.tags == ["[REDACTED:token]", "cmd:DB_PASSWORD=[RE…", "plain"]
+    assert clean.memory_type == record.memory_type and clean.scope == "project"
+    assert redact_record(MemoryCreate(content="nothing secret here")).content == "nothing secret here"
+
+
+def test_a_key_of_unknown_kind_is_secret_only_with_a_secret_looking_value() -> None:
+    value = rnd(24, seed=114)
+    assert redact_value({"stripeKey": value, "sortKey": "created_at"}) == {
+        "stripeKey": "[REDACTED:secret]",
+        "sortKey": "created_at",
+    }

@@ -22,6 +22,7 @@ import anyio
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from pydantic import ValidationError
 from starlette.datastructures import FormData, QueryParams
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -324,12 +325,11 @@ class Dashboard:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _page(self, handler: Handler) -> Handler:
-        """Host check, CSRF on every POST, readable error pages, security headers."""
+        """CSRF on every POST, readable error pages, security headers. Host, Origin, the form's
+        Content-Type and the body's size were checked by clarity.app.RequestGuard, for every route."""
 
         async def endpoint(request: Request) -> Response:
             try:
-                if not security.host_allowed(request.headers.get("host"), self.settings.server.host):
-                    raise PageError(421, "Host: this dashboard answers only to a loopback host name")
                 if request.method == "POST":
                     await self._check_post(request)
                 response = await handler(request)
@@ -355,12 +355,11 @@ class Dashboard:
         return endpoint
 
     async def _check_post(self, request: Request) -> None:
-        if not security.origin_allowed(request.headers.get("origin"), request.headers.get("host")):
-            raise PageError(403, "Origin: this form was not sent from this dashboard")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.settings.server.max_request_bytes:
-            raise PageError(413, "form: too large")
-        form = await request.form(max_files=0, max_fields=200)
+        try:
+            # Parsed once here with the limits; the handlers' own request.form() get this same form.
+            form = await request.form(max_files=0, max_fields=200)
+        except HTTPException as exc:  # Starlette's parser refusing the form (too many fields, ...)
+            raise PageError(400, f"form: {exc.detail}") from None
         supplied = form.get(security.CSRF_FIELD)
         nonce = request.cookies.get(security.CSRF_COOKIE)
         if not self.csrf.check(nonce, supplied if isinstance(supplied, str) else None):
@@ -640,6 +639,7 @@ class Dashboard:
                 "model_ready": self.service.embedder.ready,
                 "model_error": self.service.embedder.error,
                 "learning_backlog": self.hooks.learner.backlog,
+                "learning_dropped": self.hooks.learner.dropped,
                 "injections_kept": len(self.injections),
                 "bind": f"{self.settings.server.host}:{self.settings.server.port}",
                 "token": bool(self.token),

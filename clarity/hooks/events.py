@@ -24,6 +24,12 @@ EVENTS = (
 CONTEXT_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse")
 
 
+# What ``HookEvent.for_learning`` keeps: the tool input the learner and the exclusion rules read,
+# and the ids a learned memory's provenance names.
+_LEARNED_INPUT = frozenset({"command", "file_path", "notebook_path", "path"})
+_PROVENANCE = frozenset({"tool_use_id", "prompt_id"})
+
+
 class HookEvent(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -45,6 +51,30 @@ class HookEvent(BaseModel):
             value = self.tool_input.get("command")
             return value if isinstance(value, str) and value.strip() else None
         return None
+
+    def for_learning(self) -> HookEvent:
+        """A copy with only what the learner and its checks read, for its queue.
+
+        A tool's output (``tool_response``, up to the request limit per event) and unknown
+        fields are dropped, so waiting events hold their commands and errors only; the learner
+        redacts those in full before it cuts anything.
+        """
+        tool_input = {
+            k: v for k, v in (self.tool_input or {}).items() if k in _LEARNED_INPUT and isinstance(v, str)
+        }
+        values: dict[str, Any] = {
+            "session_id": self.session_id,
+            "cwd": self.cwd,
+            "hook_event_name": self.hook_event_name,
+            "tool_name": self.tool_name,
+            "tool_input": tool_input or None,
+            "error": self.error,
+            "agent_id": self.agent_id,
+        }
+        for key, value in (self.model_extra or {}).items():
+            if key in _PROVENANCE and isinstance(value, str):
+                values[key] = value
+        return HookEvent.model_construct(**values)
 
     @property
     def file_path(self) -> str | None:

@@ -8,13 +8,15 @@ failure or the same test command stored again only raises the memory's occurrenc
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import queue
 import re
 import shlex
+import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -22,8 +24,10 @@ from cachetools import TTLCache
 
 from clarity.hooks.events import HookEvent
 from clarity.memory import MemoryService
-from clarity.models import MemoryCreate, MemoryPatch, MemoryType, Source
+from clarity.models import MAX_TAG_CHARS, MAX_TAGS, MemoryCreate, MemoryPatch, MemoryType, Source
 from clarity.project import project_scope
+from clarity.redact import redact
+from clarity.store.space import InsufficientStorage
 
 log = logging.getLogger(__name__)
 
@@ -37,29 +41,87 @@ _BUILD_TEST = re.compile(
 _WRAPPERS = {"sudo", "time", "env", "nice", "timeout", "command", "exec"}
 FAILURE_TTL = 30 * 60  # a fix must follow its failure within half an hour to count as its fix
 
+# A learned memory is tagged ``cmd:<program>`` for each program its command runs, so PreToolUse
+# finds it by program. Tags have limits (MAX_TAGS of MAX_TAG_CHARS), and one tag is kept for
+# "build-test": longer names are cut (``program_tag``), longer chains keep their first programs.
+MAX_PROGRAMS = MAX_TAGS - 1
+_TAG_PREFIX = "cmd:"
+_PROGRAM_CHARS = MAX_TAG_CHARS - len(_TAG_PREFIX)
+
+# What one session's state may hold, whatever a session sends: the summary shows a few of each.
+_MAX_FAILURES = 256
+_MAX_LISTED = 50
+_MAX_EDITED = 200
+_DROP_LOG_SECONDS = 60.0
+
+
+def _words(command: str) -> Iterator[str]:
+    """shlex's words, lazily: finding a program reads a command's first words only, not all of
+    a 1 MB one. Unbalanced quotes make the rest plain whitespace-separated words."""
+    lexer = shlex.shlex(command, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    seen = 0
+    try:
+        while (word := lexer.get_token()) is not None:
+            seen += 1
+            yield word
+    except ValueError:
+        yield from command.split()[seen:]
+
 
 def program_of(command: str) -> str:
-    """The program a command runs, ignoring env assignments and wrappers: `FOO=1 sudo make x` -> make."""
-    try:
-        words = shlex.split(command, posix=True)
-    except ValueError:
-        words = command.split()
-    for word in words:
+    """The program a command runs, ignoring env assignments and wrappers: `FOO=1 sudo make x` -> make.
+
+    "" for a command that only assigns variables (``DB_PASSWORD=...``): it runs no program, and
+    the assignment is no name to tag a memory with.
+    """
+    for word in _words(command):
         if "=" in word.split("/")[0] and not word.startswith(("-", "./", "/")):
             continue
         if word in _WRAPPERS or word.isdigit():
             continue
         return word.rsplit("/", 1)[-1] if not word.startswith("./") else word
-    return words[0] if words else command
+    return ""
 
 
-def programs_of(command: str) -> list[str]:
-    """Every program a compound command runs: `cp a b && ./run-tests.sh | tee log` -> cp, ./run-tests.sh, tee."""
-    segments = [part for part in re.split(r"&&|\|\||;|\||\n", command) if part.strip()]
-    return list(dict.fromkeys(program_of(part) for part in segments)) or [program_of(command)]
+def programs_of(command: str, limit: int | None = None) -> list[str]:
+    """Every program a compound command runs: `cp a b && ./run-tests.sh | tee log` -> cp, ./run-tests.sh, tee.
+
+    With ``limit``, the first ``limit`` distinct programs (the chain's start says what it does):
+    each segment is parsed with shlex, slow on a chain of thousands.
+    """
+    found: dict[str, None] = {}
+    for part in re.split(r"&&|\|\||;|\||\n", command):
+        program = program_of(part) if part.strip() else ""
+        if program:
+            found[program] = None
+            if limit is not None and len(found) >= limit:
+                break
+    return list(found)
+
+
+def program_tag(program: str) -> str:
+    """``cmd:<program>`` within the tag limit. A longer name keeps what identifies it (a path its
+    end, anything else its start) plus a short hash of the whole, so the same program always
+    gets the same tag and two long names never share one."""
+    if len(program) <= _PROGRAM_CHARS:
+        return _TAG_PREFIX + program
+    digest = hashlib.sha256(program.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    room = _PROGRAM_CHARS - len(digest) - 2
+    kept = "…" + program[-room:] if "/" in program else program[:room] + "…"
+    return f"{_TAG_PREFIX}{kept}~{digest}"
+
+
+def command_tags(programs: list[str], *extra: str) -> list[str]:
+    """Tags for a command's programs plus ``extra``, within MAX_TAGS: a longer chain keeps its
+    first programs, so its memory is still stored and found by them."""
+    tags = list(dict.fromkeys(program_tag(p) for p in programs))
+    return [*tags[: MAX_TAGS - len(extra)], *extra]
 
 
 def short(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit``. Callers pass text that is already redacted."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -78,7 +140,8 @@ def error_summary(error: str) -> str:
 
 
 def provenance(event: HookEvent) -> dict[str, str]:
-    """Where a learned memory came from, kept in its metadata: the hook event and the tool call."""
+    """Where a learned memory came from, kept in its metadata: the hook event and the tool call.
+    Each value is redacted whole before it is cut."""
     extra = event.model_extra or {}
     found = {
         "hook_event": event.hook_event_name,
@@ -86,7 +149,7 @@ def provenance(event: HookEvent) -> dict[str, str]:
         "tool_use_id": extra.get("tool_use_id"),
         "prompt_id": extra.get("prompt_id"),
     }
-    return {key: short(str(value), 200) for key, value in found.items() if value}
+    return {key: short(redact(str(value)), 200) for key, value in found.items() if value}
 
 
 def is_build_or_test(command: str) -> bool:
@@ -94,11 +157,24 @@ def is_build_or_test(command: str) -> bool:
     return bool(_BUILD_TEST.match(stripped))
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 @dataclass
 class Failure:
-    command: str
+    """A failed command, as the learner keeps it: redacted, cut for display, and hashed whole."""
+
+    command: str  # redacted, cut to 1000 characters
+    digest: str  # of the whole redacted command: "the same command passed again"
+    programs: list[str]
     error: str
     at: float
+
+
+def _append(items: list[str], item: str, limit: int = _MAX_LISTED) -> None:
+    if len(items) < limit:
+        items.append(item)
 
 
 @dataclass
@@ -107,26 +183,130 @@ class SessionState:
     failures: dict[str, Failure] = field(default_factory=dict)  # program -> last failure
     fixes: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    build_commands: list[str] = field(default_factory=list)
-    edited: list[str] = field(default_factory=list)
+    build_commands: list[str] = field(default_factory=list)  # redacted, cut
+    edited: list[str] = field(default_factory=list)  # redacted, cut
+    edited_more: int = 0  # distinct files edited beyond those kept
     summary_id: str | None = None
+
+    def remember_failure(self, failure: Failure) -> None:
+        for program in failure.programs:
+            self.failures.pop(program, None)
+            self.failures[program] = failure
+        while len(self.failures) > _MAX_FAILURES:
+            self.failures.pop(next(iter(self.failures)))
+
+
+Gate = Callable[[HookEvent], bool]
+
+
+@dataclass(frozen=True)
+class _Item:
+    handler: Callable[[HookEvent], None]
+    event: HookEvent
+    gate: Gate | None
+    size: int  # bytes of text the event holds
+
+
+def _held_bytes(event: HookEvent) -> int:
+    """What a queued event keeps in memory, about: its strings plus a fixed overhead."""
+    texts = [event.session_id, event.cwd, event.error or "", *(event.tool_input or {}).values()]
+    return 1024 + sum(sys.getsizeof(t) for t in texts if isinstance(t, str))
+
+
+class LearningQueue:
+    """A FIFO bounded in events and in bytes of text: past either bound the OLDEST waiting
+    events are dropped, and counted, so a flood of events costs lost learning, never memory.
+    The newest event is always kept; the one being learned is not counted as waiting."""
+
+    def __init__(self, max_events: int, max_bytes: int) -> None:
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.dropped = 0
+        self._items: deque[_Item] = deque()
+        self._bytes = 0
+        self._busy = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, item: _Item) -> int:
+        """Queue ``item``; returns how many older events it pushed out."""
+        dropped = 0
+        with self._cond:
+            self._items.append(item)
+            self._bytes += item.size
+            while len(self._items) > 1 and (
+                len(self._items) > self.max_events or self._bytes > self.max_bytes
+            ):
+                self._bytes -= self._items.popleft().size
+                dropped += 1
+            self.dropped += dropped
+            self._cond.notify()
+        return dropped
+
+    def get(self) -> _Item | None:
+        """The oldest event, waiting for one; None once closed and empty."""
+        with self._cond:
+            while not self._items and not self._closed:
+                self._cond.wait()
+            if not self._items:
+                return None
+            item = self._items.popleft()
+            self._bytes -= item.size
+            self._busy += 1
+            return item
+
+    def done(self) -> None:
+        with self._cond:
+            self._busy -= 1
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def unfinished(self) -> int:
+        with self._cond:
+            return len(self._items) + self._busy
+
+    @property
+    def held_bytes(self) -> int:
+        with self._cond:
+            return self._bytes
+
+    def wait_empty(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._items and not self._busy, timeout)
 
 
 class Learner:
-    """Turns tool events into memories on one background thread, in arrival order."""
+    """Turns tool events into memories on one background thread, in arrival order.
 
-    def __init__(self, memory: MemoryService) -> None:
+    Events wait in a :class:`LearningQueue`; each is checked (``gate``: pauses, exclusions) and
+    learned on the learner thread, so queueing costs the caller no more than a lock. Every text
+    taken from an event is redacted whole before anything cuts it.
+    """
+
+    def __init__(
+        self,
+        memory: MemoryService,
+        max_events: int = 1000,
+        max_bytes: int = 64 * 1_048_576,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
         self.memory = memory
         self.sessions: TTLCache[str, SessionState] = TTLCache(maxsize=2048, ttl=24 * 3600)
-        self._queue: queue.Queue[tuple[Callable[[HookEvent], None], HookEvent] | None] = queue.Queue(
-            maxsize=10_000
-        )
+        self._queue = LearningQueue(max_events, max_bytes)
+        self._on_error = on_error
+        self._drop_logged = 0.0
         self._thread = threading.Thread(target=self._run, name="clarity-learner", daemon=True)
         self._thread.start()
 
     # -- the queue ----------------------------------------------------------------------------
 
-    def submit(self, event: HookEvent) -> None:
+    def submit(self, event: HookEvent, gate: Gate | None = None) -> None:
+        """Queue a tool event; ``gate`` decides on the learner thread whether it is learned."""
         handler = {
             "PostToolUse": self._tool_succeeded,
             "PostToolUseFailure": self._tool_failed,
@@ -135,38 +315,54 @@ class Learner:
         }.get(event.hook_event_name)
         if handler is None:
             return
-        try:
-            self._queue.put_nowait((handler, event))
-        except queue.Full:
-            log.warning("learning queue full; dropped a %s event", event.hook_event_name)
+        slim = event.for_learning()
+        if self._queue.put(_Item(handler, slim, gate, _held_bytes(slim))):
+            self._log_drops()
+
+    def _log_drops(self) -> None:
+        """Once a minute at most: a flood would otherwise fill the log too."""
+        now = time.monotonic()
+        if now - self._drop_logged >= _DROP_LOG_SECONDS:
+            self._drop_logged = now
+            log.warning(
+                "learning queue full (hooks.learning_queue=%d events, hooks.learning_queue_bytes=%d): "
+                "%d oldest events dropped so far",
+                self._queue.max_events,
+                self._queue.max_bytes,
+                self._queue.dropped,
+            )
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
+        while (item := self._queue.get()) is not None:
             try:
-                if item is None:
-                    return
-                handler, event = item
-                handler(event)
+                if item.gate is None or item.gate(item.event):
+                    item.handler(item.event)
+            except InsufficientStorage:
+                pass  # the store logged it once when space ran short; learning resumes with space
             except Exception:
-                log.exception("learning from a hook event failed")
+                log.exception("learning from a %s event failed", item.event.hook_event_name)
+                if self._on_error is not None:
+                    self._on_error(item.event.hook_event_name)
             finally:
-                self._queue.task_done()
+                self._queue.done()
 
     @property
     def backlog(self) -> int:
-        return int(self._queue.unfinished_tasks)
+        """Events waiting or being learned."""
+        return self._queue.unfinished
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped, oldest first, because the queue was full (since the daemon started)."""
+        return self._queue.dropped
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until every queued event is learned (tests and shutdown)."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return not self._queue.unfinished_tasks
+        return self._queue.wait_empty(timeout)
 
     def close(self) -> None:
         self.drain(10)
-        self._queue.put(None)
+        self._queue.close()
         self._thread.join(timeout=5)
 
     # -- learning ----------------------------------------------------------------------------
@@ -197,72 +393,83 @@ class Learner:
                 metadata={**provenance(event), **metadata},
                 scope=state.scope,
                 source=Source.hook,
-                session_id=event.session_id[:200],
+                session_id=event.session_id,
             ),
         )
 
     def _tool_failed(self, event: HookEvent) -> None:
-        command = event.command
-        if command is None:
+        if event.command is None:
             return
+        command = redact(event.command)  # whole, before any cut
         state = self._session(event)
-        programs = programs_of(command)
-        error = error_summary(event.error or "")
-        failure = Failure(command, error, time.time())
-        for program in programs:
-            state.failures[program] = failure
-        state.failed.append(short(command, 120))
+        programs = programs_of(command, MAX_PROGRAMS)
+        error = error_summary(redact(event.error or ""))
+        failure = Failure(short(command, 1000), _digest(command), programs, error, time.time())
+        state.remember_failure(failure)
+        _append(state.failed, short(command, 120))
         content = f"`{short(command, 300)}` failed: {error}"
-        tags = [f"cmd:{p}" for p in programs]
-        self._store(state, event, content, MemoryType.error, tags, 0.6, {"command": short(command, 1000)})
+        self._store(
+            state, event, content, MemoryType.error, command_tags(programs), 0.6, {"command": failure.command}
+        )
 
     def _tool_succeeded(self, event: HookEvent) -> None:
         state = self._session(event)
         if event.tool_name in ("Edit", "Write", "MultiEdit", "NotebookEdit") and event.file_path:
-            if event.file_path not in state.edited:
-                state.edited.append(event.file_path)
+            path = short(redact(event.file_path), 1000)
+            if path not in state.edited:
+                if len(state.edited) < _MAX_EDITED:
+                    state.edited.append(path)
+                else:
+                    state.edited_more += 1
             return
-        command = event.command
-        if command is None:
+        if event.command is None:
             return
-        programs = programs_of(command)
+        command = redact(event.command)  # whole, before any cut
+        programs = programs_of(command, MAX_PROGRAMS)
         failure = next((state.failures[p] for p in programs if p in state.failures), None)
         involved = programs
         if failure is not None:
-            involved = list(dict.fromkeys([*programs_of(failure.command), *programs]))
-            for program in programs_of(failure.command):
+            involved = list(dict.fromkeys([*failure.programs, *programs]))
+            for program in failure.programs:
                 state.failures.pop(program, None)
-        tags = [f"cmd:{p}" for p in involved]
-        if failure is not None and failure.command != command and time.time() - failure.at < FAILURE_TTL:
+        tags = command_tags(involved)
+        if (
+            failure is not None
+            and failure.digest != _digest(command)
+            and time.time() - failure.at < FAILURE_TTL
+        ):
             content = (
                 f"`{short(failure.command, 300)}` failed with: {failure.error}. "
                 f"Fixed by running `{short(command, 300)}`."
             )
-            state.fixes.append(content)
-            metadata = {"failed_command": short(failure.command, 1000), "fix_command": short(command, 1000)}
+            _append(state.fixes, content)
+            metadata = {"failed_command": failure.command, "fix_command": short(command, 1000)}
             self._store(state, event, content, MemoryType.fix, tags, 0.7, metadata)
         elif failure is not None:
             # The same command now passes: whatever happened in between fixed it.
-            state.fixes.append(f"`{short(command, 300)}` passed again after failing with: {failure.error}")
+            _append(state.fixes, f"`{short(command, 300)}` passed again after failing with: {failure.error}")
         if any(is_build_or_test(part) for part in re.split(r"&&|;", command)):
-            if command not in state.build_commands:
-                state.build_commands.append(command)
+            shown = short(command, 1000)
+            if shown not in state.build_commands:
+                _append(state.build_commands, shown)
             content = f"This project is built or tested with `{short(command, 300)}`"
             self._store(
                 state,
                 event,
                 content,
                 MemoryType.command,
-                [*tags, "build-test"],
+                command_tags(involved, "build-test"),
                 0.6,
-                {"command": short(command, 1000)},
+                {"command": shown},
             )
 
     def summary_text(self, state: SessionState) -> str | None:
+        """Built from texts the learner redacted whole before cutting them, then cut again."""
         parts = []
         if state.edited:
             names = ", ".join(short(path, 120) for path in state.edited[:15])
-            more = f" and {len(state.edited) - 15} more" if len(state.edited) > 15 else ""
+            extra = len(state.edited) - 15 + state.edited_more
+            more = f" and {extra} more" if extra > 0 else ""
             parts.append(f"edited {names}{more}")
         if state.build_commands:
             parts.append(
@@ -299,7 +506,7 @@ class Learner:
                 metadata=provenance(event),
                 scope=state.scope,
                 source=Source.hook,
-                session_id=event.session_id[:200],
+                session_id=event.session_id,
             ),
         )
         state.summary_id = result.id

@@ -1,21 +1,20 @@
 """Server side of Claude Code's hooks: what each event reads, and what it hands to the learner.
 
 Replies sit on the user's critical path, so only reads happen before replying; everything
-learned from a tool result goes to the learner's queue. A payload Clarity cannot use gets an
-empty reply, never an error that Claude Code would have to show.
+learned from a tool result goes to the learner's bounded queue. A payload Clarity cannot use
+gets an empty reply, never an error that Claude Code would have to show.
 
 Events whose reply is empty whatever happens (``reply_is_empty``) are answered by the daemon at
-once and handled after the reply (``handle_after_reply``), on one thread so the learner still sees
-them in arrival order.
+once and handed over after the reply (``handle_after_reply``): the learning events are queued
+as they are, and the checks that decide whether to learn them (pauses, project rules,
+exclusions) run on the learner's thread, in arrival order.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,7 +24,7 @@ from clarity.controls import Pauses, excluded_from_learning, project_rules
 from clarity.embedding import ModelNotReady
 from clarity.hooks.context import clip, memory_block
 from clarity.hooks.events import HookEvent, reply
-from clarity.hooks.learner import Learner, programs_of, provenance, short
+from clarity.hooks.learner import MAX_PROGRAMS, Learner, command_tags, programs_of, provenance, short
 from clarity.injections import InjectedMemory, InjectionLog
 from clarity.memory import MemoryService, has_identifier
 from clarity.models import (
@@ -39,6 +38,8 @@ from clarity.models import (
     Source,
 )
 from clarity.project import project_scope
+from clarity.redact import redact_cut
+from clarity.store.space import InsufficientStorage
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,10 @@ log = logging.getLogger(__name__)
 LEARNING_EVENTS = ("PostToolUse", "PostToolUseFailure", "Stop", "SessionEnd")
 
 # "remember that ...", "note: ...", "keep in mind ...", "don't forget ..."
-_REMEMBER = re.compile(
-    r"^\s*(?:please\s+)?(?:remember|note|keep in mind|don'?t forget|do not forget)(?:\s+that)?\s*[:,-]?\s+(?P<what>.+)",
-    re.IGNORECASE | re.DOTALL,
-)
+_ASK = r"^\s*(?:please\s+)?(?:remember|note|keep in mind|don'?t forget|do not forget)"
+_REMEMBER = re.compile(_ASK + r"(?:\s+that)?\s*[:,-]?\s+(?P<what>.+)", re.IGNORECASE | re.DOTALL)
+# The same request with nothing after it ("remember that", "note:"): stored as nothing, and said.
+_REMEMBER_NOTHING = re.compile(_ASK + r"(?:\s+that\b|\s*[:,-])[\s:,.!-]*$", re.IGNORECASE)
 _PREFERENCE = re.compile(
     r"\b(prefer|always|never|don'?t|do not|instead of|rather than|avoid|i like|i want)\b", re.I
 )
@@ -121,18 +122,24 @@ class HookService:
     def __init__(self, settings: Settings, memory: MemoryService) -> None:
         self.settings = settings.hooks
         self.memory = memory
-        self.learner = Learner(memory)
         self.injections = InjectionLog()  # what the replies below told Claude, for the dashboard
+        self.learner = Learner(
+            memory,
+            max_events=settings.hooks.learning_queue,
+            max_bytes=settings.hooks.learning_queue_bytes,
+            on_error=self.injections.record_error,
+        )
         self.pauses = Pauses(settings.storage.app_data_dir / "controls.json")
         self._guards = [(re.compile(rule.pattern), rule) for rule in settings.hooks.guards]
-        self._after_reply = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clarity-after-reply")
-        self._waiting = 0  # events handed to handle_after_reply and not yet handled
-        self._waiting_lock = threading.Lock()
 
     def handle(self, event: HookEvent) -> dict[str, Any]:
         """Apply the user's switches first: a paused project gets nothing, excluded tools and
-        paths teach nothing, and subagents get no memories unless configured to."""
+        paths teach nothing (checked by ``_may_learn`` when the learner takes the event), and
+        subagents get no memories unless configured to."""
         name = event.hook_event_name
+        if name in LEARNING_EVENTS:
+            self.learner.submit(event, self._may_learn)
+            return {}
         if self.pauses.is_paused(project_scope(event.cwd) if event.cwd else None):
             return {}
         _, rules = project_rules(event.cwd)
@@ -142,16 +149,6 @@ class HookService:
             and rules.inject
             and (event.agent_id is None or self.settings.inject_in_subagents)
         )
-        if name in LEARNING_EVENTS:
-            if learn and not excluded_from_learning(
-                event.tool_name,
-                event.tool_input,
-                event.cwd,
-                self.settings.exclude_tools,
-                self.settings.exclude_paths,
-            ):
-                self.learner.submit(event)
-            return {}
         if name == "SessionStart":
             return self.session_start(event) if inject else {}
         if name == "UserPromptSubmit":
@@ -169,34 +166,32 @@ class HookService:
 
     def handle_after_reply(self, event: HookEvent) -> None:
         """handle() for an event already answered with {} (``reply_is_empty``). Nothing here waits:
-        the work (a git call for a new project, the exclusion check's shlex over a long command,
-        queueing for the learner) runs on one thread, in arrival order, after Claude Code has its
-        reply; that saves the worker-thread round trip (~0.3 ms) on the most frequent hooks."""
-        with self._waiting_lock:
-            self._waiting += 1
-        try:
-            self._after_reply.submit(self._handle_answered, event)
-        except RuntimeError:  # shut down: the learner is closing too
-            self._handled()
-            log.warning("shutting down: not learning from a late %s", event.hook_event_name)
+        a learning event is queued as it is (a lock, no thread round trip) and its checks (a git
+        call for a new project, the exclusion check's shlex over a long command) run on the
+        learner's thread; a PreToolUse without a command has nothing to do."""
+        if event.hook_event_name in LEARNING_EVENTS:
+            self.learner.submit(event, self._may_learn)
 
-    def _handle_answered(self, event: HookEvent) -> None:
-        try:
-            self.handle(event)
-        except Exception:
-            log.exception("hook %s failed", event.hook_event_name)
-            self.injections.record_error(event.hook_event_name)
-        finally:
-            self._handled()
-
-    def _handled(self) -> None:
-        with self._waiting_lock:
-            self._waiting -= 1
+    def _may_learn(self, event: HookEvent) -> bool:
+        """Whether to learn from a tool event, decided when the learner takes it: not while its
+        project (or everything) is paused, nor when the config or the project's rules say no,
+        nor for an excluded tool or path."""
+        if not self.settings.learn:
+            return False
+        if self.pauses.is_paused(project_scope(event.cwd) if event.cwd else None):
+            return False
+        return not excluded_from_learning(
+            event.tool_name,
+            event.tool_input,
+            event.cwd,
+            self.settings.exclude_tools,
+            self.settings.exclude_paths,
+        )
 
     @property
     def backlog(self) -> int:
-        """Events not learned from yet: waiting for handle_after_reply, or in the learner's queue."""
-        return self._waiting + self.learner.backlog
+        """Events not learned from yet: in the learner's queue or being learned."""
+        return self.learner.backlog
 
     # -- SessionStart -------------------------------------------------------------------------
 
@@ -232,6 +227,10 @@ class HookService:
         if not prompt:
             return {}
         scope = project_scope(event.cwd)
+        if learn and _REMEMBER_NOTHING.match(prompt):
+            note = "Clarity stored nothing: say what to remember after the request, e.g. 'remember that ...'."
+            self._record(event, scope, prompt, note, [])
+            return reply("UserPromptSubmit", note)
         wanted = _REMEMBER.match(prompt)
         if wanted and learn:
             return self._remember(event, scope, wanted.group("what").strip())
@@ -274,7 +273,7 @@ class HookService:
                 metadata=provenance(event),
             )
             result = self.memory.store(request)
-        except (ValidationError, ModelNotReady) as exc:
+        except (ValidationError, ModelNotReady, InsufficientStorage) as exc:
             # The user asked for this explicitly: say it was not kept rather than stay silent.
             why = "; ".join(describe_validation_error(exc)) if isinstance(exc, ValidationError) else str(exc)
             return reply("UserPromptSubmit", f"Clarity could not store this memory: {why}")
@@ -298,7 +297,9 @@ class HookService:
                 )
         if not inject:
             return {}
-        programs = programs_of(command)
+        programs = programs_of(command, MAX_PROGRAMS)
+        if not programs:
+            return {}  # only variable assignments: no program has a history
         program = programs[-1]
         # Lexical only: a command is matched by its words, and this path must not pay for the model.
         result = self.memory.retrieve(
@@ -306,7 +307,7 @@ class HookService:
                 query=command[:4000],
                 limit=3,
                 scope="project",
-                tags=[f"cmd:{p}" for p in programs],
+                tags=command_tags(programs),
                 memory_types=[MemoryType.fix, MemoryType.error],
                 mode="lexical",
             ),
@@ -315,13 +316,11 @@ class HookService:
         fixes = [r for r in result.results if r.memory.memory_type == MemoryType.fix]
         chosen = (fixes or result.results)[:2]
         block = memory_block(
-            f"Clarity: what happened before with `{short(program, 60)}` in this project:",
+            f"Clarity: what happened before with `{short(redact_cut(program, 60), 60)}` in this project:",
             [r.memory for r in chosen],
             min(self.settings.context_chars, 1000),
         )
-        self._record(
-            event, result.scopes[0] if result.scopes else "", f"Bash: {short(command, 300)}", block, chosen
-        )
+        self._record(event, result.scopes[0] if result.scopes else "", f"Bash: {command}", block, chosen)
         return reply("PreToolUse", block)
 
     # -- the injection log --------------------------------------------------------------------
@@ -346,20 +345,17 @@ class HookService:
             )
             if memory.id in context:
                 injected.append(
-                    InjectedMemory(
-                        memory.id, memory.memory_type.value, short(memory.content, 300), score, similarity
-                    )
+                    InjectedMemory(memory.id, memory.memory_type.value, memory.content, score, similarity)
                 )
         self.injections.record(
             event.hook_event_name,
             event.session_id,
             scope,
-            short(trigger, 500),
+            trigger,  # whole: the log redacts it before cutting it
             context,
             injected,
             tool_name=event.tool_name,
         )
 
     def close(self) -> None:
-        self._after_reply.shutdown(wait=True)  # what was answered reaches the learner before it drains
-        self.learner.close()
+        self.learner.close()  # learns what was queued first

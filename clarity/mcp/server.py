@@ -28,6 +28,7 @@ from clarity.models import (
     Stats,
     StoreResult,
 )
+from clarity.store.space import InsufficientStorage
 
 PROJECT_HEADER = "x-clarity-project"
 
@@ -75,7 +76,7 @@ async def _call(awaitable: Any) -> Any:
         return await awaitable
     except ToolError:
         raise
-    except (BackendError, LookupError, ValueError) as exc:
+    except (BackendError, LookupError, ValueError, InsufficientStorage) as exc:
         raise ToolError(str(exc)) from None
 
 

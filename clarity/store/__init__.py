@@ -24,4 +24,5 @@ def open_store(settings: Settings) -> VectorStore:
         segment_max_points=settings.storage.segment_max_points,
         hnsw_ef=settings.retrieval.hnsw_ef,
         quantization=settings.storage.quantization,
+        min_free_bytes=settings.storage.min_free_bytes,
     )

@@ -1,12 +1,15 @@
 """Embedded engine: Qdrant Edge shards under ``<root>/qdrant``.
 
-Layout, recorded in ``manifest.json`` (written atomically):
+Layout, recorded in ``manifest.json`` (written atomically, validated before it is trusted:
+``edge_manifest.py``):
 
 - ``active``: the shard every write goes to; it stays small, so brute-force search is fast.
 - ``sealing``: at most one former active shard whose index is being built.
-- ``segments``: indexed shards. They take deletes and payload updates in place, except those
-  listed in ``merging``, and except use counts: those wait in ``touches.jsonl`` for the segment's
-  next build (``pending_touches.py``), which also starts when enough of them wait.
+- ``segments``: indexed shards, and active shards that filled up while a build ran (set aside
+  as they are until the next build merges them). They take deletes and payload updates in
+  place, except those listed in ``merging``, and except use counts: those wait in
+  ``touches.jsonl`` for the segment's next build (``pending_touches.py``), which also starts
+  when enough of them wait.
 - ``merging``: segments being rebuilt together with the sealing shard (or on their own) into one
   segment of at most ``segment_max_points``.
 
@@ -14,6 +17,11 @@ The sealing shard and the merging segments are *frozen*: immutable while copies 
 combined and optimized in a child process (``edge_build``). Deletes that touch them meanwhile are
 kept as tombstones (persisted in the manifest) and replayed on the result; payload updates move
 the point to the active shard.
+
+Purge: a deleted point's text stays in its shard's WAL and payload pages. A delete therefore
+marks the shards that held it ``dirty``, and a build rewrites them at once into a new shard that
+never held it; the old directories are removed after the swap (``retired`` until then).
+``info()["purge_pending"]`` counts the shards still holding deleted text.
 
 Why merge: every shard costs a search a fixed ~0.3-0.5 ms per ranking whatever its size, while
 an HNSW search grows with the log of the points. Twenty-thousand-point segments made a 100k store
@@ -29,9 +37,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -54,7 +62,6 @@ from qdrant_edge import (
     MatchAny,
     MatchValue,
     OrderBy,
-    PayloadSchemaType,
     Point,
     Prefetch,
     QuantizationSearchParams,
@@ -72,7 +79,6 @@ from clarity.config import IndexParams
 from clarity.store.base import (
     DENSE,
     LEXICAL,
-    PAYLOAD_INDEXES,
     SORT_KEYS,
     Hit,
     MemoryFilter,
@@ -84,22 +90,29 @@ from clarity.store.base import (
     rrf_term,
 )
 from clarity.store.durable import write_atomically
-from clarity.store.edge_build import Quantization, shard_config
+from clarity.store.edge_build import Quantization, builder_command, ensure_payload_indexes, shard_config
+from clarity.store.edge_manifest import (
+    SHARD_PREFIX,
+    VERSION,
+    Manifest,
+    StoreDamaged,
+    missing_shard,
+    read_manifest,
+)
 from clarity.store.pending_touches import PendingTouches
+from clarity.store.space import SpaceGuard, build_room, copy_sparse
 
 log = logging.getLogger(__name__)
 
 RETIRE_GRACE_SECONDS = 2.0
+QUARANTINE = "quarantine"  # where a start moves directories the manifest does not name
+_BUILD_COPY = re.compile(r"^build-shard-\d{5,}(-sources)?$")  # a build's scratch copies (_build)
 # int8 candidates per result that the float32 originals rescore. At 95k points and ef 64: no
 # rescoring found 0.96 of the exact top 10; 1x 0.99; 2x 0.996, at 0.33 ms a dense query against
 # 0.57 ms on the originals alone. A hybrid search asks each shard for its dense top 50 (the fusion
 # depth), where 2x walked with ef 100 and rescored 100: 1.5x kept recall@50 at 0.999 and recall@10
 # at 0.9997, 0.08 ms sooner (docs/benchmarks.md, sixth round).
 RESCORE_OVERSAMPLING = 1.5
-_INDEX_KIND = {
-    "keyword": PayloadSchemaType.Keyword,
-    "float": PayloadSchemaType.Float,
-}
 
 
 def edge_filter(flt: MemoryFilter | None, exclude: AbstractSet[str] | None = None) -> Filter | None:
@@ -142,15 +155,14 @@ def edge_filter(flt: MemoryFilter | None, exclude: AbstractSet[str] | None = Non
 
 
 def live_shards(directory: Path) -> set[str] | None:
-    """The shard directories the manifest in ``directory`` lists, or None without one. Disk
-    accounting counts only these: retired shards linger for a grace period after a swap, and
+    """The shard directories the manifest in ``directory`` lists, or None without a valid one.
+    Disk accounting counts only these: retired shards linger for a grace period after a swap, and
     counted next to the segment merged from them they would look like twice the data."""
     try:
-        manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        manifest = read_manifest(directory / "manifest.json")
+    except StoreDamaged:
         return None
-    names = [manifest.get("active"), manifest.get("sealing"), *manifest.get("segments", [])]
-    return {name for name in [*names, *manifest.get("merging", [])] if name}
+    return set(manifest.live) if manifest is not None else None
 
 
 def _ids(ids: Iterable[str]) -> list[Any]:
@@ -257,6 +269,7 @@ class EdgeStore:
         segment_max_points: int = 200_000,
         build_in_background: bool = True,
         quantization: Quantization = "int8",
+        min_free_bytes: int = 0,
     ) -> None:
         self.directory = directory
         self.location = str(directory)
@@ -275,10 +288,18 @@ class EdgeStore:
         self._last_build_seconds: float | None = None
         self._closed = False
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.space = SpaceGuard(directory, min_free_bytes)  # every write checks it (space.py)
         self._manifest_path = directory / "manifest.json"
         manifest = self._read_manifest()
-        self._next = int(manifest.get("next", 1))
-        self._tombstones: set[str] = set(manifest.get("tombstones", []))
+        self._next = manifest.next if manifest else 1
+        self._tombstones: set[str] = set(manifest.tombstones) if manifest else set()
+        # Shards whose files may still hold text of deleted memories, until a build rewrites them
+        # ("purge" below); retired shards whose directories are still on disk; names handed out
+        # for a shard not yet in the layout. All three are in the manifest, so a crash loses none.
+        self._dirty: set[str] = set(manifest.dirty) if manifest else set()
+        self._retired: set[str] = set()
+        self._reserved: set[str] = set()
+        self._quarantined: Path | None = None
         # Use counts of memories outside the active shard: written in place, each would move its
         # point out of the HNSW index (pending_touches.py). Folded in by the segment's next build.
         self._pending = PendingTouches(directory / "touches.jsonl")
@@ -286,13 +307,11 @@ class EdgeStore:
         # grace period ends: no reason for another build.
         self._folded: frozenset[str] = frozenset()
         self._failed_at = 0.0
-        self._remove_leftovers(manifest)
-        self.active = self._open(manifest.get("active") or self._new_name())
-        sealing = manifest.get("sealing")
-        self.sealing = self._open(sealing) if sealing else None
-        self.segments = [self._open(name) for name in manifest.get("segments", [])]
-        merging = set(manifest.get("merging", []))
-        self.merging = [shard for shard in self.segments if shard.name in merging]
+        self._settle_directory(manifest)
+        if manifest is not None:  # what could not be removed stays listed, for the next start
+            leftovers = [*manifest.retired, *manifest.reserved]
+            self._retired = {name for name in leftovers if (directory / name).exists()}
+        self._open_layout(manifest)
         self._save_manifest()
         self._publish()
         self._reconcile()
@@ -303,28 +322,79 @@ class EdgeStore:
 
     # -- directory and manifest -------------------------------------------------------------
 
-    def _read_manifest(self) -> dict[str, Any]:
-        if not self._manifest_path.exists():
-            if any(entry.name.startswith("shard-") for entry in self.directory.iterdir()):
-                raise RuntimeError(
+    def _read_manifest(self) -> Manifest | None:
+        """The validated manifest (edge_manifest.py), after checking that every shard it names is
+        there: a missing one stops the start (StoreDamaged) instead of coming back empty."""
+        manifest = read_manifest(self._manifest_path)
+        if manifest is None:
+            if any(entry.name.startswith(SHARD_PREFIX) for entry in self.directory.iterdir()):
+                raise StoreDamaged(
                     f"{self._manifest_path} is missing but shard directories exist; refusing to guess which "
                     "hold live data: restore it from a backup, or move the directory away to start empty"
                 )
-            return {}
-        return dict(json.loads(self._manifest_path.read_text(encoding="utf-8")))
+            return None
+        if manifest.dimension != self.dimension:
+            raise StoreDamaged(
+                f"{self._manifest_path}: the store holds {manifest.dimension}-dimension vectors but "
+                f"embedding.dimension is {self.dimension}. Nothing was changed; configure the model "
+                "the store was made with, or export the memories and import them into a new store"
+            )
+        roles = [
+            (manifest.active, "active"),
+            *([(manifest.sealing, "sealing")] if manifest.sealing else []),
+            *((name, "segment") for name in manifest.segments),
+        ]
+        for name, role in roles:
+            if not (self.directory / name / "edge_config.json").is_file():
+                raise missing_shard(self._manifest_path, self.directory / name, role)
+        return manifest
+
+    def _open_layout(self, manifest: Manifest | None) -> None:
+        """Open the shards the manifest names (a new empty active shard for a new store). If one
+        fails to open, the ones already open are closed again: they hold locks."""
+        opened: list[_Shard] = []
+
+        def load(name: str) -> _Shard:
+            opened.append(self._open(name))
+            return opened[-1]
+
+        try:
+            if manifest is None:
+                self.active = self._open(self._new_name(), create=True)
+                self.sealing, self.segments, self.merging = None, [], []
+                return
+            self.active = load(manifest.active)
+            self.sealing = load(manifest.sealing) if manifest.sealing else None
+            self.segments = [load(name) for name in manifest.segments]
+            self.merging = [shard for shard in self.segments if shard.name in set(manifest.merging)]
+        except BaseException:
+            for shard in opened:
+                shard.handle.close()
+            raise
 
     def _save_manifest(self) -> None:
-        manifest = {
-            "version": 1,
-            "next": self._next,
-            "active": self.active.name,
-            "sealing": self.sealing.name if self.sealing else None,
-            "segments": [shard.name for shard in self.segments],
-            "merging": [shard.name for shard in self.merging],
-            "tombstones": sorted(self._tombstones),
-            "dimension": self.dimension,
+        """Written from the in-memory layout, never read back while running. The lists that must
+        name shards in use, or must not, are cut to what holds: a manifest that fails validation
+        would stop the next start."""
+        live = {
+            self.active.name,
+            *([self.sealing.name] if self.sealing else []),
+            *(s.name for s in self.segments),
         }
-        write_atomically(self._manifest_path, json.dumps(manifest))
+        manifest = Manifest.model_construct(
+            version=VERSION,
+            next=self._next,
+            active=self.active.name,
+            sealing=self.sealing.name if self.sealing else None,
+            segments=[shard.name for shard in self.segments],
+            merging=[shard.name for shard in self.merging],
+            tombstones=sorted(self._tombstones),
+            dimension=self.dimension,
+            retired=sorted(self._retired - live),
+            reserved=sorted(self._reserved - live),
+            dirty=sorted(self._dirty & live),
+        )
+        write_atomically(self._manifest_path, manifest.model_dump_json())
 
     def _publish(self) -> None:
         """Called under the write lock after every change of layout or tombstones."""
@@ -352,17 +422,58 @@ class EdgeStore:
             with self._write_lock:
                 self._remove_from_older([str(r.id) for r in records])
 
-    def _remove_leftovers(self, manifest: dict[str, Any]) -> None:
-        """Half-finished builds, and shards retired or created but never recorded, from a crash."""
-        known = {manifest.get("active"), manifest.get("sealing"), *manifest.get("segments", [])}
-        for entry in self.directory.iterdir():
-            if entry.is_dir() and entry.name not in known and entry.name.startswith(("build-", "shard-")):
+    def _settle_directory(self, manifest: Manifest | None) -> None:
+        """Before any shard opens: remove what the engine itself left half-done, and move aside
+        every other directory the manifest does not name.
+
+        Removed, by exact name only: shards a swap retired (``retired``), names reserved for a
+        shard that never joined the layout (``reserved``: a build's result or a new active shard
+        a crash left before the manifest took it in), and a build's scratch copies
+        (``build-shard-N``, ``build-shard-N-sources``), which copy shards that stay listed until
+        the swap. Nothing else is the engine's to judge: it goes to ``quarantine/<time>/``, with
+        a warning saying what to do. Files are left alone."""
+        live = set(manifest.live) if manifest else set()
+        own = set(manifest.retired + manifest.reserved) if manifest else set()
+        strangers = []
+        for entry in sorted(self.directory.iterdir()):
+            if entry.name in live or entry.name == QUARANTINE or not entry.is_dir():
+                continue
+            if not entry.is_symlink() and (entry.name in own or _BUILD_COPY.match(entry.name)):
                 shutil.rmtree(entry, ignore_errors=True)
+            else:
+                strangers.append(entry)
+        if strangers:
+            self._quarantine(strangers)
+
+    def _quarantine(self, entries: list[Path]) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.directory / QUARANTINE / stamp
+        suffix = 0
+        while target.exists():
+            suffix += 1
+            target = self.directory / QUARANTINE / f"{stamp}-{suffix}"
+        target.mkdir(parents=True, mode=0o700)
+        for entry in entries:
+            os.replace(entry, target / entry.name)
+        self._quarantined = target
+        log.warning(
+            "moved %s into %s: %s does not name them, so they are not part of the store (a shard left "
+            "by an older version or another copy, or files put there by hand). Nothing was deleted. If "
+            "one holds memories you need, stop Clarity and restore a backup; otherwise delete %s",
+            ", ".join(entry.name for entry in entries),
+            target,
+            self._manifest_path,
+            target,
+        )
 
     def _new_name(self) -> str:
-        name = f"shard-{self._next:05d}"
+        name = f"{SHARD_PREFIX}{self._next:05d}"
         self._next += 1
         return name
+
+    def _fresh_shard(self) -> _Shard:
+        """A new empty shard under a reserved name (``_reserve_name``); the caller adopts it."""
+        return self._open(self._reserve_name(), create=True)
 
     def _config(self) -> EdgeConfig:
         index = self._index
@@ -374,21 +485,20 @@ class EdgeStore:
             quantization=self._quantization,
         )
 
-    def _open(self, name: str) -> _Shard:
+    def _open(self, name: str, create: bool = False) -> _Shard:
+        """A shard that exists (``_read_manifest`` checked it), or a new one: never a new empty
+        shard in place of one that went missing."""
         path = self.directory / name
         try:
-            if (path / "edge_config.json").exists():
+            if create:
+                handle = EdgeShard.create(str(path), self._config())
+            else:
                 # The current config, so a shard made by an older version adopts its settings
                 # (max_search_threads). What it leaves unset, such as a sealed segment's
                 # optimizer settings, is kept from the shard; its vectors must match.
                 handle = EdgeShard.load(str(path), self._config())
-            else:
-                handle = EdgeShard.create(str(path), self._config())
             # Shards made by an older version may lack an index added since; create what is missing.
-            indexed = handle.info().payload_schema
-            for field_name, kind in PAYLOAD_INDEXES.items():
-                if field_name not in indexed:
-                    handle.update(UpdateOperation.create_field_index(field_name, _INDEX_KIND[kind]))
+            ensure_payload_indexes(handle)
         except Exception as exc:
             if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
                 raise StoreLocked(
@@ -402,6 +512,7 @@ class EdgeStore:
     def upsert(self, points: Sequence[PointData], replaces_existing: bool = False) -> None:
         if not points:
             return
+        self.space.check("store")
         with self._write_lock:
             if len(self._pending):
                 # Under the lock, with the drop below: a touch landing in between would be lost.
@@ -438,6 +549,11 @@ class EdgeStore:
     def _remove_from_older(self, ids: list[str]) -> None:
         for shard in self._mutable()[1:]:
             shard.handle.update(UpdateOperation.delete_points(_ids(ids)))
+        self._tombstone_frozen(ids)
+
+    def _tombstone_frozen(self, ids: list[str]) -> None:
+        """Frozen shards are immutable while a build copies them: what they hold of ``ids`` is
+        hidden from reads and left out of (or deleted from) the build's result."""
         present = {
             str(r.id)
             for shard in self._frozen()
@@ -449,14 +565,28 @@ class EdgeStore:
             self._publish()
 
     def delete(self, ids: Sequence[str]) -> None:
+        """Delete, then purge: a deleted point's text stays in its shard's WAL and payload pages,
+        so every shard that held one is marked dirty and rebuilt without it by a build that
+        starts at once (``_maybe_seal``); see ``info()["purge_pending"]``."""
+        self.space.check("delete")
         ids = list(ids)
         with self._write_lock:
-            self.active.handle.update(UpdateOperation.delete_points(_ids(ids)))
-            self._remove_from_older(ids)
+            held = set()
+            for shard in self._mutable():
+                found = shard.handle.retrieve(_ids(ids), with_payload=False, with_vector=False)
+                if found:
+                    shard.handle.update(UpdateOperation.delete_points([record.id for record in found]))
+                    held.add(shard.name)
+            self._tombstone_frozen(ids)
             self._pending.drop(ids)
+            if held - self._dirty:
+                self._dirty |= held
+                self._save_manifest()
+        self._maybe_seal()
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         """An edit (importance, tags) rewrites the point anyway: waiting use counts go with it."""
+        self.space.check("update")
         with self._write_lock:
             merged_update = {**(self._pending.get(point_id) or {}), **payload}
             if not self._apply_in_place({point_id: merged_update}):
@@ -486,6 +616,8 @@ class EdgeStore:
         the next build of their segment (pending_touches.py): written into an indexed segment,
         each would move its point out of the HNSW index.
         """
+        if not self.space.has_room():
+            return set(updates)  # kept in memory by the access tracker until space returns
         items = list(updates.items())
         for start in range(0, len(items), 64):
             chunk = dict(items[start : start + 64])
@@ -528,7 +660,7 @@ class EdgeStore:
         with self._write_lock:
             for shard in self._view.shards:
                 shard.handle.flush()
-                shutil.copytree(shard.path, destination / shard.name)
+                shutil.copytree(shard.path, destination / shard.name, copy_function=copy_sparse)
             shutil.copy2(self._manifest_path, destination / self._manifest_path.name)
             if self._pending.path.exists():
                 shutil.copy2(self._pending.path, destination / self._pending.path.name)
@@ -538,9 +670,10 @@ class EdgeStore:
     def _maybe_seal(self) -> None:
         """Seal a full active shard, merging small segments into its build; with no seal due,
         still merge segments that fit together (a store written by an older version, or one
-        whose cap was raised)."""
-        if self._closed:
-            return
+        whose cap was raised). Shards holding deleted text (``_dirty``) are rebuilt: a dirty
+        active shard is sealed whatever its size, dirty segments join the merge."""
+        if self._closed or not self.space.has_room():
+            return  # a seal creates a shard and starts a build: both need room (space.py)
         if self._frozen():
             with self._write_lock:  # decided under the lock: two writers must not start two builds
                 retry = (
@@ -552,18 +685,26 @@ class EdgeStore:
                     self._build_state = "building"
             if retry:
                 self._start_build()  # retry a failed build now and then rather than never
+            else:
+                self._set_aside_if_full()
             return
         active_points = self.active.handle.count(CountRequest(exact=False))
-        seal = active_points >= self._active_max
-        if not seal and len(self._merge_candidates(0)) < 2 and len(self._pending) < self._active_max:
+        seal = active_points >= self._active_max or self.active.name in self._dirty
+        if (
+            not seal
+            and not self._dirty
+            and len(self._merge_candidates(0)) < 2
+            and len(self._pending) < self._active_max
+        ):
             return
         with self._write_lock:
             if self._frozen():
                 return
             active_points = self.active.handle.count(CountRequest(exact=True))
-            seal = active_points >= self._active_max
-            merging = self._merge_candidates(active_points if seal else 0)
-            if not seal and len(merging) < 2:
+            seal = active_points >= self._active_max or self.active.name in self._dirty
+            dirty = [shard for shard in self.segments if shard.name in self._dirty]
+            merging = self._merge_candidates(active_points if seal else 0, dirty)
+            if not seal and len(merging) < 2 and not dirty:
                 merging = self._fold_candidate()
                 if not merging:
                     return
@@ -571,19 +712,49 @@ class EdgeStore:
                 shard.handle.flush()  # its files are copied while frozen
             self.merging = merging
             if seal:
-                # Counts go to the active copy in place; an entry left for it (a crash between a
-                # rewrite and its drop) would otherwise be laid over them once it is sealed.
-                held = self.active.handle.retrieve(
-                    _ids(self._pending.ids()), with_payload=False, with_vector=False
-                )
-                self._pending.drop(str(record.id) for record in held)
+                self._hand_over_counts()
                 self.active.handle.flush()
                 self.sealing = self.active
-                self.active = self._open(self._new_name())
+                self.active = self._adopt(self._fresh_shard())
             self._build_state = "building"
             self._save_manifest()
             self._publish()
         self._start_build()
+
+    def _set_aside_if_full(self) -> None:
+        """While a build runs, a full active shard joins the segments as it is (brute force,
+        taking deletes and updates in place) and a new active shard takes the writes.
+
+        Without this, a build that never finished (starved of CPU by a busy daemon, or started
+        from scratch by each restart after a kill) let every write pile into one brute-force
+        shard: 6,959 points against a limit of 100 after repeated ``kill -9``. A set-aside shard
+        costs a search what the active shard costs; the next build merges it into an indexed
+        segment (``_merge_candidates`` takes the smallest segments first)."""
+        if self.active.handle.count(CountRequest(exact=False)) < self._active_max:
+            return
+        with self._write_lock:
+            if not self._frozen() or self.active.handle.count(CountRequest(exact=True)) < self._active_max:
+                return  # a build that just finished seals it (its last step is _maybe_seal)
+            self._hand_over_counts()
+            self.active.handle.flush()
+            full = self.active
+            self.segments.append(full)
+            self.active = self._adopt(self._fresh_shard())
+            self._save_manifest()
+            self._publish()
+        log.info("%s set aside unindexed while an index build runs; the next build merges it", full.name)
+
+    def _hand_over_counts(self) -> None:
+        """Before the active shard stops taking use counts in place: an entry left in the log for
+        one of its points (a crash between a rewrite and its drop) would otherwise be laid over
+        the counts the point holds."""
+        held = self.active.handle.retrieve(_ids(self._pending.ids()), with_payload=False, with_vector=False)
+        self._pending.drop(str(record.id) for record in held)
+
+    def _adopt(self, shard: _Shard) -> _Shard:
+        """A reserved shard joins the layout; the caller saves the manifest."""
+        self._reserved.discard(shard.name)
+        return shard
 
     def _fold_candidate(self) -> list[_Shard]:
         """With as many use counts waiting as an active shard holds points, the segment holding
@@ -605,13 +776,20 @@ class EdgeStore:
         busiest = max(self.segments, key=lambda shard: len(held[shard.name]))
         return [busiest]
 
-    def _merge_candidates(self, incoming: int) -> list[_Shard]:
+    def _merge_candidates(self, incoming: int, must: Sequence[_Shard] = ()) -> list[_Shard]:
         """The smallest segments whose points, with ``incoming``, fit in one segment of
-        ``segment_max_points``; oldest first, as the build reads them."""
+        ``segment_max_points``; oldest first, as the build reads them. Segments to purge
+        (``must``) go first, as many as fit and at least one: a purge does not wait for room."""
         sizes = {shard.name: shard.handle.count(CountRequest(exact=False)) for shard in self.segments}
         chosen: list[_Shard] = []
         total = incoming
+        for shard in must:
+            if not chosen or total + sizes[shard.name] <= self._segment_max:
+                chosen.append(shard)
+                total += sizes[shard.name]
         for shard in sorted(self.segments, key=lambda s: sizes[s.name]):
+            if shard in chosen:
+                continue
             if total + sizes[shard.name] > self._segment_max:
                 break
             chosen.append(shard)
@@ -636,35 +814,38 @@ class EdgeStore:
         sources = self.directory / f"build-{target.name}-sources"
         with self._write_lock:
             folding = self._pending.snapshot()  # written into the points before the index is built
+            deleted = sorted(self._tombstones)  # never copied into the result
         try:
             for leftover in (staging, sources):
                 shutil.rmtree(leftover, ignore_errors=True)
-            staging.mkdir(mode=0o700)
             sources.mkdir(mode=0o700)
             payloads = sources / "payloads.json"
             payloads.write_text(json.dumps(folding), encoding="utf-8")
+            skip = sources / "skip.json"
+            skip.write_text(json.dumps(deleted), encoding="utf-8")
             # Frozen shards are immutable, so copying their files without a lock is safe. The
-            # first one is copied whole, WAL included: it carries the operation counter, and a copy
-            # with a fresh WAL would number new operations below the segments' versions and
-            # silently drop them. The others are copied aside and upserted into it by the child.
-            base, *others = frozen
-            shutil.copytree(base.path, staging, dirs_exist_ok=True)
-            for shard in others:
-                shutil.copytree(shard.path, sources / shard.name)
-            command = [
-                sys.executable,
-                "-m",
-                "clarity.store.edge_build",
-                str(staging),
-                str(self.dimension),
-                str(self._index.m),
-                str(self._index.ef_construct),
-                str(self._index.full_scan_threshold),
-                self._quantization,
-                *(str(sources / shard.name) for shard in others),
-                *(["--payloads", str(payloads)] if folding else []),
-            ]
+            # child upserts their points into a new shard rather than building on a copy of one:
+            # a shard's WAL and payload pages keep the text of points deleted from it.
+            # Room for the copies and the index built from them, above the floor.
+            self.space.check("index build", needed=build_room([shard.path for shard in frozen]))
+            for shard in frozen:
+                shutil.copytree(shard.path, sources / shard.name, copy_function=copy_sparse)
+            command = builder_command(
+                [
+                    str(staging),
+                    str(self.dimension),
+                    str(self._index.m),
+                    str(self._index.ef_construct),
+                    str(self._index.full_scan_threshold),
+                    self._quantization,
+                    *(str(sources / shard.name) for shard in frozen),
+                    *(["--payloads", str(payloads)] if folding else []),
+                    *(["--skip", str(skip)] if deleted else []),
+                ]
+            )
             # The child is this build's own (a local): ``_build_proc`` is only what close() kills.
+            # Started from this thread, which waits for it: its death signal (edge_build.py)
+            # follows this thread's end, so no other thread may start it.
             proc = self._build_proc = subprocess.Popen(
                 command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
             )
@@ -685,14 +866,21 @@ class EdgeStore:
                     # every point and bring back what its tombstones had deleted.
                     built.handle.close()
                     shutil.rmtree(target, ignore_errors=True)
+                    self._reserved.discard(target.name)
+                    self._save_manifest()
                     return
-                if self._tombstones:
-                    built.handle.update(UpdateOperation.delete_points(_ids(self._tombstones)))
-                    built.handle.flush()
-                self.segments = [shard for shard in self.segments if shard not in self.merging] + [built]
+                self._delete_late_tombstones(built)
+                # A build of nothing but deleted points (a purge of an emptied shard) leaves
+                # nothing worth a shard: it is retired along with what it replaced.
+                retired = [*frozen, *([] if built.handle.count(CountRequest(exact=True)) else [built])]
+                self.segments = [shard for shard in self.segments if shard not in self.merging]
+                self.segments += [built] if built not in retired else []
                 self.sealing = None
                 self.merging = []
                 self._tombstones.clear()
+                self._retired |= {shard.name for shard in retired}
+                self._dirty -= {shard.name for shard in retired}
+                self._reserved.discard(target.name)
                 self._save_manifest()
                 self._publish()
                 written: list[str] = []
@@ -712,9 +900,7 @@ class EdgeStore:
                     # which lacks these counts, and hand them on to the access tracker.
                     self._pending.release(folding, written)
                     self._folded = frozenset()
-            for shard in frozen:
-                shard.handle.close()
-                shutil.rmtree(shard.path, ignore_errors=True)
+            self._remove_retired(retired)
             log.info(
                 "index built for %s (%d shards merged) in %.1fs",
                 target.name,
@@ -727,14 +913,45 @@ class EdgeStore:
             shutil.rmtree(sources, ignore_errors=True)
             if self._closed:
                 return  # the store was closed mid-build; the next start builds again
+            with self._write_lock:
+                if target.name not in {shard.name for shard in self._view.shards}:
+                    shutil.rmtree(target, ignore_errors=True)  # loaded after the rename, then failed
+                    self._reserved.discard(target.name)
+                    self._save_manifest()
             self._build_state = "failed"
             self._failed_at = time.monotonic()
             self._build_error = str(exc)
             log.error("index build failed, the frozen shards stay searchable without it: %s", exc)
 
+    def _delete_late_tombstones(self, built: _Shard) -> None:
+        """Deletes that reached the frozen shards after the child took its list of them: applied
+        to the result, which then holds their text in its WAL and pages, so it is purged next."""
+        if not self._tombstones:
+            return
+        found = built.handle.retrieve(_ids(self._tombstones), with_payload=False, with_vector=False)
+        if found:
+            built.handle.update(UpdateOperation.delete_points([record.id for record in found]))
+            built.handle.flush()
+            self._dirty.add(built.name)
+
+    def _remove_retired(self, retired: list[_Shard]) -> None:
+        """Close and remove shards a swap retired, once the grace period is over; the manifest
+        lists them until then, so a crash before this leaves the next start to remove them."""
+        for shard in retired:
+            shard.handle.close()
+            shutil.rmtree(shard.path, ignore_errors=True)
+        if self._closed:
+            return  # the manifest is no longer ours to write: a new store may have opened it
+        with self._write_lock:
+            self._retired -= {shard.name for shard in retired if not shard.path.exists()}
+            self._save_manifest()
+
     def _reserve_name(self) -> str:
+        """A new shard name, recorded as reserved before its directory exists: a crash before
+        the shard joins the layout leaves a directory the next start knows to remove."""
         with self._write_lock:
             name = self._new_name()
+            self._reserved.add(name)
             self._save_manifest()
             return name
 
@@ -980,7 +1197,17 @@ class EdgeStore:
             "index_state": self._build_state,
             "index_error": self._build_error,
             "last_build_seconds": self._last_build_seconds,
+            "purge_pending": self._purge_pending(),
+            "quarantine": str(self._quarantined) if self._quarantined else None,
         }
+
+    def _purge_pending(self) -> int:
+        """Shard directories whose files may still hold the text of a deleted memory: dirty
+        shards until their rebuild swaps in, frozen shards holding tombstoned points until their
+        build does, retired shards until their directories are gone. 0 means no file of the
+        engine holds the text of a memory deleted so far."""
+        frozen = len(self._frozen()) if self._tombstones else 0
+        return len(self._dirty) + len(self._retired) + frozen
 
     def close(self) -> None:
         self._closed = True

@@ -1,20 +1,25 @@
-"""Child process that builds the HNSW index of a sealed shard copy.
+"""Child process that builds one indexed segment from copies of sealed shards.
 
 ``EdgeShard.optimize()`` holds the GIL for its whole run (about a minute at 100k points), so it
-must never run inside the daemon. The daemon copies a sealed shard, runs this module on the
-copy with a lower CPU priority, and swaps the result in when it exits 0.
+must never run inside the daemon. The daemon copies the frozen shards, runs this module on the
+copies with a lower CPU priority, and swaps the result in when it exits 0.
 
-Merging: any further SOURCE_DIRs (copies of other shards) are read and upserted into SHARD_DIR
-first, in the order given, so the result is one indexed segment holding all of them.
+The result is a new shard at SHARD_DIR into which the points of every SOURCE_DIR are upserted, in
+the order given (a point in two of them keeps its last copy), then indexed. A new shard rather
+than a copy of one: a shard's WAL and payload pages keep the text of the points deleted from it,
+and a deleted memory's text must leave the disk.
 
 Usage:
     python -m clarity.store.edge_build SHARD_DIR DIMENSION M EF_CONSTRUCT FULL_SCAN_THRESHOLD
-        QUANTIZATION [SOURCE_DIR ...] [--payloads FILE]
+        QUANTIZATION SOURCE_DIR [SOURCE_DIR ...] [--payloads FILE] [--skip FILE]
 
 QUANTIZATION is ``int8`` (keep an int8 copy of the dense vectors for the graph walk) or ``none``.
 ``--payloads`` names a JSON object ``{point id: payload fields}``: use counts that waited for this
 build (clarity/store/pending_touches.py). They are set on the points found here before the index
-is built, so the points they change stay in it; ids of other shards are ignored.
+is built, so the points they change stay in it; ids of other shards are ignored. ``--skip``
+names a JSON list of point ids deleted meanwhile (tombstones): they are not copied.
+
+The daemon starts it through :func:`builder_command`, never as above: see there.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any, Literal, cast, get_args
 
 DENSE = "dense"
@@ -88,6 +94,29 @@ def shard_config(
 
 MERGE_BATCH = 512
 
+# Run by ``python -c`` before anything else, with the daemon's pid as the first argument. It arms
+# PR_SET_PDEATHSIG (1) = SIGKILL, so the builder dies with the daemon, and only then compares its
+# parent with that pid: if the daemon died before the signal was armed, the builder is already
+# an orphan and exits. Started as ``-m clarity.store.edge_build``, the builder armed the signal
+# only after importing the package (pydantic, the settings: a second or more on a busy machine),
+# and read its "parent" after that: 32 of 100 ``kill -9``s of the daemon left it running for
+# seconds. One line, so ``ps`` shows the builder on one line too.
+LAUNCHER = (
+    "import ctypes, os, signal, sys; "
+    "sys.platform.startswith('linux') and ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL); "
+    "os.getppid() == int(sys.argv.pop(1)) or os._exit(1); "
+    "import runpy; runpy.run_module('clarity.store.edge_build', run_name='__main__', alter_sys=True)"
+)
+
+
+def builder_command(args: Sequence[str]) -> list[str]:
+    """The argv that runs this module with ``args``, bound to the calling process's life.
+
+    Linux sends the death signal when the *thread* that started the child ends, not the
+    process: the caller must start it from a thread that outlives it (the daemon's build thread
+    waits for it)."""
+    return [sys.executable, "-c", LAUNCHER, str(os.getpid()), *args]
+
 
 def build(
     path: str,
@@ -99,6 +128,7 @@ def build(
     quantization: Quantization,
     sources: list[str] | None = None,
     payloads: str | None = None,
+    skip: str | None = None,
 ) -> None:
     from qdrant_edge import EdgeShard
 
@@ -112,9 +142,14 @@ def build(
         indexed=True,
         threads=threads,
     )
-    shard = EdgeShard.load(path, config)
+    shard = EdgeShard.create(path, config)
+    ensure_payload_indexes(shard)
+    deleted: set[str] = set()
+    if skip:
+        with open(skip, encoding="utf-8") as handle:
+            deleted = set(json.load(handle))
     for source in sources or []:
-        copy_points(EdgeShard.load(source), shard)
+        copy_points(EdgeShard.load(source), shard, deleted)
     if payloads:
         with open(payloads, encoding="utf-8") as handle:
             set_payloads(shard, json.load(handle))
@@ -123,8 +158,23 @@ def build(
     shard.close()
 
 
-def copy_points(source: Any, target: Any) -> None:
-    """Every point of ``source``, vectors and payload as stored, into ``target``; then close ``source``."""
+def ensure_payload_indexes(shard: Any) -> None:
+    """Create the payload indexes that filters, ordering and facets need (clarity/store/base.py)
+    and ``shard`` lacks: a build's new shard, or a shard made by an older version."""
+    from qdrant_edge import PayloadSchemaType, UpdateOperation
+
+    from clarity.store.base import PAYLOAD_INDEXES
+
+    kinds = {"keyword": PayloadSchemaType.Keyword, "float": PayloadSchemaType.Float}
+    indexed = shard.info().payload_schema
+    for field_name, kind in PAYLOAD_INDEXES.items():
+        if field_name not in indexed:
+            shard.update(UpdateOperation.create_field_index(field_name, kinds[kind]))
+
+
+def copy_points(source: Any, target: Any, skip: set[str] | None = None) -> None:
+    """Every point of ``source`` but those in ``skip``, vectors and payload as stored, into
+    ``target``; then close ``source``."""
     from qdrant_edge import Point, ScrollRequest, UpdateOperation
 
     offset = None
@@ -132,8 +182,12 @@ def copy_points(source: Any, target: Any) -> None:
         records, offset = source.scroll(
             ScrollRequest(offset=offset, limit=MERGE_BATCH, with_payload=True, with_vector=True)
         )
-        if records:
-            points = [Point(record.id, record.vector, record.payload or {}) for record in records]
+        points = [
+            Point(record.id, record.vector, record.payload or {})
+            for record in records
+            if not skip or str(record.id) not in skip
+        ]
+        if points:
             target.update(UpdateOperation.upsert_points(points))
         if offset is None:
             break
@@ -152,20 +206,6 @@ def set_payloads(shard: Any, updates: dict[str, dict[str, Any]]) -> None:
             shard.update(UpdateOperation.set_payload([point_id], updates[point_id]))
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGKILL when the daemon dies, so a crashed daemon leaves no builder behind."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1
-    parent = os.getppid()
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent:
-        os._exit(1)
-
-
 def _yield_cpu() -> None:
     """Use only CPU and disk time the daemon does not want: hooks matter more than an early index."""
     try:
@@ -182,16 +222,22 @@ def _yield_cpu() -> None:
         libc.syscall(ioprio_set, ioprio_who_process, 0, ioprio_class_idle << 13)
 
 
+def _option(args: list[str], name: str) -> str | None:
+    """Take ``name VALUE`` out of ``args``."""
+    if name not in args[:-1]:
+        return None
+    at = args.index(name)
+    value = args[at + 1]
+    del args[at : at + 2]
+    return value
+
+
 def main(argv: list[str]) -> int:
-    args, payloads = argv[1:], None
-    if "--payloads" in args[:-1]:
-        at = args.index("--payloads")
-        payloads = args[at + 1]
-        del args[at : at + 2]
+    args = argv[1:]
+    payloads, skip = _option(args, "--payloads"), _option(args, "--skip")
     if len(args) < 6 or args[5] not in QUANTIZATIONS:
         print(__doc__, file=sys.stderr)
         return 2
-    _die_with_parent()
     _yield_cpu()
     dimension, m, ef_construct, full_scan_threshold = (int(arg) for arg in args[1:5])
     quantization = cast(Quantization, args[5])
@@ -204,6 +250,7 @@ def main(argv: list[str]) -> int:
         quantization=quantization,
         sources=args[6:],
         payloads=payloads,
+        skip=skip,
     )
     return 0
 
