@@ -26,7 +26,7 @@ from clarity.embedding import EmbeddingProvider, create_embedding_provider  # no
 from clarity.memory import MemoryService  # noqa: E402
 from clarity.store.base import VectorStore  # noqa: E402
 
-from .daemon_util import Daemon, free_port  # noqa: E402
+from .daemon_util import Daemon, free_port, stop_all  # noqa: E402
 
 QDRANT_URL = os.environ.get("QDRANT_URL")
 REQUIRE_QDRANT = os.environ.get("CLARITY_REQUIRE_QDRANT") == "1"
@@ -110,3 +110,8 @@ def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     daemon.wait_ready()
     yield daemon
     daemon.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No daemon outlives the run, whichever fixture failed before its own ``stop()``."""
+    stop_all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
@@ -12,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+# Every daemon a test starts, so that none outlives the session whatever fails (conftest's
+# pytest_sessionfinish and an atexit hook both call stop_all()).
+_started: list[Daemon] = []
 
 
 def free_port() -> int:
@@ -63,6 +68,7 @@ class Daemon:
             stdin=subprocess.DEVNULL,
         )
         log.close()
+        _started.append(self)
         return self
 
     def log(self) -> str:
@@ -85,8 +91,13 @@ class Daemon:
         started = time.monotonic()
         self.wait_healthy(timeout)
         while time.monotonic() - started < timeout:
-            if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                return time.monotonic() - started
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"daemon exited {self.process.returncode}:\n{self.log()}")
+            try:  # a loaded machine can be slow to answer while the model loads: keep polling
+                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+                    return time.monotonic() - started
+            except httpx.HTTPError:
+                pass
             time.sleep(0.1)
         raise AssertionError(f"daemon not ready after {timeout}s:\n{self.log()}")
 
@@ -107,3 +118,14 @@ class Daemon:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+def stop_all() -> None:
+    """Stop every daemon still running (a failed fixture, an assertion before ``stop()``)."""
+    while _started:
+        daemon = _started.pop()
+        if daemon.process is not None and daemon.process.poll() is None:
+            daemon.stop(timeout=10)
+
+
+atexit.register(stop_all)
