@@ -452,8 +452,13 @@ class RequestGuard:
         self.admit: ASGIApp = BearerTokenMiddleware(self._with_body, token) if token else self._with_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            # No route speaks WebSocket, and browsers apply no CORS to it: close before the
+            # handshake is accepted (uvicorn answers 403), whatever server extras are installed.
+            await send({"type": "websocket.close", "code": 1008})
             return
         headers = Headers(scope=scope)
         method, path = scope["method"], scope["path"]

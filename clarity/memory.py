@@ -51,8 +51,9 @@ from clarity.models import (
     saturating_add,
     utcnow,
 )
-from clarity.redact import contains_secret, redact, redact_record, redact_value
+from clarity.redact import contains_secret, redact_record
 from clarity.store.base import Hit, MemoryFilter, PointData, VectorStore, rrf_term
+from clarity.store.space import InsufficientStorage
 from clarity.transfer import page_oldest
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def index_text(memory: Memory) -> str:
 
 
 def _new_memory(request: MemoryCreate, scope: str, content: str, now: datetime) -> Memory:
-    """A memory as first stored: ``content`` is already redacted, the metadata is redacted here."""
+    """A memory as first stored, from a request ``_redacted`` has already been through."""
     return Memory(
         id=new_memory_id(),
         content=content,
@@ -106,12 +107,22 @@ def _new_memory(request: MemoryCreate, scope: str, content: str, now: datetime) 
         session_id=request.session_id,
         created_at=now,
         updated_at=now,
-        metadata=redact_value(request.metadata),
+        metadata=request.metadata,
         content_hash=content_hash(content),
     )
 
 
 _Record = TypeVar("_Record", MemoryCreate, MemoryPatch, Memory)
+
+
+def _check_scope(scope: str) -> str:
+    """A scope is an identifier, stored and shown in the clear: one that looks like a secret
+    (a token pasted as a scope id, in a tool call or in X-Clarity-Project) is refused."""
+    if contains_secret(scope):
+        raise ValueError(
+            "scope: looks like a secret; a scope is an identifier, stored and shown in the clear"
+        )
+    return scope
 
 
 def _redacted(record: _Record) -> _Record:
@@ -120,10 +131,8 @@ def _redacted(record: _Record) -> _Record:
     fields a record gains. The full text is redacted before anything is cut to its input limit
     (a marker can be longer than the secret it replaces). A scope is an identifier, which a
     marker cannot replace: a new memory whose scope holds a secret is refused instead."""
-    if isinstance(record, MemoryCreate) and contains_secret(record.scope):
-        raise ValueError(
-            "scope: looks like a secret; a scope is an identifier, stored and shown in the clear"
-        )
+    if isinstance(record, MemoryCreate | Memory):
+        _check_scope(record.scope)
     limits = {"tags": MAX_TAG_CHARS, "session_id": MAX_SESSION_ID_CHARS}
     clean = redact_record(record, skip=("id", "content_hash", "scope"), max_chars=limits)
     if isinstance(clean, Memory) and clean is not record:
@@ -132,6 +141,7 @@ def _redacted(record: _Record) -> _Record:
 
 
 DEFAULT_IMPORTANCE: float = Memory.model_fields["importance"].default
+BACKFILL_RETRY_SECONDS = 30.0  # how often a backfill stopped by a full disk tries again
 
 
 def _updated_at(hit: Hit) -> float:
@@ -196,8 +206,8 @@ class MemoryService:
                 raise ScopeRequired(
                     "scope: 'project' needs to know the caller's project (send X-Clarity-Project or use 'global')"
                 )
-            return project
-        return scope
+            return _check_scope(project)
+        return _check_scope(scope)
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -257,7 +267,7 @@ class MemoryService:
         requests = [_redacted(request) for request in requests]
         now = utcnow()
         drafts = [
-            _new_memory(request, self._store_scope(request.scope, project), redact(request.content), now)
+            _new_memory(request, self._store_scope(request.scope, project), request.content, now)
             for request in requests
         ]
         vectors = self.embedder.embed_documents([d.content for d in drafts])
@@ -345,9 +355,7 @@ class MemoryService:
         records = []
         for record in batch.memories:
             memory = Memory.model_validate(record.model_dump())
-            memory.content = redact(memory.content)
-            memory.metadata = redact_value(memory.metadata)
-            memory.content_hash = content_hash(memory.content)
+            memory.content_hash = content_hash(memory.content)  # never trust a file's hash
             records.append(memory)
         reused = sum(v is not None for v in vectors)
         counts = self.put_memories(records, vectors)
@@ -452,7 +460,12 @@ class MemoryService:
                 self.embedder.wait_ready(timeout=None)
             except ModelNotReady:
                 return  # the model failed: retrieval stays lexical-only and says so
-            self.backfill_vectors()
+            while True:  # short of disk space: wait for room rather than leave them lexical-only
+                try:
+                    self.backfill_vectors()
+                    return
+                except InsufficientStorage:
+                    time.sleep(BACKFILL_RETRY_SECONDS)
 
         threading.Thread(target=run, name="clarity-backfill", daemon=True).start()
 

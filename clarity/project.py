@@ -22,14 +22,15 @@ import re
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
-from cachetools import TTLCache, cached
+from cachetools import TTLCache, cached, keys
 
 from clarity.models import GLOBAL_SCOPE
 
 # Hooks ask for every tool call from many worker threads: keep answers ten minutes, and lock the
 # cache (cachetools caches are not thread-safe on their own).
-_cache: TTLCache[str, str] = TTLCache(maxsize=4096, ttl=600)
+_cache: TTLCache[Any, str] = TTLCache(maxsize=4096, ttl=600)
 _cache_lock = threading.Lock()
 
 # Variables that would make git look at another repository than the one at ``cwd`` (a daemon
@@ -142,3 +143,10 @@ def project_scope(cwd: str) -> str:
     identity, name = _identity(path)
     digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:12]
     return f"{_slug(name)}-{digest}"
+
+
+def known_project_scope(cwd: str) -> str | None:
+    """The scope of ``cwd`` if it was worked out in the last ten minutes, else None: for the
+    event loop, which must not wait on git (``project_scope`` may run it)."""
+    with _cache_lock:
+        return _cache.get(keys.hashkey(cwd))

@@ -38,6 +38,9 @@ Progress = Callable[[int], None]
 # storage.max_bytes allows stays well under it; anything bigger is refused, not read until
 # memory runs out.
 MAX_IMPORT_BYTES = 4 * 1024**3
+# Formats read whole into one string and parsed at once (memory.json, a Markdown note) cost
+# several times their size in memory: a tighter cap. 256 MiB is far past any real notes file.
+MAX_TEXT_IMPORT_BYTES = 256 * 1024**2
 _VECTOR: TypeAdapter[list[float]] = TypeAdapter(Vector)
 
 
@@ -105,7 +108,7 @@ def read_lines(path: Path, limit: int = MAX_IMPORT_BYTES) -> Iterator[str]:
                 raise TransferError(f"{path}: not UTF-8 text ({exc.reason} at byte {at})") from None
 
 
-def read_text(path: Path, limit: int = MAX_IMPORT_BYTES) -> str:
+def read_text(path: Path, limit: int = MAX_TEXT_IMPORT_BYTES) -> str:
     return "".join(read_lines(path, limit))
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from clarity.transfer import MAX_IMPORT_BYTES
+from clarity.transfer import MAX_IMPORT_BYTES, MAX_TEXT_IMPORT_BYTES
 
 from .daemon_util import Daemon, free_port
 
@@ -203,6 +203,15 @@ def test_import_over_the_size_limit_is_refused_unread(env: dict[str, str], tmp_p
     with open(huge, "wb") as handle:  # sparse: takes no disk
         handle.truncate(MAX_IMPORT_BYTES + 1)
     assert_usage_error(run(env, "import", str(huge)), str(huge), f"limit of {MAX_IMPORT_BYTES} bytes")
+
+
+def test_a_whole_text_import_has_a_tighter_limit(env: dict[str, str], tmp_path: Path) -> None:
+    """memory.json and Markdown are parsed whole, at several times their size in memory (review)."""
+    notes = tmp_path / "memory.json"
+    with open(notes, "wb") as handle:  # recognisable as memory.json, the rest sparse
+        handle.write(b'{"type": "entity", "name": "x", "entityType": "t", "observations": ["o"]}\n')
+        handle.truncate(MAX_TEXT_IMPORT_BYTES + 1)
+    assert_usage_error(run(env, "import", str(notes)), str(notes), f"limit of {MAX_TEXT_IMPORT_BYTES} bytes")
 
 
 @pytest.mark.parametrize("form", ["memory-json", "export-line", "markdown-dir"])

@@ -11,7 +11,9 @@ for one shard against ~3 MB on ext4); the sizes below follow from that.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -121,6 +123,16 @@ def test_a_full_disk_refuses_writes_serves_reads_and_keeps_the_daemon(tmpfs: Pat
             hook = {"session_id": "s", "prompt": "remember that the disk is full", "cwd": str(tmp_path)}
             answer = httpx.post(f"{daemon.url}/hooks/UserPromptSubmit", json=hook, timeout=30)
             assert answer.status_code == 200 and "error" not in answer.json()  # a hook never fails
+            # The user asked explicitly: the reply says it was not kept (review finding).
+            assert "could not store" in json.dumps(answer.json()), answer.json()
+            with httpx.Client(base_url=daemon.url, timeout=30) as browser:  # the dashboard's delete form
+                page = browser.get(f"/memory/{known}/delete").text
+                token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page)
+                assert token, page[-500:]
+                refused = browser.post(f"/memory/{known}/delete", data={"csrf_token": token.group(1)})
+                assert refused.status_code == 507 and "storage.min_free_bytes" in refused.text, refused.text[
+                    -800:
+                ]
             # Reads are served: listing, getting one, searching (lexical: the model may still load).
             assert listed_ids(daemon) == kept
             assert daemon.api("GET", f"/memories/{known}").status_code == 200

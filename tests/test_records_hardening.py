@@ -248,3 +248,24 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
     assert "Traceback" not in result.stderr, result.stderr
     return result
+
+
+SECRET_SCOPE = "glpat-" + "abcdefghij0123456789"  # a valid scope id that is a GitLab token
+
+
+def test_a_scope_that_is_a_secret_is_refused_on_every_path(
+    planted: tuple[Daemon, dict[str, str], list[str]],
+) -> None:
+    """Found in review: only a literal ``scope`` in a store request was checked; the project
+    header and imports stored such a scope, which stats then showed in the clear."""
+    daemon, _, _ = planted
+    attempts = [
+        daemon.api("POST", "/memories", json={"content": "x1", "scope": SECRET_SCOPE}),
+        daemon.api("POST", "/memories", project=SECRET_SCOPE, json={"content": "x2", "scope": "project"}),
+        daemon.api("POST", "/memories/batch", project=SECRET_SCOPE, json={"memories": [{"content": "x3"}]}),
+        daemon.api("POST", "/import", json={"memories": [_import_record(scope=SECRET_SCOPE)]}),
+    ]
+    for answer in attempts:
+        assert answer.status_code == 400 and "scope: looks like a secret" in answer.text, answer.text
+    stats = daemon.api("GET", "/stats", params={"scope": "all"}).text
+    assert SECRET_SCOPE not in stats

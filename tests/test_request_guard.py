@@ -25,11 +25,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from starlette.routing import BaseRoute, Mount
 
-from clarity.app import BODY_IDLE_SECONDS, MAX_PROJECT_HEADER, create_app
+from clarity.app import BODY_IDLE_SECONDS, MAX_PROJECT_HEADER, RequestGuard, create_app
 from clarity.client import DaemonClient
 from clarity.config import Settings
 from clarity.embedding import create_embedding_provider
@@ -438,3 +439,27 @@ def test_off_loopback_the_token_guards_before_any_body_is_read(tmp_path: Path) -
         assert time.monotonic() - started < BODY_IDLE_SECONDS / 2
     finally:
         daemon.stop()
+
+
+def test_a_websocket_is_closed_before_it_reaches_any_route(tmp_path: Path) -> None:
+    """Found in review: the guard let every non-http scope through unchecked. No websocket
+    library is installed today, but with one (uvicorn[standard]) a page could open a socket to
+    any route with no Host, Origin or token check, and browsers apply no CORS to WebSockets."""
+    reached: list[str] = []
+    sent: list[dict[str, Any]] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["type"])
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    guard = RequestGuard(inner, settings=make_settings(tmp_path))
+    scope = {"type": "websocket", "path": "/api/memories", "headers": [(b"host", b"evil.example")]}
+    anyio.run(guard, scope, receive, send)
+    assert reached == [] and sent == [{"type": "websocket.close", "code": 1008}]
+    anyio.run(guard, {"type": "lifespan"}, receive, send)
+    assert reached == ["lifespan"]

@@ -179,6 +179,22 @@ def test_events_answered_before_they_are_handled(hooks: HookService, repo: Path,
     assert hooks.backlog == 0
 
 
+def test_a_pause_is_judged_when_the_event_happens(hooks: HookService, repo: Path) -> None:
+    """Found in review: with the pause checked only when the learner took an event, a command
+    run while paused was learned if the pause was lifted before the learner got to it."""
+    seed(hooks, repo)  # works the project out once, as the session's first prompt does
+    busy = [{"command": f"./step-{i}.sh --verbose"} for i in range(8)]
+    for tool_input in busy:  # keep the learner busy, so the next event waits in the queue
+        hooks.handle_after_reply(event("PostToolUseFailure", repo, tool_input=tool_input, error="exit 1"))
+    hooks.pauses.set(project_scope(str(repo)), True)
+    hooks.handle_after_reply(event("PostToolUse", repo, tool_input={"command": "make ran-while-paused"}))
+    hooks.pauses.set(project_scope(str(repo)), False)
+    hooks.close()
+    learned = project_memories(hooks, repo)
+    assert any("step-7" in m for m in learned), learned  # the learner did run
+    assert not any("ran-while-paused" in m for m in learned), learned
+
+
 def test_subagent_hooks_do_not_inject_by_default(hooks: HookService, repo: Path) -> None:
     seed(hooks, repo)
     failing = event(

@@ -46,6 +46,7 @@ from clarity.models import (
     Source,
 )
 from clarity.store.base import MemoryFilter
+from clarity.store.space import InsufficientStorage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -344,6 +345,8 @@ class Dashboard:
                 response = self._render(request, "error.html", {"message": str(exc)}, 400)
             except ModelNotReady as exc:
                 response = self._render(request, "error.html", {"message": str(exc)}, 503)
+            except InsufficientStorage as exc:
+                response = self._render(request, "error.html", {"message": str(exc)}, 507)
             except Exception:
                 log.exception("dashboard error on %s %s", request.method, request.url.path)
                 message = "internal error; see the daemon log"

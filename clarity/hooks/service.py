@@ -37,7 +37,7 @@ from clarity.models import (
     ScoredMemory,
     Source,
 )
-from clarity.project import project_scope
+from clarity.project import known_project_scope, project_scope
 from clarity.redact import redact_cut
 from clarity.store.space import InsufficientStorage
 
@@ -138,7 +138,7 @@ class HookService:
         subagents get no memories unless configured to."""
         name = event.hook_event_name
         if name in LEARNING_EVENTS:
-            self.learner.submit(event, self._may_learn)
+            self._submit(event)
             return {}
         if self.pauses.is_paused(project_scope(event.cwd) if event.cwd else None):
             return {}
@@ -170,7 +170,17 @@ class HookService:
         call for a new project, the exclusion check's shlex over a long command) run on the
         learner's thread; a PreToolUse without a command has nothing to do."""
         if event.hook_event_name in LEARNING_EVENTS:
-            self.learner.submit(event, self._may_learn)
+            self._submit(event)
+
+    def _submit(self, event: HookEvent) -> None:
+        """Queue a tool event for the learner, unless a pause already covers it: a pause is
+        judged when the event happens, so lifting it later does not teach what ran while it
+        held. The project is known here only if recently worked out (no git call on the event
+        loop); ``_may_learn`` checks again when the learner takes the event."""
+        scope = known_project_scope(event.cwd) if event.cwd else None
+        if self.pauses.is_paused(scope):
+            return
+        self.learner.submit(event, self._may_learn)
 
     def _may_learn(self, event: HookEvent) -> bool:
         """Whether to learn from a tool event, decided when the learner takes it: not while its
