@@ -112,6 +112,8 @@ def _directory_scope(value: str) -> str:
             + (f"no user {user!r} on this machine" if user else "the daemon has no home directory"),
         )
     try:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            os.stat(path)  # project_scope treats every unusable path as global: name the reason here
         return project_scope(path)
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
