@@ -216,6 +216,16 @@ class StorageSettings(_Section):
         "are refused (REST 507) and reads go on; 64 MiB holds one seal of a full active shard (its copy and "
         "index) and keeps the engine's memory-mapped writes off a full disk, where they die with SIGBUS (0: off)",
     )
+    purge_delay_seconds: float = Field(
+        30.0,
+        ge=0.0,
+        le=3600.0,
+        description="embedded engine: a delete's text leaves the disk when the shards that held it are "
+        "rebuilt; that rebuild starts once no delete has come for this long (at the latest 10 times this "
+        "after the first), so a run of deletes (a dashboard clean-up, retention's batches) costs one rebuild "
+        "rather than one each, up to a minute of CPU per 100k memories; 30 s spans a person deleting one by "
+        "one, and deleted text stays on disk about that much longer (0: rebuild at each delete)",
+    )
 
     @field_validator("root", mode="before")
     @classmethod

@@ -116,10 +116,16 @@ class SizeGuard:
         return report
 
     def _evict_unless_busy(self, used: int, cap: int) -> int:
-        """No eviction during a backup (the next check decides), nor below the free-space floor
-        (a delete is a write; the store has logged why)."""
+        """No eviction during a backup (the next check decides), nor while a purge is pending (the
+        space of what was deleted has not come back yet), nor below the free-space floor (a delete
+        is a write; the store has logged why)."""
         if backup_running():
             log.info("storage over its cap during a backup: eviction waits for the next check")
+            return 0
+        if self.service.db.info().get("purge_pending"):
+            # Deleted memories still occupy their shards until the purge rewrites them; counting
+            # them would evict live memories for space that is about to come back.
+            log.info("storage over its cap while deleted memories await their purge: eviction waits")
             return 0
         try:
             return self.evict(used, cap)

@@ -25,4 +25,5 @@ def open_store(settings: Settings) -> VectorStore:
         hnsw_ef=settings.retrieval.hnsw_ef,
         quantization=settings.storage.quantization,
         min_free_bytes=settings.storage.min_free_bytes,
+        purge_delay_seconds=settings.storage.purge_delay_seconds,
     )

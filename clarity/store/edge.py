@@ -19,9 +19,13 @@ kept as tombstones (persisted in the manifest) and replayed on the result; paylo
 the point to the active shard.
 
 Purge: a deleted point's text stays in its shard's WAL and payload pages. A delete therefore
-marks the shards that held it ``dirty``, and a build rewrites them at once into a new shard that
-never held it; the old directories are removed after the swap (``retired`` until then).
-``info()["purge_pending"]`` counts the shards still holding deleted text.
+marks the shards that held it ``dirty``, and a build rewrites them into a new shard that never
+held it; the old directories are removed after the swap (``retired`` until then). The build
+waits until deletes pause for ``purge_delay_seconds`` (at most ``PURGE_DEADLINE_FACTOR`` times
+that after the first one waiting), and then takes every dirty shard that fits in one segment: a
+rebuild costs up to a minute of CPU per 100k points, and a run of deletes (one by one from the
+dashboard, retention's batches) used to chain one each. ``info()["purge_pending"]`` counts the
+shards still holding deleted text, ``info()["purge_starts_in"]`` when their rebuild starts.
 
 Why merge: every shard costs a search a fixed ~0.3-0.5 ms per ranking whatever its size, while
 an HNSW search grows with the log of the points. Twenty-thousand-point segments made a 100k store
@@ -37,7 +41,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
 import threading
@@ -105,8 +108,12 @@ from clarity.store.space import SpaceGuard, build_room, copy_sparse
 log = logging.getLogger(__name__)
 
 RETIRE_GRACE_SECONDS = 2.0
+BUILD_RETRY_SECONDS = 60.0  # a failed build or seal is tried again after this, not at every write
+# A purge starts at the latest this many purge delays after the first delete waiting for it, so a
+# steady trickle of deletes (one every 20 s against a 30 s delay) cannot put it off for ever.
+PURGE_DEADLINE_FACTOR = 10
+PURGE_RECHECK_SECONDS = 1.0  # a due purge that a running build holds up is looked at again after this
 QUARANTINE = "quarantine"  # where a start moves directories the manifest does not name
-_BUILD_COPY = re.compile(r"^build-shard-\d{5,}(-sources)?$")  # a build's scratch copies (_build)
 # int8 candidates per result that the float32 originals rescore. At 95k points and ef 64: no
 # rescoring found 0.96 of the exact top 10; 1x 0.99; 2x 0.996, at 0.33 ms a dense query against
 # 0.57 ms on the originals alone. A hybrid search asks each shard for its dense top 50 (the fusion
@@ -163,6 +170,13 @@ def live_shards(directory: Path) -> set[str] | None:
     except StoreDamaged:
         return None
     return set(manifest.live) if manifest is not None else None
+
+
+def build_copies(name: str) -> tuple[str, str]:
+    """The scratch directories of the build whose result is the shard ``name`` (``_build``): the
+    shard being built, and the copies of the shards it reads. Named after a reserved name, so a
+    start knows them as the engine's own (``_settle_directory``)."""
+    return f"build-{name}", f"build-{name}-sources"
 
 
 def _ids(ids: Iterable[str]) -> list[Any]:
@@ -270,6 +284,7 @@ class EdgeStore:
         build_in_background: bool = True,
         quantization: Quantization = "int8",
         min_free_bytes: int = 0,
+        purge_delay_seconds: float = 30.0,
     ) -> None:
         self.directory = directory
         self.location = str(directory)
@@ -286,6 +301,8 @@ class EdgeStore:
         self._build_state = "idle"
         self._build_error: str | None = None
         self._last_build_seconds: float | None = None
+        self._builds_started = 0
+        self._seal_failed_at: float | None = None  # a seal that could not make its new shard
         self._closed = False
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.space = SpaceGuard(directory, min_free_bytes)  # every write checks it (space.py)
@@ -307,18 +324,35 @@ class EdgeStore:
         # grace period ends: no reason for another build.
         self._folded: frozenset[str] = frozenset()
         self._failed_at = 0.0
+        # The debounced purge (module docstring): when the oldest and the newest delete waiting
+        # for it came, and the thread that starts it once they are far enough behind.
+        self._purge_delay = purge_delay_seconds
+        self._purge_first: float | None = None
+        self._purge_last = 0.0
+        self._purge_wake = threading.Event()
+        self._purge_thread: threading.Thread | None = None
         self._settle_directory(manifest)
         if manifest is not None:  # what could not be removed stays listed, for the next start
-            leftovers = [*manifest.retired, *manifest.reserved]
-            self._retired = {name for name in leftovers if (directory / name).exists()}
+            self._retired = {name for name in manifest.retired if (directory / name).exists()}
+            self._reserved = {
+                name
+                for name in manifest.reserved
+                if any((directory / entry).exists() for entry in (name, *build_copies(name)))
+            }
         self._open_layout(manifest)
         self._save_manifest()
         self._publish()
         self._reconcile()
+        if self._dirty:  # deletes from before this start have waited long enough: purge now
+            self._purge_first = self._purge_last = (
+                time.monotonic() - PURGE_DEADLINE_FACTOR * self._purge_delay
+            )
         if self._frozen():
             self._start_build()  # a build that a stop or crash interrupted
         else:
-            self._maybe_seal()  # the threshold may have been lowered since the last run
+            self._housekeep()  # the threshold may have been lowered since the last run
+        if self._dirty:
+            self._wake_purge()  # if a build held the purge up, its end starts it; this is the backstop
 
     # -- directory and manifest -------------------------------------------------------------
 
@@ -428,17 +462,19 @@ class EdgeStore:
 
         Removed, by exact name only: shards a swap retired (``retired``), names reserved for a
         shard that never joined the layout (``reserved``: a build's result or a new active shard
-        a crash left before the manifest took it in), and a build's scratch copies
-        (``build-shard-N``, ``build-shard-N-sources``), which copy shards that stay listed until
-        the swap. Nothing else is the engine's to judge: it goes to ``quarantine/<time>/``, with
-        a warning saying what to do. Files are left alone."""
+        a crash left before the manifest took it in), and the scratch copies of a build whose
+        result's name is reserved (``build_copies``), which copy shards that stay listed until
+        the swap. A name that merely looks like one of these was not recorded, so it is not the
+        engine's to judge: like anything else it goes to ``quarantine/<time>/``, with a warning
+        saying what to do. Files are left alone."""
         live = set(manifest.live) if manifest else set()
         own = set(manifest.retired + manifest.reserved) if manifest else set()
+        own |= {copy for name in (manifest.reserved if manifest else []) for copy in build_copies(name)}
         strangers = []
         for entry in sorted(self.directory.iterdir()):
             if entry.name in live or entry.name == QUARANTINE or not entry.is_dir():
                 continue
-            if not entry.is_symlink() and (entry.name in own or _BUILD_COPY.match(entry.name)):
+            if not entry.is_symlink() and entry.name in own:
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 strangers.append(entry)
@@ -534,7 +570,7 @@ class EdgeStore:
                 self._remove_from_older([p.id for p in points])
             if len(self._pending):
                 self._pending.drop(p.id for p in points)  # the new copy carries them (_keep_counts)
-        self._maybe_seal()
+        self._housekeep()
 
     def _keep_counts(self, point: PointData) -> PointData:
         """A memory written anew (an edit, an import) keeps waiting use counts that are higher
@@ -567,7 +603,7 @@ class EdgeStore:
     def delete(self, ids: Sequence[str]) -> None:
         """Delete, then purge: a deleted point's text stays in its shard's WAL and payload pages,
         so every shard that held one is marked dirty and rebuilt without it by a build that
-        starts at once (``_maybe_seal``); see ``info()["purge_pending"]``."""
+        starts once deletes pause (``_purge_due_in``); see ``info()["purge_pending"]``."""
         self.space.check("delete")
         ids = list(ids)
         with self._write_lock:
@@ -577,12 +613,14 @@ class EdgeStore:
                 if found:
                     shard.handle.update(UpdateOperation.delete_points([record.id for record in found]))
                     held.add(shard.name)
-            self._tombstone_frozen(ids)
+            self._tombstone_frozen(ids)  # purged by the running build, or after it (late tombstones)
             self._pending.drop(ids)
+            if held:
+                self._note_delete()
             if held - self._dirty:
                 self._dirty |= held
                 self._save_manifest()
-        self._maybe_seal()
+        self._housekeep()
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         """An edit (importance, tags) rewrites the point anyway: waiting use counts go with it."""
@@ -625,7 +663,7 @@ class EdgeStore:
                 elsewhere = self._apply_in_place(chunk, [self.active])
                 self._pending.add({point_id: chunk[point_id] for point_id in elsewhere})
             time.sleep(0)  # let a waiting request thread run between batches
-        self._maybe_seal()  # enough of them waiting: fold them in (_fold_candidate)
+        self._housekeep()  # enough of them waiting: fold them in (_fold_candidate)
         return set()
 
     def _apply_in_place(
@@ -665,13 +703,93 @@ class EdgeStore:
             if self._pending.path.exists():
                 shutil.copy2(self._pending.path, destination / self._pending.path.name)
 
+    # -- purge scheduling ---------------------------------------------------------------------
+
+    def _note_delete(self) -> None:
+        """Under the write lock, before a delete marks shards dirty (or a build's result takes
+        in the deletes that came during the build): it puts the purge build off until deletes
+        pause. The first delete with no shard waiting starts the deadline."""
+        now = time.monotonic()
+        if self._purge_first is None or not self._dirty - {shard.name for shard in self._frozen()}:
+            self._purge_first = now
+        self._purge_last = now
+        self._wake_purge()
+
+    def _purge_due_in(self) -> float | None:
+        """Seconds until the shards holding deleted text are to be rebuilt (0: due now), or None
+        when no shard is waiting for that (those a running build reads are purged by it)."""
+        waiting = self._dirty - {shard.name for shard in self._frozen()}
+        if not waiting:
+            return None
+        first = self._purge_first
+        if first is None:  # dirty without a recorded delete: never leave deleted text waiting
+            return 0.0
+        due = min(self._purge_last + self._purge_delay, first + PURGE_DEADLINE_FACTOR * self._purge_delay)
+        return max(0.0, due - time.monotonic())
+
+    def _wake_purge(self) -> None:
+        """Have the purge timer look at the schedule again, starting it on first use."""
+        with self._write_lock:
+            if self._purge_thread is None:
+                self._purge_thread = threading.Thread(
+                    target=self._purge_timer, name="clarity-purge", daemon=True
+                )
+                self._purge_thread.start()
+        self._purge_wake.set()
+
+    def _purge_timer(self) -> None:
+        """Starts the purge build once it is due. While a build runs, that build's end starts
+        it (``_build`` ends with ``_housekeep``); the timer only looks again now and then."""
+        while not self._closed:
+            self._purge_wake.clear()
+            with self._write_lock:
+                due_in = self._purge_due_in()
+            if due_in is None:
+                self._purge_wake.wait()  # nothing waits for a purge: a delete wakes the timer
+            elif due_in > 0:
+                self._purge_wake.wait(due_in)
+            else:
+                self._housekeep()
+                if self._purge_due_in() == 0:  # held up by a build, the disk floor or a failed seal
+                    self._purge_wake.wait(PURGE_RECHECK_SECONDS)
+
     # -- index building -------------------------------------------------------------------------
+
+    def _housekeep(self) -> None:
+        """``_maybe_seal`` after a write, or from the purge timer. The write is done and in the
+        WAL by then, so a seal that fails here (its new shard or the manifest cannot be written:
+        a full disk, an I/O error) must not answer the write with an error: the layout is left
+        as it was (``_freeze``), the failure is logged and shown in ``info()``, and the seal is
+        tried again after ``BUILD_RETRY_SECONDS``."""
+        try:
+            self._maybe_seal()
+        except Exception as exc:
+            self._seal_failed(exc)
+
+    def _seal_failed(self, exc: Exception) -> None:
+        """Shown in ``info()``; a build already running is left to report its own end."""
+        self._seal_failed_at = time.monotonic()
+        self._build_error = f"seal: {exc}"
+        if not (self._build_thread is not None and self._build_thread.is_alive()):
+            self._build_state = "failed"  # retried after BUILD_RETRY_SECONDS, frozen shards or not
+            self._failed_at = self._seal_failed_at
+        log.error(
+            "could not seal the active shard or start an index build (%s); the layout is unchanged and "
+            "writes go on into the current active shard; tried again in %.0fs",
+            exc,
+            BUILD_RETRY_SECONDS,
+        )
+
+    def _seal_backing_off(self) -> bool:
+        failed = self._seal_failed_at
+        return failed is not None and time.monotonic() - failed < BUILD_RETRY_SECONDS
 
     def _maybe_seal(self) -> None:
         """Seal a full active shard, merging small segments into its build; with no seal due,
         still merge segments that fit together (a store written by an older version, or one
-        whose cap was raised). Shards holding deleted text (``_dirty``) are rebuilt: a dirty
-        active shard is sealed whatever its size, dirty segments join the merge."""
+        whose cap was raised). Shards holding deleted text (``_dirty``) are rebuilt once their
+        purge is due (``_purge_due_in``): then a dirty active shard is sealed whatever its size,
+        and dirty segments join the merge, as many as fit in one segment."""
         if self._closed or not self.space.has_room():
             return  # a seal creates a shard and starts a build: both need room (space.py)
         if self._frozen():
@@ -679,7 +797,7 @@ class EdgeStore:
                 retry = (
                     self._build_state == "failed"
                     and not (self._build_thread is not None and self._build_thread.is_alive())
-                    and time.monotonic() - self._failed_at > 60
+                    and time.monotonic() - self._failed_at > BUILD_RETRY_SECONDS
                 )
                 if retry:
                     self._build_state = "building"
@@ -688,11 +806,14 @@ class EdgeStore:
             else:
                 self._set_aside_if_full()
             return
+        if self._seal_backing_off():
+            return
+        purge = self._purge_due_in() == 0
         active_points = self.active.handle.count(CountRequest(exact=False))
-        seal = active_points >= self._active_max or self.active.name in self._dirty
+        seal = active_points >= self._active_max or (purge and self.active.name in self._dirty)
         if (
             not seal
-            and not self._dirty
+            and not purge
             and len(self._merge_candidates(0)) < 2
             and len(self._pending) < self._active_max
         ):
@@ -700,26 +821,51 @@ class EdgeStore:
         with self._write_lock:
             if self._frozen():
                 return
+            purge = self._purge_due_in() == 0
             active_points = self.active.handle.count(CountRequest(exact=True))
-            seal = active_points >= self._active_max or self.active.name in self._dirty
-            dirty = [shard for shard in self.segments if shard.name in self._dirty]
+            seal = active_points >= self._active_max or (purge and self.active.name in self._dirty)
+            dirty = [shard for shard in self.segments if shard.name in self._dirty] if purge else []
             merging = self._merge_candidates(active_points if seal else 0, dirty)
             if not seal and len(merging) < 2 and not dirty:
                 merging = self._fold_candidate()
                 if not merging:
                     return
-            for shard in merging:
-                shard.handle.flush()  # its files are copied while frozen
-            self.merging = merging
-            if seal:
+            self._freeze(merging, seal)
+        self._start_build()
+
+    def _freeze(self, merging: list[_Shard], seal: bool) -> None:
+        """Freeze ``merging`` (and, with ``seal``, the active shard) for a build. The new active
+        shard is made first and the roles change only after, all at once, and are undone if the
+        manifest cannot be written: a failure at any step leaves the layout as it was, never
+        one shard both active and sealing (which the next start would refuse)."""
+        fresh = self._fresh_shard() if seal else None  # may fail: nothing has changed yet
+        for shard in merging:
+            shard.handle.flush()  # its files are copied while frozen
+        before = (self.active, self.sealing, self.merging, self._build_state)
+        try:
+            if fresh is not None:
                 self._hand_over_counts()
                 self.active.handle.flush()
-                self.sealing = self.active
-                self.active = self._adopt(self._fresh_shard())
+                self.sealing, self.active = self.active, self._adopt(fresh)
+            self.merging = merging
             self._build_state = "building"
             self._save_manifest()
-            self._publish()
-        self._start_build()
+        except BaseException:
+            self.active, self.sealing, self.merging, self._build_state = before
+            if fresh is not None:
+                self._abandon(fresh)
+            raise
+        self._seal_failed_at = None
+        if not self._dirty - {shard.name for shard in self._frozen()}:
+            self._purge_first = None  # this build purges every shard waiting for it
+        self._publish()
+
+    def _abandon(self, shard: _Shard) -> None:
+        """A fresh shard that could not join the layout. Its directory stays, under its reserved
+        name: the manifest on disk may already name it (a write that failed only at its fsync),
+        and if not, the next start removes it as a reserved leftover."""
+        shard.handle.close()
+        self._reserved.add(shard.name)
 
     def _set_aside_if_full(self) -> None:
         """While a build runs, a full active shard joins the segments as it is (brute force,
@@ -729,18 +875,27 @@ class EdgeStore:
         from scratch by each restart after a kill) let every write pile into one brute-force
         shard: 6,959 points against a limit of 100 after repeated ``kill -9``. A set-aside shard
         costs a search what the active shard costs; the next build merges it into an indexed
-        segment (``_merge_candidates`` takes the smallest segments first)."""
-        if self.active.handle.count(CountRequest(exact=False)) < self._active_max:
+        segment (``_merge_candidates`` takes the smallest segments first). As in ``_freeze``,
+        the new shard is made before any role changes."""
+        if self._seal_backing_off() or self.active.handle.count(CountRequest(exact=False)) < self._active_max:
             return
         with self._write_lock:
             if not self._frozen() or self.active.handle.count(CountRequest(exact=True)) < self._active_max:
                 return  # a build that just finished seals it (its last step is _maybe_seal)
-            self._hand_over_counts()
-            self.active.handle.flush()
+            fresh = self._fresh_shard()  # may fail: nothing has changed yet
             full = self.active
-            self.segments.append(full)
-            self.active = self._adopt(self._fresh_shard())
-            self._save_manifest()
+            self._hand_over_counts()
+            full.handle.flush()
+            try:
+                self.segments.append(full)
+                self.active = self._adopt(fresh)
+                self._save_manifest()
+            except BaseException:
+                self.segments.remove(full)
+                self.active = full
+                self._abandon(fresh)
+                raise
+            self._seal_failed_at = None
             self._publish()
         log.info("%s set aside unindexed while an index build runs; the next build merges it", full.name)
 
@@ -808,14 +963,18 @@ class EdgeStore:
         if not frozen:
             return
         self._build_state = "building"
+        self._builds_started += 1
         started = time.perf_counter()
-        target = self.directory / self._reserve_name()
-        staging = self.directory / f"build-{target.name}"
-        sources = self.directory / f"build-{target.name}-sources"
+        target: Path | None = None
         with self._write_lock:
             folding = self._pending.snapshot()  # written into the points before the index is built
             deleted = sorted(self._tombstones)  # never copied into the result
         try:
+            # Inside the try: a name that cannot be recorded (the manifest write fails on a full
+            # disk) fails this build, which is retried, rather than ending the thread with the
+            # state stuck at "building" and nothing to retry it.
+            target = self.directory / self._reserve_name()
+            staging, sources = (self.directory / name for name in build_copies(target.name))
             for leftover in (staging, sources):
                 shutil.rmtree(leftover, ignore_errors=True)
             sources.mkdir(mode=0o700)
@@ -907,21 +1066,35 @@ class EdgeStore:
                 len(frozen),
                 self._last_build_seconds,
             )
-            self._maybe_seal()  # the active shard may have filled up meanwhile
         except Exception as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(sources, ignore_errors=True)
-            if self._closed:
-                return  # the store was closed mid-build; the next start builds again
+            self._build_failed(target, exc)
+            return
+        self._housekeep()  # the active shard may have filled up meanwhile, or a purge come due
+
+    def _build_failed(self, target: Path | None, exc: Exception) -> None:
+        """The frozen shards stay searchable and frozen; ``_maybe_seal`` retries the build after
+        ``BUILD_RETRY_SECONDS``. What the build made is removed, by its recorded name."""
+        if self._closed:
+            return  # the store was closed mid-build; the next start builds again
+        self._build_state = "failed"
+        self._failed_at = time.monotonic()
+        self._build_error = str(exc)
+        log.error("index build failed, the frozen shards stay searchable without it: %s", exc)
+        if target is None:
+            return  # no name was reserved, so nothing was made
+        for copy in build_copies(target.name):
+            shutil.rmtree(self.directory / copy, ignore_errors=True)
+        try:
             with self._write_lock:
-                if target.name not in {shard.name for shard in self._view.shards}:
-                    shutil.rmtree(target, ignore_errors=True)  # loaded after the rename, then failed
-                    self._reserved.discard(target.name)
-                    self._save_manifest()
-            self._build_state = "failed"
-            self._failed_at = time.monotonic()
-            self._build_error = str(exc)
-            log.error("index build failed, the frozen shards stay searchable without it: %s", exc)
+                if target.name in {shard.name for shard in self._view.shards}:
+                    return  # swapped in: the failure came after, in the clean-up
+                shutil.rmtree(target, ignore_errors=True)  # loaded after the rename, then failed
+                made = (target.name, *build_copies(target.name))
+                if not any((self.directory / name).exists() for name in made):
+                    self._reserved.discard(target.name)  # else the next start removes what is left
+                self._save_manifest()
+        except OSError as cleanup:
+            log.warning("clearing up after the failed index build: %s", cleanup)
 
     def _delete_late_tombstones(self, built: _Shard) -> None:
         """Deletes that reached the frozen shards after the child took its list of them: applied
@@ -932,6 +1105,7 @@ class EdgeStore:
         if found:
             built.handle.update(UpdateOperation.delete_points([record.id for record in found]))
             built.handle.flush()
+            self._note_delete()
             self._dirty.add(built.name)
 
     def _remove_retired(self, retired: list[_Shard]) -> None:
@@ -957,7 +1131,8 @@ class EdgeStore:
 
     def wait_for_index(self, timeout: float = 300.0) -> bool:
         """Wait for the running build and any build it chains (a seal or merge that became due
-        meanwhile)."""
+        meanwhile). A purge still waiting for deletes to pause is not waited for: see
+        ``info()["purge_starts_in"]``."""
         deadline = time.monotonic() + timeout
         while (thread := self._build_thread) is not None:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -1198,19 +1373,30 @@ class EdgeStore:
             "index_error": self._build_error,
             "last_build_seconds": self._last_build_seconds,
             "purge_pending": self._purge_pending(),
+            "purge_starts_in": self._purge_starts_in(),
+            "builds_started": self._builds_started,
             "quarantine": str(self._quarantined) if self._quarantined else None,
         }
 
+    def _purge_starts_in(self) -> float | None:
+        """Seconds until the shards waiting for a purge are rebuilt (storage.purge_delay_seconds
+        after the last delete; 0 once due, while a running build holds it up), None when none
+        waits: what a running build reads, it purges itself."""
+        due_in = self._purge_due_in()
+        return None if due_in is None else round(due_in, 1)
+
     def _purge_pending(self) -> int:
         """Shard directories whose files may still hold the text of a deleted memory: dirty
-        shards until their rebuild swaps in, frozen shards holding tombstoned points until their
-        build does, retired shards until their directories are gone. 0 means no file of the
-        engine holds the text of a memory deleted so far."""
+        shards until their rebuild swaps in (waiting for deletes to pause, or being rebuilt),
+        frozen shards holding tombstoned points until their build does, retired shards until
+        their directories are gone. 0 means no file of the engine holds the text of a memory
+        deleted so far."""
         frozen = len(self._frozen()) if self._tombstones else 0
         return len(self._dirty) + len(self._retired) + frozen
 
     def close(self) -> None:
         self._closed = True
+        self._purge_wake.set()  # the purge timer ends; dirty shards stay in the manifest for the next start
         proc = self._build_proc
         if proc is not None and proc.poll() is None:
             proc.kill()  # never leave a builder behind; the sealed shard is rebuilt at next start

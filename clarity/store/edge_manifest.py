@@ -2,9 +2,10 @@
 
 ``manifest.json`` says which shard directories hold the store and what each one is. A start opens
 exactly those, and the only directories it ever removes are ones the manifest records as the
-engine's own leftovers (``retired``, ``reserved``) or a build's scratch copies (``build-shard-N``,
-``build-shard-N-sources``), which are never the only copy of anything. Everything else it does
-not name is moved aside into ``quarantine/``, never deleted.
+engine's own leftovers (``retired``, ``reserved``) and the scratch copies of a build whose result
+it reserved (``build-shard-N``, ``build-shard-N-sources`` for a reserved ``shard-N``), which are
+never the only copy of anything. Everything else it does not name is moved aside into
+``quarantine/``, never deleted, whatever its name.
 
 Why a schema: read with ``.get()`` and defaults, ``{}`` or a manifest without ``segments`` read
 as an empty store, and the clean-up that followed removed every shard. Now a manifest that does
@@ -12,14 +13,15 @@ not validate (a missing key, a wrong type, an unknown version, a shard listed tw
 start with :class:`StoreDamaged`, naming the file, what is wrong and the fix; nothing is changed.
 
 Version 2 adds ``retired``, ``reserved`` and ``dirty`` (see :class:`Manifest`); a version 1
-manifest reads with those empty.
+manifest reads with those empty. Version 1 manifests written before ``merging`` existed (commit
+578f3bd) lack it too: they read with none, which is what they meant (no merge in progress).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
@@ -61,6 +63,15 @@ class Manifest(BaseModel):
     # Shards whose files may still hold text of deleted memories: each is rebuilt (purged).
     dirty: list[ShardName] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _older_version_1(cls, data: Any) -> Any:
+        """Keys that version 1 gained over time are filled in only where an older writer left
+        them out; version 2 always writes them, so there a missing one is damage."""
+        if isinstance(data, dict) and data.get("version") == 1 and "merging" not in data:
+            return {**data, "merging": []}
+        return data
+
     @property
     def live(self) -> list[str]:
         return [self.active, *([self.sealing] if self.sealing else []), *self.segments]
@@ -95,6 +106,8 @@ def read_manifest(path: Path) -> Manifest | None:
         data = json.loads(raw)
     except ValueError as exc:
         raise damaged(path, f"it is not valid JSON ({exc})") from None
+    except RecursionError:  # a nesting bomb: no manifest nests more than two levels
+        raise damaged(path, "it is not valid JSON (nested too deeply)") from None
     version = data.get("version") if isinstance(data, dict) else None
     if type(version) is int and version not in SUPPORTED_VERSIONS:
         raise StoreDamaged(
