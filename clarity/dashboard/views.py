@@ -45,6 +45,7 @@ from clarity.models import (
     RetrieveRequest,
     Source,
 )
+from clarity.retention import disk_usage
 from clarity.store.base import MemoryFilter
 from clarity.store.space import InsufficientStorage
 
@@ -149,16 +150,9 @@ def _environment() -> Environment:
 
 
 def _directory_size(path: Path) -> int | None:
-    if not path.exists():
-        return None
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                continue
-    return total
+    """What the engine's files really take on disk (the blocks the size cap counts), not their
+    apparent size: an empty shard's preallocated files look like 190 MB but use under 1 MB."""
+    return disk_usage(path) if path.exists() else None
 
 
 # -- filters ----------------------------------------------------------------------------------
