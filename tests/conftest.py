@@ -114,4 +114,5 @@ def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """No daemon outlives the run, whichever fixture failed before its own ``stop()``."""
-    stop_all()
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    stop_all(factory.getbasetemp() if factory is not None else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import socket
@@ -120,12 +121,42 @@ class Daemon:
         return self.process.returncode
 
 
-def stop_all() -> None:
-    """Stop every daemon still running (a failed fixture, an assertion before ``stop()``)."""
+def stop_all(under: Path | None = None) -> None:
+    """Stop every daemon still running (a failed fixture, an assertion before ``stop()``), and
+    with ``under``, any daemon whose storage root lies below it: the ones the CLI started in the
+    background for a test (``clarity import`` with no daemon running starts one)."""
     while _started:
         daemon = _started.pop()
         if daemon.process is not None and daemon.process.poll() is None:
             daemon.stop(timeout=10)
+    if under is not None:
+        for pid in _serving_below(under):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while (left := _serving_below(under)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _serving_below(root: Path) -> list[int]:
+    """Pids of ``clarity serve`` processes whose CLARITY_STORAGE__ROOT is below ``root``."""
+    found = []
+    prefix = f"CLARITY_STORAGE__ROOT={root}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"clarity" not in b" ".join(command) or b"serve" not in command:
+                continue
+            if any(item.startswith(prefix) for item in (entry / "environ").read_bytes().split(b"\0")):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 atexit.register(stop_all)
