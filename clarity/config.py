@@ -24,6 +24,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from clarity.json_text import parse_json
+
 DEFAULT_ROOT = Path("~/.claude/alunai-clarity")
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -406,9 +408,7 @@ def _read_config_file(path: Path) -> None:
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{where}: over {MAX_CONFIG_BYTES} bytes; a config file is a small JSON object")
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except RecursionError:
-        raise ConfigError(f"{where}: not valid JSON (nested too deeply)") from None
+        data = parse_json(raw.decode("utf-8"))
     except ValueError as exc:
         raise ConfigError(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):

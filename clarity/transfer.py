@@ -18,6 +18,7 @@ from typing import IO, Any, BinaryIO, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from clarity.config import describe_validation_error
+from clarity.json_text import parse_json
 from clarity.models import (
     ExportCursor,
     ExportPage,
@@ -116,14 +117,6 @@ def first_line(path: Path, limit: int = 1_048_576) -> str:
     """The first line (at most ``limit`` bytes of it), for recognising a file's format."""
     with open_import(path) as handle:
         return handle.readline(limit).decode("utf-8", errors="replace")
-
-
-def parse_json(text: str) -> Any:
-    """json.loads, with a nesting bomb reported as bad JSON instead of a RecursionError."""
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
 
 
 class ExportHeader(BaseModel):

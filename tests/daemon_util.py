@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,19 @@ class Daemon:
         log.close()
         _started.append(self)
         return self
+
+    @contextlib.contextmanager
+    def running(self, ready: bool = False) -> Iterator[Daemon]:
+        """Started, healthy (or ready: the model loaded), and stopped on the way out whatever failed."""
+        self.start()
+        try:
+            if ready:
+                self.wait_ready()
+            else:
+                self.wait_healthy()
+            yield self
+        finally:
+            self.stop()
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""

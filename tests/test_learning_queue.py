@@ -40,12 +40,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         "CLARITY_HOOKS__LEARNING_QUEUE_BYTES": str(4 * MB),
     }
     daemon = Daemon(root, free_port(), env=env)
-    daemon.start()
-    try:
-        daemon.wait_healthy()
+    with daemon.running():
         yield daemon
-    finally:
-        daemon.stop()
 
 
 @pytest.fixture

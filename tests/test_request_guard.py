@@ -86,12 +86,8 @@ def route_table(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     daemon = Daemon(tmp_path_factory.mktemp("guard"), free_port())
-    daemon.start()
-    try:
-        daemon.wait_healthy()
+    with daemon.running():
         yield daemon
-    finally:
-        daemon.stop()
     assert "Traceback" not in daemon.log(), daemon.log()[-3000:]
 
 

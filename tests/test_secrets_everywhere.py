@@ -196,12 +196,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     wait for a dense vector, retrieval is lexical), and thousands of stores stay quick."""
     root = tmp_path_factory.mktemp("secrets-root")
     daemon = Daemon(root, free_port(), env={"CLARITY_EMBEDDING__MODEL": str(root / "no-model")})
-    daemon.start()
-    try:
-        daemon.wait_healthy()
+    with daemon.running():
         yield daemon
-    finally:
-        daemon.stop()
 
 
 @pytest.fixture(scope="module")

@@ -19,11 +19,12 @@ manifest reads with those empty. Version 1 manifests written before ``merging`` 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from clarity.json_text import parse_json
 
 VERSION: Literal[2] = 2  # what this version writes
 SUPPORTED_VERSIONS = (1, 2)
@@ -103,11 +104,9 @@ def read_manifest(path: Path) -> Manifest | None:
     except OSError as exc:
         raise StoreDamaged(f"{path} cannot be read ({exc.strerror}); nothing was changed") from None
     try:
-        data = json.loads(raw)
-    except ValueError as exc:
+        data = parse_json(raw)
+    except ValueError as exc:  # a nesting bomb included: no manifest nests more than two levels
         raise damaged(path, f"it is not valid JSON ({exc})") from None
-    except RecursionError:  # a nesting bomb: no manifest nests more than two levels
-        raise damaged(path, "it is not valid JSON (nested too deeply)") from None
     version = data.get("version") if isinstance(data, dict) else None
     if type(version) is int and version not in SUPPORTED_VERSIONS:
         raise StoreDamaged(

@@ -72,12 +72,8 @@ def attack_page(requests: list[dict[str, Any]]) -> str:
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """Its own daemon: the attacks try to delete everything."""
     daemon = Daemon(tmp_path_factory.mktemp("cross-origin"), free_port())
-    daemon.start()
-    try:
-        daemon.wait_ready()
+    with daemon.running(ready=True):
         yield daemon
-    finally:
-        daemon.stop()
 
 
 @pytest.fixture(scope="module")
