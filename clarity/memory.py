@@ -130,8 +130,9 @@ def _redacted(record: _Record) -> _Record:
     (store, store_many, put_memories, update), so no field and no door is missed, whatever
     fields a record gains. The full text is redacted before anything is cut to its input limit
     (a marker can be longer than the secret it replaces). A scope is an identifier, which a
-    marker cannot replace: a new memory whose scope holds a secret is refused instead."""
-    if isinstance(record, MemoryCreate | Memory):
+    marker cannot replace: a whole record whose scope holds a secret is refused here (a new
+    memory's scope is checked once resolved, in ``_store_scope``)."""
+    if isinstance(record, Memory):
         _check_scope(record.scope)
     limits = {"tags": MAX_TAG_CHARS, "session_id": MAX_SESSION_ID_CHARS}
     clean = redact_record(record, skip=("id", "content_hash", "scope"), max_chars=limits)
