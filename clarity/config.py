@@ -8,14 +8,22 @@ because that is what Qdrant users already export.
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -24,7 +32,9 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from clarity.json_text import parse_json
+from clarity.config_checks import config_file_problem, settings_error_message
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = Path("~/.claude/alunai-clarity")
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -135,8 +145,6 @@ class GuardRule(_Section):
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, value: str) -> str:
-        import re
-
         try:
             re.compile(value)
         except re.error as exc:
@@ -176,10 +184,6 @@ class HooksSettings(_Section):
         le=16 * 1024**3,
         description="text those waiting events may hold (commands, errors); past it the oldest are dropped",
     )
-
-
-class CacheSettings(_Section):
-    ttl_seconds: int = Field(1800, ge=0, le=7 * 86400)
 
 
 class StorageSettings(_Section):
@@ -321,6 +325,25 @@ class _QdrantEnvSource(PydanticBaseSettingsSource):
         return {"qdrant": qdrant} if qdrant else {}
 
 
+# Settings that were read by nothing and are gone. A config file that still sets one keeps
+# loading (a misspelled key fails, a removed one is ignored with a warning); a section left
+# empty goes too.
+REMOVED_KEYS: Final = {"cache": frozenset({"ttl_seconds"})}
+
+
+def _drop_removed_keys(data: dict[str, Any]) -> dict[str, Any]:
+    for section, gone in REMOVED_KEYS.items():
+        values = data.get(section)
+        if not isinstance(values, dict):
+            continue
+        if found := sorted(gone & values.keys()):
+            keys = ", ".join(f"{section}.{key}" for key in found)
+            log.warning("config %s: no longer a setting (nothing read it), ignored; it can be removed", keys)
+        rest = {key: value for key, value in values.items() if key not in gone}
+        data = {**data, section: rest} if rest else {k: v for k, v in data.items() if k != section}
+    return data
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CLARITY_",
@@ -334,7 +357,6 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     hooks: HooksSettings = Field(default_factory=HooksSettings)
-    cache: CacheSettings = Field(default_factory=CacheSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
 
     @classmethod
@@ -349,6 +371,11 @@ class Settings(BaseSettings):
         json_source = JsonConfigSettingsSource(settings_cls, json_file=config_path(), deep_merge=True)
         # First wins: CLI flags, CLARITY_* env, QDRANT_* env, config.json, defaults.
         return (init_settings, env_settings, _QdrantEnvSource(settings_cls), json_source)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed(cls, data: Any) -> Any:
+        return _drop_removed_keys(data) if isinstance(data, dict) else data
 
     @property
     def engine(self) -> Literal["embedded", "server"]:
@@ -384,84 +411,14 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> list[
     return lines
 
 
-MAX_CONFIG_BYTES = 1_048_576
-
-
-def _read_config_file(path: Path) -> None:
-    """Check config.json before pydantic-settings reads it: a regular file (a FIFO would block,
-    /dev/zero never ends) of at most MAX_CONFIG_BYTES, holding one JSON object."""
-    where = (
-        f"config file {path} (MEMORY_CONFIG_PATH)"
-        if os.environ.get("MEMORY_CONFIG_PATH")
-        else f"config file {path}"
-    )
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as exc:
-        raise ConfigError(f"{where}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(
-                f'{where}: not a regular file; expected a JSON object such as {{"server": {{...}}}}'
-            )
-        raw = handle.read(MAX_CONFIG_BYTES + 1)
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{where}: over {MAX_CONFIG_BYTES} bytes; a config file is a small JSON object")
-    try:
-        data = parse_json(raw.decode("utf-8"))
-    except ValueError as exc:
-        raise ConfigError(f"{where}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f'{where}: expected a JSON object such as {{"server": {{"port": 8000}}}}, '
-            f"got {type(data).__name__}"
-        )
-
-
-def _takes_json(annotation: Any) -> str | None:
-    """What an environment variable for this field must hold, if pydantic-settings parses it as JSON."""
-    origin = get_origin(annotation)
-    if origin in (list, tuple, set, frozenset):
-        return "a JSON list"
-    if origin is dict or (isinstance(annotation, type) and issubclass(annotation, BaseModel | dict)):
-        return "a JSON object"
-    return next(filter(None, (_takes_json(arg) for arg in get_args(annotation))), None)
-
-
-def _explain_settings_error(exc: SettingsError) -> ConfigError:
-    """pydantic-settings names only the section ("hooks") when a variable holds bad JSON; find
-    the variable itself and say what it must hold."""
-    match = re.search(r'field "(\w+)" from source "EnvSettingsSource"', str(exc))
-    section = Settings.model_fields.get(match.group(1)) if match else None
-    if match is not None and section is not None:
-        prefix = f"CLARITY_{match.group(1)}".upper()
-        for name in sorted(os.environ):
-            key = name.upper()
-            if key == prefix:
-                annotation: Any = section.annotation
-            elif key.startswith(prefix + "__") and isinstance(section.annotation, type):
-                field = section.annotation.model_fields.get(key.removeprefix(prefix + "__").lower())
-                annotation = field.annotation if field else None
-            else:
-                continue
-            wanted = _takes_json(annotation)
-            try:
-                json.loads(os.environ[name])
-            except (ValueError, RecursionError) as bad:
-                if wanted:
-                    return ConfigError(f"{name}: not valid JSON ({bad}); this setting takes {wanted}")
-    cause = f" ({exc.__cause__})" if exc.__cause__ else ""
-    return ConfigError(f"config: {exc}{cause}")
-
-
 def load_settings(**overrides: Any) -> Settings:
     """Build settings, turning every failure into a ConfigError with one line per bad key."""
     path = config_path()
-    if path.exists():
-        _read_config_file(path)
+    if path.exists() and (problem := config_file_problem(path)) is not None:
+        raise ConfigError(problem)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError("; ".join(describe_validation_error(exc, prefix="config "))) from exc
     except SettingsError as exc:
-        raise _explain_settings_error(exc) from exc
+        raise ConfigError(settings_error_message(exc, Settings.model_fields)) from exc

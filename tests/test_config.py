@@ -22,7 +22,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     settings = load_settings()
     assert settings.server.host == "127.0.0.1"
     assert settings.server.port == 8000
-    assert settings.cache.ttl_seconds == 1800
+    assert "cache" not in type(settings).model_fields  # cache.ttl_seconds was read by nothing: removed
     assert settings.engine == "embedded"
     assert settings.qdrant.index_params.m == 16
     assert settings.qdrant.index_params.ef_construct == 200
@@ -86,7 +86,7 @@ def test_qdrant_env_overrides_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         ({}, {"qdrant": {"index_params": {"mm": 3}}}, "qdrant.index_params.mm: unknown key"),
         ({}, {"server": {"port": 70000}}, "server.port=70000: Input should be less than or equal to 65535"),
         ({"QDRANT_URL": "ftp://x"}, {}, "qdrant.url='ftp://x': must start with http:// or https://"),
-        ({}, {"cache": {"ttl_seconds": -1}}, "cache.ttl_seconds=-1"),
+        ({}, {"cache": {"ttl_seconds": 1800, "size": 3}}, "cache: unknown key"),
     ],
 )
 def test_invalid_values_name_key_value_and_rule(
@@ -102,6 +102,29 @@ def test_invalid_values_name_key_value_and_rule(
         load_settings()
     assert expected in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("cache", [{"ttl_seconds": 1800}, {"ttl_seconds": -1}, {}])
+def test_a_config_file_with_the_removed_cache_section_still_loads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture, cache: dict
+) -> None:
+    """``cache.ttl_seconds`` was documented and validated but read by nothing: a file that
+    still sets it loads as before, the key ignored with a one-line warning."""
+    config = tmp_path / "config.json"
+    write_config(config, {"cache": cache, "server": {"port": 8100}})
+    monkeypatch.setenv("MEMORY_CONFIG_PATH", str(config))
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    with caplog.at_level("WARNING", logger="clarity.config"):
+        settings = load_settings()
+    assert settings.server.port == 8100
+    assert not hasattr(settings, "cache")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "clarity.config"]
+    if cache:
+        assert warnings == [
+            "config cache.ttl_seconds: no longer a setting (nothing read it), ignored; it can be removed"
+        ]
+    else:
+        assert warnings == []
 
 
 def test_broken_json_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

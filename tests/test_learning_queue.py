@@ -82,6 +82,16 @@ def wait_for(
     return learned(daemon, project, kind)
 
 
+def learned_failure_tags(daemon: Daemon, project: Path, command: str, error: str) -> list[str]:
+    """The tags of the one error memory a failed Bash ``command`` is learned as."""
+    hook(
+        daemon, "PostToolUseFailure", project, tool_name="Bash", tool_input={"command": command}, error=error
+    )
+    errors = wait_for(daemon, project, "error")
+    assert len(errors) == 1, "the failure was dropped"
+    return list(errors[0]["tags"])
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -92,13 +102,7 @@ def rss_bytes(pid: int) -> int:
 def test_a_long_program_name_is_learned_and_found_again(daemon: Daemon, project: Path) -> None:
     program = "./scripts/" + "run-the-nightly-integration-suite-against-staging" * 2 + ".sh"
     command = f"{program} --shard 3"
-    error = "Exit code 1\nerror: staging database unreachable"
-    hook(
-        daemon, "PostToolUseFailure", project, tool_name="Bash", tool_input={"command": command}, error=error
-    )
-    errors = wait_for(daemon, project, "error")
-    assert len(errors) == 1, "the failure was dropped"
-    tags = errors[0]["tags"]
+    tags = learned_failure_tags(daemon, project, command, "Exit code 1\nerror: staging database unreachable")
     assert len(tags) == 1 and tags[0].startswith("cmd:…") and len(tags[0]) <= 64, tags
     assert "suite-against-staging.sh~" in tags[0], tags  # a path keeps its end, plus a hash
     context = hook(daemon, "PreToolUse", project, tool_name="Bash", tool_input={"command": command})
@@ -107,13 +111,7 @@ def test_a_long_program_name_is_learned_and_found_again(daemon: Daemon, project:
 
 def test_a_chain_of_forty_programs_is_learned_with_its_first_programs(daemon: Daemon, project: Path) -> None:
     command = " && ".join(f"step{i:02d} --go" for i in range(40))
-    error = "Exit code 3\nerror: step07 failed"
-    hook(
-        daemon, "PostToolUseFailure", project, tool_name="Bash", tool_input={"command": command}, error=error
-    )
-    errors = wait_for(daemon, project, "error")
-    assert len(errors) == 1, "the failure was dropped"
-    tags = errors[0]["tags"]
+    tags = learned_failure_tags(daemon, project, command, "Exit code 3\nerror: step07 failed")
     assert tags == [f"cmd:step{i:02d}" for i in range(31)], tags
     context = hook(daemon, "PreToolUse", project, tool_name="Bash", tool_input={"command": "step05 --again"})
     assert "step07 failed" in json.dumps(context)

@@ -12,10 +12,8 @@ import hashlib
 import logging
 import re
 import shlex
-import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +21,7 @@ from datetime import UTC, datetime
 from cachetools import TTLCache
 
 from clarity.hooks.events import HookEvent
+from clarity.hooks.learning_queue import Gate, LearningQueue, QueuedEvent, queued_size
 from clarity.memory import MemoryService
 from clarity.models import MAX_TAG_CHARS, MAX_TAGS, MemoryCreate, MemoryPatch, MemoryType, Source
 from clarity.project import project_scope
@@ -196,90 +195,6 @@ class SessionState:
             self.failures.pop(next(iter(self.failures)))
 
 
-Gate = Callable[[HookEvent], bool]
-
-
-@dataclass(frozen=True)
-class _Item:
-    handler: Callable[[HookEvent], None]
-    event: HookEvent
-    gate: Gate | None
-    size: int  # bytes of text the event holds
-
-
-def _held_bytes(event: HookEvent) -> int:
-    """What a queued event keeps in memory, about: its strings plus a fixed overhead."""
-    texts = [event.session_id, event.cwd, event.error or "", *(event.tool_input or {}).values()]
-    return 1024 + sum(sys.getsizeof(t) for t in texts if isinstance(t, str))
-
-
-class LearningQueue:
-    """A FIFO bounded in events and in bytes of text: past either bound the OLDEST waiting
-    events are dropped, and counted, so a flood of events costs lost learning, never memory.
-    The newest event is always kept; the one being learned is not counted as waiting."""
-
-    def __init__(self, max_events: int, max_bytes: int) -> None:
-        self.max_events = max_events
-        self.max_bytes = max_bytes
-        self.dropped = 0
-        self._items: deque[_Item] = deque()
-        self._bytes = 0
-        self._busy = 0
-        self._closed = False
-        self._cond = threading.Condition()
-
-    def put(self, item: _Item) -> int:
-        """Queue ``item``; returns how many older events it pushed out."""
-        dropped = 0
-        with self._cond:
-            self._items.append(item)
-            self._bytes += item.size
-            while len(self._items) > 1 and (
-                len(self._items) > self.max_events or self._bytes > self.max_bytes
-            ):
-                self._bytes -= self._items.popleft().size
-                dropped += 1
-            self.dropped += dropped
-            self._cond.notify()
-        return dropped
-
-    def get(self) -> _Item | None:
-        """The oldest event, waiting for one; None once closed and empty."""
-        with self._cond:
-            while not self._items and not self._closed:
-                self._cond.wait()
-            if not self._items:
-                return None
-            item = self._items.popleft()
-            self._bytes -= item.size
-            self._busy += 1
-            return item
-
-    def done(self) -> None:
-        with self._cond:
-            self._busy -= 1
-            self._cond.notify_all()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    @property
-    def unfinished(self) -> int:
-        with self._cond:
-            return len(self._items) + self._busy
-
-    @property
-    def held_bytes(self) -> int:
-        with self._cond:
-            return self._bytes
-
-    def wait_empty(self, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._items and not self._busy, timeout)
-
-
 class Learner:
     """Turns tool events into memories on one background thread, in arrival order.
 
@@ -316,7 +231,7 @@ class Learner:
         if handler is None:
             return
         slim = event.for_learning()
-        if self._queue.put(_Item(handler, slim, gate, _held_bytes(slim))):
+        if self._queue.put(QueuedEvent(handler, slim, gate, queued_size(slim))):
             self._log_drops()
 
     def _log_drops(self) -> None:
