@@ -24,10 +24,9 @@ from typing import IO, Any
 import httpx
 
 from clarity.config import ConfigError, Settings
+from clarity.http.loopback import LOOPBACK_HOSTS
 
 log = logging.getLogger(__name__)
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class DaemonError(RuntimeError):
@@ -167,7 +166,7 @@ def check_bind(settings: Settings) -> None:
     token = settings.server.token
     if token is not None and not token.get_secret_value().strip():
         raise ConfigError("config server.token: is empty; set a real secret (CLARITY_TOKEN) or unset it")
-    if settings.server.host not in LOOPBACK and not settings.server.token:
+    if settings.server.host not in LOOPBACK_HOSTS and not settings.server.token:
         raise ConfigError(
             f"config server.host={settings.server.host!r}: binding beyond loopback needs a token; "
             "set CLARITY_TOKEN (or server.token) and send it as 'Authorization: Bearer <token>'"
@@ -258,7 +257,7 @@ def check_space_at_start(settings: Settings) -> None:
     of MB there. Short of them, loading dies with SIGBUS; in a child that is a clear error
     instead, and after a child loaded the files they are allocated, so the daemon's load is safe.
     """
-    from clarity.store.edge import live_shards
+    from clarity.store.edge.manifest import live_shards
     from clarity.store.space import SpaceGuard, filesystem_type, ram_backed
 
     root, engine_dir = settings.storage.root, settings.storage.qdrant_dir
@@ -300,8 +299,8 @@ def run_daemon(settings: Settings) -> None:
     """Own the storage, bind the port, serve until a signal. Blocking."""
     import uvicorn
 
-    from clarity.app import create_app
     from clarity.embedding import create_embedding_provider
+    from clarity.http.app import create_app
     from clarity.memory import MemoryService
     from clarity.store import StoreLocked, open_store
 

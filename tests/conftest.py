@@ -9,6 +9,8 @@ qdrant-client's in-process mode.
 from __future__ import annotations
 
 import os
+import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,6 +102,15 @@ def service(store: VectorStore, embedder: EmbeddingProvider, tmp_path: Path) -> 
     svc = MemoryService(make_settings(tmp_path), store, embedder)
     yield svc
     svc.access.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fresh git repository, so the test has a project scope of its own."""
+    repo = tmp_path / f"repo-{uuid.uuid4().hex[:6]}"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    return repo
 
 
 @pytest.fixture(scope="session")

@@ -90,31 +90,28 @@ class Daemon:
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
 
     def wait_healthy(self, timeout: float = 60) -> float:
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            if self.process is not None and self.process.poll() is not None:
-                raise AssertionError(f"daemon exited {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return time.monotonic() - started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"daemon not healthy after {timeout}s:\n{self.log()}")
+        return self._wait_for("/healthz", "healthy", time.monotonic(), timeout, answer_within=1, every=0.05)
 
     def wait_ready(self, timeout: float = 180) -> float:
         started = time.monotonic()
         self.wait_healthy(timeout)
+        # a loaded machine can be slow to answer while the model loads: keep polling
+        return self._wait_for("/readyz", "ready", started, timeout, answer_within=5, every=0.1)
+
+    def _wait_for(
+        self, path: str, state: str, started: float, timeout: float, answer_within: float, every: float
+    ) -> float:
+        """Poll ``path`` until it answers 200; seconds since ``started``. Fails at once if the daemon exits."""
         while time.monotonic() - started < timeout:
             if self.process is not None and self.process.poll() is not None:
                 raise AssertionError(f"daemon exited {self.process.returncode}:\n{self.log()}")
-            try:  # a loaded machine can be slow to answer while the model loads: keep polling
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+            try:
+                if httpx.get(f"{self.url}{path}", timeout=answer_within).status_code == 200:
                     return time.monotonic() - started
             except httpx.HTTPError:
                 pass
-            time.sleep(0.1)
-        raise AssertionError(f"daemon not ready after {timeout}s:\n{self.log()}")
+            time.sleep(every)
+        raise AssertionError(f"daemon not {state} after {timeout}s:\n{self.log()}")
 
     def api(self, method: str, path: str, project: str | None = None, **kwargs: Any) -> httpx.Response:
         headers = kwargs.pop("headers", {})

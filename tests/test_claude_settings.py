@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from clarity.integrations import claude_code as cc
+from clarity.cli.hooks import hooks_app
+from clarity.integrations import claude_entries as entries
+from clarity.integrations import claude_files as files
 from clarity.integrations.claude_code import EVENTS, SettingsError, install, status, uninstall
-from clarity.integrations.hooks_cli import hooks_app
 
 SCOPES = ("user", "project", "local")
 TOKEN = "test-token-value-123"
@@ -91,7 +92,7 @@ def write(path: Path, data: Any) -> None:
 
 
 def files_of(scope: str, project: Path) -> tuple[Path, Path]:
-    return cc.settings_path(scope, project), cc.mcp_path(scope, project)  # type: ignore[arg-type]
+    return files.settings_path(scope, project), files.mcp_path(scope, project)  # type: ignore[arg-type]
 
 
 def seed(scope: str, project: Path) -> dict[Path, Any]:
@@ -111,14 +112,14 @@ def clarity_handlers(settings: dict[str, Any], event: str) -> list[dict[str, Any
         h
         for group in settings.get("hooks", {}).get(event, [])
         for h in group.get("hooks", [])
-        if cc.clarity_hook_type(h)
+        if entries.clarity_hook_type(h)
     ]
 
 
 def mcp_entry(scope: str, project: Path) -> Any:
-    data = read(cc.mcp_path(scope, project))  # type: ignore[arg-type]
+    data = read(files.mcp_path(scope, project))  # type: ignore[arg-type]
     if scope == "local":
-        data = data["projects"][cc.local_project_key(project)]
+        data = data["projects"][files.local_project_key(project)]
     return data["mcpServers"].get("clarity")
 
 
@@ -150,15 +151,15 @@ def test_install_keeps_everything_else(scope: str, project: Path) -> None:
     for event in EVENTS:
         [handler] = clarity_handlers(settings, event)
         assert handler["timeout"] == (
-            cc.TIMEOUTS[event] + 1 if event == "SessionStart" else cc.TIMEOUTS[event]
+            entries.TIMEOUTS[event] + 1 if event == "SessionStart" else entries.TIMEOUTS[event]
         )
         if event == "SessionStart":  # Claude Code runs no http hooks for SessionStart
-            assert handler["type"] == "command" and "hook_analyzer.py" in handler["command"]
+            assert handler["type"] == "command" and "clarity/hooks/command_client.py" in handler["command"]
         else:
             assert handler == {
                 "type": "http",
                 "url": f"http://127.0.0.1:8000/hooks/{event}",
-                "timeout": cc.TIMEOUTS[event],
+                "timeout": entries.TIMEOUTS[event],
                 # CLARITY_DISABLED=1 in a session's environment reaches the daemon as this header
                 "headers": {"X-Clarity-Disabled": "$CLARITY_DISABLED"},
                 "allowedEnvVars": ["CLARITY_DISABLED"],
@@ -236,13 +237,13 @@ def test_switching_type_replaces_clarity_entries_in_place(project: Path) -> None
     change = next(f for f in result.files if f.kind == "hooks")
     # SessionStart was a command hook already
     assert change.updated == [e for e in EVENTS if e != "SessionStart"] and not change.added
-    settings = read(cc.settings_path("user", project))
+    settings = read(files.settings_path("user", project))
     assert settings["hooks"]["PreToolUse"][0] == ORIGINAL_SETTINGS["hooks"]["PreToolUse"][0]
     for event in EVENTS:
         [handler] = clarity_handlers(settings, event)
         assert handler["type"] == "command"
-        assert handler["timeout"] == cc.TIMEOUTS[event] + 1
-        assert f"--timeout={cc.TIMEOUTS[event]}" in handler["command"]
+        assert handler["timeout"] == entries.TIMEOUTS[event] + 1
+        assert f"--timeout={entries.TIMEOUTS[event]}" in handler["command"]
         assert len(settings["hooks"][event]) == len(ORIGINAL_SETTINGS["hooks"].get(event, [])) + 1
 
 
@@ -267,8 +268,8 @@ def test_command_hooks_run_the_analyzer(project: Path, tmp_path: Path) -> None:
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
         install("local", "command", project=project, base_url=base, no_mcp=True)
-        [handler] = clarity_handlers(read(cc.settings_path("local", project)), "SessionStart")
-        assert handler["command"].startswith(f'"{sys.executable}" -S "{cc.ANALYZER}"')
+        [handler] = clarity_handlers(read(files.settings_path("local", project)), "SessionStart")
+        assert handler["command"].startswith(f'"{sys.executable}" -S "{entries.COMMAND_CLIENT}"')
         assert f'"--url={base}"' in handler["command"]
         payload = b'{"hook_event_name": "SessionStart", "cwd": "/x", "session_id": "s"}'
         proc = subprocess.run(
@@ -285,7 +286,7 @@ def test_command_hooks_run_the_analyzer(project: Path, tmp_path: Path) -> None:
 def test_shell_quoting_survives_odd_paths() -> None:
     for value in ('/opt/my tools/py"thon', "/tmp/$HOME/`x`/a\\b"):
         out = subprocess.run(
-            ["/bin/sh", "-c", f"printf %s {cc._shell_quote(value)}"], capture_output=True, text=True
+            ["/bin/sh", "-c", f"printf %s {entries.shell_quote(value)}"], capture_output=True, text=True
         )
         assert out.stdout == value
 
@@ -294,7 +295,7 @@ def test_token_adds_headers_but_never_the_token(project: Path, monkeypatch: pyte
     monkeypatch.setenv("CLARITY_TOKEN", TOKEN)
     for scope in SCOPES:
         install(scope, project=project)  # type: ignore[arg-type]
-    settings = read(cc.settings_path("project", project))
+    settings = read(files.settings_path("project", project))
     for event in EVENTS:
         [handler] = clarity_handlers(settings, event)
         if handler["type"] == "http":
@@ -314,7 +315,7 @@ def test_token_adds_headers_but_never_the_token(project: Path, monkeypatch: pyte
 def test_custom_base_url(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     base = "http://10.1.2.3:9000"
     install("user", "http", project=project, base_url=base)
-    settings = read(cc.settings_path("user", project))
+    settings = read(files.settings_path("user", project))
     [ups] = [h for g in settings["hooks"]["UserPromptSubmit"] for h in g["hooks"]]
     assert ups["url"] == f"{base}/hooks/UserPromptSubmit"
     [session] = [h for g in settings["hooks"]["SessionStart"] for h in g["hooks"]]
@@ -325,13 +326,13 @@ def test_custom_base_url(project: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("CLARITY_URL", base)
     assert len(status(project).scope("user").hooks) == len(EVENTS)
     uninstall("user", project=project)
-    assert "hooks" not in read(cc.settings_path("user", project))
+    assert "hooks" not in read(files.settings_path("user", project))
 
 
 def test_clarity_url_and_port_from_environment(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLARITY_SERVER__PORT", "8123")
     install("user", project=project, no_mcp=True)
-    hooks = read(cc.settings_path("user", project))["hooks"]
+    hooks = read(files.settings_path("user", project))["hooks"]
     assert hooks["Stop"][0]["hooks"][0]["url"] == "http://127.0.0.1:8123/hooks/Stop"
     assert '"--url=http://127.0.0.1:8123"' in hooks["SessionStart"][0]["hooks"][0]["command"]
 
@@ -428,11 +429,11 @@ def test_uninstall_keeps_clarity_like_but_foreign_hooks(project: Path) -> None:
             ]
         }
     }
-    write(cc.settings_path("user", project), foreign)
+    write(files.settings_path("user", project), foreign)
     install("user", project=project, no_mcp=True)
-    assert len(read(cc.settings_path("user", project))["hooks"]["Stop"]) == 2
+    assert len(read(files.settings_path("user", project))["hooks"]["Stop"]) == 2
     uninstall("user", project=project, no_mcp=True)
-    assert read(cc.settings_path("user", project)) == foreign
+    assert read(files.settings_path("user", project)) == foreign
 
 
 def test_uninstall_no_mcp_keeps_the_server(project: Path) -> None:
@@ -494,7 +495,7 @@ def test_invalid_json_is_refused_and_left_alone(which: str, project: Path, home:
 
 @pytest.mark.parametrize("content", [[1, 2], {"hooks": []}, {"hooks": {"Stop": {}}}])
 def test_wrongly_shaped_settings_are_refused(content: Any, project: Path) -> None:
-    path = cc.settings_path("user", project)
+    path = files.settings_path("user", project)
     write(path, content)
     before = path.read_bytes()
     with pytest.raises(SettingsError, match=re.escape(str(path))):
@@ -546,7 +547,7 @@ def test_cli_takes_the_port_from_clarity_config(project: Path) -> None:
     Path(os.environ["MEMORY_CONFIG_PATH"]).write_text(json.dumps({"server": {"port": 9123}}))
     result = CliRunner().invoke(hooks_app, ["install", "--project", str(project), "--no-mcp"])
     assert result.exit_code == 0, result.output
-    hooks = read(cc.settings_path("user", project))["hooks"]
+    hooks = read(files.settings_path("user", project))["hooks"]
     assert hooks["Stop"][0]["hooks"][0]["url"] == "http://127.0.0.1:9123/hooks/Stop"
     assert '"--url=http://127.0.0.1:9123"' in hooks["SessionStart"][0]["hooks"][0]["command"]
     explicit = CliRunner().invoke(
@@ -636,7 +637,7 @@ def test_doctor_flags_a_broken_hook_entry(
     from tests.e2e.claude_cli import run_claude
 
     install("project", project=project, base_url=stub_daemon, no_mcp=True)
-    path = cc.settings_path("project", project)
+    path = files.settings_path("project", project)
     data = read(path)
     data["hooks"]["Stop"][0]["hooks"][0]["timeout"] = "5"  # seconds as a string: invalid
     write(path, data)
@@ -663,7 +664,7 @@ def test_claude_accepts_the_installed_settings(
     extra = {"CLARITY_TOKEN": TOKEN} if with_token else {}
     for name, value in extra.items():
         monkeypatch.setenv(name, value)
-    write(cc.settings_path(scope, project), ORIGINAL_SETTINGS)  # type: ignore[arg-type]
+    write(files.settings_path(scope, project), ORIGINAL_SETTINGS)  # type: ignore[arg-type]
     # both hook types in one run: http (plus the SessionStart command) here, command hooks in
     # another scope's file, so doctor sees every shape Clarity writes
     install(scope, "http", project=project, base_url=stub_daemon)  # type: ignore[arg-type]
@@ -679,7 +680,7 @@ def test_claude_accepts_the_installed_settings(
     listing = run_claude(["mcp", "list"], env, project, binary=claude_bin, timeout=120)
     assert listing.returncode == 0, listing.describe()
     [line] = [ln for ln in listing.stdout.splitlines() if ln.startswith("clarity:")]
-    expected = f"{stub_daemon}/mcp" if scope != "user" else f"{cc.clarity_executable()} mcp"
+    expected = f"{stub_daemon}/mcp" if scope != "user" else f"{entries.clarity_executable()} mcp"
     assert expected in line, listing.describe()
     assert "MCP config diagnostics" not in listing.stdout, listing.describe()
 

@@ -212,23 +212,20 @@ def test_clarity_stop_ends_the_daemon_from_any_directory(tmp_path: Path) -> None
     daemon.wait_healthy()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    stopped = subprocess.run(
-        [sys.executable, "-m", "clarity", "stop"],
-        env=daemon.env(),
-        cwd=elsewhere,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def clarity_stop() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "clarity", "stop"],
+            env=daemon.env(),
+            cwd=elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    stopped = clarity_stop()
     assert stopped.returncode == 0, stopped.stderr
     assert "stopped the Clarity daemon" in stopped.stdout
     assert daemon.process is not None and daemon.process.wait(10) == 0
-    again = subprocess.run(
-        [sys.executable, "-m", "clarity", "stop"],
-        env=daemon.env(),
-        cwd=elsewhere,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    again = clarity_stop()
     assert again.returncode == 0 and "no Clarity daemon is running" in again.stdout

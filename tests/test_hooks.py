@@ -7,14 +7,14 @@ points their cwd at a fresh git repository so every test has its own project sco
 from __future__ import annotations
 
 import json
-import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from clarity.hooks.events import EVENTS
 
 from .daemon_util import Daemon, free_port
 
@@ -54,14 +54,6 @@ def wait_for(
             return found
         time.sleep(0.1)
     raise AssertionError(f"no {kind} memory learned within {timeout}s: {memories(daemon, project)}")
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    repo = tmp_path / f"repo-{uuid.uuid4().hex[:6]}"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    return repo
 
 
 def fail_then_fix(daemon: Daemon, project: Path, session: str) -> None:
@@ -228,15 +220,10 @@ def test_bad_hook_payloads_get_clear_errors(
 
 def test_payloads_with_only_the_common_fields_are_fine(shared_daemon: Daemon, project: Path) -> None:
     common = {"session_id": "s-min", "transcript_path": "", "cwd": str(project)}
-    for event in (
-        "SessionStart",
-        "UserPromptSubmit",
-        "PreToolUse",
-        "PostToolUse",
-        "PostToolUseFailure",
-        "Stop",
-        "SessionEnd",
-    ):
+    recorded = [json.loads(path.read_text()) for path in FIXTURES.glob("*.json")]
+    # every event Claude Code was recorded sending to hooks, and no other
+    assert {data["hook_event_name"] for data in recorded if "hook_event_name" in data} == set(EVENTS)
+    for event in EVENTS:
         response = post(shared_daemon, event, {**common, "hook_event_name": event})
         assert response.status_code == 200, (event, response.text)
 

@@ -1,11 +1,12 @@
-"""The injection log and the dashboard's security helpers, without a daemon."""
+"""The injection log, the dashboard's security helpers and the request guard's host rules, without a daemon."""
 
 from __future__ import annotations
 
 import threading
 
 from clarity.dashboard import security
-from clarity.injections import InjectedMemory, InjectionLog
+from clarity.hooks.injections import InjectedMemory, InjectionLog
+from clarity.http import guard_rules
 
 
 def test_log_is_bounded_newest_first_and_filterable() -> None:
@@ -79,14 +80,14 @@ def test_redirect_targets_stay_local() -> None:
 
 def test_host_and_origin_checks() -> None:
     for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "LOCALHOST"):
-        assert security.host_allowed(host, "127.0.0.1"), host
+        assert guard_rules.host_allowed(host, "127.0.0.1"), host
     for host in ("evil.example:8000", "127.0.0.1.evil.example", None):
-        assert not security.host_allowed(host, "127.0.0.1"), host
-    assert security.host_allowed("memory.example.com", "0.0.0.0")  # the token guards other binds
-    assert security.origin_allowed(None, "127.0.0.1:8000")
-    assert security.origin_allowed("http://127.0.0.1:8000", "127.0.0.1:8000")
-    assert not security.origin_allowed("http://evil.example", "127.0.0.1:8000")
-    assert not security.origin_allowed("null", "127.0.0.1:8000")
+        assert not guard_rules.host_allowed(host, "127.0.0.1"), host
+    assert guard_rules.host_allowed("memory.example.com", "0.0.0.0")  # the token guards other binds
+    assert guard_rules.origin_allowed(None, "127.0.0.1:8000")
+    assert guard_rules.origin_allowed("http://127.0.0.1:8000", "127.0.0.1:8000")
+    assert not guard_rules.origin_allowed("http://evil.example", "127.0.0.1:8000")
+    assert not guard_rules.origin_allowed("null", "127.0.0.1:8000")
 
 
 def test_login_cookie_is_derived_from_the_token() -> None:

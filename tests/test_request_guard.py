@@ -30,11 +30,13 @@ import httpx
 import pytest
 from starlette.routing import BaseRoute, Mount
 
-from clarity.app import BODY_IDLE_SECONDS, MAX_PROJECT_HEADER, RequestGuard, create_app
-from clarity.client import DaemonClient
+from clarity.cli.client import DaemonClient
 from clarity.config import Settings
 from clarity.embedding import create_embedding_provider
-from clarity.mcp.hook_analyzer import post as hook_post
+from clarity.hooks.command_client import post as hook_post
+from clarity.http.app import create_app
+from clarity.http.middleware import BODY_IDLE_SECONDS, RequestGuard
+from clarity.http.parsing import MAX_PROJECT_HEADER
 from clarity.memory import MemoryService
 from clarity.models import MemoryCreate
 
@@ -435,6 +437,43 @@ def test_off_loopback_the_token_guards_before_any_body_is_read(tmp_path: Path) -
         assert time.monotonic() - started < BODY_IDLE_SECONDS / 2
     finally:
         daemon.stop()
+
+
+def test_one_loopback_list_for_the_bind_the_host_rule_and_hook_urls() -> None:
+    """daemon.check_bind, the Host rule and the recognition of Clarity's http hooks read one list
+    (clarity.http.loopback); hook URLs add 0.0.0.0, and the plugin's script keeps an equal copy.
+    The Host rule compares IPv6 literals without their brackets, which served the same names as
+    the old bracketed entry did."""
+    import importlib.util
+
+    from clarity.config import ConfigError
+    from clarity.daemon import check_bind
+    from clarity.http.guard_rules import host_allowed
+    from clarity.http.loopback import LOOPBACK_HOSTS
+    from clarity.integrations.claude_entries import LOCAL_HOOK_HOSTS
+
+    assert {"127.0.0.1", "localhost", "::1"} == LOOPBACK_HOSTS
+    assert LOOPBACK_HOSTS | {"0.0.0.0"} == LOCAL_HOOK_HOSTS
+    spec = importlib.util.spec_from_file_location(
+        "session_start", Path(__file__).parents[1] / "plugin" / "scripts" / "session_start.py"
+    )
+    assert spec and spec.loader
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    assert set(plugin.LOOPBACK_HOSTS) == LOOPBACK_HOSTS
+
+    for bound in ("127.0.0.1", "localhost", "::1", "[::1]"):
+        assert host_allowed("[::1]:8000", bound) and host_allowed("LocalHost", bound), bound
+        for host in ("evil.example", "[localhost]:8000", "[127.0.0.1]", "[::1", "::1", "", None):
+            assert not host_allowed(host, bound), (host, bound)
+    for bound in ("0.0.0.0", "::", "[localhost]", "192.168.1.5"):
+        assert host_allowed("evil.example", bound), bound
+
+    for host in ("127.0.0.1", "localhost", "::1"):
+        check_bind(Settings.model_validate({"server": {"host": host}}))
+    for host in ("0.0.0.0", "[::1]", "192.168.1.5"):
+        with pytest.raises(ConfigError, match="binding beyond loopback needs a token"):
+            check_bind(Settings.model_validate({"server": {"host": host}}))
 
 
 def test_a_websocket_is_closed_before_it_reaches_any_route(tmp_path: Path) -> None:

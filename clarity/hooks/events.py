@@ -10,15 +10,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-EVENTS = (
-    "SessionStart",
-    "UserPromptSubmit",
-    "PreToolUse",
-    "PostToolUse",
-    "PostToolUseFailure",
-    "Stop",
-    "SessionEnd",
-)
+# The events Clarity hooks, kept once in the command-hook client: that file must stay
+# standard-library only (it never imports clarity), so the list is defined there and read here.
+from clarity.hooks.command_client import EVENTS as EVENTS
+
 # Events whose reply may carry additionalContext for the model. Stop must never: Claude Code
 # feeds it back as a new turn and keeps going.
 CONTEXT_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse")

@@ -20,25 +20,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from clarity.config import Settings, describe_validation_error
-from clarity.controls import Pauses, excluded_from_learning, project_rules
 from clarity.embedding import ModelNotReady
 from clarity.hooks.context import clip, memory_block
+from clarity.hooks.controls import Pauses, excluded_from_learning, project_rules
 from clarity.hooks.events import HookEvent, reply
+from clarity.hooks.injections import InjectedMemory, InjectionLog
 from clarity.hooks.learner import MAX_PROGRAMS, Learner, command_tags, programs_of, provenance, short
-from clarity.injections import InjectedMemory, InjectionLog
-from clarity.memory import MemoryService, has_identifier
-from clarity.models import (
-    GLOBAL_SCOPE,
-    ListRequest,
-    Memory,
-    MemoryCreate,
-    MemoryType,
-    RetrieveRequest,
-    ScoredMemory,
-    Source,
-)
+from clarity.memory import MemoryService
+from clarity.memory.scoring import has_identifier
+from clarity.models import GLOBAL_SCOPE, Memory, MemoryCreate, MemoryType, Source
 from clarity.project import known_project_scope, project_scope
 from clarity.redact import redact_cut
+from clarity.requests import ListRequest, RetrieveRequest, ScoredMemory
 from clarity.store.space import InsufficientStorage
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,9 @@ DEFAULT_TIMEOUT = 5.0
 # Kept back from the budget for posting the event once the daemon answers.
 POST_RESERVE = 1.0
 _TRUE = ("1", "true", "yes", "on")
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# Hosts a daemon may be started for: this machine's loopback names, as clarity/http/loopback.py
+# lists them (this script runs without clarity importable; a test keeps the two equal).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def parse(argv: list[str]) -> tuple[str, float]:
@@ -125,7 +127,7 @@ def run(argv: list[str]) -> None:
     body = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
     if not healthy(url, min(0.5, budget / 4)):
         host = urlsplit(url).hostname
-        if host not in LOOPBACK:
+        if host not in LOOPBACK_HOSTS:
             return  # a remote daemon is not ours to start
         clarity = find_clarity()
         if clarity is None:

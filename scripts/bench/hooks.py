@@ -13,7 +13,7 @@ replayed, each call with a different prompt / command so no cache answers:
 - http: one POST /hooks/<Event> per call on a fresh TCP connection (Claude Code's http hooks);
   SessionStart is skipped because Claude Code never posts it to http hooks.
 - command: the exact command line `clarity hooks install --type command` writes
-  (python -S hook_analyzer.py ...), started with the payload on stdin, timed until it exits.
+  (python -S command_client.py ...), started with the payload on stdin, timed until it exits.
 
 Floors, measured in the same run: a bare loopback HTTP round trip (a minimal stdlib server in its
 own process answering 200 {} to a POST on a fresh connection), the daemon's GET /healthz, and for
@@ -139,7 +139,7 @@ def settle(url: str) -> None:
 
 
 def command_line(url: str, event: str) -> list[str]:
-    from clarity.integrations.claude_code import analyzer_command
+    from clarity.integrations.claude_entries import client_command as analyzer_command
 
     return shlex.split(analyzer_command(event, url))
 

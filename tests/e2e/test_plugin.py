@@ -32,7 +32,7 @@ import httpx
 import pytest
 
 from clarity.hooks.events import EVENTS
-from clarity.integrations.claude_code import (
+from clarity.integrations.claude_entries import (
     COMMAND_GRACE_SECONDS,
     COMMAND_ONLY_EVENTS,
     DEFAULT_BASE_URL,

@@ -6,7 +6,7 @@
 - A project may add rules in ``.clarity.json`` at its root (next to ``.git``):
   ``{"exclude_tools": ["WebFetch"], "exclude_paths": ["fixtures/private/"], "learn": false}``.
 - ``CLARITY_DISABLED=1`` in Claude Code's environment reaches command hooks directly and http
-  hooks through the ``X-Clarity-Disabled`` header (see ``integrations.claude_code``).
+  hooks through the ``X-Clarity-Disabled`` header (see ``integrations.claude_entries``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""hook_analyzer.py as Claude Code runs it: a separate process, a real loopback server.
+"""The command-hook client (clarity/hooks/command_client.py) as Claude Code runs it: a separate
+process, a real loopback server. Also the stub at its old path (clarity/mcp/hook_analyzer.py),
+which hooks installed before the move still run: it must behave exactly like the client.
 
 Every failure mode must end the same way (exit 0, nothing on stdout or stderr, quickly),
 because Claude Code shows a command hook's output to the model and its failures to the user.
@@ -22,7 +24,8 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-ANALYZER = REPO / "clarity" / "mcp" / "hook_analyzer.py"
+CLIENT = REPO / "clarity" / "hooks" / "command_client.py"
+STUB = REPO / "clarity" / "mcp" / "hook_analyzer.py"  # the old path, in settings written before the move
 FIXTURES = REPO / "tests" / "fixtures" / "hook_payloads"
 EVENT_FIXTURES = {
     "SessionStart": "SessionStart.json",
@@ -116,12 +119,13 @@ class Run:
     seconds: float
 
 
-def run_analyzer(
+def run_client(
     *args: str,
     stdin: bytes | None = b"",
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     python_flags: tuple[str, ...] = (),
+    script: Path = CLIENT,
 ) -> Run:
     """Run the script by path, as a command hook does, in an environment without CLARITY_*
     from the developer's shell and with a proxy configured that must never be used."""
@@ -130,7 +134,7 @@ def run_analyzer(
     base.update(env or {})
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, *python_flags, str(ANALYZER), *args],
+        [sys.executable, *python_flags, str(script), *args],
         input=stdin,
         capture_output=True,
         env=base,
@@ -149,7 +153,7 @@ def assert_silent(run: Run) -> None:
 
 def test_posts_the_payload_verbatim_and_prints_the_reply(daemon: Daemon) -> None:
     payload = (FIXTURES / "UserPromptSubmit.json").read_bytes()
-    run = run_analyzer(stdin=payload, env={"CLARITY_URL": daemon.url, "CLARITY_TOKEN": "s3cret"})
+    run = run_client(stdin=payload, env={"CLARITY_URL": daemon.url, "CLARITY_TOKEN": "s3cret"})
     assert run.returncode == 0 and run.stderr == b""
     assert run.stdout == daemon.reply
     [request] = daemon.requests
@@ -163,7 +167,7 @@ def test_posts_the_payload_verbatim_and_prints_the_reply(daemon: Daemon) -> None
 @pytest.mark.parametrize("event", list(EVENT_FIXTURES))
 def test_each_real_event_goes_to_its_endpoint(daemon: Daemon, event: str) -> None:
     payload = (FIXTURES / EVENT_FIXTURES[event]).read_bytes()
-    run = run_analyzer(stdin=payload, env={"CLARITY_URL": daemon.url + "/"})
+    run = run_client(stdin=payload, env={"CLARITY_URL": daemon.url + "/"})
     assert run.returncode == 0 and run.stdout == daemon.reply
     assert [r.path for r in daemon.requests] == [f"/hooks/{event}"]
     assert "authorization" not in daemon.requests[0].headers  # no token configured
@@ -171,13 +175,13 @@ def test_each_real_event_goes_to_its_endpoint(daemon: Daemon, event: str) -> Non
 
 def test_port_from_clarity_server_port(daemon: Daemon) -> None:
     port = daemon.url.rsplit(":", 1)[1]
-    run = run_analyzer(stdin=b'{"hook_event_name": "Stop"}', env={"CLARITY_SERVER__PORT": port})
+    run = run_client(stdin=b'{"hook_event_name": "Stop"}', env={"CLARITY_SERVER__PORT": port})
     assert run.returncode == 0 and run.stdout == daemon.reply
     assert [r.path for r in daemon.requests] == ["/hooks/Stop"]
 
 
 def test_url_flag_wins_over_environment(daemon: Daemon) -> None:
-    run = run_analyzer(
+    run = run_client(
         f"--url={daemon.url}",
         stdin=b'{"hook_event_name": "Stop"}',
         env={"CLARITY_URL": f"http://127.0.0.1:{_free_port()}"},
@@ -198,7 +202,7 @@ def test_url_flag_wins_over_environment(daemon: Daemon) -> None:
 )
 def test_empty_error_and_non_json_replies_print_nothing(daemon: Daemon, status: int, reply: bytes) -> None:
     daemon.status, daemon.reply = status, reply
-    run = run_analyzer(stdin=b'{"hook_event_name": "PreToolUse"}', env={"CLARITY_URL": daemon.url})
+    run = run_client(stdin=b'{"hook_event_name": "PreToolUse"}', env={"CLARITY_URL": daemon.url})
     assert_silent(run)
     assert len(daemon.requests) == 1
 
@@ -208,7 +212,7 @@ def test_empty_error_and_non_json_replies_print_nothing(daemon: Daemon, status: 
 
 def test_nothing_listening_is_silent_and_fast() -> None:
     payload = (FIXTURES / "PreToolUse.json").read_bytes()
-    run = run_analyzer(stdin=payload, env={"CLARITY_URL": f"http://127.0.0.1:{_free_port()}"})
+    run = run_client(stdin=payload, env={"CLARITY_URL": f"http://127.0.0.1:{_free_port()}"})
     assert_silent(run)
     assert run.seconds < 1.0
 
@@ -222,7 +226,7 @@ def test_slow_daemon_is_abandoned_at_the_timeout(daemon: Daemon, how: str) -> No
         env["CLARITY_HOOK_TIMEOUT"] = "0.5"
     else:
         args = ("--timeout=0.5",)
-    run = run_analyzer(*args, stdin=b'{"hook_event_name": "UserPromptSubmit"}', env=env)
+    run = run_client(*args, stdin=b'{"hook_event_name": "UserPromptSubmit"}', env=env)
     assert_silent(run)
     assert len(daemon.requests) == 1
     assert run.seconds < 0.5 + 1.0
@@ -231,14 +235,14 @@ def test_slow_daemon_is_abandoned_at_the_timeout(daemon: Daemon, how: str) -> No
 def test_trickling_reply_is_cut_at_the_deadline(daemon: Daemon) -> None:
     """Each byte arrives well inside the socket timeout; only an overall deadline stops it."""
     daemon.trickle = True
-    run = run_analyzer("--timeout=1", stdin=b'{"hook_event_name": "Stop"}', env={"CLARITY_URL": daemon.url})
+    run = run_client("--timeout=1", stdin=b'{"hook_event_name": "Stop"}', env={"CLARITY_URL": daemon.url})
     assert_silent(run)
     assert run.seconds < 1.0 + 1.0
 
 
 def test_default_timeout_is_two_seconds(daemon: Daemon) -> None:
     daemon.delay = 4.0
-    run = run_analyzer(stdin=b'{"hook_event_name": "Stop"}', env={"CLARITY_URL": daemon.url})
+    run = run_client(stdin=b'{"hook_event_name": "Stop"}', env={"CLARITY_URL": daemon.url})
     assert_silent(run)
     assert 1.9 < run.seconds < 3.0
 
@@ -251,19 +255,19 @@ def test_default_timeout_is_two_seconds(daemon: Daemon) -> None:
     [b"", b"not json", b"[1]", b'{"no_event": true}', b'{"hook_event_name": "../admin"}', b"\xff\xfe"],
 )
 def test_garbage_on_stdin_is_silent(daemon: Daemon, stdin: bytes) -> None:
-    assert_silent(run_analyzer(stdin=stdin, env={"CLARITY_URL": daemon.url}))
+    assert_silent(run_client(stdin=stdin, env={"CLARITY_URL": daemon.url}))
     assert daemon.requests == []
 
 
 def test_unknown_flag_is_silent(daemon: Daemon) -> None:
     assert_silent(
-        run_analyzer("--frobnicate", stdin=b'{"hook_event_name": "Stop"}', env={"CLARITY_URL": daemon.url})
+        run_client("--frobnicate", stdin=b'{"hook_event_name": "Stop"}', env={"CLARITY_URL": daemon.url})
     )
     assert daemon.requests == []
 
 
 def test_debug_explains_failures_on_stderr() -> None:
-    run = run_analyzer("--debug", stdin=b"not json")
+    run = run_client("--debug", stdin=b"not json")
     assert run.returncode == 0 and run.stdout == b""
     assert b"not JSON" in run.stderr
 
@@ -276,8 +280,19 @@ def _sent(daemon: Daemon) -> dict[str, Any]:
     return json.loads(request.body)
 
 
+def _manual(cwd: Path, event: str, **fields: Any) -> dict[str, Any]:
+    """The whole event a flag form sends: the common fields, session "manual", and ``fields``."""
+    return {
+        "session_id": "manual",
+        "transcript_path": "",
+        "cwd": str(cwd),
+        "hook_event_name": event,
+        **fields,
+    }
+
+
 def test_pre_tool_flags(daemon: Daemon, tmp_path: Path) -> None:
-    run = run_analyzer(
+    run = run_client(
         "--pre-tool",
         "--tool=Bash",
         '--args={"command": "ls -la"}',
@@ -286,18 +301,13 @@ def test_pre_tool_flags(daemon: Daemon, tmp_path: Path) -> None:
     )
     assert run.returncode == 0 and run.stdout == daemon.reply
     assert daemon.requests[0].path == "/hooks/PreToolUse"
-    assert _sent(daemon) == {
-        "session_id": "manual",
-        "transcript_path": "",
-        "cwd": str(tmp_path),
-        "hook_event_name": "PreToolUse",
-        "tool_name": "Bash",
-        "tool_input": {"command": "ls -la"},
-    }
+    assert _sent(daemon) == _manual(
+        tmp_path, "PreToolUse", tool_name="Bash", tool_input={"command": "ls -la"}
+    )
 
 
 def test_post_tool_flags_with_separate_values(daemon: Daemon, tmp_path: Path) -> None:
-    run = run_analyzer(
+    run = run_client(
         "--post-tool", "--tool", "Bash", "--result", "exit 0", env={"CLARITY_URL": daemon.url}, cwd=tmp_path
     )
     assert run.returncode == 0 and run.stdout == daemon.reply
@@ -312,18 +322,12 @@ def test_post_tool_flags_with_separate_values(daemon: Daemon, tmp_path: Path) ->
 
 
 def test_prompt_submit_flags(daemon: Daemon, tmp_path: Path) -> None:
-    run = run_analyzer(
+    run = run_client(
         "--prompt-submit", "--prompt=how do I run the tests?", env={"CLARITY_URL": daemon.url}, cwd=tmp_path
     )
     assert run.returncode == 0 and run.stdout == daemon.reply
     assert daemon.requests[0].path == "/hooks/UserPromptSubmit"
-    assert _sent(daemon) == {
-        "session_id": "manual",
-        "transcript_path": "",
-        "cwd": str(tmp_path),
-        "hook_event_name": "UserPromptSubmit",
-        "prompt": "how do I run the tests?",
-    }
+    assert _sent(daemon) == _manual(tmp_path, "UserPromptSubmit", prompt="how do I run the tests?")
 
 
 @pytest.mark.parametrize(
@@ -337,18 +341,21 @@ def test_prompt_submit_flags(daemon: Daemon, tmp_path: Path) -> None:
     ],
 )
 def test_bad_flag_forms_are_silent(daemon: Daemon, args: tuple[str, ...]) -> None:
-    assert_silent(run_analyzer(*args, env={"CLARITY_URL": daemon.url}))
+    assert_silent(run_client(*args, env={"CLARITY_URL": daemon.url}))
     assert daemon.requests == []
 
 
 # --- (f) (g) help and the off switch -----------------------------------------------------------
 
 
-def test_help(daemon: Daemon) -> None:
-    run = run_analyzer("--help", env={"CLARITY_URL": daemon.url})
+@pytest.mark.parametrize(("script", "name"), [(CLIENT, "command_client.py"), (STUB, "hook_analyzer.py")])
+def test_help(daemon: Daemon, script: Path, name: str) -> None:
+    """The usage names the file that was run: the old path's stub prints what the old file did."""
+    run = run_client("--help", env={"CLARITY_URL": daemon.url}, script=script)
     assert run.returncode == 0 and run.stderr == b""
     text = run.stdout.decode()
-    assert text.startswith("usage: hook_analyzer.py")
+    assert text.startswith(f"usage: {name} [--url=BASE]")
+    assert f"\n       {name} --pre-tool --tool=NAME" in text and "PROG" not in text
     for flag in ("--pre-tool", "--post-tool", "--prompt-submit", "CLARITY_DISABLED", "CLARITY_HOOK_TIMEOUT"):
         assert flag in text
     assert daemon.requests == []
@@ -357,7 +364,7 @@ def test_help(daemon: Daemon) -> None:
 @pytest.mark.parametrize("args", [(), ("--prompt-submit", "--prompt=x"), ("--help",)])
 def test_disabled_does_nothing(daemon: Daemon, args: tuple[str, ...]) -> None:
     payload = (FIXTURES / "UserPromptSubmit.json").read_bytes()
-    run = run_analyzer(*args, stdin=payload, env={"CLARITY_URL": daemon.url, "CLARITY_DISABLED": "1"})
+    run = run_client(*args, stdin=payload, env={"CLARITY_URL": daemon.url, "CLARITY_DISABLED": "1"})
     assert_silent(run)
     assert daemon.requests == []
 
@@ -374,14 +381,16 @@ def _imported(run: Run) -> set[str]:
     return names
 
 
+@pytest.mark.parametrize("script", [CLIENT, STUB], ids=["client", "old path"])
 @pytest.mark.parametrize("mode", ["help", "round trip"])
-def test_imports_nothing_from_clarity(daemon: Daemon, mode: str) -> None:
+def test_imports_nothing_from_clarity(daemon: Daemon, mode: str, script: Path) -> None:
     args = ("--help",) if mode == "help" else ()
-    run = run_analyzer(
+    run = run_client(
         *args,
         stdin=b'{"hook_event_name": "Stop"}',
         env={"CLARITY_URL": daemon.url},
         python_flags=("-X", "importtime"),
+        script=script,
     )
     assert run.returncode == 0 and run.stdout
     modules = _imported(run)
@@ -404,9 +413,64 @@ def test_imports_nothing_from_clarity(daemon: Daemon, mode: str) -> None:
     assert not modules & heavy
 
 
-def test_the_analyzers_own_event_list_matches_clarity_hooks() -> None:
-    """The analyzer keeps a stdlib-only copy (importing clarity costs start-up on every hook)."""
+def test_the_clients_event_list_is_clarity_hooks_own() -> None:
+    """The client holds the list (it must stay stdlib-only; importing clarity costs start-up on
+    every hook), clarity.hooks.events reads it from there, and it names every real payload."""
+    from clarity.hooks import command_client
     from clarity.hooks.events import EVENTS
-    from clarity.mcp import hook_analyzer
 
-    assert hook_analyzer.EVENTS == EVENTS
+    assert command_client.EVENTS is EVENTS
+    assert set(EVENTS) == set(EVENT_FIXTURES)
+    for event, name in EVENT_FIXTURES.items():
+        assert json.loads((FIXTURES / name).read_bytes())["hook_event_name"] == event
+
+
+# --- (i) the old path ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "setup"),
+    [
+        ((), "UserPromptSubmit.json", ""),
+        (("--timeout=5",), "PreToolUse.json", "token"),
+        (("--prompt-submit", "--prompt=hello"), None, ""),
+        ((), "Stop.json", "error"),
+        (("--debug",), "Stop.json", "down"),
+        (("--debug",), "not json", ""),
+        (("--frobnicate",), "Stop.json", ""),
+        ((), "Stop.json", "disabled"),
+    ],
+)
+def test_the_old_path_behaves_exactly_like_the_client(
+    daemon: Daemon, args: tuple[str, ...], stdin: str | None, setup: str, tmp_path: Path
+) -> None:
+    """Same stdout, stderr and exit code, and the same request reaches the daemon."""
+    body = (FIXTURES / stdin).read_bytes() if stdin and stdin.endswith(".json") else (stdin or "").encode()
+    env = {"CLARITY_URL": daemon.url}
+    if setup == "token":
+        env["CLARITY_TOKEN"] = "s3cret"
+    elif setup == "error":
+        daemon.status = 500
+    elif setup == "down":
+        env["CLARITY_URL"] = f"http://127.0.0.1:{_free_port()}"
+    elif setup == "disabled":
+        env["CLARITY_DISABLED"] = "1"
+    runs = []
+    for script in (CLIENT, STUB):
+        daemon.requests.clear()
+        run = run_client(*args, stdin=body, env=env, cwd=tmp_path, script=script)
+        runs.append(
+            ((run.returncode, run.stdout, run.stderr), [(r.path, r.body, r.headers) for r in daemon.requests])
+        )
+    assert runs[0] == runs[1]
+    if setup == "" and stdin == "UserPromptSubmit.json":
+        assert runs[1][0] == (0, daemon.reply, b"")
+
+
+def test_the_old_path_fails_open_without_the_client(tmp_path: Path) -> None:
+    """A half-removed install (the stub left, the client gone) is a silent no-op, not a traceback."""
+    stub = tmp_path / "clarity" / "mcp" / "hook_analyzer.py"
+    stub.parent.mkdir(parents=True)
+    stub.write_bytes(STUB.read_bytes())
+    payload = (FIXTURES / "Stop.json").read_bytes()
+    assert_silent(run_client(stdin=payload, script=stub, python_flags=("-S",)))

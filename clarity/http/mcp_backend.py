@@ -1,0 +1,48 @@
+"""The daemon's MCP backend: the MCP tools served at /mcp call the MemoryService in this process.
+
+``clarity.mcp.server`` defines the tools once for two transports; over stdio (``clarity mcp``)
+its backend is ``clarity.cli.client.RemoteBackend``, which calls this daemon's REST API. Here the
+project a client names (the X-Clarity-Project header, or the stdio shim's working directory) is
+resolved by the same rule as REST's, and every call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+from clarity.http.parsing import resolve_project
+from clarity.http.threads import in_thread
+from clarity.memory import MemoryService
+from clarity.models import Memory, MemoryCreate, MemoryPatch
+from clarity.requests import (
+    DeleteResult,
+    ListRequest,
+    ListResult,
+    RetrieveRequest,
+    RetrieveResult,
+    Stats,
+    StoreResult,
+)
+
+
+class LocalBackend:
+    """MCP backend for the daemon: the MemoryService in this process."""
+
+    def __init__(self, service: MemoryService) -> None:
+        self.service = service
+
+    async def store(self, request: MemoryCreate, project: str | None) -> StoreResult:
+        return await in_thread(self.service.store, request, resolve_project(project))
+
+    async def retrieve(self, request: RetrieveRequest, project: str | None) -> RetrieveResult:
+        return await in_thread(self.service.retrieve, request, resolve_project(project))
+
+    async def list(self, request: ListRequest, project: str | None) -> ListResult:
+        return await in_thread(self.service.list, request, resolve_project(project))
+
+    async def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
+        return await in_thread(self.service.update, memory_id, patch)
+
+    async def delete(self, memory_id: str) -> DeleteResult:
+        return await in_thread(self.service.delete, memory_id)
+
+    async def stats(self, project: str | None) -> Stats:
+        return await in_thread(self.service.stats, resolve_project(project))
