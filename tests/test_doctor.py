@@ -14,15 +14,21 @@ from .daemon_util import Daemon, free_port
 from .e2e.claude_cli import find_claude
 
 
-def doctor(env: dict[str, str], cwd: Path) -> tuple[int, dict[str, dict[str, str]]]:
-    result = subprocess.run(
-        [sys.executable, "-m", "clarity", "doctor", "--json"],
+def clarity(
+    env: dict[str, str], cwd: Path, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "clarity", *args],
         env=env,
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
+
+
+def doctor(env: dict[str, str], cwd: Path) -> tuple[int, dict[str, dict[str, str]]]:
+    result = clarity(env, cwd, "doctor", "--json", timeout=120)
     assert "Traceback" not in result.stderr, result.stderr
     checks = {c["name"]: c for c in json.loads(result.stdout)}
     return result.returncode, checks
@@ -44,14 +50,7 @@ def machine(tmp_path: Path, shared_daemon: Daemon) -> tuple[dict[str, str], Path
         "PATH": f"{Path(claude).parent}{os.pathsep}{os.environ['PATH']}",
     }
     env.pop("CLAUDE_CONFIG_DIR", None)
-    installed = subprocess.run(
-        [sys.executable, "-m", "clarity", "hooks", "install", "--scope", "user"],
-        env=env,
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    installed = clarity(env, project, "hooks", "install", "--scope", "user")
     assert installed.returncode == 0, installed.stderr + installed.stdout
     return env, project
 
@@ -90,14 +89,7 @@ def test_doctor_names_the_fix_when_storage_is_unwritable(
 
 def test_doctor_names_the_fix_when_hooks_are_missing(machine: tuple[dict[str, str], Path]) -> None:
     env, project = machine
-    removed = subprocess.run(
-        [sys.executable, "-m", "clarity", "hooks", "uninstall", "--scope", "user"],
-        env=env,
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    removed = clarity(env, project, "hooks", "uninstall", "--scope", "user")
     assert removed.returncode == 0, removed.stderr
     code, checks = doctor(env, project)
     assert code == 1

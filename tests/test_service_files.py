@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from clarity import service
-from clarity.cli import app
+from clarity.cli import app, service
 
 runner = CliRunner()
 

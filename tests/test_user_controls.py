@@ -20,8 +20,9 @@ from clarity.embedding import EmbeddingProvider
 from clarity.hooks.events import EVENTS, HookEvent
 from clarity.hooks.service import HookService
 from clarity.memory import MemoryService
-from clarity.models import ListRequest, MemoryCreate, MemoryType
+from clarity.models import MemoryCreate, MemoryType
 from clarity.project import project_scope
+from clarity.requests import ListRequest
 from clarity.retention import SizeGuard, disk_usage
 from tests.conftest import make_settings, open_engine
 
@@ -129,7 +130,7 @@ def test_excluded_paths_and_tools_teach_nothing(hooks: HookService, repo: Path) 
         assert secret not in learned, f"{secret} was learned: {learned}"
 
     (repo / ".clarity.json").write_text(json.dumps({"exclude_tools": ["Bash"]}), encoding="utf-8")
-    from clarity.controls import _rules_cache
+    from clarity.hooks.controls import _rules_cache
 
     _rules_cache.clear()
     hooks.handle(event("PostToolUse", repo, tool_input={"command": "npm run build"}))

@@ -1,4 +1,4 @@
-"""`clarity doctor`: one list of checks, the same in every environment, each failure with its fix.
+"""The checks behind `clarity doctor`: one list, the same in every environment, each failure with its fix.
 
 The checks read; they never repair. Each is cheap (no model load, no index build), so the
 command answers in about a second even on a fresh machine.
@@ -23,6 +23,7 @@ from clarity.config import Settings
 from clarity.daemon import daemon_url, headers_for
 
 Status = Literal["ok", "warn", "fail"]
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # clarity/
 
 
 @dataclass
@@ -43,7 +44,7 @@ def check_python() -> Check:
 
 
 def check_package() -> Check:
-    return Check("package", "ok", f"clarity {__version__} from {Path(__file__).resolve().parent}")
+    return Check("package", "ok", f"clarity {__version__} from {PACKAGE_DIR}")
 
 
 def check_model(settings: Settings) -> Check:
@@ -217,7 +218,7 @@ def check_integration(project: Path) -> list[Check]:
 
 
 def check_claude_code() -> Check:
-    repo_bin = Path(__file__).resolve().parents[1] / "node_modules" / ".bin" / "claude"
+    repo_bin = PACKAGE_DIR.parent / "node_modules" / ".bin" / "claude"
     binary = shutil.which("claude") or (str(repo_bin) if repo_bin.exists() else None)
     if binary is None:
         return Check(

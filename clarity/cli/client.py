@@ -17,20 +17,15 @@ from pydantic import BaseModel
 
 from clarity.config import Settings
 from clarity.daemon import daemon_url, headers_for
+from clarity.exchange import ExportPage, ExportPageRequest, ImportBatch, ImportSummary
 from clarity.mcp.server import BackendError
-from clarity.models import (
+from clarity.models import Memory, MemoryCreate, MemoryPatch
+from clarity.requests import (
     DeleteResult,
-    ExportPage,
-    ExportPageRequest,
     ForgetRequest,
     ForgetResult,
-    ImportBatch,
-    ImportSummary,
     ListRequest,
     ListResult,
-    Memory,
-    MemoryCreate,
-    MemoryPatch,
     RetrieveRequest,
     RetrieveResult,
     Stats,

@@ -25,10 +25,11 @@ import sys
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+
+from clarity.cli.common import err, fail, out
 
 UNIT_NAME = "clarity.service"
 LAUNCHD_LABEL = "com.alunai.clarity"
@@ -39,9 +40,6 @@ SECRET_ENV = frozenset({"CLARITY_TOKEN", "QDRANT_API_KEY"})
 # Never useful in an always-on daemon: per-session switches.
 SESSION_ENV = frozenset({"CLARITY_DISABLED", "CLARITY_URL", "CLARITY_HOOK_TIMEOUT"})
 FIXED_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-
-out = Console()
-err = Console(stderr=True)
 
 
 class Kind(StrEnum):
@@ -55,7 +53,7 @@ def default_kind() -> Kind:
 
 def clarity_executable() -> str:
     """Absolute path of this environment's ``clarity`` (venv symlinks are not resolved)."""
-    from clarity.integrations.claude_code import clarity_executable as find
+    from clarity.integrations.claude_entries import clarity_executable as find
 
     return str(Path(find()).absolute())
 
@@ -260,11 +258,18 @@ KindOpt = Annotated[
 ]
 HostOpt = Annotated[str | None, typer.Option(help="Address the daemon binds (default from config).")]
 PortOpt = Annotated[int | None, typer.Option(help="Port the daemon listens on (default from config).")]
+EnableOpt = Annotated[
+    bool, typer.Option("--enable/--no-enable", help="Also enable and start it now (default).")
+]
+DisableOpt = Annotated[
+    bool, typer.Option("--disable/--no-disable", help="Stop and disable it first (default).")
+]
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+def _service_file(kind: Kind | None) -> tuple[Kind, Path]:
+    """The kind asked for (else this platform's) and where its file goes."""
+    kind = kind or default_kind()
+    return kind, service_path(kind)
 
 
 @service_app.command("install")
@@ -272,13 +277,10 @@ def install_cmd(
     kind: KindOpt = None,
     host: HostOpt = None,
     port: PortOpt = None,
-    enable: Annotated[
-        bool, typer.Option("--enable/--no-enable", help="Also enable and start it now (default).")
-    ] = True,
+    enable: EnableOpt = True,
 ) -> None:
     """Write the service file for this `clarity` executable, then enable and start it."""
-    kind = kind or default_kind()
-    path = service_path(kind)
+    kind, path = _service_file(kind)
     content = render(kind, host, port)
     existed = path.exists()
     try:
@@ -287,7 +289,7 @@ def install_cmd(
         tmp.write_bytes(content)
         tmp.replace(path)
     except OSError as exc:
-        _fail(f"cannot write {path}: {exc}")
+        fail(f"cannot write {path}: {exc}")
     out.print(f"{'updated' if existed else 'wrote'} {path}", soft_wrap=True, highlight=False)
     if kind is Kind.launchd:
         log_path().parent.mkdir(parents=True, exist_ok=True)
@@ -302,20 +304,17 @@ def install_cmd(
     for argv in commands:
         ok, message = _run(argv)
         if not ok:
-            _fail(f"`{' '.join(argv)}` failed: {message}; the file is written, run it by hand when possible")
+            fail(f"`{' '.join(argv)}` failed: {message}; the file is written, run it by hand when possible")
     out.print("enabled and started; `clarity service status` shows it", highlight=False)
 
 
 @service_app.command("uninstall")
 def uninstall_cmd(
     kind: KindOpt = None,
-    disable: Annotated[
-        bool, typer.Option("--disable/--no-disable", help="Stop and disable it first (default).")
-    ] = True,
+    disable: DisableOpt = True,
 ) -> None:
     """Stop and disable the service, and remove its file (memories are kept)."""
-    kind = kind or default_kind()
-    path = service_path(kind)
+    kind, path = _service_file(kind)
     if not path.exists():
         out.print(f"no Clarity service file at {path}", highlight=False, soft_wrap=True)
         return
@@ -327,7 +326,7 @@ def uninstall_cmd(
     try:
         path.unlink()
     except OSError as exc:
-        _fail(f"cannot remove {path}: {exc}")
+        fail(f"cannot remove {path}: {exc}")
     if disable:
         for argv in _manager_commands(kind, "after-uninstall", path):
             _run(argv)
@@ -382,9 +381,9 @@ def start_cmd(
         settings = load_settings(server=overrides) if overrides else load_settings()
         ensure_daemon(settings, wait_seconds=wait)
     except ConfigError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     except DaemonError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     out.print(f"clarity daemon answers at {daemon_url(settings)}", highlight=False)
 
 

@@ -18,20 +18,16 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from clarity.cli import _client, _fail, _request, _run, _settings, app, err, out
+from clarity.cli.common import call, cli_settings, daemon_client, err, fail, from_flags, out
 from clarity.config import Settings
-from clarity.models import (
-    ExportPage,
-    ExportPageRequest,
-    ForgetRequest,
-    ImportBatch,
-    ImportSummary,
-    MemoryCreate,
-    MemoryRecord,
-)
+from clarity.exchange import ExportPage, ExportPageRequest, ImportBatch, ImportSummary
+from clarity.models import MemoryCreate, MemoryRecord
+from clarity.requests import ForgetRequest
 from clarity.transfer import TransferError
 
 Scope = Annotated[str, typer.Option(help="project, global, all, or a scope id.")]
+
+data_app = typer.Typer()
 
 
 def _progress() -> Progress:
@@ -51,8 +47,8 @@ def _daemon(settings: Settings) -> Any:
     try:
         ensure_daemon(settings)
     except DaemonError as exc:
-        _fail(str(exc))
-    return _client(settings)
+        fail(str(exc))
+    return daemon_client(settings)
 
 
 def _batches(items: list[Any], size_of: Any, max_bytes: int, max_items: int = 500) -> Iterator[list[int]]:
@@ -71,7 +67,7 @@ def _batches(items: list[Any], size_of: Any, max_bytes: int, max_items: int = 50
         yield batch
 
 
-@app.command()
+@data_app.command()
 def export(
     file: Annotated[Path, typer.Argument(help="Where to write the JSON Lines export.")],
     scope: Scope = "all",
@@ -82,13 +78,13 @@ def export(
     """Write every memory (content, payload and vectors) to a portable JSON Lines file."""
     from clarity.transfer import iter_export, write_export
 
-    settings = _settings()
+    settings = cli_settings()
     client = _daemon(settings)
-    request = _request(ExportPageRequest, scope=scope, limit=500, with_vectors=vectors)
+    request = from_flags(ExportPageRequest, scope=scope, limit=500, with_vectors=vectors)
     unreadable: list[str] = []
 
     def fetch(page: ExportPageRequest) -> ExportPage:
-        result: ExportPage = _run(client.export_page, page)
+        result: ExportPage = call(client.export_page, page)
         for line in result.unreadable:
             err.print(f"[yellow]left out[/] unreadable memory {line}", soft_wrap=True, highlight=False)
         unreadable.extend(result.unreadable)
@@ -111,7 +107,7 @@ def export(
         )
 
 
-@app.command("import")
+@data_app.command("import")
 def import_(
     path: Annotated[
         Path, typer.Argument(help="A Clarity export, a memory server memory.json, or Markdown notes.")
@@ -128,12 +124,12 @@ def import_(
     from clarity.transfer import read_export
 
     if not path.exists():
-        _fail(f"{path}: no such file or directory")
+        fail(f"{path}: no such file or directory")
     if file_format not in ("auto", "clarity", "memory-json", "markdown"):
-        _fail(f"--format: {file_format!r} is not one of auto, clarity, memory-json, markdown", 2)
+        fail(f"--format: {file_format!r} is not one of auto, clarity, memory-json, markdown", 2)
     if split not in ("note", "heading"):
-        _fail(f"--split: {split!r} is not one of note, heading", 2)
-    settings = _settings()
+        fail(f"--split: {split!r} is not one of note, heading", 2)
+    settings = cli_settings()
     try:
         check_source(path)
         kind = detect_format(path) if file_format == "auto" else file_format
@@ -145,7 +141,7 @@ def import_(
             read_memory_json(path, scope) if kind == "memory-json" else read_markdown(path, scope, split)  # type: ignore[arg-type]
         )
     except TransferError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     for reason in parsed.skipped:
         err.print(f"[yellow]skipped[/] {reason}", soft_wrap=True, highlight=False)
     if dry_run:
@@ -164,7 +160,7 @@ def _store_requests(settings: Settings, requests: list[MemoryCreate], kind: str)
     with _progress() as progress:
         task = progress.add_task(f"importing ({kind})", total=len(requests))
         for batch in _batches(requests, size_of, settings.server.max_request_bytes, max_items=128):
-            for result in _run(client.store_many, [requests[i] for i in batch]):
+            for result in call(client.store_many, [requests[i] for i in batch]):
                 counts[result.status] = counts.get(result.status, 0) + 1
             progress.advance(task, len(batch))
     out.print(
@@ -187,7 +183,7 @@ def _import_export(
             request = ImportBatch(
                 memories=[records[i] for i in batch], vectors=[vectors[i] for i in batch], model=model
             )
-            summary.add(_run(client.import_batch, request))
+            summary.add(call(client.import_batch, request))
             progress.advance(task, len(batch))
     out.print(
         f"imported {len(records)}: {summary.created} new, {summary.replaced} replaced, "
@@ -196,7 +192,7 @@ def _import_export(
     )
 
 
-@app.command()
+@data_app.command()
 def forget(
     older_than: Annotated[float | None, typer.Option(help="Created more than this many days ago.")] = None,
     memory_type: Annotated[list[str] | None, typer.Option("--type", help="Memory type (repeatable).")] = None,
@@ -218,9 +214,9 @@ def forget(
         "max_importance": max_importance,
         "scope": scope,
     }
-    request = _request(ForgetRequest, **{k: v for k, v in fields.items() if v is not None})
-    client = _daemon(_settings())
-    preview = _run(client.forget, request, True)
+    request = from_flags(ForgetRequest, **{k: v for k, v in fields.items() if v is not None})
+    client = _daemon(cli_settings())
+    preview = call(client.forget, request, True)
     for memory in preview.sample:
         out.print(
             f"  {memory.created_at:%Y-%m-%d} [{memory.memory_type}] {memory.content[:90]}", highlight=False
@@ -230,13 +226,13 @@ def forget(
         return
     if not yes:
         if not sys.stdin.isatty():
-            _fail(f"{preview.matched} memories match; pass --yes to forget them without a prompt", 2)
+            fail(f"{preview.matched} memories match; pass --yes to forget them without a prompt", 2)
         typer.confirm(f"Forget {preview.matched} memories?", abort=True)
-    result = _run(client.forget, request, False)
+    result = call(client.forget, request, False)
     out.print(f"forgot {result.deleted} memories")
 
 
-@app.command()
+@data_app.command()
 def backup(
     file: Annotated[
         Path | None, typer.Argument(help="Archive to write (default clarity-backup-<time>.tar.gz).")
@@ -244,10 +240,10 @@ def backup(
 ) -> None:
     """Archive the whole storage (consistent while the daemon runs), with a portable export inside."""
     destination = file or Path(f"clarity-backup-{time.strftime('%Y%m%d-%H%M%S')}.tar.gz")
-    client = _daemon(_settings())
+    client = _daemon(cli_settings())
     with _progress() as progress:
         task = progress.add_task("backing up (bytes)", total=None)
-        summary = _run(client.backup, destination, lambda n: progress.advance(task, n))
+        summary = call(client.backup, destination, lambda n: progress.advance(task, n))
     out.print(
         f"backed up {summary.get('memories', '?')} memories ({summary.get('engine', '?')} engine) to {destination} "
         f"({destination.stat().st_size / 1e6:.1f} MB)"
@@ -261,11 +257,11 @@ def _owned_storage(settings: Settings) -> Any:
     try:
         lock.acquire()
     except DaemonError as exc:
-        _fail(f"{exc}. This command needs the daemon stopped: run `clarity stop` first")
+        fail(f"{exc}. This command needs the daemon stopped: run `clarity stop` first")
     return lock
 
 
-@app.command()
+@data_app.command()
 def restore(
     file: Annotated[Path, typer.Argument(help="A backup archive made by `clarity backup`.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -273,14 +269,14 @@ def restore(
     """Restore a backup into the configured engine; the current storage is moved aside, not deleted."""
     from clarity.backup import read_manifest, restore_backup
 
-    settings = _settings()
+    settings = cli_settings()
     try:
         manifest = read_manifest(file)
     except TransferError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     if not yes:
         if not sys.stdin.isatty():
-            _fail("restore replaces the current memories (kept aside); pass --yes to go ahead", 2)
+            fail("restore replaces the current memories (kept aside); pass --yes to go ahead", 2)
         typer.confirm(
             f"Restore {manifest.get('memories')} memories from {manifest.get('created_at')} into the "
             f"{settings.engine} engine?",
@@ -294,7 +290,7 @@ def restore(
                 file, settings, lambda: _local_service(settings), lambda n: progress.advance(task, n)
             )
     except TransferError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     finally:
         lock.release()
     out.print(f"restored {summary.memories} memories into the {summary.engine} engine")
@@ -310,7 +306,7 @@ def _local_service(settings: Settings) -> Any:
     return MemoryService(settings, open_store(settings), create_embedding_provider(settings.embedding))
 
 
-@app.command()
+@data_app.command()
 def migrate(
     to: Annotated[str, typer.Option("--to", help="A Qdrant URL (http://host:6333) or 'embedded'.")],
     api_key: Annotated[
@@ -319,14 +315,14 @@ def migrate(
 ) -> None:
     """Copy every memory between the embedded engine and a Qdrant server; the source is left intact."""
     from clarity.embedding import LexicalEncoder
-    from clarity.memory import index_text
+    from clarity.memory.records import index_text
     from clarity.store import open_store
     from clarity.transfer import copy_store
 
-    settings = _settings()
+    settings = cli_settings()
     target_settings = _target(settings, to, api_key)
     if target_settings.engine == settings.engine and target_settings.qdrant.url == settings.qdrant.url:
-        _fail(f"--to: the source already is the {settings.engine} engine at that location", 2)
+        fail(f"--to: the source already is the {settings.engine} engine at that location", 2)
     lock = _owned_storage(settings)
     try:
         source = open_store(settings)
@@ -341,11 +337,11 @@ def migrate(
         source.close()
         target.close()
     except Exception as exc:
-        _fail(f"migration stopped: {exc}; the source is unchanged")
+        fail(f"migration stopped: {exc}; the source is unchanged")
     finally:
         lock.release()
     if report.mismatched or report.target_count < report.source_count:
-        _fail(
+        fail(
             f"verification failed: source {report.source_count}, target {report.target_count}, "
             f"{len(report.mismatched)} content hashes differ (first: {report.mismatched[:3]})"
         )
@@ -364,5 +360,5 @@ def _target(settings: Settings, to: str, api_key: str | None) -> Settings:
     elif to.startswith(("http://", "https://")):
         qdrant.update(url=to, api_key=api_key)
     else:
-        _fail(f"--to: {to!r} is neither a Qdrant URL (http://...) nor 'embedded'", 2)
+        fail(f"--to: {to!r} is neither a Qdrant URL (http://...) nor 'embedded'", 2)
     return settings.model_copy(update={"qdrant": type(settings.qdrant).model_validate(qdrant)})

@@ -8,18 +8,20 @@ from typing import Annotated
 
 import typer
 
-from clarity.cli import _settings, app, out
-from clarity.controls import GLOBAL, Pauses
+from clarity.cli.common import cli_settings, out
+from clarity.hooks.controls import GLOBAL, Pauses
 from clarity.project import project_scope
 
 Everywhere = Annotated[bool, typer.Option("--global", help="Every project, not just the current one.")]
 
+pause_app = typer.Typer()
+
 
 def _pauses() -> Pauses:
-    return Pauses(_settings().storage.app_data_dir / "controls.json")
+    return Pauses(cli_settings().storage.app_data_dir / "controls.json")
 
 
-@app.command()
+@pause_app.command()
 def pause(everywhere: Everywhere = False) -> None:
     """Stop hooks from learning and adding memories (this project, or --global)."""
     cwd = os.getcwd()
@@ -30,7 +32,7 @@ def pause(everywhere: Everywhere = False) -> None:
     out.print("Resume with `clarity resume" + (" --global`" if everywhere else "`"))
 
 
-@app.command()
+@pause_app.command()
 def resume(everywhere: Everywhere = False) -> None:
     """Undo `clarity pause` (this project, or --global)."""
     pauses = _pauses()

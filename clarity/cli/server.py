@@ -1,0 +1,160 @@
+"""The daemon's lifecycle: ``clarity serve``, ``mcp`` (the stdio shim), ``status`` and ``stop``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from clarity import __version__
+from clarity.cli.common import AsJson, cli_settings, err, fail, out
+from clarity.config import ConfigError
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+Host = Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")]
+Port = Annotated[int | None, typer.Option(help="Port (default 8000).")]
+
+server_app = typer.Typer()
+
+
+@server_app.command()
+def serve(
+    host: Host = None,
+    port: Port = None,
+    storage_root: Annotated[
+        str | None, typer.Option(help="Storage root directory (a relative path is taken from here).")
+    ] = None,
+    qdrant_url: Annotated[
+        str | None, typer.Option(help="Use a Qdrant server instead of the embedded engine.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the daemon: MCP at /mcp, hooks, REST at /api, /healthz and /readyz."""
+    from clarity.daemon import DaemonError, daemon_url, run_daemon
+
+    if log_level.lower() not in LOG_LEVELS:
+        fail(f"--log-level: {log_level!r} is not one of {', '.join(LOG_LEVELS)}", 2)
+    if storage_root and storage_root.strip():
+        # Typed in a shell, a relative path means this directory; settings refuse one elsewhere.
+        storage_root = str(Path(storage_root).expanduser().absolute())
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = cli_settings(
+        server__host=host, server__port=port, storage__root=storage_root, qdrant__url=qdrant_url
+    )
+    if problem := settings.storage.root_problem():
+        fail(f"config storage.root={str(settings.storage.root)!r}: {problem}", 2)
+    where = settings.qdrant.url or str(settings.storage.qdrant_dir)
+    err.print(f"clarity {__version__}: serving {daemon_url(settings)} ({settings.engine} engine at {where})")
+    try:
+        run_daemon(settings)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    except DaemonError as exc:
+        fail(str(exc))
+
+
+@server_app.command()
+def mcp() -> None:
+    """Serve the MCP tools over stdio, forwarding to the daemon (started in the background if needed)."""
+    import anyio
+
+    from clarity.cli.client import RemoteBackend
+    from clarity.daemon import DaemonError, ensure_daemon
+    from clarity.mcp.server import build_mcp_server
+
+    logging.basicConfig(level="WARNING", stream=sys.stderr)  # stdout belongs to the protocol
+    settings = cli_settings()
+    try:
+        ensure_daemon(settings)
+    except DaemonError as exc:
+        # Keep serving: each tool call will report that the daemon is unreachable.
+        err.print(f"clarity mcp: {exc}")
+    server = build_mcp_server(RemoteBackend(settings, project=os.getcwd()))
+    anyio.run(server.run_stdio_async)
+
+
+@server_app.command()
+def status(as_json: AsJson = False) -> None:
+    """Is a daemon running, is it ready, and what does it serve?"""
+    import httpx
+
+    from clarity.daemon import daemon_url, diagnose, headers_for, read_lock_info
+
+    settings = cli_settings()
+    url = daemon_url(settings)
+    report: dict[str, Any] = {"url": url, "running": False, "ready": False, "lock": read_lock_info(settings)}
+    try:
+        health = httpx.get(f"{url}/healthz", timeout=2)
+        report["running"] = health.status_code == 200
+        ready = httpx.get(f"{url}/readyz", headers=headers_for(settings), timeout=2)
+        report["ready"] = ready.status_code == 200
+        report["readiness"] = ready.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        report["error"] = str(exc)
+    report["problems"] = [] if report["running"] else diagnose(settings)
+    if as_json:
+        out.print_json(json.dumps(report))
+    elif not report["running"]:
+        err.print(f"clarity daemon: [red]not running[/] at {url}", highlight=False)
+        for problem in report["problems"]:
+            err.print(f"  - {problem}", highlight=False, soft_wrap=True)
+        err.print("start it with `clarity serve` (or `clarity service install` to keep it running)")
+    else:
+        detail = report.get("readiness", {})
+        if "error" in detail and "authorization" in str(detail["error"]):
+            state = "[yellow]running; its details need the token[/] (set CLARITY_TOKEN)"
+        elif report["ready"]:
+            state = "[green]ready[/]"
+        elif detail.get("model_error"):
+            state = f"[yellow]running without its model, lexical search only[/]: {detail['model_error']}"
+        else:
+            state = "[yellow]starting (model loading)[/]"
+        out.print(f"clarity daemon at {url}: {state}", soft_wrap=True)
+        if "engine" in detail:
+            out.print(f"engine {detail.get('engine')} at {detail.get('location')}", soft_wrap=True)
+        storage = detail.get("storage") or {}
+        if storage.get("state") in ("warning", "over"):
+            share = 100 * storage["used_bytes"] / max(storage["max_bytes"], 1)
+            out.print(f"[yellow]storage at {share:.0f}% of its cap[/] (storage.max_bytes)")
+    if not report["running"]:
+        raise typer.Exit(1)
+
+
+@server_app.command()
+def stop(timeout: Annotated[float, typer.Option(help="Seconds to wait for a clean exit.")] = 20.0) -> None:
+    """Stop the daemon that owns this storage root (works from any directory)."""
+    import signal
+    import time
+
+    from clarity.daemon import is_healthy, lock_is_held, read_lock_info
+
+    settings = cli_settings()
+    pid = read_lock_info(settings).get("pid")
+    if not isinstance(pid, int) or not lock_is_held(settings):
+        if is_healthy(settings):
+            fail(
+                "a daemon answers but holds no lock under this storage root (server engine or another root); "
+                "stop it where it was started"
+            )
+        out.print("no Clarity daemon is running for this storage root")
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        out.print(f"no process {pid}: the daemon already stopped")
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not lock_is_held(settings):  # released by the kernel however the daemon ended
+            out.print(f"stopped the Clarity daemon (pid {pid})")
+            return
+        time.sleep(0.1)
+    fail(
+        f"daemon pid {pid} did not exit within {timeout:.0f}s; `kill -9 {pid}` ends it (the WAL keeps its data)"
+    )
