@@ -109,7 +109,7 @@ def mcp_writer(daemon: Daemon, acks: Acks, stop: threading.Event, tag: str) -> N
 
 def builders_of(root: Path) -> list[str]:
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "clarity.store.edge_build" in line and str(root) in line]
+    return [line for line in out.splitlines() if "clarity.store.edge.child" in line and str(root) in line]
 
 
 def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:

@@ -33,9 +33,10 @@ import numpy as np
 import pytest
 
 from clarity.config import IndexParams
-from clarity.store import edge
 from clarity.store.base import PointData
-from clarity.store.edge import EdgeStore, StoreDamaged
+from clarity.store.edge import EdgeStore
+from clarity.store.edge import layout as edge_layout
+from clarity.store.edge.manifest import StoreDamaged
 
 from .daemon_util import Daemon, free_port
 from .test_edge_tiers import seal_by_hand
@@ -371,7 +372,7 @@ def children(pid: int) -> set[int]:
 def builder_of(pid: int) -> int | None:
     for child in children(pid):
         try:
-            if b"edge_build" in Path(f"/proc/{child}/cmdline").read_bytes():
+            if b"clarity.store.edge.child" in Path(f"/proc/{child}/cmdline").read_bytes():
                 return child
         except OSError:
             continue
@@ -517,8 +518,8 @@ def test_a_seal_whose_new_shard_cannot_be_made_leaves_a_store_that_opens(
         seal_by_hand(store, written[:30])
         store.upsert(written[30 : 30 + LIMIT - 1])
         rest = written[30 + LIMIT - 1 :]
-    double = CreateFailsOnce(edge.EdgeShard)
-    monkeypatch.setattr(edge, "EdgeShard", double)
+    double = CreateFailsOnce(edge_layout.EdgeShard)
+    monkeypatch.setattr(edge_layout, "EdgeShard", double)
     refused = []
     try:
         store.upsert(rest[:1])  # reaches the limit: the new active shard cannot be created
@@ -559,7 +560,7 @@ def test_a_build_that_cannot_record_its_name_fails_and_the_next_start_builds(
 
     monkeypatch.setattr(os, "replace", manifest_write_fails)
     try:
-        store._start_build()  # as _maybe_seal starts it, in its own thread
+        store.builder.start()  # as _maybe_seal starts it, in its own thread
         assert store.wait_for_index(60)
         info = store.info()
     finally:

@@ -61,11 +61,12 @@ def find(store: EdgeStore, embedder: EmbeddingProvider, text: str, mode: str = "
 def seal_by_hand(store: EdgeStore, points: list[PointData]) -> None:
     """Write ``points`` and seal the shard holding them, as _maybe_seal does, without starting
     the build: a test then holds a frozen shard for as long as it needs, with no race."""
-    with store._write_lock:
+    layout = store.layout
+    with layout.lock:
         store.upsert(points)
-        store.sealing, store.active = store.active, store._adopt(store._fresh_shard())
-        store._save_manifest()
-        store._publish()
+        layout.sealing, layout.active = layout.active, layout.adopt(layout.fresh_shard())
+        layout.save()
+        layout.publish()
 
 
 def test_sealed_shard_is_indexed_in_a_child_and_stays_searchable(
@@ -119,7 +120,7 @@ def test_a_search_during_a_build_skips_what_was_deleted_from_the_frozen_shard(
     # tombstoned, so the active shard must not be filtered by the tombstones.
     rewritten = replace(corpus(embedder, 1, start=90)[0], id=frozen[7].id)
     store.upsert([rewritten], replaces_existing=True)
-    assert {frozen[5].id, frozen[7].id} <= store._view.tombstones
+    assert {frozen[5].id, frozen[7].id} <= store.layout.view.tombstones
     text = {p.id: p.payload["content"] for p in frozen + active}
     assert find(store, embedder, text[frozen[7].id], "dense")[0] != text[frozen[7].id]
     rewritten_text = rewritten.payload["content"]
@@ -204,9 +205,9 @@ def test_builder_child_does_not_outlive_close(tmp_path: Path, embedder: Embeddin
     store = open_edge(tmp_path / "q", active_max=100)
     store.upsert(corpus(embedder, 100))
     deadline = time.monotonic() + 10
-    while store._build_proc is None and time.monotonic() < deadline:
+    while store.builder.proc is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    proc = store._build_proc
+    proc = store.builder.proc
     store.close()
     if proc is not None:
         assert proc.poll() is not None
@@ -220,7 +221,7 @@ def test_store_locked_is_the_error_type() -> None:
 
 def test_weighted_rrf_here_matches_qdrants(tmp_path: Path, embedder: EmbeddingProvider) -> None:
     """The Python fusion used across shards scores exactly as Qdrant's own fusion on one shard."""
-    from clarity.store.edge import fuse_shard_answers
+    from clarity.store.edge.reads import fuse_shard_answers
 
     store = open_edge(tmp_path / "q", active_max=100_000)
     store.upsert(corpus(embedder, 60))
@@ -283,6 +284,27 @@ def test_missing_manifest_with_shards_refuses_to_guess(tmp_path: Path, embedder:
     assert any(p.name.startswith("shard-") for p in path.iterdir())  # nothing was deleted
 
 
+def test_a_use_count_log_from_an_older_version_is_left_alone(
+    tmp_path: Path, embedder: EmbeddingProvider
+) -> None:
+    """Versions before issue 21 kept use counts waiting for a build in ``touches.jsonl`` in the
+    engine directory. A store holding one opens as before and ignores it: the file is neither
+    read, nor deleted, nor moved to quarantine."""
+    path = tmp_path / "q"
+    store = open_edge(path, active_max=100, background=False)
+    points = corpus(embedder, 120)
+    store.upsert(points)  # sealed: a segment and an active shard
+    store.close()
+    log = path / "touches.jsonl"
+    log.write_text(f'{{"id":"{points[3].id}","set":{{"access_count":9}}}}\n', encoding="utf-8")
+    before = log.read_bytes()
+    again = open_edge(path, active_max=100)
+    assert again.count() == 120 and again.info()["quarantine"] is None
+    assert "access_count" not in again.get([points[3].id])[0].payload
+    again.close()
+    assert log.read_bytes() == before and not (path / "quarantine").exists()
+
+
 def sizes(store: EdgeStore) -> list[int]:
     return sorted(store.info()["shards"]["segments"])
 
@@ -329,22 +351,20 @@ def test_old_small_segments_are_merged_when_the_store_opens(
 def test_writes_to_merging_segments_during_a_build_are_not_lost(
     tmp_path: Path, embedder: EmbeddingProvider
 ) -> None:
-    """A merge freezes old segments too: deletes, payload updates and access bookkeeping that
-    reach them while the child builds must all be in the result."""
+    """A merge freezes old segments too: deletes and payload updates that reach them while the
+    child builds must all be in the result."""
     store = open_edge(tmp_path / "q", active_max=100, segment_max=1000)
     points = corpus(embedder, 200)
     store.upsert(points[:100])
     assert store.wait_for_index(120)
     store.upsert(points[100:200])  # seals and merges with the first segment
     assert store.merging and store.sealing is not None
-    old, old_updated, old_touched, new = points[5], points[6], points[7], points[150]
+    old, old_updated, new = points[5], points[6], points[150]
     store.delete([old.id, new.id])
     store.set_payload(old_updated.id, {"importance": 0.9})
-    store.touch({old_touched.id: {"access_count": 7}})
     assert store.count() == 198
     assert store.get([old.id]) == [] and store.get([new.id]) == []
-    # The access tracker adds to what get() returns: a touch waiting for the swap must show.
-    assert store.get([old_touched.id])[0].payload["access_count"] == 7
+    assert store.get([old_updated.id])[0].payload["importance"] == 0.9
     assert store.merging, "the build ended before the reads above: they tested nothing"
     assert store.wait_for_index(120)
     assert not store.merging and store.sealing is None
@@ -352,7 +372,6 @@ def test_writes_to_merging_segments_during_a_build_are_not_lost(
     assert store.count() == 198
     assert store.get([old.id, new.id]) == []
     assert store.get([old_updated.id])[0].payload["importance"] == 0.9
-    assert store.get([old_touched.id])[0].payload["access_count"] == 7
     store.close()
 
 
@@ -383,12 +402,12 @@ def test_two_builds_of_the_same_shards_swap_in_once(tmp_path: Path, embedder: Em
     points = corpus(embedder, 100)
     seal_by_hand(store, points)
     store.delete([points[3].id])
-    builds = [threading.Thread(target=store._build) for _ in range(2)]
+    builds = [threading.Thread(target=store.builder.run) for _ in range(2)]
     for build in builds:
         build.start()
     for build in builds:
         build.join(300)
-    assert store.sealing is None and store._build_error is None
+    assert store.sealing is None and store.builder.error is None
     assert sizes(store) == [99]
     assert store.count() == 99 and store.get([points[3].id]) == []
     assert not [p for p in (tmp_path / "q").iterdir() if p.name.startswith("build-")]

@@ -15,7 +15,7 @@ import pytest
 from clarity.config import IndexParams, Settings
 from clarity.store.base import MemoryFilter, PointData
 from clarity.store.edge import EdgeStore
-from clarity.store.edge_build import Quantization
+from clarity.store.edge.shard import Quantization
 
 DIM = 384
 
@@ -50,7 +50,7 @@ def fill(store: EdgeStore, vectors: np.ndarray) -> list[str]:
             ]
         )
     assert store.wait_for_index(120)
-    assert store._build_error is None
+    assert store.builder.error is None
     return ids
 
 
@@ -124,7 +124,7 @@ def test_a_store_from_before_quantization_gains_its_copy_at_the_next_merge(
             for i in range(200)
         ]
     )  # 300 new points in the active shard: a seal, whose build merges the old segments
-    assert upgraded.wait_for_index(120) and upgraded._build_error is None
+    assert upgraded.wait_for_index(120) and upgraded.builder.error is None
     assert int8_copies(upgraded), "the merge build did not quantize the old points"
     assert upgraded.count() == 900
     upgraded.close()
@@ -165,7 +165,7 @@ def test_the_setting_rejects_an_unknown_quantization() -> None:
     ids=["missing", "unknown", "a source where QUANTIZATION belongs (the old argv)"],
 )
 def test_the_build_child_refuses_argv_without_a_known_quantization(tmp_path: Path, tail: list[str]) -> None:
-    command = [sys.executable, "-m", "clarity.store.edge_build", str(tmp_path), "384", "16", "200", "10000"]
+    command = [sys.executable, "-m", "clarity.store.edge.child", str(tmp_path), "384", "16", "200", "10000"]
     done = subprocess.run([*command, *tail], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "QUANTIZATION" in done.stderr

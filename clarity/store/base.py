@@ -105,10 +105,6 @@ class VectorStore(Protocol):
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None: ...
 
-    def touch(self, updates: dict[str, dict[str, Any]]) -> set[str]:
-        """Apply bookkeeping payload updates where that is cheap; return the ids to retry later."""
-        ...
-
     def search(
         self,
         dense: list[float] | None,

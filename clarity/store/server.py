@@ -149,11 +149,6 @@ class ServerStore:
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         self.client.set_payload(self.collection, payload, points=[point_id], wait=True)
 
-    def touch(self, updates: dict[str, dict[str, Any]]) -> set[str]:
-        for point_id, payload in updates.items():
-            self.client.set_payload(self.collection, payload, points=[point_id], wait=False)
-        return set()
-
     def get(self, ids: Sequence[str], with_vectors: bool = False) -> list[Hit]:
         records = self.client.retrieve(
             self.collection, list(ids), with_payload=True, with_vectors=[DENSE] if with_vectors else False

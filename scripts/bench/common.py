@@ -394,8 +394,8 @@ def settle_layout(
     try:
         if not store.wait_for_index(3600):
             raise RuntimeError("index build did not finish within an hour")
-        if store._build_error:
-            raise RuntimeError(f"index build failed: {store._build_error}")
+        if store.builder.error:
+            raise RuntimeError(f"index build failed: {store.builder.error}")
         return dict(store.info()["shards"])
     finally:
         store.close()
@@ -455,13 +455,13 @@ def fill_edge(
                     store.upsert(points(data, written, batch_end, lexical, project, project_share))
                     bar.advance(task, batch_end - written)
                     written = batch_end
-                    thread = store._build_thread
+                    thread = store.builder.thread
                     if thread is not None and thread.is_alive():
                         t = time.perf_counter()
                         store.wait_for_index(3600)
                         build_wait += time.perf_counter() - t
-                if store._build_error:
-                    raise RuntimeError(f"index build failed: {store._build_error}")
+                if store.builder.error:
+                    raise RuntimeError(f"index build failed: {store.builder.error}")
             finally:
                 store.close()
     layout = settle_layout(

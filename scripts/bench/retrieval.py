@@ -209,7 +209,7 @@ def measure_service(
 ) -> dict[str, Any]:
     from clarity.config import Settings
     from clarity.memory import MemoryService
-    from clarity.models import RetrieveRequest
+    from clarity.requests import RetrieveRequest
 
     service = MemoryService(
         Settings(storage={"root": tempfile.mkdtemp(prefix="clarity-bench-svc-")}), store, EMB[0]
@@ -250,7 +250,7 @@ def breakdown(store: Any, qvecs: np.ndarray, sparse: list[Any], console: Console
 
     dense = [v.tolist() for v in qvecs]
     n = min(len(dense), 100)
-    view = store._view
+    view = store.layout.view
     rows = []
     with progress(console) as bar:
         task = bar.add_task("per-shard breakdown", total=len(view.shards))

@@ -1,5 +1,5 @@
 """Replace a small file so that a crash or power loss leaves the old content or the new, never
-an empty or half-written file: the store's manifest and its log of waiting use counts."""
+an empty or half-written file: the embedded engine's manifest."""
 
 from __future__ import annotations
 

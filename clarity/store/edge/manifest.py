@@ -29,6 +29,7 @@ from clarity.json_text import parse_json
 VERSION: Literal[2] = 2  # what this version writes
 SUPPORTED_VERSIONS = (1, 2)
 SHARD_PREFIX = "shard-"
+MANIFEST = "manifest.json"  # in the engine's directory
 ShardName = Annotated[str, StringConstraints(pattern=r"^shard-\d{5,}$")]
 PointId = Annotated[
     str,
@@ -44,7 +45,8 @@ class StoreDamaged(RuntimeError):
 
 
 class Manifest(BaseModel):
-    """The layout of the store (edge.py's module docstring tells what each tier is)."""
+    """The layout of the store (the package docstring, ``clarity/store/edge/__init__.py``, tells
+    what each tier is)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -137,6 +139,17 @@ def damaged(path: Path, problem: str) -> StoreDamaged:
         f"{path} is damaged: {problem}. Nothing was changed and the shard directories are intact. "
         f"Put back a good copy of {path.name}, or {RESTORE}"
     )
+
+
+def live_shards(directory: Path) -> set[str] | None:
+    """The shard directories the manifest in ``directory`` lists, or None without a valid one.
+    Disk accounting counts only these: retired shards linger for a grace period after a swap, and
+    counted next to the segment merged from them they would look like twice the data."""
+    try:
+        manifest = read_manifest(directory / MANIFEST)
+    except StoreDamaged:
+        return None
+    return set(manifest.live) if manifest is not None else None
 
 
 def missing_shard(manifest_path: Path, shard: Path, role: str) -> StoreDamaged:

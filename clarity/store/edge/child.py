@@ -1,0 +1,140 @@
+"""Child process that builds one indexed segment from copies of sealed shards.
+
+``EdgeShard.optimize()`` holds the GIL for its whole run (about a minute at 100k points), so it
+must never run inside the daemon. The daemon copies the frozen shards, runs this module on the
+copies with a lower CPU priority, and swaps the result in when it exits 0 (``builder.py``).
+
+The result is a new shard at SHARD_DIR into which the points of every SOURCE_DIR are upserted, in
+the order given (a point in two of them keeps its last copy), then indexed. A new shard rather
+than a copy of one: a shard's WAL and payload pages keep the text of the points deleted from it,
+and a deleted memory's text must leave the disk.
+
+Usage:
+    python -m clarity.store.edge.child SHARD_DIR DIMENSION M EF_CONSTRUCT FULL_SCAN_THRESHOLD
+        QUANTIZATION SOURCE_DIR [SOURCE_DIR ...] [--skip FILE]
+
+QUANTIZATION is ``int8`` (keep an int8 copy of the dense vectors for the graph walk) or ``none``.
+``--skip`` names a JSON list of point ids deleted meanwhile (tombstones): they are not copied.
+
+The daemon starts it through ``builder_command`` (``builder.py``), never as above: see there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from typing import Any, cast
+
+from qdrant_edge import EdgeShard, Point, ScrollRequest, UpdateOperation
+
+from clarity.store.edge.shard import QUANTIZATIONS, Quantization, ensure_payload_indexes, shard_config
+
+MERGE_BATCH = 512
+
+
+def build(
+    path: str,
+    dimension: int,
+    m: int,
+    ef_construct: int,
+    full_scan_threshold: int,
+    *,
+    quantization: Quantization,
+    sources: list[str] | None = None,
+    skip: str | None = None,
+) -> None:
+    threads = int(os.environ.get("CLARITY_BUILD_THREADS", "0"))
+    config = shard_config(
+        dimension,
+        m,
+        ef_construct,
+        full_scan_threshold,
+        quantization=quantization,
+        indexed=True,
+        threads=threads,
+    )
+    shard = EdgeShard.create(path, config)
+    ensure_payload_indexes(shard)
+    deleted: set[str] = set()
+    if skip:
+        with open(skip, encoding="utf-8") as handle:
+            deleted = set(json.load(handle))
+    for source in sources or []:
+        copy_points(EdgeShard.load(source), shard, deleted)
+    shard.optimize()
+    shard.flush()
+    shard.close()
+
+
+def copy_points(source: Any, target: Any, skip: set[str] | None = None) -> None:
+    """Every point of ``source`` but those in ``skip``, vectors and payload as stored, into
+    ``target``; then close ``source``."""
+    offset = None
+    while True:
+        records, offset = source.scroll(
+            ScrollRequest(offset=offset, limit=MERGE_BATCH, with_payload=True, with_vector=True)
+        )
+        points = [
+            Point(record.id, record.vector, record.payload or {})
+            for record in records
+            if not skip or str(record.id) not in skip
+        ]
+        if points:
+            target.update(UpdateOperation.upsert_points(points))
+        if offset is None:
+            break
+    source.close()
+
+
+def _yield_cpu() -> None:
+    """Use only CPU and disk time the daemon does not want: hooks matter more than an early index."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.nice(19)
+    if sys.platform.startswith("linux") and os.uname().machine in ("x86_64", "aarch64"):
+        import ctypes
+
+        ioprio_set = 251 if os.uname().machine == "x86_64" else 30
+        ioprio_class_idle, ioprio_who_process = 3, 1
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.syscall(ioprio_set, ioprio_who_process, 0, ioprio_class_idle << 13)
+
+
+def _option(args: list[str], name: str) -> str | None:
+    """Take ``name VALUE`` out of ``args``."""
+    if name not in args[:-1]:
+        return None
+    at = args.index(name)
+    value = args[at + 1]
+    del args[at : at + 2]
+    return value
+
+
+def main(argv: list[str]) -> int:
+    args = argv[1:]
+    skip = _option(args, "--skip")
+    if len(args) < 6 or args[5] not in QUANTIZATIONS:
+        print(__doc__, file=sys.stderr)
+        return 2
+    _yield_cpu()
+    dimension, m, ef_construct, full_scan_threshold = (int(arg) for arg in args[1:5])
+    quantization = cast(Quantization, args[5])
+    build(
+        args[0],
+        dimension,
+        m,
+        ef_construct,
+        full_scan_threshold,
+        quantization=quantization,
+        sources=args[6:],
+        skip=skip,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
