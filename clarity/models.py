@@ -1,7 +1,9 @@
-"""Memory records and the requests/results that move them.
+"""The memory record: what the engine stores, what a caller may write into it, and every limit.
 
 Every limit lives here, in one place, so the REST API, the MCP tools and the hooks reject the
-same bad input with the same message (see ``config.describe_validation_error``).
+same bad input with the same message (see ``config.describe_validation_error``). The requests
+and results of ``MemoryService`` are in ``clarity.requests``; export pages and import batches in
+``clarity.exchange``.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class Source(StrEnum):
 
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TAG_CHARS)]
 ScopeId = Annotated[str, StringConstraints(pattern=SCOPE_PATTERN)]
+# Which scopes a read covers: the caller's project and global, its project, global, every scope, or one.
+ScopeChoice = Literal["default", "project", "global", "all"] | ScopeId
 
 
 def utcnow() -> datetime:
@@ -211,11 +215,13 @@ def _dedupe_tags(tags: list[str]) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
-class _Input(BaseModel):
+class CallerInput(BaseModel):
+    """What a caller sends: an unknown field is refused by name, never silently dropped."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class MemoryCreate(_Input):
+class MemoryCreate(CallerInput):
     """What a caller may say about a new memory; the service fills in the rest."""
 
     content: str
@@ -233,7 +239,7 @@ class MemoryCreate(_Input):
     _tags = field_validator("tags")(_dedupe_tags)
 
 
-class MemoryPatch(_Input):
+class MemoryPatch(CallerInput):
     content: str | None = None
     memory_type: MemoryType | None = None
     tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
@@ -355,117 +361,6 @@ def parse_memory_id(value: str) -> str:
         raise ValueError(f"id: {value!r} is not a memory id (expected a UUID)") from None
 
 
-class RetrieveRequest(_Input):
-    query: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUERY_CHARS)]
-    limit: int = Field(5, ge=1, le=MAX_RESULTS)
-    memory_types: list[MemoryType] | None = None
-    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
-    scope: Literal["default", "project", "global", "all"] | ScopeId = "default"
-    since: datetime | None = None
-    until: datetime | None = None
-    min_score: float | None = Field(None, ge=0.0, le=1.0)
-    mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
-
-
-class ListRequest(_Input):
-    limit: int = Field(20, ge=1, le=MAX_PAGE)
-    offset: int = Field(0, ge=0, le=1_000_000)
-    memory_types: list[MemoryType] | None = None
-    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
-    sources: list[Source] | None = None
-    scope: Literal["default", "project", "global", "all"] | ScopeId = "default"
-    since: datetime | None = Field(None, description="created at or after")
-    until: datetime | None = Field(None, description="created at or before")
-    min_importance: float | None = Field(None, ge=0.0, le=1.0)
-    max_importance: float | None = Field(None, ge=0.0, le=1.0)
-    sort: Literal["newest", "oldest", "importance", "updated"] = "newest"
-
-
-class ForgetRequest(_Input):
-    """Which memories to delete in bulk. Criteria combine with AND; at least one must be given,
-    so forgetting everything in a scope is always a deliberate ``scope=...`` choice."""
-
-    scope: Literal["default", "project", "global", "all"] | ScopeId = "default"
-    memory_types: list[MemoryType] | None = None
-    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
-    sources: list[Source] | None = None
-    older_than_days: float | None = Field(None, gt=0, le=36_500, description="created more than N days ago")
-    max_importance: float | None = Field(None, ge=0.0, le=1.0, description="importance at or below")
-
-    @model_validator(mode="after")
-    def _some_criterion(self) -> ForgetRequest:
-        if not self.model_fields_set:
-            raise ValueError(
-                "give at least one of scope, memory_types, tags, sources, older_than_days, max_importance"
-            )
-        return self
-
-
-class ForgetResult(BaseModel):
-    matched: int
-    deleted: int
-    dry_run: bool
-    sample: list[Memory] = Field(
-        default_factory=list, description="a few of the matching memories, newest first"
-    )
-
-
-class ScoredMemory(BaseModel):
-    memory: Memory
-    score: float = Field(description="final score 0..1 after fusion and recency/importance rescoring")
-    similarity: float | None = Field(None, description="cosine similarity of memory and query (dense modes)")
-
-
-class RetrieveResult(BaseModel):
-    results: list[ScoredMemory]
-    mode: str = Field(description="the mode that actually ran (lexical while the model is unavailable)")
-    scopes: list[str] | None
-    degraded: str | None = Field(
-        None, description="why results come from the lexical index alone, if they do"
-    )
-    unreadable: int = Field(
-        0, description="stored records left out because they fail the record schema (see the daemon log)"
-    )
-
-
-class StoreResult(BaseModel):
-    id: str
-    status: Literal["created", "duplicate", "merged"]
-    memory: Memory
-
-
-class ListResult(BaseModel):
-    memories: list[Memory]
-    total: int
-    offset: int
-    limit: int
-    next_offset: int | None
-    unreadable: int = Field(
-        0, description="stored records left out because they fail the record schema (see the daemon log)"
-    )
-
-
-class DeleteResult(BaseModel):
-    id: str
-    deleted: bool
-
-
-class Stats(BaseModel):
-    total: int
-    by_type: dict[str, int]
-    by_scope: dict[str, int]
-    engine: str
-    location: str
-    collection: str
-    model: str
-    model_ready: bool
-    model_error: str | None = None
-    index: dict[str, Any] = Field(default_factory=dict)
-    unreadable: int = Field(
-        0, description="distinct stored records found unreadable since the daemon started (see its log)"
-    )
-
-
 class MemoryRecord(Memory):
     """A whole memory arriving from outside (an import or a restore): the stored-record schema,
     plus the same limits as a new memory where a caller writes, and unknown fields refused."""
@@ -477,59 +372,3 @@ class MemoryRecord(Memory):
 
     _content = field_validator("content")(_check_content)
     _metadata = field_validator("metadata")(_check_metadata)
-
-
-class ExportCursor(_Input):
-    """Where the next export page starts: memories are paged oldest first by creation time."""
-
-    after: float | None = None
-    after_ids: list[str] = Field(default_factory=list, max_length=10_000)
-
-
-class ExportPageRequest(_Input):
-    scope: Literal["default", "project", "global", "all"] | ScopeId = "all"
-    cursor: ExportCursor | None = None
-    limit: int = Field(500, ge=1, le=2_000)
-    with_vectors: bool = True
-
-
-class ExportPage(BaseModel):
-    memories: list[Memory]
-    vectors: list[list[float] | None] | None = None
-    next: ExportCursor | None
-    total: int | None = Field(None, description="memories in the export's scope; on the first page only")
-    model: str
-    dimension: int
-    unreadable: list[str] = Field(
-        default_factory=list,
-        description="stored records on this page left out of the export, each with its id and the "
-        "failing field: an export holds only what an import accepts",
-    )
-
-
-class ImportBatch(_Input):
-    memories: list[MemoryRecord] = Field(max_length=2_000)
-    vectors: list[Vector | None] | None = None
-    model: str | None = Field(None, description="the model that made the vectors; others are recomputed")
-
-    @model_validator(mode="after")
-    def _one_vector_per_memory(self) -> ImportBatch:
-        if self.vectors is not None and len(self.vectors) != len(self.memories):
-            raise ValueError(f"vectors: {len(self.vectors)} given for {len(self.memories)} memories")
-        return self
-
-
-class ImportSummary(BaseModel):
-    created: int = 0
-    replaced: int = 0
-    duplicate: int = 0
-    vectors_reused: int = 0
-    vectors_computed: int = 0
-
-    def add(self, other: ImportSummary) -> None:
-        for name in type(self).model_fields:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-class StoreBatch(_Input):
-    memories: list[MemoryCreate] = Field(min_length=1, max_length=2_000)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from clarity.backup import backup_running
 from clarity.config import Settings
 from clarity.memory import MemoryService
-from clarity.store.edge import live_shards
+from clarity.store.edge.manifest import live_shards
 from clarity.store.space import InsufficientStorage
 
 log = logging.getLogger(__name__)

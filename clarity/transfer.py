@@ -18,16 +18,9 @@ from typing import IO, Any, BinaryIO, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from clarity.config import describe_validation_error
+from clarity.exchange import ExportCursor, ExportPage, ExportPageRequest
 from clarity.json_text import parse_json
-from clarity.models import (
-    ExportCursor,
-    ExportPage,
-    ExportPageRequest,
-    Memory,
-    MemoryRecord,
-    UnreadableMemory,
-    Vector,
-)
+from clarity.models import Memory, MemoryRecord, UnreadableMemory, Vector
 from clarity.store.base import Hit, MemoryFilter, PointData, VectorStore
 
 EXPORT_FORMAT = "clarity-export"

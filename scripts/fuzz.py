@@ -47,7 +47,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from clarity.hooks.events import EVENTS  # noqa: E402
-from clarity.models import ForgetRequest, ListRequest, MemoryCreate, MemoryPatch, RetrieveRequest  # noqa: E402
+from clarity.models import MemoryCreate, MemoryPatch  # noqa: E402
+from clarity.requests import ForgetRequest, ListRequest, RetrieveRequest  # noqa: E402
 
 warnings.filterwarnings("ignore", module="hypothesis")
 HOOK_FIXTURES = ROOT / "tests" / "fixtures" / "hook_payloads"

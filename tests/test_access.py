@@ -35,10 +35,10 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-import clarity.app
-from clarity.app import BearerTokenMiddleware
+import clarity.http.middleware
 from clarity.dashboard.security import is_dashboard_path
 from clarity.hooks.events import EVENTS
+from clarity.http.middleware import BearerTokenMiddleware
 
 from .daemon_util import Daemon, free_port
 
@@ -273,7 +273,7 @@ def test_token_compare_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> None
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(clarity.app.hmac, "compare_digest", spy)
+    monkeypatch.setattr(clarity.http.middleware.hmac, "compare_digest", spy)
 
     async def ok(_: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")

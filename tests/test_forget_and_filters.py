@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from clarity.memory import MemoryService
-from clarity.models import ForgetRequest, ListRequest, MemoryCreate, MemoryType, Source
+from clarity.models import MemoryCreate, MemoryType, Source
+from clarity.requests import ForgetRequest, ListRequest
 
 
 def _seed(service: MemoryService) -> dict[str, str]:

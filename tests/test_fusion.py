@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from clarity.store.edge import fuse_shard_answers
+from clarity.store.edge.reads import fuse_shard_answers
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,10 @@ import pytest
 
 from clarity.backup import create_backup, export_pages, read_manifest, restore_backup
 from clarity.embedding import EmbeddingProvider
-from clarity.memory import MemoryService, index_text
-from clarity.models import ImportBatch, MemoryCreate, MemoryType, Source
+from clarity.exchange import ImportBatch
+from clarity.memory import MemoryService
+from clarity.memory.records import index_text
+from clarity.models import MemoryCreate, MemoryType, Source
 from clarity.store.base import VectorStore
 from clarity.transfer import TransferError, copy_store, read_export, write_export
 from tests.conftest import QDRANT_URL, make_settings, open_engine
@@ -49,7 +51,7 @@ def _fill(service: MemoryService) -> None:
             )
         )
     first = service.list(
-        __import__("clarity.models", fromlist=["ListRequest"]).ListRequest(scope="all", limit=1)
+        __import__("clarity.requests", fromlist=["ListRequest"]).ListRequest(scope="all", limit=1)
     )
     service.db.set_payload(first.memories[0].id, {"access_count": 7, "last_accessed_at": time.time()})
 
@@ -102,7 +104,7 @@ def test_round_trip_export_import_migrate_backup_restore(embedder: EmbeddingProv
     assert snapshot(on_server) == original
     assert snapshot(fresh) == original  # the source of a migration is left intact
     # The copy is searchable on the server, dense and lexical alike.
-    from clarity.models import RetrieveRequest
+    from clarity.requests import RetrieveRequest
 
     hits = on_server.retrieve(RetrieveRequest(query="ERR_CONN_RESET", scope="all"))
     assert hits.results[0].memory.content.startswith("ERR_CONN_RESET")

@@ -17,6 +17,8 @@ from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+from clarity.models import MemoryType
+
 from .daemon_util import Daemon
 
 TOOLS = {"store_memory", "retrieve_memory", "list_memories", "update_memory", "delete_memory", "memory_stats"}
@@ -152,5 +154,21 @@ def test_project_scope_follows_the_header(shared_daemon: Daemon, tmp_path: Path)
             refused = await call(anonymous, "store_memory", content="no project known", scope="project")
             assert refused.is_error
             assert "X-Clarity-Project" in refused.content[0].text
+
+    anyio.run(main)
+
+
+def test_the_tools_offer_exactly_the_memory_types(shared_daemon: Daemon, tmp_path: Path) -> None:
+    """One list of memory types: the tools' enum is MemoryType's names, in its order."""
+    names = [kind.value for kind in MemoryType]
+
+    async def main() -> None:
+        async with http_client(shared_daemon, str(tmp_path)) as client:
+            tools = {tool.name: tool.input_schema for tool in (await client.list_tools()).tools}
+        assert tools["store_memory"]["properties"]["memory_type"]["enum"] == names
+        assert tools["update_memory"]["properties"]["memory_type"]["anyOf"][0]["enum"] == names
+        for name in ("retrieve_memory", "list_memories"):
+            kinds = tools[name]["properties"]["memory_types"]["anyOf"][0]
+            assert kinds["items"]["enum"] == names, name
 
     anyio.run(main)

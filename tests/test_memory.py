@@ -12,13 +12,8 @@ from pydantic import ValidationError
 
 from clarity.embedding import EmbeddingProvider
 from clarity.memory import MemoryNotFound, MemoryService, ScopeRequired
-from clarity.models import (
-    MAX_CONTENT_CHARS,
-    ListRequest,
-    MemoryCreate,
-    MemoryPatch,
-    RetrieveRequest,
-)
+from clarity.models import MAX_CONTENT_CHARS, MemoryCreate, MemoryPatch
+from clarity.requests import ListRequest, RetrieveRequest
 from clarity.store.base import MemoryFilter
 from tests.conftest import QDRANT_URL, make_settings, open_engine
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from clarity.embedding import create_embedding_provider
 from clarity.memory import MemoryService
-from clarity.models import MemoryCreate, RetrieveRequest
+from clarity.models import MemoryCreate
+from clarity.requests import RetrieveRequest
 from clarity.store.base import MemoryFilter
 from tests.conftest import make_settings, open_engine
 

@@ -31,7 +31,7 @@ import pytest
 
 from clarity.config import IndexParams
 from clarity.embedding import LexicalEncoder
-from clarity.memory import index_text
+from clarity.memory.records import index_text
 from clarity.models import MAX_COUNT, Memory, content_hash
 from clarity.store.base import PointData
 from clarity.store.edge import EdgeStore

@@ -7,22 +7,21 @@ that forwards to the daemon's REST API. One tool definition, two transports.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Protocol
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, InputRequiredResult
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from clarity import __version__
 from clarity.config import describe_validation_error
-from clarity.models import (
+from clarity.models import Memory, MemoryCreate, MemoryPatch, MemoryType
+from clarity.requests import (
     DeleteResult,
     ListRequest,
     ListResult,
-    Memory,
-    MemoryCreate,
-    MemoryPatch,
     RetrieveRequest,
     RetrieveResult,
     Stats,
@@ -31,6 +30,7 @@ from clarity.models import (
 from clarity.store.space import InsufficientStorage
 
 PROJECT_HEADER = "x-clarity-project"
+T = TypeVar("T")
 
 INSTRUCTIONS = """Clarity is a long-term memory shared by every Claude Code session on this machine.
 Before answering questions about this project's conventions, past decisions, commands or
@@ -64,14 +64,17 @@ def _project(ctx: Context[Any, Any] | None) -> str | None:
     return None
 
 
-def _build(model: type[Any], **fields: Any) -> Any:
+def _build(model: type[BaseModel], arguments: dict[str, Any]) -> Any:
+    """The request a tool call makes: ``arguments`` are the tool's (its ``locals()`` before
+    anything else), each named after a field of ``model``; one left as None keeps its default."""
     try:
-        return model(**{k: v for k, v in fields.items() if v is not None})
+        return model(**{k: v for k, v in arguments.items() if k in model.model_fields and v is not None})
     except ValidationError as exc:
         raise ToolError("invalid arguments: " + "; ".join(describe_validation_error(exc))) from None
 
 
-async def _call(awaitable: Any) -> Any:
+async def _call(awaitable: Awaitable[T]) -> T:
+    """The backend's answer; a refusal becomes a tool error whose message the model reads."""
     try:
         return await awaitable
     except ToolError:
@@ -107,9 +110,13 @@ class StrictToolServer(MCPServer[Any]):
         return await super().call_tool(name, arguments, context)
 
 
-MemoryTypeName = Literal[
-    "fact", "preference", "decision", "command", "error", "fix", "observation", "summary", "note"
-]
+if TYPE_CHECKING:
+    MemoryTypeName = str
+else:
+    # MemoryType's names, the one list: a Literal inlines them as the tools' enum in the schema.
+    MemoryTypeName = Literal[tuple(kind.value for kind in MemoryType)]
+Kinds = Annotated[list[MemoryTypeName] | None, Field(description="Only these kinds.")]
+AnyOfTags = Annotated[list[str] | None, Field(description="Only memories with any of these tags.")]
 
 
 def build_mcp_server(backend: MemoryBackend) -> MCPServer:
@@ -133,24 +140,14 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
         """Remember something for future sessions: a user preference, a decision and its reason,
         a project fact, the command that builds or tests the project, or an error and its fix.
         Exact duplicates are not stored twice; near duplicates are merged."""
-        request = _build(
-            MemoryCreate,
-            content=content,
-            memory_type=memory_type,
-            tags=tags,
-            importance=importance,
-            metadata=metadata,
-            scope=scope,
-        )
-        result: StoreResult = await _call(backend.store(request, _project(ctx)))
-        return result
+        return await _call(backend.store(_build(MemoryCreate, locals()), _project(ctx)))
 
     @server.tool()
     async def retrieve_memory(
         query: Annotated[str, Field(description="What you want to know, in words or exact identifiers.")],
         limit: Annotated[int, Field(description="How many memories to return (1..100).")] = 5,
-        memory_types: Annotated[list[MemoryTypeName] | None, Field(description="Only these kinds.")] = None,
-        tags: Annotated[list[str] | None, Field(description="Only memories with any of these tags.")] = None,
+        memory_types: Kinds = None,
+        tags: AnyOfTags = None,
         scope: Annotated[
             Literal["default", "project", "global", "all"],
             Field(description="'default' = this project + global; 'all' = every project."),
@@ -162,35 +159,21 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
     ) -> RetrieveResult:
         """Search long-term memory by meaning and by exact words (error codes, file names, commands).
         Use it before answering questions about this project's history, conventions or past errors."""
-        request = _build(
-            RetrieveRequest,
-            query=query,
-            limit=limit,
-            memory_types=memory_types,
-            tags=tags,
-            scope=scope,
-            min_score=min_score,
-        )
-        result: RetrieveResult = await _call(backend.retrieve(request, _project(ctx)))
-        return result
+        return await _call(backend.retrieve(_build(RetrieveRequest, locals()), _project(ctx)))
 
     @server.tool()
     async def list_memories(
         limit: Annotated[int, Field(description="Page size (1..500).")] = 20,
         offset: Annotated[int, Field(description="How many to skip (from next_offset).")] = 0,
-        memory_types: Annotated[list[MemoryTypeName] | None, Field(description="Only these kinds.")] = None,
-        tags: Annotated[list[str] | None, Field(description="Only memories with any of these tags.")] = None,
+        memory_types: Kinds = None,
+        tags: AnyOfTags = None,
         scope: Annotated[
             Literal["default", "project", "global", "all"], Field(description="Which scopes.")
         ] = "default",
         ctx: Context[Any, Any] | None = None,
     ) -> ListResult:
         """List stored memories, newest first, a page at a time. Use it to review what is remembered."""
-        request = _build(
-            ListRequest, limit=limit, offset=offset, memory_types=memory_types, tags=tags, scope=scope
-        )
-        result: ListResult = await _call(backend.list(request, _project(ctx)))
-        return result
+        return await _call(backend.list(_build(ListRequest, locals()), _project(ctx)))
 
     @server.tool()
     async def update_memory(
@@ -204,29 +187,18 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
         ] = None,
     ) -> Memory:
         """Correct a memory that is wrong or outdated instead of storing a contradicting one."""
-        patch = _build(
-            MemoryPatch,
-            content=content,
-            memory_type=memory_type,
-            tags=tags,
-            importance=importance,
-            metadata=metadata,
-        )
-        result: Memory = await _call(backend.update(memory_id, patch))
-        return result
+        return await _call(backend.update(memory_id, _build(MemoryPatch, locals())))
 
     @server.tool()
     async def delete_memory(
         memory_id: Annotated[str, Field(description="The id of the memory to delete.")],
     ) -> DeleteResult:
         """Delete a memory that is wrong, obsolete or should never have been kept."""
-        result: DeleteResult = await _call(backend.delete(memory_id))
-        return result
+        return await _call(backend.delete(memory_id))
 
     @server.tool()
     async def memory_stats(ctx: Context[Any, Any] | None = None) -> Stats:
         """How many memories exist, by type and by project, and the state of the engine and model."""
-        result: Stats = await _call(backend.stats(_project(ctx)))
-        return result
+        return await _call(backend.stats(_project(ctx)))
 
     return server

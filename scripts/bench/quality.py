@@ -55,7 +55,8 @@ def main() -> None:
     from clarity.config import Settings
     from clarity.embedding import create_embedding_provider
     from clarity.memory import MemoryService
-    from clarity.models import MemoryCreate, RetrieveRequest, Source
+    from clarity.models import MemoryCreate, Source
+    from clarity.requests import RetrieveRequest
     from clarity.store import open_store
 
     console = Console(stderr=True)

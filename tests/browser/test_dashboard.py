@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,57 @@ def test_filter_by_type_source_and_importance(dashboard_daemon: Daemon, watched:
     texts = rows(page).all_inner_texts()
     assert len(texts) == 1 and "minor observation" in texts[0]
     assert page.locator(".summary .total").inner_text() == "1"
+
+
+def test_search_takes_the_list_filters(dashboard_daemon: Daemon, watched: Watched) -> None:
+    """A search with filters ranks only what matches (the filters go to the engine)."""
+    daemon, page = dashboard_daemon, watched.page
+    tag = ["search-filter"]
+    imported = store(daemon, "Search filter check: imported runbook for the VPN", source="import", tags=tag)
+    manual = [
+        store(daemon, f"Search filter check: manual runbook number {n} for the VPN", importance=0.9, tags=tag)
+        for n in range(6)
+    ]
+
+    page.goto(daemon.url + "/?q=runbook+for+the+VPN&tags=search-filter")
+    assert {r.get_attribute("data-id") for r in rows(page).all()} == {imported, *manual}
+    page.goto(daemon.url + "/?q=runbook+for+the+VPN&tags=search-filter&source=import")
+    assert [r.get_attribute("data-id") for r in rows(page).all()] == [imported]
+    page.goto(daemon.url + "/?q=runbook+for+the+VPN&tags=search-filter&max_importance=0.6")
+    assert [r.get_attribute("data-id") for r in rows(page).all()] == [imported]
+    page.goto(daemon.url + "/?q=runbook+for+the+VPN&tags=search-filter&min_importance=0.6")
+    assert {r.get_attribute("data-id") for r in rows(page).all()} == set(manual)
+    assert search_ids(daemon, "runbook for the VPN", tags=tag, sources=["import"]) == [imported]
+
+
+def test_uses_and_last_used_follow_retrievals(dashboard_daemon: Daemon, watched: Watched) -> None:
+    """Uses count at once on the dashboard; the last use shows once written (every few seconds),
+    when the API shows both."""
+    daemon, page = dashboard_daemon, watched.page
+    memory_id = store(daemon, "Use count check: the cron job for invoices runs at 02:15", tags=["uses-check"])
+
+    def facts() -> str:
+        page.goto(f"{daemon.url}/memory/{memory_id}")
+        return str(page.locator("dl.facts").first.inner_text())
+
+    shown = facts()
+    assert re.search(r"Last used\s+never", shown) and re.search(r"Uses\s+0", shown), shown
+    for _ in range(2):  # retrievals count; the dashboard's own search does not
+        assert search_ids(daemon, "when does the cron job for invoices run")[0] == memory_id
+    page.goto(daemon.url + "/?q=cron+job+for+invoices")
+    assert re.search(r"Uses\s+2", facts())
+    page.goto(daemon.url + "/?tags=uses-check")
+    assert page.locator(f"tr[data-id='{memory_id}'] td.num").last.inner_text() == "2"
+
+    deadline = time.monotonic() + 30
+    while daemon.api("GET", f"/memories/{memory_id}").json()["access_count"] != 2:
+        assert time.monotonic() < deadline, "the uses were never written"
+        time.sleep(0.5)
+    shown = facts()
+    assert re.search(r"Uses\s+2", shown) and not re.search(r"Last used\s+never", shown), shown
+    page.goto(daemon.url + "/?tags=uses-check")
+    row = page.locator(f"tr[data-id='{memory_id}']")
+    assert row.locator("td.num").last.inner_text() == "2" and "just now" in row.inner_text()
 
 
 # -- edit, delete, bulk forget ------------------------------------------------------------------

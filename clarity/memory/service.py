@@ -1,0 +1,287 @@
+"""MemoryService: the one place that decides what is stored and what is found.
+
+REST, MCP tools, hooks and the dashboard all call this class, so scoping, deduplication,
+redaction, scoring and use counts behave the same whichever door a memory came through. Writes
+are carried out by ``MemoryWriter`` (writes.py), ranking by ``scoring``; this module is the face
+and the reads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+from clarity.config import Settings
+from clarity.embedding import EmbeddingProvider, LexicalEncoder
+from clarity.exchange import ExportPage, ExportPageRequest, ImportBatch, ImportSummary
+from clarity.memory.records import RecordReader, resolve_scopes
+from clarity.memory.scoring import add_similarity, has_identifier, rescore
+from clarity.memory.writes import MemoryWriter
+from clarity.models import Memory, MemoryCreate, MemoryPatch, saturating_add
+from clarity.requests import (
+    DeleteResult,
+    Filters,
+    ForgetRequest,
+    ForgetResult,
+    ListRequest,
+    ListResult,
+    RetrieveRequest,
+    RetrieveResult,
+    ScoredMemory,
+    Stats,
+    StoreResult,
+)
+from clarity.store.base import MemoryFilter, VectorStore
+from clarity.transfer import page_oldest
+from clarity.usage import UsageCounts, sidecar_path
+
+
+def _filter(
+    scopes: list[str] | None,
+    types: Any,
+    tags: Any,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    sources: Any = None,
+    min_importance: float | None = None,
+    max_importance: float | None = None,
+) -> MemoryFilter:
+    return MemoryFilter(
+        scopes=scopes,
+        memory_types=[t.value for t in types] if types else None,
+        tags=list(tags) if tags else None,
+        created_from=since.timestamp() if since else None,
+        created_to=until.timestamp() if until else None,
+        sources=[s.value for s in sources] if sources else None,
+        importance_min=min_importance,
+        importance_max=max_importance,
+    )
+
+
+def _selected(scopes: list[str] | None, request: Filters) -> MemoryFilter:
+    """What a list or a search covers, as the engine filters it (never after ranking)."""
+    return _filter(
+        scopes,
+        request.memory_types,
+        request.tags,
+        request.since,
+        request.until,
+        request.sources,
+        request.min_importance,
+        request.max_importance,
+    )
+
+
+class MemoryService:
+    """The one door to the memories; use counts are kept beside the engine (``clarity.usage``)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: VectorStore,
+        embedder: EmbeddingProvider,
+        lexical: LexicalEncoder | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = store
+        self.embedder = embedder
+        self.lexical = lexical or LexicalEncoder()
+        self.access = UsageCounts(sidecar_path(settings.storage.root))
+        self.records = RecordReader(store)
+        self._writer = MemoryWriter(settings, store, embedder, self.lexical, self.records, self.access)
+
+    # -- writes (writes.py) -------------------------------------------------------------------
+
+    def writes_paused(self) -> AbstractContextManager[None]:
+        """Hold every write back (they wait, none fails) for a consistent copy of the store."""
+        return self._writer.paused()
+
+    def store(self, request: MemoryCreate, project: str | None = None) -> StoreResult:
+        result = self._writer.store(request, project)
+        if result.status != "created":
+            self.access.apply([result.memory])
+        return result
+
+    def store_many(self, requests: Sequence[MemoryCreate], project: str | None = None) -> list[StoreResult]:
+        results = self._writer.store_many(requests, project)
+        self.access.apply([r.memory for r in results if r.status != "created"])
+        return results
+
+    def put_memories(
+        self, memories: Sequence[Memory], vectors: Sequence[list[float] | None] | None = None
+    ) -> dict[str, int]:
+        return self._writer.put_memories(memories, vectors)
+
+    def import_batch(self, batch: ImportBatch) -> ImportSummary:
+        return self._writer.import_batch(batch)
+
+    def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
+        return self.access.apply([self._writer.update(memory_id, patch)])[0]
+
+    def delete(self, memory_id: str) -> DeleteResult:
+        return self._writer.delete(memory_id)
+
+    def evict_oldest(self, count: int, max_importance: float) -> int:
+        """Delete up to ``count`` memories at or below an importance, oldest first (the size cap)."""
+        return self._writer.delete_oldest(MemoryFilter(importance_max=max_importance), count)
+
+    def backfill_vectors(self, batch: int = 64) -> int:
+        return self._writer.backfill_vectors(batch)
+
+    def start_background(self) -> None:
+        self._writer.start_background()
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get(self, memory_id: str) -> Memory:
+        return self.access.apply([self.records.stored(memory_id)])[0]
+
+    def retrieve(
+        self, request: RetrieveRequest, project: str | None = None, track_use: bool = True
+    ) -> RetrieveResult:
+        """Hybrid search; ``track_use=False`` (the dashboard) leaves use counts and last-used times alone."""
+        scopes = resolve_scopes(request.scope, project)
+        flt = _selected(scopes, request)
+        cfg = self.settings.retrieval
+        mode = request.mode
+        degraded = None
+        if mode != "lexical" and not self.embedder.ready:
+            degraded = self.embedder.error or "the embedding model is still loading"
+            mode = "lexical"
+        dense = self.embedder.embed_query(request.query) if mode != "lexical" else None
+        sparse = self.lexical.query(request.query) if mode != "dense" else None
+        candidates = max(request.limit * 3, 20)
+        lexical_weight = (
+            cfg.identifier_lexical_weight if has_identifier(request.query) else cfg.lexical_weight
+        )
+        hits = self.db.search(
+            dense,
+            sparse,
+            flt,
+            candidates,
+            mode=mode,
+            prefetch_limit=cfg.prefetch_limit,
+            rrf_k=cfg.rrf_k,
+            lexical_weight=lexical_weight,
+        )
+        scored = rescore(hits, cfg, mode, lexical_weight, lexical_used=bool(sparse and sparse[0]))
+        floor = request.min_score if request.min_score is not None else cfg.min_score
+        results: list[ScoredMemory] = []
+        unreadable = 0
+        for score, hit in scored:  # best first: build (and check) only the records kept
+            if score < floor or len(results) == request.limit:
+                break
+            memories, skipped = self.records.read([hit])
+            unreadable += len(skipped)
+            results.extend(
+                ScoredMemory(
+                    memory=memory,
+                    score=score,
+                    similarity=None if hit.similarity is None else round(hit.similarity, 4),
+                )
+                for memory in memories
+            )
+        if dense is not None and results:
+            add_similarity(self.db, results, dense)
+        self.access.apply([result.memory for result in results])
+        if track_use:
+            for result in results:
+                self.access.touch(result.memory.id, result.memory.access_count)
+        return RetrieveResult(
+            results=results, mode=mode, scopes=scopes, degraded=degraded, unreadable=unreadable
+        )
+
+    def list(self, request: ListRequest, project: str | None = None) -> ListResult:
+        flt = _selected(resolve_scopes(request.scope, project), request)
+        hits = self.db.newest(flt, limit=request.limit, offset=request.offset, sort=request.sort)
+        total = self.db.count(flt)
+        memories, unreadable = self.records.read(hits)
+        following = request.offset + len(hits)
+        return ListResult(
+            memories=self.access.apply(memories),
+            total=total,
+            offset=request.offset,
+            limit=request.limit,
+            next_offset=following if following < total else None,
+            unreadable=len(unreadable),
+        )
+
+    def export_page(self, request: ExportPageRequest, project: str | None = None) -> ExportPage:
+        """One page of an export, oldest first (see ``transfer.page_oldest``), with use counts."""
+        flt = MemoryFilter(scopes=resolve_scopes(request.scope, project))
+        hits, following = page_oldest(self.db, flt, request.cursor, request.limit)
+        memories, unreadable = self.records.read(hits)
+        vectors: list[list[float] | None] | None = None
+        if request.with_vectors and memories:
+            found = {h.id: h.dense for h in self.db.get([m.id for m in memories], with_vectors=True)}
+            vectors = [found.get(m.id) for m in memories]
+        total = self.db.count(MemoryFilter(scopes=flt.scopes)) if request.cursor is None else None
+        return ExportPage(
+            memories=self.access.apply(memories),
+            vectors=vectors,
+            next=following,
+            total=total,
+            model=self.embedder.name,
+            dimension=self.embedder.dimension,
+            unreadable=unreadable,
+        )
+
+    def forget(
+        self, request: ForgetRequest, project: str | None = None, dry_run: bool = False
+    ) -> ForgetResult:
+        """Bulk delete by filter, oldest first, one batch per lock hold so hooks keep being served."""
+        until = None
+        if request.older_than_days is not None:
+            until = datetime.fromtimestamp(time.time() - request.older_than_days * 86400.0, UTC)
+        flt = _filter(
+            resolve_scopes(request.scope, project),
+            request.memory_types,
+            request.tags,
+            None,
+            until,
+            request.sources,
+            None,
+            request.max_importance,
+        )
+        matched = self.db.count(flt)
+        sample = self.access.apply(self.records.read(self.db.newest(flt, limit=5))[0])
+        if dry_run or not matched:
+            return ForgetResult(matched=matched, deleted=0, dry_run=dry_run, sample=sample)
+        deleted = self._writer.delete_oldest(flt)
+        return ForgetResult(matched=matched, deleted=deleted, dry_run=False, sample=sample)
+
+    def stats(self, project: str | None = None, scope: str = "all") -> Stats:
+        flt = MemoryFilter(scopes=resolve_scopes(scope, project))
+        info = self.db.info()
+        return Stats(
+            total=self.db.count(flt),
+            by_type=self.db.facet("memory_type", flt),
+            by_scope=self.db.facet("scope", flt),
+            engine=self.db.engine,
+            location=self.db.location,
+            collection=self.settings.qdrant.collection,
+            model=self.embedder.name,
+            model_ready=self.embedder.ready,
+            model_error=self.embedder.error,
+            index=info,
+            unreadable=len(self.records),
+        )
+
+    def counts_by_type(self, scope: str) -> dict[str, int]:
+        """Memories by type in one stored scope: one facet on the payload index, not a whole
+        ``stats()`` (the dashboard's overview asks it per project)."""
+        return self.db.facet("memory_type", MemoryFilter(scopes=[scope]))
+
+    def uses(self, memories: Sequence[Memory]) -> dict[str, int]:
+        """Each memory's use count as the dashboard shows it: the written count its record was
+        read with, plus the uses still waiting to be written (no query: they are in memory)."""
+        waiting = self.access.waiting(m.id for m in memories)
+        return {m.id: saturating_add(m.access_count, waiting.get(m.id, 0)) for m in memories}
+
+    def close(self) -> None:
+        self._writer.closed = True
+        self.access.close()
+        self.db.close()

@@ -1,0 +1,333 @@
+"""Every write to the engine, under one lock: stores, imports, edits, deletes and the dense backfill.
+
+The slow part of a store (the embedding) is computed before the lock is taken, so concurrent
+stores encode in parallel and only the duplicate checks and the upsert are serialised. Bulk
+deletes take the lock one batch at a time, so hooks keep being served meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+from clarity.config import Settings
+from clarity.embedding import EmbeddingProvider, LexicalEncoder, ModelNotReady
+from clarity.exchange import ImportBatch, ImportSummary
+from clarity.memory.records import (
+    MemoryNotFound,
+    RecordReader,
+    fact_tokens,
+    index_text,
+    new_memory,
+    redacted,
+    store_scope,
+)
+from clarity.models import (
+    MAX_TAGS,
+    Memory,
+    MemoryCreate,
+    MemoryPatch,
+    content_hash,
+    parse_memory_id,
+    saturating_add,
+    utcnow,
+)
+from clarity.requests import DeleteResult, StoreResult
+from clarity.store.base import MemoryFilter, PointData, VectorStore
+from clarity.store.space import InsufficientStorage
+from clarity.usage import UsageCounts, recorded_use
+
+log = logging.getLogger(__name__)
+
+_FORGET_BATCH = 256
+BACKFILL_RETRY_SECONDS = 30.0  # how often a backfill stopped by a full disk tries again
+
+
+class MemoryWriter:
+    """Writes for ``MemoryService``: each one redacted, checked for duplicates, and serialised."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: VectorStore,
+        embedder: EmbeddingProvider,
+        lexical: LexicalEncoder,
+        records: RecordReader,
+        usage: UsageCounts,
+    ) -> None:
+        self.settings = settings
+        self.db = store
+        self.embedder = embedder
+        self.lexical = lexical
+        self.records = records
+        self.usage = usage
+        self.closed = False
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold every write back (they wait, none fails) for a consistent copy of the store."""
+        with self._lock:
+            yield
+
+    def store(self, request: MemoryCreate, project: str | None = None) -> StoreResult:
+        request = redacted(request)
+        scope = store_scope(request.scope, project)
+        content = request.content
+        digest = content_hash(content)
+        same_text = MemoryFilter(scopes=[scope], content_hash=digest)
+        dense = None if self.db.newest(same_text, limit=1) else self._embed_if_ready(content)
+        now = utcnow()
+        with self._lock:
+            existing, _ = self.records.read(self.db.newest(same_text, limit=1))
+            if existing:
+                memory = existing[0]
+                return StoreResult(id=memory.id, status="duplicate", memory=self._bump(memory, request, now))
+            if dense is None:  # deleted since the check above, or the model just became ready
+                dense = self._embed_if_ready(content)
+            memory = new_memory(request, scope, content, now)
+            near = (
+                self.db.search(
+                    dense,
+                    None,
+                    MemoryFilter(scopes=[scope], memory_types=[memory.memory_type.value]),
+                    1,
+                    mode="dense",
+                )
+                if dense is not None
+                else []
+            )
+            threshold = self.settings.retrieval.near_duplicate_similarity
+            close = [hit for hit in near[:1] if hit.score >= threshold]
+            twins, _ = self.records.read(close)
+            if twins and fact_tokens(twins[0].content) == fact_tokens(content):
+                twin = twins[0]
+                return StoreResult(id=twin.id, status="merged", memory=self._bump(twin, request, now))
+            self.db.upsert([self._point(memory, dense)])
+        return StoreResult(id=memory.id, status="created", memory=memory)
+
+    def store_many(self, requests: Sequence[MemoryCreate], project: str | None = None) -> list[StoreResult]:
+        """Bulk store for imports: one embedding batch, one hash lookup, one upsert.
+
+        Exact duplicates (by content hash, in the database or earlier in the batch) are counted,
+        not stored; near-duplicate merging is left to single stores, where one memory at a time
+        is compared, because a bulk import should keep what the source kept.
+        """
+        if not requests:
+            return []
+        requests = [redacted(request) for request in requests]
+        now = utcnow()
+        drafts = [
+            new_memory(request, store_scope(request.scope, project), request.content, now)
+            for request in requests
+        ]
+        vectors = self.embedder.embed_documents([d.content for d in drafts])
+        results: list[StoreResult] = []
+        with self._lock:
+            known = self._by_hash(drafts)
+            points = []
+            for draft, request, vector in zip(drafts, requests, vectors, strict=True):
+                twin = known.get((draft.scope, draft.content_hash))
+                if twin is not None:
+                    results.append(
+                        StoreResult(id=twin.id, status="duplicate", memory=self._bump(twin, request, now))
+                    )
+                    continue
+                known[(draft.scope, draft.content_hash)] = draft
+                points.append(self._point(draft, vector))
+                results.append(StoreResult(id=draft.id, status="created", memory=draft))
+            self.db.upsert(points)
+        return results
+
+    def put_memories(
+        self, memories: Sequence[Memory], vectors: Sequence[list[float] | None] | None = None
+    ) -> dict[str, int]:
+        """Write whole records with their ids (imports, restores, migrations).
+
+        Idempotent: a record whose id exists replaces it; one whose content already exists in its
+        scope under another id is skipped as a duplicate. Missing vectors are computed here. The
+        records' use counts replace the sidecar's. Returns counts by outcome: created, replaced,
+        duplicate.
+        """
+        memories = [redacted(memory) for memory in memories]
+        vectors = list(vectors) if vectors is not None else [None] * len(memories)
+        missing = [i for i, v in enumerate(vectors) if v is None]
+        if missing:
+            computed = self.embedder.embed_documents([memories[i].content for i in missing])
+            for i, fresh in zip(missing, computed, strict=True):
+                vectors[i] = fresh
+        counts = {"created": 0, "replaced": 0, "duplicate": 0}
+        with self._lock:
+            existing = {hit.id for hit in self.db.get([m.id for m in memories])}
+            known = self._by_hash(memories)
+            points = []
+            written: list[Memory] = []
+            for memory, vector in zip(memories, vectors, strict=True):
+                twin = known.get((memory.scope, memory.content_hash))
+                if memory.id not in existing and twin is not None and twin.id != memory.id:
+                    counts["duplicate"] += 1
+                    continue
+                known[(memory.scope, memory.content_hash)] = memory
+                counts["replaced" if memory.id in existing else "created"] += 1
+                points.append(self._point(memory, vector))
+                written.append(memory)
+            self.db.upsert(points, replaces_existing=bool(existing))
+            self.usage.set({memory.id: recorded_use(memory) for memory in written})
+        return counts
+
+    def import_batch(self, batch: ImportBatch) -> ImportSummary:
+        """Whole records from an export; their vectors are reused only if our model made them."""
+        reuse = batch.vectors is not None and batch.model == self.embedder.name
+        vectors: list[list[float] | None] = [None] * len(batch.memories)
+        if reuse and batch.vectors is not None:
+            for i, vector in enumerate(batch.vectors):
+                if vector is not None and len(vector) != self.embedder.dimension:
+                    raise ValueError(
+                        f"vectors[{i}]: {len(vector)} numbers, but {self.embedder.name} makes "
+                        f"{self.embedder.dimension}; drop the vectors to have them recomputed"
+                    )
+                vectors[i] = vector
+        records = []
+        for record in batch.memories:
+            memory = Memory.model_validate(record.model_dump())
+            memory.content_hash = content_hash(memory.content)  # never trust a file's hash
+            records.append(memory)
+        reused = sum(v is not None for v in vectors)
+        counts = self.put_memories(records, vectors)
+        return ImportSummary(**counts, vectors_reused=reused, vectors_computed=len(records) - reused)
+
+    def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
+        changes = redacted(patch).model_dump(exclude_unset=True)
+        # Read and write under one lock: a delete or a dedup bump in between must not be undone
+        # by writing back what was read before it.
+        with self._lock:
+            memory = self.records.stored(memory_id)
+            content_changed = "content" in changes and changes["content"] != memory.content
+            updated = memory.model_copy(update={**changes, "updated_at": utcnow()})
+            updated.content_hash = content_hash(updated.content)
+            if content_changed or "tags" in changes:
+                if content_changed:
+                    dense = self._embed_if_ready(updated.content)
+                else:
+                    stored = self.db.get([memory.id], with_vectors=True)
+                    dense = stored[0].dense if stored else None
+                self.db.upsert([self._point(updated, dense)], replaces_existing=True)
+            else:
+                self.db.set_payload(memory.id, updated.to_payload())
+        return updated
+
+    def delete(self, memory_id: str) -> DeleteResult:
+        memory_id = parse_memory_id(memory_id)
+        with self._lock:
+            if not self.db.get([memory_id]):
+                raise MemoryNotFound(memory_id)
+            self.db.delete([memory_id])
+            self.usage.forget([memory_id])
+        return DeleteResult(id=memory_id, deleted=True)
+
+    def delete_oldest(self, flt: MemoryFilter, count: int | None = None) -> int:
+        """Delete matching memories oldest first, up to ``count`` (all if None), one batch per
+        lock hold so hooks keep being served meanwhile."""
+        deleted = 0
+        previous: set[str] = set()
+        while count is None or deleted < count:
+            batch = _FORGET_BATCH if count is None else min(_FORGET_BATCH, count - deleted)
+            with self._lock:
+                ids = [hit.id for hit in self.db.newest(flt, limit=batch, sort="oldest")]
+                if not ids or previous.issuperset(ids):
+                    break  # nothing left, or the engine did not apply the last delete: never spin
+                self.db.delete(ids)
+                self.usage.forget(ids)
+            previous = set(ids)
+            deleted += len(ids)
+        return deleted
+
+    def _by_hash(self, memories: Sequence[Memory]) -> dict[tuple[str, str], Memory]:
+        """Stored memories sharing a scope and content hash with any of ``memories``."""
+        flt = MemoryFilter(
+            scopes=sorted({m.scope for m in memories}),
+            content_hash=sorted({m.content_hash for m in memories}),
+        )
+        found, _ = self.records.read(self.db.newest(flt, limit=len(memories) * 2))
+        twins: dict[tuple[str, str], Memory] = {}
+        for memory in found:
+            twins.setdefault((memory.scope, memory.content_hash), memory)
+        return twins
+
+    def _bump(self, memory: Memory, request: MemoryCreate, now: datetime) -> Memory:
+        """Seeing a memory again makes it count more, never less: tags and importance only grow."""
+        merged = list(dict.fromkeys([*memory.tags, *request.tags]))
+        memory.tags = merged[: max(MAX_TAGS, len(memory.tags))]
+        memory.importance = max(memory.importance, request.importance)
+        memory.occurrences = saturating_add(memory.occurrences)
+        memory.updated_at = now
+        payload = memory.to_payload()
+        self.db.set_payload(
+            memory.id,
+            {k: payload[k] for k in ("tags", "importance", "occurrences", "updated_at")},
+        )
+        return memory
+
+    def _point(self, memory: Memory, dense: list[float] | None) -> PointData:
+        """A memory without a dense vector is marked, so ``backfill_vectors`` finds it later."""
+        payload = memory.to_payload()
+        if dense is None:
+            payload["vector_state"] = "pending"
+        return PointData(memory.id, dense, self.lexical.document(index_text(memory)), payload)
+
+    def _embed_if_ready(self, text: str) -> list[float] | None:
+        """A single write never waits for the model: until it is loaded, memories are stored with
+        their lexical vector only and get the dense one from ``backfill_vectors``."""
+        if not self.embedder.ready:
+            return None
+        return self.embedder.embed_documents([text])[0]
+
+    def backfill_vectors(self, batch: int = 64) -> int:
+        """Give dense vectors to memories stored while the model was unavailable."""
+        done = 0
+        unreadable: list[str] = []  # left pending; excluded so they never stall the others
+        while not self.closed:
+            pending = self.db.newest(
+                MemoryFilter(pending_vector=True, exclude_ids=unreadable), limit=batch, sort="oldest"
+            )
+            if not pending:
+                break
+            memories, _ = self.records.read(pending)
+            unreadable += sorted({h.id for h in pending} - {m.id for m in memories})
+            vectors = self.embedder.embed_documents([m.content for m in memories])
+            with self._lock:
+                # Re-read under the lock: an update or delete meanwhile wins over this backfill.
+                current = {m.id: m for m in self.records.read(self.db.get([m.id for m in memories]))[0]}
+                points = [
+                    self._point(current[m.id], vector)
+                    for m, vector in zip(memories, vectors, strict=True)
+                    if m.id in current and current[m.id].content == m.content
+                ]
+                self.db.upsert(points, replaces_existing=True)
+            done += len(points)
+            if not points and len(memories) == len(pending):
+                break
+        if done:
+            log.info("dense vectors backfilled for %d memories stored while the model was unavailable", done)
+        return done
+
+    def start_background(self) -> None:
+        """Once the model is ready, backfill what was stored without it (a daemon thread)."""
+
+        def run() -> None:
+            try:
+                self.embedder.wait_ready(timeout=None)
+            except ModelNotReady:
+                return  # the model failed: retrieval stays lexical-only and says so
+            while True:  # short of disk space: wait for room rather than leave them lexical-only
+                try:
+                    self.backfill_vectors()
+                    return
+                except InsufficientStorage:
+                    time.sleep(BACKFILL_RETRY_SECONDS)
+
+        threading.Thread(target=run, name="clarity-backfill", daemon=True).start()

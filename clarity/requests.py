@@ -1,0 +1,141 @@
+"""What callers ask ``MemoryService`` and what it answers: the same types for REST, MCP and hooks.
+
+Retrieval takes the filters listing takes (``Filters``), applied in the engine's own filter, so a
+filtered search ranks only what matches instead of dropping results after ranking.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, StringConstraints, model_validator
+
+from clarity.models import (
+    MAX_PAGE,
+    MAX_QUERY_CHARS,
+    MAX_RESULTS,
+    MAX_TAGS,
+    CallerInput,
+    Memory,
+    MemoryCreate,
+    MemoryType,
+    ScopeChoice,
+    Source,
+    Tag,
+)
+
+
+class Filters(CallerInput):
+    """Which memories a list or a search covers; every criterion is optional, all combine with AND."""
+
+    memory_types: list[MemoryType] | None = None
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
+    sources: list[Source] | None = None
+    scope: ScopeChoice = "default"
+    since: datetime | None = Field(None, description="created at or after")
+    until: datetime | None = Field(None, description="created at or before")
+    min_importance: float | None = Field(None, ge=0.0, le=1.0)
+    max_importance: float | None = Field(None, ge=0.0, le=1.0)
+
+
+class RetrieveRequest(Filters):
+    query: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUERY_CHARS)]
+    limit: int = Field(5, ge=1, le=MAX_RESULTS)
+    min_score: float | None = Field(None, ge=0.0, le=1.0)
+    mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
+
+
+class ListRequest(Filters):
+    limit: int = Field(20, ge=1, le=MAX_PAGE)
+    offset: int = Field(0, ge=0, le=1_000_000)
+    sort: Literal["newest", "oldest", "importance", "updated"] = "newest"
+
+
+class ForgetRequest(CallerInput):
+    """Which memories to delete in bulk. Criteria combine with AND; at least one must be given,
+    so forgetting everything in a scope is always a deliberate ``scope=...`` choice."""
+
+    scope: ScopeChoice = "default"
+    memory_types: list[MemoryType] | None = None
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
+    sources: list[Source] | None = None
+    older_than_days: float | None = Field(None, gt=0, le=36_500, description="created more than N days ago")
+    max_importance: float | None = Field(None, ge=0.0, le=1.0, description="importance at or below")
+
+    @model_validator(mode="after")
+    def _some_criterion(self) -> ForgetRequest:
+        if not self.model_fields_set:
+            raise ValueError(
+                "give at least one of scope, memory_types, tags, sources, older_than_days, max_importance"
+            )
+        return self
+
+
+class ForgetResult(BaseModel):
+    matched: int
+    deleted: int
+    dry_run: bool
+    sample: list[Memory] = Field(
+        default_factory=list, description="a few of the matching memories, newest first"
+    )
+
+
+class ScoredMemory(BaseModel):
+    memory: Memory
+    score: float = Field(description="final score 0..1 after fusion and recency/importance rescoring")
+    similarity: float | None = Field(None, description="cosine similarity of memory and query (dense modes)")
+
+
+class RetrieveResult(BaseModel):
+    results: list[ScoredMemory]
+    mode: str = Field(description="the mode that actually ran (lexical while the model is unavailable)")
+    scopes: list[str] | None
+    degraded: str | None = Field(
+        None, description="why results come from the lexical index alone, if they do"
+    )
+    unreadable: int = Field(
+        0, description="stored records left out because they fail the record schema (see the daemon log)"
+    )
+
+
+class StoreResult(BaseModel):
+    id: str
+    status: Literal["created", "duplicate", "merged"]
+    memory: Memory
+
+
+class ListResult(BaseModel):
+    memories: list[Memory]
+    total: int
+    offset: int
+    limit: int
+    next_offset: int | None
+    unreadable: int = Field(
+        0, description="stored records left out because they fail the record schema (see the daemon log)"
+    )
+
+
+class DeleteResult(BaseModel):
+    id: str
+    deleted: bool
+
+
+class Stats(BaseModel):
+    total: int
+    by_type: dict[str, int]
+    by_scope: dict[str, int]
+    engine: str
+    location: str
+    collection: str
+    model: str
+    model_ready: bool
+    model_error: str | None = None
+    index: dict[str, Any] = Field(default_factory=dict)
+    unreadable: int = Field(
+        0, description="distinct stored records found unreadable since the daemon started (see its log)"
+    )
+
+
+class StoreBatch(CallerInput):
+    memories: list[MemoryCreate] = Field(min_length=1, max_length=2_000)
