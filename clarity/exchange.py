@@ -1,7 +1,7 @@
 """Whole memories moving in and out: export pages, import batches and what an import reports.
 
-The REST API, the CLI, backups and the export file (``clarity.transfer``) all carry these. A
-page is paged oldest first by creation time (``transfer.page_oldest``); a record arriving from
+The REST API, the CLI, backups and the export file (``clarity.lifecycle.transfer``) all carry these. A
+page is paged oldest first by creation time (``store.paging.page_oldest``); a record arriving from
 outside is checked as a ``MemoryRecord``, and its vector is reused only if our model made it.
 """
 

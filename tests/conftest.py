@@ -101,7 +101,7 @@ def store(engine: str, tmp_path: Path) -> Iterator[VectorStore]:
 def service(store: VectorStore, embedder: EmbeddingProvider, tmp_path: Path) -> Iterator[MemoryService]:
     svc = MemoryService(make_settings(tmp_path), store, embedder)
     yield svc
-    svc.access.close()
+    svc.usage.close()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from clarity.transfer import MAX_IMPORT_BYTES, MAX_TEXT_IMPORT_BYTES
+from clarity.lifecycle.transfer import MAX_IMPORT_BYTES, MAX_TEXT_IMPORT_BYTES
 
 from .daemon_util import Daemon, free_port
 

@@ -422,7 +422,7 @@ def test_disk_usage_counts_only_the_shards_the_manifest_lists(
 ) -> None:
     """A swap leaves the retired shards on disk for a grace period, next to the segment built
     from them; counted too, they would make the storage cap evict memories for nothing."""
-    from clarity.retention import disk_usage
+    from clarity.lifecycle.retention import disk_usage
 
     store = open_edge(tmp_path / "q", active_max=50)
     store.upsert(corpus(embedder, 50))

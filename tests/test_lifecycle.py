@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from clarity.backup import create_backup, export_pages, read_manifest, restore_backup
 from clarity.embedding import EmbeddingProvider
 from clarity.exchange import ImportBatch
+from clarity.lifecycle.backup import create_backup, export_pages, read_manifest, restore_backup
+from clarity.lifecycle.transfer import TransferError, copy_store, read_export, write_export
 from clarity.memory import MemoryService
 from clarity.memory.records import index_text
 from clarity.models import MemoryCreate, MemoryType, Source
 from clarity.store.base import VectorStore
-from clarity.transfer import TransferError, copy_store, read_export, write_export
 from tests.conftest import QDRANT_URL, make_settings, open_engine
 
 

@@ -244,7 +244,7 @@ def test_similarity_is_the_query_cosine_within_one_shard_and_across_shards(
         cosines = true_cosine(query, list(carried))
         assert carried == {i: pytest.approx(c, abs=1e-5) for i, c in cosines.items()}
     finally:
-        service.access.close()
+        service.usage.close()
         if engine == "server" and QDRANT_URL:
             db.client.delete_collection(db.collection)  # type: ignore[attr-defined]
         db.close()

@@ -1,4 +1,4 @@
-"""Use counts live in a sidecar beside the engine (``clarity/usage.py``), not in its payloads.
+"""Use counts live in a sidecar beside the engine (``clarity/memory/usage.py``), not in its payloads.
 
 What a user sees is what it was when the counts were payload fields: every retrieval counts one
 use; the dashboard shows it at once, and every read (get, list, search, export) once it is
@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from clarity.backup import create_backup, export_pages, restore_backup
 from clarity.embedding import EmbeddingProvider
 from clarity.exchange import ImportBatch
+from clarity.lifecycle.backup import create_backup, export_pages, restore_backup
+from clarity.lifecycle.transfer import read_export, write_export
 from clarity.memory import MemoryService
+from clarity.memory.usage import FILE_NAME, UsageCounts
 from clarity.models import MAX_COUNT, MemoryCreate
 from clarity.requests import ForgetRequest, ListRequest, RetrieveRequest
-from clarity.transfer import read_export, write_export
-from clarity.usage import FILE_NAME, UsageCounts
 from tests.conftest import make_settings, open_engine
 
 
@@ -75,7 +75,7 @@ def test_uses_are_written_off_the_request_path_and_every_read_shows_them(
     assert (waiting.access_count, waiting.last_accessed_at) == (0, None)  # as written
     assert service.uses([waiting, service.get(other)]) == {used: 3, other: 0}  # the dashboard's count
 
-    service.access.flush()
+    service.usage.flush()
     assert _rows(tmp_path)[used][0] == 3 and other not in _rows(tmp_path)
     memory = service.get(used)
     assert memory.access_count == 3
@@ -94,7 +94,7 @@ def test_uses_are_written_off_the_request_path_and_every_read_shows_them(
     assert service.db.get([used])[0].payload["access_count"] == 0
     _use(service, used)
     assert service.get(used).access_count == 3 and service.uses([service.get(used)]) == {used: 4}
-    service.access.flush()
+    service.usage.flush()
     assert _rows(tmp_path)[used][0] == 4 and service.get(used).access_count == 4
 
 
@@ -107,7 +107,7 @@ def test_a_records_own_count_is_the_base_and_counts_saturate(service: MemoryServ
     assert (memory.access_count, memory.last_accessed_at) == (5, earlier)
     _use(service, older, 2)
     assert service.uses([service.get(older)]) == {older: 7}
-    service.access.flush()
+    service.usage.flush()
     assert service.get(older).access_count == 7
     assert service.get(older).last_accessed_at > earlier  # type: ignore[operator]
 
@@ -115,10 +115,10 @@ def test_a_records_own_count_is_the_base_and_counts_saturate(service: MemoryServ
     service.db.set_payload(full, {"access_count": MAX_COUNT - 1})
     _use(service, full, 3)
     assert service.uses([service.get(full)]) == {full: MAX_COUNT}
-    service.access.flush()
+    service.usage.flush()
     assert service.get(full).access_count == MAX_COUNT
     _use(service, full)
-    service.access.flush()
+    service.usage.flush()
     assert service.get(full).access_count == MAX_COUNT
 
 
@@ -148,25 +148,25 @@ def test_deleting_a_memory_drops_its_row(service: MemoryService, tmp_path: Path)
     kept = _store(service, "The database backups are kept for 35 days", importance=0.9)
     for memory_id in (deleted, forgotten, evicted, kept):
         _use(service, memory_id)
-    service.access.flush()
+    service.usage.flush()
     assert set(_rows(tmp_path)) == {deleted, forgotten, evicted, kept}
 
     service.delete(deleted)
     # A use that arrives after its memory was deleted (a search that read it just before) is dropped.
-    service.access.touch(deleted, 0)
+    service.usage.touch(deleted, 0)
     assert service.forget(ForgetRequest(scope="all", tags=["spike"])).deleted == 1
     assert service.evict_oldest(5, max_importance=0.1) == 1
-    service.access.flush()
+    service.usage.flush()
     assert set(_rows(tmp_path)) == {kept}
 
 
 def test_a_page_of_memories_reads_the_sidecar_in_one_query(service: MemoryService) -> None:
     ids = [_store(service, f"Service {n} of the mesh listens on port {9000 + n}") for n in range(30)]
     for memory_id in ids[::3]:
-        service.access.touch(memory_id, 0)
-    service.access.flush()
+        service.usage.touch(memory_id, 0)
+    service.usage.flush()
     statements: list[str] = []
-    reader = service.access._reader
+    reader = service.usage._reader
     assert reader is not None
     reader.set_trace_callback(statements.append)
     try:
@@ -187,9 +187,9 @@ def test_a_damaged_sidecar_is_moved_aside_and_counting_goes_on(
     damage = b"this is no SQLite database " * 200
     (root / FILE_NAME).write_bytes(damage)
 
-    with caplog.at_level(logging.WARNING, logger="clarity.usage"):
+    with caplog.at_level(logging.WARNING, logger="clarity.memory.usage"):
         second = _service(root, embedder)
-    lines = [r.getMessage() for r in caplog.records if r.name == "clarity.usage"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "clarity.memory.usage"]
     assert len(lines) == 1 and "moved it to" in lines[0], lines
     (aside,) = root.glob(f"{FILE_NAME}.damaged-*")
     assert aside.read_bytes() == damage  # kept, not deleted
@@ -208,7 +208,7 @@ def test_damage_found_while_running_never_fails_a_request(
 ) -> None:
     root = tmp_path / "root"
     service, memory_id = _used(root, embedder, "The CDN purges its cache when a deploy tags a release")
-    service.access.flush()
+    service.usage.flush()
     assert service.get(memory_id).access_count == 2
     # Another program breaks the file under the running daemon: the table now points at a page
     # that does not exist, which SQLite reports as a damaged database on the next read.
@@ -218,13 +218,13 @@ def test_damage_found_while_running_never_fails_a_request(
         other.execute("UPDATE sqlite_master SET rootpage = 9999 WHERE name = 'usage'")
         other.execute(f"PRAGMA schema_version = {version + 1}")
     other.close()
-    with caplog.at_level(logging.WARNING, logger="clarity.usage"):
+    with caplog.at_level(logging.WARNING, logger="clarity.memory.usage"):
         assert service.get(memory_id).access_count == 0  # the record's own count, no error
         _use(service, memory_id)
         assert service.uses([service.get(memory_id)]) == {memory_id: 1}
-        service.access.flush()  # moves the damaged file aside and writes to a fresh one
+        service.usage.flush()  # moves the damaged file aside and writes to a fresh one
         assert service.get(memory_id).access_count == 1
-    lines = [r.getMessage() for r in caplog.records if r.name == "clarity.usage"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "clarity.memory.usage"]
     assert len(lines) == 2 and "moved it to" in lines[1], lines  # the read that found it, the move
     assert len(list(root.glob(f"{FILE_NAME}.damaged-*"))) == 1
     assert _rows(root) == {memory_id: (1, pytest.approx(time.time(), abs=60))}
@@ -255,12 +255,14 @@ def test_a_full_disk_keeps_the_uses_waiting(tmp_path: Path, caplog: pytest.LogCa
     assert writer is not None
     (pages,) = writer.execute("PRAGMA page_count").fetchone()
     writer.execute(f"PRAGMA max_page_count = {pages}")  # the file cannot grow: SQLITE_FULL
-    with caplog.at_level(logging.WARNING, logger="clarity.usage"):
+    with caplog.at_level(logging.WARNING, logger="clarity.memory.usage"):
         for memory_id in ids:
             usage.touch(memory_id, 2)
         usage.flush()
         usage.flush()
-    assert len([r for r in caplog.records if r.name == "clarity.usage"]) == 1  # one line, not one a flush
+    assert (
+        len([r for r in caplog.records if r.name == "clarity.memory.usage"]) == 1
+    )  # one line, not one a flush
     assert usage.waiting(ids) == dict.fromkeys(ids, 1)  # still counted, waiting
     writer.execute("PRAGMA max_page_count = 1073741823")  # room again
     usage.flush()
@@ -278,7 +280,7 @@ def test_exports_imports_and_backups_carry_the_counts(embedder: EmbeddingProvide
     never = _store(source, "Translations are synced from the vendor portal on Fridays")
     _use(source, often, 3)
     _use(source, once)
-    source.access.flush()
+    source.usage.flush()
     expected = {
         m.id: (m.access_count, m.last_accessed_at) for m in source.list(ListRequest(scope="all")).memories
     }
@@ -297,7 +299,7 @@ def test_exports_imports_and_backups_carry_the_counts(embedder: EmbeddingProvide
     }
     assert shown == expected
     _use(target, often)
-    target.access.flush()
+    target.usage.flush()
     assert target.get(often).access_count == 4
     target.import_batch(ImportBatch(memories=records, vectors=vectors, model=header.model))
     assert target.get(often).access_count == 3  # an import sets the counts it brings
@@ -324,3 +326,43 @@ def test_exports_imports_and_backups_carry_the_counts(embedder: EmbeddingProvide
         m.id: (m.access_count, m.last_accessed_at) for m in restored.list(ListRequest(scope="all")).memories
     } == expected
     restored.close()
+
+
+def test_counts_an_older_version_left_in_the_engine_are_adopted_once(
+    embedder: EmbeddingProvider, tmp_path: Path
+) -> None:
+    """A store upgraded between two index builds: the older version's counts still waited in
+    ``<engine>/touches.jsonl`` (its format, torn last line included). They become the sidecar's
+    rows, the log is kept under another name, and a second start does not adopt it again."""
+    first = _service(tmp_path, embedder)
+    kept = _store(first, "The nightly job rotates the logs under /var/log/orion at 03:00")
+    dropped = _store(first, "The release branch is cut every second Thursday")
+    first.db.set_payload(kept, {"access_count": 2})
+    first.usage.close()
+    first.db.close()
+    legacy = tmp_path / "qdrant" / "touches.jsonl"
+    used_at = datetime(2026, 11, 30, 9, 15, tzinfo=UTC).timestamp()
+    legacy.write_text(
+        f'{{"id": "{kept}", "set": {{"access_count": 5, "last_accessed_at": {used_at - 60}}}}}\n'
+        f'{{"id": "{dropped}", "set": {{"access_count": 9, "last_accessed_at": {used_at}}}}}\n'
+        f'{{"id": "{kept}", "set": {{"access_count": 7, "last_accessed_at": {used_at}}}}}\n'
+        f'{{"id": "{dropped}", "set": null}}\n'
+        '{"id": "torn", "set": {"acc',
+        encoding="utf-8",
+    )
+
+    second = _service(tmp_path, embedder)
+    memory = second.get(kept)
+    assert memory.access_count == 7
+    assert memory.last_accessed_at == datetime.fromtimestamp(used_at, UTC)
+    assert second.get(dropped).access_count == 0  # its entry was dropped in the log
+    assert _rows(tmp_path) == {kept: (7, used_at)}
+    assert not legacy.exists() and legacy.with_name("touches.jsonl.adopted").is_file()
+    _use(second, kept)
+    second.usage.close()
+    second.db.close()
+
+    third = _service(tmp_path, embedder)
+    assert third.get(kept).access_count == 8  # the use since, not the log again
+    third.usage.close()
+    third.db.close()

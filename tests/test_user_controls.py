@@ -19,11 +19,11 @@ import pytest
 from clarity.embedding import EmbeddingProvider
 from clarity.hooks.events import EVENTS, HookEvent
 from clarity.hooks.service import HookService
+from clarity.lifecycle.retention import SizeGuard, disk_usage
 from clarity.memory import MemoryService
 from clarity.models import MemoryCreate, MemoryType
 from clarity.project import project_scope
 from clarity.requests import ListRequest
-from clarity.retention import SizeGuard, disk_usage
 from tests.conftest import make_settings, open_engine
 
 from .daemon_util import Daemon

@@ -15,22 +15,12 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from clarity import requests as api
 from clarity.config import Settings
 from clarity.daemon import daemon_url, headers_for
 from clarity.exchange import ExportPage, ExportPageRequest, ImportBatch, ImportSummary
-from clarity.mcp.server import BackendError
+from clarity.mcp.backend import BackendError
 from clarity.models import Memory, MemoryCreate, MemoryPatch
-from clarity.requests import (
-    DeleteResult,
-    ForgetRequest,
-    ForgetResult,
-    ListRequest,
-    ListResult,
-    RetrieveRequest,
-    RetrieveResult,
-    Stats,
-    StoreResult,
-)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -49,7 +39,7 @@ def _decode(response: httpx.Response, model: type[M]) -> M:
     return model.model_validate_json(response.content)
 
 
-def _list_params(request: ListRequest) -> dict[str, Any]:
+def _list_params(request: api.ListRequest) -> dict[str, Any]:
     """Every field that is set, so a filter given to the stdio shim is not dropped on the way."""
     params: dict[str, Any] = {}
     for key, value in request.model_dump(mode="json", exclude_none=True).items():
@@ -79,34 +69,34 @@ class DaemonClient:
             raise _unavailable(self.settings, exc) from exc
         return _decode(response, model)
 
-    def store(self, request: MemoryCreate) -> StoreResult:
-        return self._send("POST", "/memories", StoreResult, json=request.model_dump(mode="json"))
+    def store(self, request: MemoryCreate) -> api.StoreResult:
+        return self._send("POST", "/memories", api.StoreResult, json=request.model_dump(mode="json"))
 
-    def retrieve(self, request: RetrieveRequest) -> RetrieveResult:
+    def retrieve(self, request: api.RetrieveRequest) -> api.RetrieveResult:
         return self._send(
-            "POST", "/search", RetrieveResult, json=request.model_dump(mode="json", exclude_none=True)
+            "POST", "/search", api.RetrieveResult, json=request.model_dump(mode="json", exclude_none=True)
         )
 
-    def list(self, request: ListRequest) -> ListResult:
-        return self._send("GET", "/memories", ListResult, params=_list_params(request))
+    def list(self, request: api.ListRequest) -> api.ListResult:
+        return self._send("GET", "/memories", api.ListResult, params=_list_params(request))
 
     def get(self, memory_id: str) -> Memory:
         return self._send("GET", f"/memories/{memory_id}", Memory)
 
-    def delete(self, memory_id: str) -> DeleteResult:
-        return self._send("DELETE", f"/memories/{memory_id}", DeleteResult)
+    def delete(self, memory_id: str) -> api.DeleteResult:
+        return self._send("DELETE", f"/memories/{memory_id}", api.DeleteResult)
 
-    def stats(self, scope: str = "all") -> Stats:
-        return self._send("GET", "/stats", Stats, params={"scope": scope})
+    def stats(self, scope: str = "all") -> api.Stats:
+        return self._send("GET", "/stats", api.Stats, params={"scope": scope})
 
-    def store_many(self, requests: Sequence[MemoryCreate]) -> Sequence[StoreResult]:
+    def store_many(self, requests: Sequence[MemoryCreate]) -> Sequence[api.StoreResult]:
         body = {"memories": [r.model_dump(mode="json") for r in requests]}
         return self._send("POST", "/memories/batch", StoreResults, json=body).results
 
-    def forget(self, request: ForgetRequest, dry_run: bool) -> ForgetResult:
+    def forget(self, request: api.ForgetRequest, dry_run: bool) -> api.ForgetResult:
         body = request.model_dump(mode="json", exclude_unset=True)
         return self._send(
-            "POST", "/forget", ForgetResult, json=body, params={"dry_run": str(dry_run).lower()}
+            "POST", "/forget", api.ForgetResult, json=body, params={"dry_run": str(dry_run).lower()}
         )
 
     def export_page(self, request: ExportPageRequest) -> ExportPage:
@@ -141,7 +131,7 @@ class DaemonClient:
 
 
 class StoreResults(BaseModel):
-    results: list[StoreResult]
+    results: list[api.StoreResult]
 
 
 class RemoteBackend:
@@ -160,24 +150,24 @@ class RemoteBackend:
             raise _unavailable(self.settings, exc) from exc
         return _decode(response, model)
 
-    async def store(self, request: MemoryCreate, project: str | None) -> StoreResult:
+    async def store(self, request: MemoryCreate, project: str | None) -> api.StoreResult:
         return await self._send(
-            "POST", "/memories", StoreResult, project, json=request.model_dump(mode="json")
+            "POST", "/memories", api.StoreResult, project, json=request.model_dump(mode="json")
         )
 
-    async def retrieve(self, request: RetrieveRequest, project: str | None) -> RetrieveResult:
+    async def retrieve(self, request: api.RetrieveRequest, project: str | None) -> api.RetrieveResult:
         body = request.model_dump(mode="json", exclude_none=True)
-        return await self._send("POST", "/search", RetrieveResult, project, json=body)
+        return await self._send("POST", "/search", api.RetrieveResult, project, json=body)
 
-    async def list(self, request: ListRequest, project: str | None) -> ListResult:
-        return await self._send("GET", "/memories", ListResult, project, params=_list_params(request))
+    async def list(self, request: api.ListRequest, project: str | None) -> api.ListResult:
+        return await self._send("GET", "/memories", api.ListResult, project, params=_list_params(request))
 
     async def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
         body = patch.model_dump(mode="json", exclude_unset=True)
         return await self._send("PATCH", f"/memories/{memory_id}", Memory, None, json=body)
 
-    async def delete(self, memory_id: str) -> DeleteResult:
-        return await self._send("DELETE", f"/memories/{memory_id}", DeleteResult, None)
+    async def delete(self, memory_id: str) -> api.DeleteResult:
+        return await self._send("DELETE", f"/memories/{memory_id}", api.DeleteResult, None)
 
-    async def stats(self, project: str | None) -> Stats:
-        return await self._send("GET", "/stats", Stats, project, params={"scope": "all"})
+    async def stats(self, project: str | None) -> api.Stats:
+        return await self._send("GET", "/stats", api.Stats, project, params={"scope": "all"})

@@ -31,7 +31,7 @@ def explain(exc: Exception) -> tuple[int, str]:
     from pydantic_settings import SettingsError
 
     from clarity.config import describe_validation_error
-    from clarity.transfer import TransferError
+    from clarity.lifecycle.transfer import TransferError
 
     if isinstance(exc, ValidationError):
         return 2, "; ".join(describe_validation_error(exc))
@@ -100,7 +100,7 @@ def daemon_client(settings: Settings) -> Any:
 
 def call(func: Any, *args: Any) -> Any:
     """Call the daemon; what it refuses ends the command with its own sentence."""
-    from clarity.mcp.server import BackendError
+    from clarity.mcp.backend import BackendError
 
     try:
         return func(*args)

@@ -21,9 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from clarity.cli.common import call, cli_settings, daemon_client, err, fail, from_flags, out
 from clarity.config import Settings
 from clarity.exchange import ExportPage, ExportPageRequest, ImportBatch, ImportSummary
+from clarity.lifecycle.transfer import TransferError
 from clarity.models import MemoryCreate, MemoryRecord
 from clarity.requests import ForgetRequest
-from clarity.transfer import TransferError
 
 Scope = Annotated[str, typer.Option(help="project, global, all, or a scope id.")]
 
@@ -76,7 +76,7 @@ def export(
     ] = True,
 ) -> None:
     """Write every memory (content, payload and vectors) to a portable JSON Lines file."""
-    from clarity.transfer import iter_export, write_export
+    from clarity.lifecycle.transfer import iter_export, write_export
 
     settings = cli_settings()
     client = _daemon(settings)
@@ -120,8 +120,8 @@ def import_(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Read and check, store nothing.")] = False,
 ) -> None:
     """Import memories; re-importing the same file changes nothing (idempotent)."""
-    from clarity.importers import check_source, detect_format, read_markdown, read_memory_json
-    from clarity.transfer import read_export
+    from clarity.lifecycle.importers import check_source, detect_format, read_markdown, read_memory_json
+    from clarity.lifecycle.transfer import read_export
 
     if not path.exists():
         fail(f"{path}: no such file or directory")
@@ -267,7 +267,7 @@ def restore(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Restore a backup into the configured engine; the current storage is moved aside, not deleted."""
-    from clarity.backup import read_manifest, restore_backup
+    from clarity.lifecycle.backup import read_manifest, restore_backup
 
     settings = cli_settings()
     try:
@@ -315,9 +315,9 @@ def migrate(
 ) -> None:
     """Copy every memory between the embedded engine and a Qdrant server; the source is left intact."""
     from clarity.embedding import LexicalEncoder
+    from clarity.lifecycle.transfer import copy_store
     from clarity.memory.records import index_text
     from clarity.store import open_store
-    from clarity.transfer import copy_store
 
     settings = cli_settings()
     target_settings = _target(settings, to, api_key)

@@ -29,6 +29,7 @@ from typing import Annotated, Any
 
 import typer
 
+from clarity.atomic_file import write_atomically
 from clarity.cli.common import err, fail, out
 
 UNIT_NAME = "clarity.service"
@@ -285,9 +286,7 @@ def install_cmd(
     existed = path.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(content)
-        tmp.replace(path)
+        write_atomically(path, content)
     except OSError as exc:
         fail(f"cannot write {path}: {exc}")
     out.print(f"{'updated' if existed else 'wrote'} {path}", soft_wrap=True, highlight=False)

@@ -27,6 +27,7 @@ from clarity.embedding import ModelNotReady
 from clarity.memory import MemoryNotFound, ScopeRequired
 from clarity.models import Memory
 from clarity.store.space import InsufficientStorage
+from clarity.text import one_line
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Request], Awaitable[Response]]
@@ -66,9 +67,8 @@ def _ago(moment: datetime | float | None) -> str:
     return "just now"
 
 
-def _short(text: str, limit: int = 240) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _short_filter(text: object, limit: int = 240) -> str:
+    return one_line(str(text), limit)
 
 
 def _bytes(size: int | None) -> str:
@@ -119,7 +119,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=_when, ago=_ago, short=_short, bytes=_bytes, number=_number)
+    env.filters.update(when=_when, ago=_ago, short=_short_filter, bytes=_bytes, number=_number)
     env.filters["json"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
     return env
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import anyio
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -27,9 +27,9 @@ from clarity.dashboard.forms import PAGE_SIZES, SORTS, Filters, PageError, patch
 from clarity.dashboard.render import Renderer, https, index_state, provenance
 from clarity.dashboard.security import SESSION_COOKIE, safe_next, session_value, token_ok
 from clarity.hooks.service import HookService
+from clarity.lifecycle.retention import disk_usage
 from clarity.memory import MemoryService, ScopeRequired
 from clarity.models import GLOBAL_SCOPE, MAX_RESULTS, MemoryType, Source
-from clarity.retention import disk_usage
 
 T = TypeVar("T")
 
@@ -39,10 +39,6 @@ SIZE_TTL = 30.0
 STATIC_DIR = Path(__file__).parent / "static"
 TYPES = [t.value for t in MemoryType]
 SOURCES = [s.value for s in Source]
-
-
-async def _in_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    return await anyio.to_thread.run_sync(lambda: func(*args, **kwargs))
 
 
 def _directory_size(path: Path) -> int | None:
@@ -149,11 +145,11 @@ class Dashboard:
         filters = Filters.parse(request.query_params)
         error = None
         try:
-            results = await _in_thread(self._results, filters)
+            results = await run_in_threadpool(self._results, filters)
         except (PageError, ValidationError, ScopeRequired) as exc:
             error = _message(exc)
             results = {"memories": [], "total": 0, "error": error}
-        counts = await _in_thread(self._scope_counts)
+        counts = await run_in_threadpool(self._scope_counts)
         context = {
             "filters": filters,
             "results": results,
@@ -169,14 +165,14 @@ class Dashboard:
 
     async def memories_fragment(self, request: Request) -> Response:
         filters = Filters.parse(request.query_params)
-        results = await _in_thread(self._results, filters)
+        results = await run_in_threadpool(self._results, filters)
         return self.render(request, "_results.html", {"results": results, "filters": filters}, fragment=True)
 
     # -- one memory -------------------------------------------------------------------------
 
     async def memory(self, request: Request) -> Response:
         memory_id = request.path_params["memory_id"]
-        memory = await _in_thread(self.service.get, memory_id)
+        memory = await run_in_threadpool(self.service.get, memory_id)
         error = None
         if request.method == "POST":
             form = await request.form()
@@ -187,7 +183,7 @@ class Dashboard:
             if patch is None and error is None:
                 return RedirectResponse(f"/memory/{memory.id}?saved=0", status_code=303)
             if patch is not None:
-                await _in_thread(self.service.update, memory.id, patch)
+                await run_in_threadpool(self.service.update, memory.id, patch)
                 return RedirectResponse(f"/memory/{memory.id}?saved=1", status_code=303)
         context = {
             "memory": memory,
@@ -201,9 +197,9 @@ class Dashboard:
         return self.render(request, "memory.html", context, 400 if error else 200)
 
     async def delete(self, request: Request) -> Response:
-        memory = await _in_thread(self.service.get, request.path_params["memory_id"])
+        memory = await run_in_threadpool(self.service.get, request.path_params["memory_id"])
         if request.method == "POST":
-            await _in_thread(self.service.delete, memory.id)
+            await run_in_threadpool(self.service.delete, memory.id)
             self._scopes = (0.0, {})
             return RedirectResponse(f"/?deleted={memory.id}", status_code=303)
         return self.render(request, "delete.html", {"memory": memory})
@@ -268,12 +264,12 @@ class Dashboard:
         }
 
     async def overview(self, request: Request) -> Response:
-        return self.render(request, "overview.html", await _in_thread(self._overview))
+        return self.render(request, "overview.html", await run_in_threadpool(self._overview))
 
     # -- bulk forget ------------------------------------------------------------------------
 
     async def forget(self, request: Request) -> Response:
-        counts = await _in_thread(self._scope_counts)
+        counts = await run_in_threadpool(self._scope_counts)
         context: dict[str, Any] = {
             "scope_options": self._scope_options(counts),
             "types": TYPES,
@@ -286,7 +282,7 @@ class Dashboard:
             form = await request.form()
             filters = Filters.parse(form)
             forget = filters.forget_request(self._scope(filters.scope))
-            result = await _in_thread(self.service.forget, forget, None, False)
+            result = await run_in_threadpool(self.service.forget, forget, None, False)
             self._scopes = (0.0, {})
             expected = str(form.get("expected") or "")
             context.update(
@@ -298,7 +294,7 @@ class Dashboard:
         if request.query_params.get("preview"):
             try:
                 forget = filters.forget_request(self._scope(filters.scope))
-                context["preview"] = await _in_thread(self.service.forget, forget, None, True)
+                context["preview"] = await run_in_threadpool(self.service.forget, forget, None, True)
             except (PageError, ValidationError) as exc:
                 context["error"] = _message(exc)
         return self.render(request, "forget.html", context)

@@ -15,7 +15,6 @@ import fcntl
 import fnmatch
 import json
 import logging
-import os
 import shlex
 import threading
 from pathlib import Path, PurePosixPath
@@ -24,6 +23,7 @@ from typing import Any
 from cachetools import TTLCache
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from clarity.atomic_file import write_atomically
 from clarity.config import describe_validation_error
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,7 @@ class Pauses:
                 state.paused[key] = label or key
             else:
                 state.paused.pop(key, None)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(state.model_dump_json(indent=2), encoding="utf-8")
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
+            write_atomically(self.path, state.model_dump_json(indent=2), mode=0o600)
 
     def _read_fresh(self) -> PauseState:
         try:

@@ -27,6 +27,7 @@ from clarity.models import MAX_TAG_CHARS, MAX_TAGS, MemoryCreate, MemoryPatch, M
 from clarity.project import project_scope
 from clarity.redact import redact
 from clarity.store.space import InsufficientStorage
+from clarity.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +120,6 @@ def command_tags(programs: list[str], *extra: str) -> list[str]:
     return [*tags[: MAX_TAGS - len(extra)], *extra]
 
 
-def short(text: str, limit: int) -> str:
-    """``text`` on one line, cut to ``limit``. Callers pass text that is already redacted."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def error_summary(error: str) -> str:
     """The lines of an error worth remembering: not the exit-code banner, not blank lines."""
     lines = [line.strip() for line in error.splitlines() if line.strip()]
@@ -135,7 +130,7 @@ def error_summary(error: str) -> str:
     ]
     chosen = (interesting or body)[:3]
     text = " / ".join(chosen) if chosen else (exit_line or "failed")
-    return short(text, 300)
+    return one_line(text, 300)
 
 
 def provenance(event: HookEvent) -> dict[str, str]:
@@ -148,7 +143,7 @@ def provenance(event: HookEvent) -> dict[str, str]:
         "tool_use_id": extra.get("tool_use_id"),
         "prompt_id": extra.get("prompt_id"),
     }
-    return {key: short(redact(str(value)), 200) for key, value in found.items() if value}
+    return {key: one_line(redact(str(value)), 200) for key, value in found.items() if value}
 
 
 def is_build_or_test(command: str) -> bool:
@@ -319,10 +314,10 @@ class Learner:
         state = self._session(event)
         programs = programs_of(command, MAX_PROGRAMS)
         error = error_summary(redact(event.error or ""))
-        failure = Failure(short(command, 1000), _digest(command), programs, error, time.time())
+        failure = Failure(one_line(command, 1000), _digest(command), programs, error, time.time())
         state.remember_failure(failure)
-        _append(state.failed, short(command, 120))
-        content = f"`{short(command, 300)}` failed: {error}"
+        _append(state.failed, one_line(command, 120))
+        content = f"`{one_line(command, 300)}` failed: {error}"
         self._store(
             state, event, content, MemoryType.error, command_tags(programs), 0.6, {"command": failure.command}
         )
@@ -330,7 +325,7 @@ class Learner:
     def _tool_succeeded(self, event: HookEvent) -> None:
         state = self._session(event)
         if event.tool_name in ("Edit", "Write", "MultiEdit", "NotebookEdit") and event.file_path:
-            path = short(redact(event.file_path), 1000)
+            path = one_line(redact(event.file_path), 1000)
             if path not in state.edited:
                 if len(state.edited) < _MAX_EDITED:
                     state.edited.append(path)
@@ -354,20 +349,22 @@ class Learner:
             and time.time() - failure.at < FAILURE_TTL
         ):
             content = (
-                f"`{short(failure.command, 300)}` failed with: {failure.error}. "
-                f"Fixed by running `{short(command, 300)}`."
+                f"`{one_line(failure.command, 300)}` failed with: {failure.error}. "
+                f"Fixed by running `{one_line(command, 300)}`."
             )
             _append(state.fixes, content)
-            metadata = {"failed_command": failure.command, "fix_command": short(command, 1000)}
+            metadata = {"failed_command": failure.command, "fix_command": one_line(command, 1000)}
             self._store(state, event, content, MemoryType.fix, tags, 0.7, metadata)
         elif failure is not None:
             # The same command now passes: whatever happened in between fixed it.
-            _append(state.fixes, f"`{short(command, 300)}` passed again after failing with: {failure.error}")
+            _append(
+                state.fixes, f"`{one_line(command, 300)}` passed again after failing with: {failure.error}"
+            )
         if any(is_build_or_test(part) for part in re.split(r"&&|;", command)):
-            shown = short(command, 1000)
+            shown = one_line(command, 1000)
             if shown not in state.build_commands:
                 _append(state.build_commands, shown)
-            content = f"This project is built or tested with `{short(command, 300)}`"
+            content = f"This project is built or tested with `{one_line(command, 300)}`"
             self._store(
                 state,
                 event,
@@ -382,13 +379,13 @@ class Learner:
         """Built from texts the learner redacted whole before cutting them, then cut again."""
         parts = []
         if state.edited:
-            names = ", ".join(short(path, 120) for path in state.edited[:15])
+            names = ", ".join(one_line(path, 120) for path in state.edited[:15])
             extra = len(state.edited) - 15 + state.edited_more
             more = f" and {extra} more" if extra > 0 else ""
             parts.append(f"edited {names}{more}")
         if state.build_commands:
             parts.append(
-                "built/tested with " + ", ".join(f"`{short(c, 100)}`" for c in state.build_commands[:5])
+                "built/tested with " + ", ".join(f"`{one_line(c, 100)}`" for c in state.build_commands[:5])
             )
         if state.failed:
             parts.append("failed: " + ", ".join(f"`{c}`" for c in dict.fromkeys(state.failed[:5])))
@@ -397,7 +394,7 @@ class Learner:
         if not parts:
             return None
         day = datetime.now(UTC).strftime("%Y-%m-%d")
-        return short(f"Session {day}: " + "; ".join(parts) + ".", 4000)
+        return one_line(f"Session {day}: " + "; ".join(parts) + ".", 4000)
 
     def _summarize(self, event: HookEvent) -> None:
         state = self.sessions.get(event.session_id)

@@ -25,7 +25,7 @@ from clarity.hooks.context import clip, memory_block
 from clarity.hooks.controls import Pauses, excluded_from_learning, project_rules
 from clarity.hooks.events import HookEvent, reply
 from clarity.hooks.injections import InjectedMemory, InjectionLog
-from clarity.hooks.learner import MAX_PROGRAMS, Learner, command_tags, programs_of, provenance, short
+from clarity.hooks.learner import MAX_PROGRAMS, Learner, command_tags, programs_of, provenance
 from clarity.memory import MemoryService
 from clarity.memory.scoring import has_identifier
 from clarity.models import GLOBAL_SCOPE, Memory, MemoryCreate, MemoryType, Source
@@ -33,6 +33,7 @@ from clarity.project import known_project_scope, project_scope
 from clarity.redact import redact_cut
 from clarity.requests import ListRequest, RetrieveRequest, ScoredMemory
 from clarity.store.space import InsufficientStorage
+from clarity.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ class HookService:
             why = "; ".join(describe_validation_error(exc)) if isinstance(exc, ValidationError) else str(exc)
             return reply("UserPromptSubmit", f"Clarity could not store this memory: {why}")
         where = "for every project" if target == GLOBAL_SCOPE else "for this project"
-        note = f"Clarity stored this as a {kind.value} {where} (id {result.id}): {short(result.memory.content, 300)}"
+        note = f"Clarity stored this as a {kind.value} {where} (id {result.id}): {one_line(result.memory.content, 300)}"
         self._record(event, scope, event.prompt or what, note, [result.memory])
         return reply("UserPromptSubmit", note)
 
@@ -319,7 +320,7 @@ class HookService:
         fixes = [r for r in result.results if r.memory.memory_type == MemoryType.fix]
         chosen = (fixes or result.results)[:2]
         block = memory_block(
-            f"Clarity: what happened before with `{short(redact_cut(program, 60), 60)}` in this project:",
+            f"Clarity: what happened before with `{one_line(redact_cut(program, 60), 60)}` in this project:",
             [r.memory for r in chosen],
             min(self.settings.context_chars, 1000),
         )

@@ -3,8 +3,8 @@
 
 Assembly only: the routes are ``rest``, ``hook_routes`` and ``clarity.dashboard``; the MCP tools
 run on ``mcp_backend``; the middlewares are ``middleware``. Everything blocking runs in worker
-threads (``threads``) so the event loop keeps answering health checks and hooks while a request
-is being served.
+threads (starlette's ``run_in_threadpool``) so the event loop keeps answering health checks and
+hooks while a request is being served.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,10 +29,9 @@ from clarity.http.hook_routes import HookApi
 from clarity.http.mcp_backend import LocalBackend
 from clarity.http.middleware import RequestGuard, ServerTimingMiddleware
 from clarity.http.rest import RestApi
-from clarity.http.threads import in_thread
+from clarity.lifecycle.retention import SizeGuard
 from clarity.mcp.server import build_mcp_server
 from clarity.memory import MemoryService
-from clarity.retention import SizeGuard
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -90,7 +90,7 @@ def create_app(settings: Settings, service: MemoryService) -> Starlette:
                 yield
             finally:
                 size_guard.stop()
-                await in_thread(hooks.close)
+                await run_in_threadpool(hooks.close)
 
     app = Starlette(
         exception_handlers={HTTPException: _http_error},

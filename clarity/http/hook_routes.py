@@ -12,6 +12,7 @@ import logging
 import time
 
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -19,7 +20,6 @@ from clarity.hooks.controls import DISABLED_HEADER, is_disabled
 from clarity.hooks.events import EVENTS, HookEvent
 from clarity.hooks.service import HookService
 from clarity.http.parsing import RequestError, json_body, parse
-from clarity.http.threads import in_thread
 from clarity.store.space import InsufficientStorage
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class HookApi:
                 # Claude Code waits for nothing that handle() could add: reply now, and hand the
                 # event over once the reply is sent (so that thread does not compete with sending).
                 return JSONResponse({}, background=BackgroundTask(self._after_reply, payload))
-            return JSONResponse(await in_thread(self.hooks.handle, payload))
+            return JSONResponse(await run_in_threadpool(self.hooks.handle, payload))
         except RequestError as exc:
             return JSONResponse({"error": str(exc), "details": exc.details}, status_code=exc.status)
         except InsufficientStorage:

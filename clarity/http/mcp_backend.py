@@ -8,19 +8,12 @@ resolved by the same rule as REST's, and every call runs in a worker thread.
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
+
+from clarity import requests as api
 from clarity.http.parsing import resolve_project
-from clarity.http.threads import in_thread
 from clarity.memory import MemoryService
 from clarity.models import Memory, MemoryCreate, MemoryPatch
-from clarity.requests import (
-    DeleteResult,
-    ListRequest,
-    ListResult,
-    RetrieveRequest,
-    RetrieveResult,
-    Stats,
-    StoreResult,
-)
 
 
 class LocalBackend:
@@ -29,20 +22,20 @@ class LocalBackend:
     def __init__(self, service: MemoryService) -> None:
         self.service = service
 
-    async def store(self, request: MemoryCreate, project: str | None) -> StoreResult:
-        return await in_thread(self.service.store, request, resolve_project(project))
+    async def store(self, request: MemoryCreate, project: str | None) -> api.StoreResult:
+        return await run_in_threadpool(self.service.store, request, resolve_project(project))
 
-    async def retrieve(self, request: RetrieveRequest, project: str | None) -> RetrieveResult:
-        return await in_thread(self.service.retrieve, request, resolve_project(project))
+    async def retrieve(self, request: api.RetrieveRequest, project: str | None) -> api.RetrieveResult:
+        return await run_in_threadpool(self.service.retrieve, request, resolve_project(project))
 
-    async def list(self, request: ListRequest, project: str | None) -> ListResult:
-        return await in_thread(self.service.list, request, resolve_project(project))
+    async def list(self, request: api.ListRequest, project: str | None) -> api.ListResult:
+        return await run_in_threadpool(self.service.list, request, resolve_project(project))
 
     async def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
-        return await in_thread(self.service.update, memory_id, patch)
+        return await run_in_threadpool(self.service.update, memory_id, patch)
 
-    async def delete(self, memory_id: str) -> DeleteResult:
-        return await in_thread(self.service.delete, memory_id)
+    async def delete(self, memory_id: str) -> api.DeleteResult:
+        return await run_in_threadpool(self.service.delete, memory_id)
 
-    async def stats(self, project: str | None) -> Stats:
-        return await in_thread(self.service.stats, resolve_project(project))
+    async def stats(self, project: str | None) -> api.Stats:
+        return await run_in_threadpool(self.service.stats, resolve_project(project))

@@ -15,16 +15,16 @@ from typing import Any
 
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from clarity.backup import create_backup
 from clarity.config import Settings
 from clarity.embedding import ModelNotReady
 from clarity.exchange import ExportPageRequest, ImportBatch
 from clarity.http.parsing import RequestError, json_body, parse, resolve_project
-from clarity.http.threads import in_thread
+from clarity.lifecycle.backup import create_backup
 from clarity.mcp.server import PROJECT_HEADER
 from clarity.memory import MemoryNotFound, MemoryService, ScopeRequired
 from clarity.models import SCOPE_PATTERN, MemoryCreate, MemoryPatch
@@ -102,7 +102,7 @@ class RestApi:
 
     async def create(self, request: Request) -> Response:
         payload = parse(MemoryCreate, await json_body(request))
-        result = await in_thread(self.service.store, payload, self._project(request))
+        result = await run_in_threadpool(self.service.store, payload, self._project(request))
         return _json(result, 201 if result.status == "created" else 200)
 
     async def list(self, request: Request) -> Response:
@@ -113,40 +113,40 @@ class RestApi:
         for key in LIST_PARAMS:
             if (values := _query_list(request, key)) is not None:
                 data[key] = values
-        result = await in_thread(self.service.list, parse(ListRequest, data), self._project(request))
+        result = await run_in_threadpool(self.service.list, parse(ListRequest, data), self._project(request))
         return _json(result)
 
     async def get(self, request: Request) -> Response:
-        return _json(await in_thread(self.service.get, request.path_params["memory_id"]))
+        return _json(await run_in_threadpool(self.service.get, request.path_params["memory_id"]))
 
     async def update(self, request: Request) -> Response:
         patch = parse(MemoryPatch, await json_body(request))
-        return _json(await in_thread(self.service.update, request.path_params["memory_id"], patch))
+        return _json(await run_in_threadpool(self.service.update, request.path_params["memory_id"], patch))
 
     async def delete(self, request: Request) -> Response:
-        return _json(await in_thread(self.service.delete, request.path_params["memory_id"]))
+        return _json(await run_in_threadpool(self.service.delete, request.path_params["memory_id"]))
 
     async def search(self, request: Request) -> Response:
         query = parse(RetrieveRequest, await json_body(request))
-        return _json(await in_thread(self.service.retrieve, query, self._project(request)))
+        return _json(await run_in_threadpool(self.service.retrieve, query, self._project(request)))
 
     async def create_many(self, request: Request) -> Response:
         batch = parse(StoreBatch, await json_body(request))
-        results = await in_thread(self.service.store_many, batch.memories, self._project(request))
+        results = await run_in_threadpool(self.service.store_many, batch.memories, self._project(request))
         return JSONResponse({"results": [r.model_dump(mode="json") for r in results]})
 
     async def forget(self, request: Request) -> Response:
         dry_run = request.query_params.get("dry_run", "false").lower() in ("1", "true", "yes")
         what = parse(ForgetRequest, await json_body(request))
-        return _json(await in_thread(self.service.forget, what, self._project(request), dry_run))
+        return _json(await run_in_threadpool(self.service.forget, what, self._project(request), dry_run))
 
     async def export(self, request: Request) -> Response:
         page = parse(ExportPageRequest, await json_body(request))
-        return _json(await in_thread(self.service.export_page, page, self._project(request)))
+        return _json(await run_in_threadpool(self.service.export_page, page, self._project(request)))
 
     async def import_(self, request: Request) -> Response:
         batch = parse(ImportBatch, await json_body(request))
-        return _json(await in_thread(self.service.import_batch, batch))
+        return _json(await run_in_threadpool(self.service.import_batch, batch))
 
     async def backup(self, request: Request) -> Response:
         """The archive is built in the storage's cache directory and streamed back, so the daemon
@@ -154,7 +154,7 @@ class RestApi:
         cache = self.settings.storage.cache_dir
         cache.mkdir(parents=True, exist_ok=True, mode=0o700)
         archive = cache / f"backup-{uuid.uuid4().hex}.tar.gz"
-        summary = await in_thread(create_backup, self.service, self.settings, archive)
+        summary = await run_in_threadpool(create_backup, self.service, self.settings, archive)
         return FileResponse(
             archive,
             media_type="application/gzip",
@@ -166,4 +166,4 @@ class RestApi:
         scope = request.query_params.get("scope", "all")
         if scope not in ("default", "project", "global", "all") and not re.match(SCOPE_PATTERN, scope):
             raise RequestError(400, f"scope={scope!r}: expected default, project, global, all or a scope id")
-        return _json(await in_thread(self.service.stats, self._project(request), scope))
+        return _json(await run_in_threadpool(self.service.stats, self._project(request), scope))

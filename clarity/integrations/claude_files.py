@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+from clarity.atomic_file import write_atomically
+
 Scope = Literal["user", "project", "local"]
 SCOPES: tuple[Scope, ...] = ("user", "project", "local")
 
@@ -116,16 +118,4 @@ def write_json_atomic(path: Path, data: JsonObject, *, private: bool = False) ->
         mode: int | None = target.stat().st_mode & 0o7777
     except FileNotFoundError:
         mode = 0o600 if private else None
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.clarity.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(dump_json(data))
-            fh.flush()
-            os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomically(target, dump_json(data), mode=mode)

@@ -8,7 +8,7 @@ that forwards to the daemon's REST API. One tool definition, two transports.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from clarity import __version__
 from clarity.config import describe_validation_error
+from clarity.mcp.backend import BackendError, MemoryBackend
 from clarity.models import Memory, MemoryCreate, MemoryPatch, MemoryType
 from clarity.requests import (
     DeleteResult,
@@ -37,24 +38,6 @@ Before answering questions about this project's conventions, past decisions, com
 earlier failures, call retrieve_memory. When the user states a preference, a decision is made,
 or you learn a non-obvious fact about the project (how to build or test it, a fix for an
 error), call store_memory with a short self-contained sentence."""
-
-
-class BackendError(Exception):
-    """A request the backend refused; the message is meant for the model to read."""
-
-
-class MemoryBackend(Protocol):
-    async def store(self, request: MemoryCreate, project: str | None) -> StoreResult: ...
-
-    async def retrieve(self, request: RetrieveRequest, project: str | None) -> RetrieveResult: ...
-
-    async def list(self, request: ListRequest, project: str | None) -> ListResult: ...
-
-    async def update(self, memory_id: str, patch: MemoryPatch) -> Memory: ...
-
-    async def delete(self, memory_id: str) -> DeleteResult: ...
-
-    async def stats(self, project: str | None) -> Stats: ...
 
 
 def _project(ctx: Context[Any, Any] | None) -> str | None:

@@ -19,6 +19,8 @@ from clarity.embedding import EmbeddingProvider, LexicalEncoder
 from clarity.exchange import ExportPage, ExportPageRequest, ImportBatch, ImportSummary
 from clarity.memory.records import RecordReader, resolve_scopes
 from clarity.memory.scoring import add_similarity, has_identifier, rescore
+from clarity.memory.usage import UsageCounts, sidecar_path
+from clarity.memory.usage_upgrade import adopt_legacy_touches
 from clarity.memory.writes import MemoryWriter
 from clarity.models import Memory, MemoryCreate, MemoryPatch, saturating_add
 from clarity.requests import (
@@ -35,8 +37,7 @@ from clarity.requests import (
     StoreResult,
 )
 from clarity.store.base import MemoryFilter, VectorStore
-from clarity.transfer import page_oldest
-from clarity.usage import UsageCounts, sidecar_path
+from clarity.store.paging import page_oldest
 
 
 def _filter(
@@ -76,7 +77,7 @@ def _selected(scopes: list[str] | None, request: Filters) -> MemoryFilter:
 
 
 class MemoryService:
-    """The one door to the memories; use counts are kept beside the engine (``clarity.usage``)."""
+    """The one door to the memories; use counts are kept beside the engine (``clarity.memory.usage``)."""
 
     def __init__(
         self,
@@ -89,9 +90,10 @@ class MemoryService:
         self.db = store
         self.embedder = embedder
         self.lexical = lexical or LexicalEncoder()
-        self.access = UsageCounts(sidecar_path(settings.storage.root))
+        self.usage = UsageCounts(sidecar_path(settings.storage.root))
+        adopt_legacy_touches(self.usage, settings.storage.qdrant_dir)
         self.records = RecordReader(store)
-        self._writer = MemoryWriter(settings, store, embedder, self.lexical, self.records, self.access)
+        self._writer = MemoryWriter(settings, store, embedder, self.lexical, self.records, self.usage)
 
     # -- writes (writes.py) -------------------------------------------------------------------
 
@@ -102,12 +104,12 @@ class MemoryService:
     def store(self, request: MemoryCreate, project: str | None = None) -> StoreResult:
         result = self._writer.store(request, project)
         if result.status != "created":
-            self.access.apply([result.memory])
+            self.usage.apply([result.memory])
         return result
 
     def store_many(self, requests: Sequence[MemoryCreate], project: str | None = None) -> list[StoreResult]:
         results = self._writer.store_many(requests, project)
-        self.access.apply([r.memory for r in results if r.status != "created"])
+        self.usage.apply([r.memory for r in results if r.status != "created"])
         return results
 
     def put_memories(
@@ -119,7 +121,7 @@ class MemoryService:
         return self._writer.import_batch(batch)
 
     def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
-        return self.access.apply([self._writer.update(memory_id, patch)])[0]
+        return self.usage.apply([self._writer.update(memory_id, patch)])[0]
 
     def delete(self, memory_id: str) -> DeleteResult:
         return self._writer.delete(memory_id)
@@ -137,7 +139,7 @@ class MemoryService:
     # -- reads --------------------------------------------------------------------------------
 
     def get(self, memory_id: str) -> Memory:
-        return self.access.apply([self.records.stored(memory_id)])[0]
+        return self.usage.apply([self.records.stored(memory_id)])[0]
 
     def retrieve(
         self, request: RetrieveRequest, project: str | None = None, track_use: bool = True
@@ -186,10 +188,10 @@ class MemoryService:
             )
         if dense is not None and results:
             add_similarity(self.db, results, dense)
-        self.access.apply([result.memory for result in results])
+        self.usage.apply([result.memory for result in results])
         if track_use:
             for result in results:
-                self.access.touch(result.memory.id, result.memory.access_count)
+                self.usage.touch(result.memory.id, result.memory.access_count)
         return RetrieveResult(
             results=results, mode=mode, scopes=scopes, degraded=degraded, unreadable=unreadable
         )
@@ -201,7 +203,7 @@ class MemoryService:
         memories, unreadable = self.records.read(hits)
         following = request.offset + len(hits)
         return ListResult(
-            memories=self.access.apply(memories),
+            memories=self.usage.apply(memories),
             total=total,
             offset=request.offset,
             limit=request.limit,
@@ -210,7 +212,7 @@ class MemoryService:
         )
 
     def export_page(self, request: ExportPageRequest, project: str | None = None) -> ExportPage:
-        """One page of an export, oldest first (see ``transfer.page_oldest``), with use counts."""
+        """One page of an export, oldest first (see ``store.paging.page_oldest``), with use counts."""
         flt = MemoryFilter(scopes=resolve_scopes(request.scope, project))
         hits, following = page_oldest(self.db, flt, request.cursor, request.limit)
         memories, unreadable = self.records.read(hits)
@@ -220,7 +222,7 @@ class MemoryService:
             vectors = [found.get(m.id) for m in memories]
         total = self.db.count(MemoryFilter(scopes=flt.scopes)) if request.cursor is None else None
         return ExportPage(
-            memories=self.access.apply(memories),
+            memories=self.usage.apply(memories),
             vectors=vectors,
             next=following,
             total=total,
@@ -247,7 +249,7 @@ class MemoryService:
             request.max_importance,
         )
         matched = self.db.count(flt)
-        sample = self.access.apply(self.records.read(self.db.newest(flt, limit=5))[0])
+        sample = self.usage.apply(self.records.read(self.db.newest(flt, limit=5))[0])
         if dry_run or not matched:
             return ForgetResult(matched=matched, deleted=0, dry_run=dry_run, sample=sample)
         deleted = self._writer.delete_oldest(flt)
@@ -278,10 +280,10 @@ class MemoryService:
     def uses(self, memories: Sequence[Memory]) -> dict[str, int]:
         """Each memory's use count as the dashboard shows it: the written count its record was
         read with, plus the uses still waiting to be written (no query: they are in memory)."""
-        waiting = self.access.waiting(m.id for m in memories)
+        waiting = self.usage.waiting(m.id for m in memories)
         return {m.id: saturating_add(m.access_count, waiting.get(m.id, 0)) for m in memories}
 
     def close(self) -> None:
         self._writer.closed = True
-        self.access.close()
+        self.usage.close()
         self.db.close()

@@ -26,6 +26,7 @@ from clarity.memory.records import (
     redacted,
     store_scope,
 )
+from clarity.memory.usage import UsageCounts, recorded_use
 from clarity.models import (
     MAX_TAGS,
     Memory,
@@ -39,7 +40,6 @@ from clarity.models import (
 from clarity.requests import DeleteResult, StoreResult
 from clarity.store.base import MemoryFilter, PointData, VectorStore
 from clarity.store.space import InsufficientStorage
-from clarity.usage import UsageCounts, recorded_use
 
 log = logging.getLogger(__name__)
 

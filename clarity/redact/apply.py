@@ -36,6 +36,7 @@ from clarity.redact.contextual import (
 from clarity.redact.entropy import _long_tokens
 from clarity.redact.names import _WEAK, _is_placeholder, _kind_for_name, _marker, _Match, _strong
 from clarity.redact.providers import _DOTTED_SPECS, _provider
+from clarity.text import cut
 
 _Rule = Callable[[str], str]
 
@@ -99,7 +100,7 @@ def redact_cut(text: str, limit: int) -> str:
         if whole or len(red) >= limit + _CUT_MARGIN // 2:
             break
         window *= 2
-    return red if len(red) <= limit else red[: limit - 1] + "…"
+    return cut(red, limit)
 
 
 def contains_secret(text: str) -> bool:
@@ -137,7 +138,7 @@ _Model = TypeVar("_Model", bound=BaseModel)
 
 
 def _cut(text: str, limit: int | None) -> str:
-    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+    return text if limit is None else cut(text, limit)
 
 
 def redact_record(

@@ -93,6 +93,21 @@ class MemoryFilter:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """One search, as an engine receives it from ``VectorStore.search``."""
+
+    dense: list[float] | None
+    sparse: Sparse | None
+    flt: MemoryFilter
+    limit: int
+    mode: SearchMode = "hybrid"
+    prefetch_limit: int = 50
+    rrf_k: int = 10
+    exact: bool = False
+    lexical_weight: float = 1.0
+
+
 class VectorStore(Protocol):
     engine: str
     location: str
@@ -116,7 +131,15 @@ class VectorStore(Protocol):
         rrf_k: int = 10,
         exact: bool = False,
         lexical_weight: float = 1.0,
-    ) -> list[Hit]: ...
+    ) -> list[Hit]:
+        """The memories that best match ``dense`` and/or ``sparse`` within ``flt``; ``mode`` picks
+        one side or both (fused). The one signature every caller uses: engines implement
+        ``run_search`` and receive it whole as a ``SearchQuery``."""
+        return self.run_search(
+            SearchQuery(dense, sparse, flt, limit, mode, prefetch_limit, rrf_k, exact, lexical_weight)
+        )
+
+    def run_search(self, query: SearchQuery) -> list[Hit]: ...
 
     def newest(self, flt: MemoryFilter, limit: int, offset: int = 0, sort: SortOrder = "newest") -> list[Hit]:
         """One page of memories in ``sort`` order (named for its default: newest first)."""

@@ -23,9 +23,9 @@ from clarity.store.base import (
     Hit,
     MemoryFilter,
     PointData,
-    SearchMode,
+    SearchQuery,
     SortOrder,
-    Sparse,
+    VectorStore,
 )
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def _hit(point: Any, with_dense: bool = False) -> Hit:
     return Hit(str(point.id), float(getattr(point, "score", 0.0) or 0.0), point.payload or {}, dense)
 
 
-class ServerStore:
+class ServerStore(VectorStore):
     engine = "server"
 
     def __init__(self, settings: QdrantSettings, dimension: int, location: str | None = None) -> None:
@@ -156,18 +156,10 @@ class ServerStore:
         by_id = {str(r.id): _hit(r, with_vectors) for r in records}
         return [by_id[i] for i in ids if i in by_id]
 
-    def search(
-        self,
-        dense: list[float] | None,
-        sparse: Sparse | None,
-        flt: MemoryFilter,
-        limit: int,
-        mode: SearchMode = "hybrid",
-        prefetch_limit: int = 50,
-        rrf_k: int = 10,
-        exact: bool = False,
-        lexical_weight: float = 1.0,
-    ) -> list[Hit]:
+    def run_search(self, query: SearchQuery) -> list[Hit]:
+        dense, sparse, flt, limit, mode = query.dense, query.sparse, query.flt, query.limit, query.mode
+        prefetch_limit, rrf_k, exact = query.prefetch_limit, query.rrf_k, query.exact
+        lexical_weight = query.lexical_weight
         query_filter = server_filter(flt)
         params = models.SearchParams(exact=exact)
         sparse_query = (
@@ -175,27 +167,17 @@ class ServerStore:
         )
         if mode == "hybrid" and (dense is None or sparse_query is None):
             mode = "dense" if dense is not None else "lexical"
-        if mode == "dense":
-            if dense is None:
+        if mode in ("dense", "lexical"):
+            one_side = dense if mode == "dense" else sparse_query
+            if one_side is None:
                 return []
             response = self.client.query_points(
                 self.collection,
-                query=dense,
-                using=DENSE,
+                query=one_side,
+                using=DENSE if mode == "dense" else LEXICAL,
                 query_filter=query_filter,
                 limit=limit,
-                search_params=params,
-                with_payload=True,
-            )
-        elif mode == "lexical":
-            if sparse_query is None:
-                return []
-            response = self.client.query_points(
-                self.collection,
-                query=sparse_query,
-                using=LEXICAL,
-                query_filter=query_filter,
-                limit=limit,
+                search_params=params if mode == "dense" else None,
                 with_payload=True,
             )
         else:

@@ -240,7 +240,7 @@ def measure_service(
             )
         )
         bar.advance(task)
-    service.access.close()  # the store stays open; the caller closes it
+    service.usage.close()  # the store stays open; the caller closes it
     return out
 
 

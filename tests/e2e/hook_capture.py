@@ -20,15 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-ALL_EVENTS = (
-    "SessionStart",
-    "UserPromptSubmit",
-    "PreToolUse",
-    "PostToolUse",
-    "PostToolUseFailure",
-    "Stop",
-    "SessionEnd",
-)
+from clarity.hooks.events import EVENTS
+
+# Every event Clarity installs a hook for: the harness captures what Claude Code sends for each.
+ALL_EVENTS = EVENTS
 # Events that take a matcher (tool name or source); the others ignore it.
 MATCHER_EVENTS = {"PreToolUse", "PostToolUse", "PostToolUseFailure", "SessionStart", "SessionEnd"}
 

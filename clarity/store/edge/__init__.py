@@ -21,7 +21,8 @@ Modules, by job:
 
 - ``store.py``: ``EdgeStore``, the ``VectorStore`` facade over the others.
 - ``layout.py``: the shards, their roles, the manifest and the directory (``manifest.py`` is the
-  manifest's schema, ``durable.py`` its atomic write, ``shard.py`` the config of every shard).
+  manifest's schema, ``shard.py`` the config of every shard; the manifest is replaced with
+  ``clarity/atomic_file.py``).
 - ``writes.py``: upserts, deletes and payload updates, with tombstones for frozen shards.
 - ``schedule.py``: when to seal, merge and purge (why merge, and the purge, are told there).
 - ``builder.py``: the build thread, the child process and the swap.

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from qdrant_edge import EdgeConfig, EdgeShard
 
+from clarity.atomic_file import write_atomically
 from clarity.config import IndexParams
 from clarity.store.base import StoreLocked
-from clarity.store.edge.durable import write_atomically
 from clarity.store.edge.manifest import (
     MANIFEST,
     SHARD_PREFIX,

@@ -43,6 +43,7 @@ from clarity.store.base import (
     Hit,
     MemoryFilter,
     SearchMode,
+    SearchQuery,
     SortOrder,
     Sparse,
     rrf_term,
@@ -191,18 +192,10 @@ class EdgeReads:
                 found[point_id] = Hit(point_id, 0.0, record.payload or {}, dense)
         return [found[i] for i in wanted if i in found]
 
-    def search(
-        self,
-        dense: list[float] | None,
-        sparse: Sparse | None,
-        flt: MemoryFilter,
-        limit: int,
-        mode: SearchMode = "hybrid",
-        prefetch_limit: int = 50,
-        rrf_k: int = 10,
-        exact: bool = False,
-        lexical_weight: float = 1.0,
-    ) -> list[Hit]:
+    def run_search(self, query: SearchQuery) -> list[Hit]:
+        dense, sparse, flt, limit, mode = query.dense, query.sparse, query.flt, query.limit, query.mode
+        prefetch_limit, rrf_k, exact = query.prefetch_limit, query.rrf_k, query.exact
+        lexical_weight = query.lexical_weight
         params = self._search_params(limit, exact)
         view = self.layout.view
         shards = view.shards

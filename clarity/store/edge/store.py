@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from clarity.config import IndexParams
-from clarity.store.base import PointData
+from clarity.store.base import PointData, VectorStore
 from clarity.store.edge.layout import Layout
 from clarity.store.edge.reads import EdgeReads
 from clarity.store.edge.schedule import Schedule
@@ -21,7 +21,7 @@ from clarity.store.edge.writes import Writer
 from clarity.store.space import SpaceGuard
 
 
-class EdgeStore(EdgeReads):
+class EdgeStore(EdgeReads, VectorStore):
     """Reads (``get``, ``search``, ``newest``, ``count``, ``facet``) come from ``EdgeReads``."""
 
     engine = "embedded"

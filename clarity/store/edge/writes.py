@@ -6,7 +6,7 @@ A payload update changes the point in place, and Qdrant applies one to a point o
 segment by moving the point into the shard's appendable segment, which every search scans by
 brute force: written on every retrieve, use counts moved 570 of a 97.5k segment's points out of
 its index in a day of benchmarks, 0.13-0.27 ms more per search (docs/benchmarks.md, fifth round).
-That is why use counts are kept outside the engine (``clarity/usage.py``), and why only edits
+That is why use counts are kept outside the engine (``clarity/memory/usage.py``), and why only edits
 (importance, tags) come here.
 
 Every method is called without the layout's lock and takes it; the store starts the seals and

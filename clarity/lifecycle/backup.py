@@ -4,7 +4,7 @@ An archive (tar.gz) carries three things:
 - ``engine/``: the engine's own files (the embedded engine's shards and manifest, or a Qdrant
   snapshot of the collection), copied consistently while the daemon runs;
 - ``memories.jsonl``: the same memories as a portable export, which restores into either engine
-  (with their use counts, which live beside the engine: ``clarity.usage``);
+  (with their use counts, which live beside the engine: ``clarity.memory.usage``);
 - ``app-data/``: Clarity's own settings beside the store (not its caches).
 Restoring never deletes: whatever the storage held before is moved aside, next to it.
 
@@ -35,11 +35,11 @@ from pydantic import BaseModel
 from clarity import __version__
 from clarity.config import Settings
 from clarity.exchange import ExportPage, ExportPageRequest, ImportBatch, ImportSummary
+from clarity.lifecycle.transfer import Progress, TransferError, iter_export, read_export, write_export
 from clarity.memory import MemoryService
+from clarity.memory.usage import UsageCounts, recorded_use, sidecar_path
 from clarity.models import MemoryRecord
 from clarity.store.space import SpaceGuard, allocated_bytes
-from clarity.transfer import Progress, TransferError, iter_export, read_export, write_export
-from clarity.usage import UsageCounts, recorded_use, sidecar_path
 
 BACKUP_FORMAT = "clarity-backup"
 MANIFEST = "clarity-backup.json"
@@ -237,7 +237,7 @@ def restore_backup(
 
 
 def _restore_use_counts(settings: Settings, records: list[MemoryRecord]) -> None:
-    """Use counts live beside the engine (``clarity.usage``), not in its files: the archive's
+    """Use counts live beside the engine (``clarity.memory.usage``), not in its files: the archive's
     export carries them, and they replace the sidecar's for the memories restored."""
     usage = UsageCounts(sidecar_path(settings.storage.root))
     try:

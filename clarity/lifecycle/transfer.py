@@ -22,6 +22,7 @@ from clarity.exchange import ExportCursor, ExportPage, ExportPageRequest
 from clarity.json_text import parse_json
 from clarity.models import Memory, MemoryRecord, UnreadableMemory, Vector
 from clarity.store.base import Hit, MemoryFilter, PointData, VectorStore
+from clarity.store.paging import page_oldest
 
 EXPORT_FORMAT = "clarity-export"
 EXPORT_VERSION = 1
@@ -121,26 +122,6 @@ class ExportHeader(BaseModel):
     dimension: int = Field(gt=0)
     count: int | None = Field(None, ge=0, description="memories that follow; a shorter file is truncated")
     exported_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-
-
-def page_oldest(
-    store: VectorStore, flt: MemoryFilter, cursor: ExportCursor | None, limit: int
-) -> tuple[list[Hit], ExportCursor | None]:
-    """The next ``limit`` memories by creation time, and the cursor after them (None at the end).
-
-    Paging on a payload value rather than on engine offsets keeps every page correct while
-    memories are added or deleted and while the embedded engine reorganises its shards."""
-    cursor = cursor or ExportCursor()
-    page_filter = MemoryFilter(
-        scopes=flt.scopes, created_from=cursor.after, exclude_ids=[*flt.exclude_ids, *cursor.after_ids]
-    )
-    hits = store.newest(page_filter, limit=limit, sort="oldest")
-    if len(hits) < limit:
-        return hits, None
-    last = hits[-1].payload.get("created_at")
-    tied = [h.id for h in hits if h.payload.get("created_at") == last]
-    carried = cursor.after_ids if cursor.after == last else []
-    return hits, ExportCursor(after=last, after_ids=[*carried, *tied])
 
 
 def iter_export(

@@ -113,7 +113,7 @@ class _Change:
         return saturating_add(self.base, self.extra), _later(self.set_last, self.last)
 
 
-def _valid(count: object, last: object) -> Use | None:
+def valid_use(count: object, last: object) -> Use | None:
     """A row as stored, if it holds what a record accepts (a damaged row counts from the base)."""
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         return None
@@ -272,15 +272,16 @@ class UsageCounts:
                     f"use counts not read from {self.path}: {exc}; the stored records' counts are shown"
                 )
                 return {}
-        return {row[0]: use for row in rows if (use := _valid(row[1], row[2])) is not None}
+        return {row[0]: use for row in rows if (use := valid_use(row[1], row[2])) is not None}
 
     # -- writes (the writer thread, and close) -------------------------------------------------
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
+        """Write what waits; False if it could not be written (it waits for the next round)."""
         with self._flush_lock:
             with self._lock:
                 if not self._pending and not self._damaged:
-                    return
+                    return True
                 batch, self._pending = self._pending, {}
                 self._inflight = batch
             written = self._write(batch)
@@ -290,6 +291,7 @@ class UsageCounts:
                     self._batches += 1
                 else:
                     self._requeue(batch)
+            return written
 
     def _write(self, batch: dict[str, _Change]) -> bool:
         for _ in range(2):  # a file found damaged is moved aside and the batch goes to a fresh one

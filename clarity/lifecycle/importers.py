@@ -4,7 +4,7 @@
   observations) and relations, or the older single object ``{"entities": [...], "relations": [...]}``.
   Each observation becomes one fact about its entity; each relation one fact linking two.
 - A directory of Markdown notes: one memory per note, or one per heading with ``split="heading"``.
-Clarity's own export is read by ``clarity.transfer``.
+Clarity's own export is read by ``clarity.lifecycle.transfer``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from clarity.config import describe_validation_error
+from clarity.lifecycle.transfer import (
+    TransferError,
+    first_line,
+    is_export,
+    open_import,
+    parse_json,
+    read_text,
+)
 from clarity.models import MAX_CONTENT_CHARS, MemoryCreate, MemoryType, Source
-from clarity.transfer import TransferError, first_line, is_export, open_import, parse_json, read_text
 
 Format = Literal["clarity", "memory-json", "markdown"]
 

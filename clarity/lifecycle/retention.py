@@ -22,8 +22,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from clarity.backup import backup_running
 from clarity.config import Settings
+from clarity.lifecycle.backup import backup_running
 from clarity.memory import MemoryService
 from clarity.store.edge.manifest import live_shards
 from clarity.store.space import InsufficientStorage
