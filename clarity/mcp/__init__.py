@@ -1,0 +1,1 @@
+"""The MCP tools (``server``) and the backend contract they run on (``backend``)."""
