@@ -208,6 +208,7 @@ def test_damage_found_while_running_never_fails_a_request(
 ) -> None:
     root = tmp_path / "root"
     service, memory_id = _used(root, embedder, "The CDN purges its cache when a deploy tags a release")
+    unread = _store(service, "The staging database is restored from backup every Sunday")
     service.usage.flush()
     assert service.get(memory_id).access_count == 2
     # Another program breaks the file under the running daemon: the table now points at a page
@@ -219,15 +220,19 @@ def test_damage_found_while_running_never_fails_a_request(
         other.execute(f"PRAGMA schema_version = {version + 1}")
     other.close()
     with caplog.at_level(logging.WARNING, logger="clarity.memory.usage"):
-        assert service.get(memory_id).access_count == 0  # the record's own count, no error
+        # A memory never read before is read from the file, which finds the damage: the record's
+        # own count, no error. The one read before keeps the count last read (the read cache).
+        assert service.get(unread).access_count == 0
+        assert service.get(memory_id).access_count == 2
         _use(service, memory_id)
-        assert service.uses([service.get(memory_id)]) == {memory_id: 1}
+        assert service.uses([service.get(memory_id)]) == {memory_id: 3}
         service.usage.flush()  # moves the damaged file aside and writes to a fresh one
-        assert service.get(memory_id).access_count == 1
+        assert service.get(memory_id).access_count == 3
+        assert service.get(unread).access_count == 0
     lines = [r.getMessage() for r in caplog.records if r.name == "clarity.memory.usage"]
     assert len(lines) == 2 and "moved it to" in lines[1], lines  # the read that found it, the move
     assert len(list(root.glob(f"{FILE_NAME}.damaged-*"))) == 1
-    assert _rows(root) == {memory_id: (1, pytest.approx(time.time(), abs=60))}
+    assert _rows(root) == {memory_id: (3, pytest.approx(time.time(), abs=60))}
     service.close()
 
 
