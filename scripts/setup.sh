@@ -10,7 +10,8 @@
 #   ./scripts/setup.sh --dev    # to develop and test it
 #
 # PYTHON picks the interpreter (3.11 or newer). TORCH_INDEX_URL, if set, is where the CPU build
-# of torch comes from (CI sets it; without it pip's configured indexes are used).
+# of torch comes from (CI sets it); without it, pip's configured sources if they have the CPU
+# build, else PyTorch's CPU index.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,10 +35,32 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 pip=(.venv/bin/python -m pip install --disable-pip-version-check --quiet)
 
-# torch first, pinned: any other version pulls gigabytes of CUDA packages.
+# torch first: the CPU build, pinned. On Linux, PyPI's torch==2.13.0 is the CUDA build plus 15
+# nvidia packages (about 3 GB), so the requirement names the CPU build's own version (+cpu), which
+# only PyTorch's CPU index (or a wheel directory or mirror pip is configured with) carries: a
+# machine that cannot reach one fails here instead of silently installing CUDA. macOS wheels on
+# PyPI are CPU builds already. SETUP_TORCH_PLAN=1 prints the pip arguments and stops.
+TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
+torch_plan() {
+    if [[ "$(uname -s)" == Darwin ]]; then
+        echo "torch==$TORCH_VERSION"
+    elif [[ -n "${TORCH_INDEX_URL:-}" ]]; then
+        echo "torch==$TORCH_VERSION+cpu --index-url $TORCH_INDEX_URL"
+    elif .venv/bin/python -m pip install --disable-pip-version-check --quiet --dry-run --no-deps \
+            --ignore-installed "torch==$TORCH_VERSION+cpu" >/dev/null 2>&1; then
+        echo "torch==$TORCH_VERSION+cpu"  # pip's configured sources have it
+    else
+        echo "torch==$TORCH_VERSION+cpu --index-url $TORCH_CPU_INDEX"
+    fi
+}
+if [[ -n "${SETUP_TORCH_PLAN:-}" ]]; then
+    torch_plan
+    exit 0
+fi
 if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
     step "installing torch $TORCH_VERSION (CPU)"
-    "${pip[@]}" "torch==$TORCH_VERSION" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
+    # shellcheck disable=SC2046  # the plan is words: a requirement and pip options
+    "${pip[@]}" $(torch_plan)
 fi
 
 if [[ "$(.venv/bin/uv --version 2>/dev/null)" != "uv $UV_VERSION"* ]]; then
