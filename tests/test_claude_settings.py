@@ -189,12 +189,13 @@ def test_install_keeps_everything_else(scope: str, project: Path) -> None:
 
 
 def test_mcp_entries_match_what_claude_mcp_add_writes(project: Path, home: Path) -> None:
-    """The shapes `claude mcp add` (2.1.330) writes for each scope, checked by hand with the CLI."""
+    """The shapes `claude mcp add` (2.1.330) writes for each scope, checked by hand with the CLI.
+    User scope is HTTP without a header (`claude mcp add --scope user --transport http clarity URL`
+    writes exactly this): one entry for every project, the daemon asks Claude Code for its roots;
+    no stdio process for Claude Code to wait for at session start."""
     for scope in SCOPES:
         install(scope, project=project)  # type: ignore[arg-type]
-    stdio = mcp_entry("user", project)
-    assert stdio == {"type": "stdio", "command": stdio["command"], "args": ["mcp"], "env": {}}
-    assert stdio["command"] == str(Path(sys.executable).absolute().parent / "clarity")
+    assert mcp_entry("user", project) == {"type": "http", "url": "http://127.0.0.1:8000/mcp"}
     http = {
         "type": "http",
         "url": "http://127.0.0.1:8000/mcp",
@@ -306,8 +307,9 @@ def test_token_adds_headers_but_never_the_token(project: Path, monkeypatch: pyte
             assert handler["allowedEnvVars"] == ["CLARITY_DISABLED", "CLARITY_TOKEN"]
         else:
             assert "headers" not in handler
-    for scope in ("project", "local"):
+    for scope in SCOPES:
         assert mcp_entry(scope, project)["headers"]["Authorization"] == "Bearer ${CLARITY_TOKEN}"
+    assert mcp_entry("user", project)["headers"] == {"Authorization": "Bearer ${CLARITY_TOKEN}"}
     for path in {p for scope in SCOPES for p in files_of(scope, project)}:
         assert TOKEN not in path.read_text()
 
@@ -680,8 +682,7 @@ def test_claude_accepts_the_installed_settings(
     listing = run_claude(["mcp", "list"], env, project, binary=claude_bin, timeout=120)
     assert listing.returncode == 0, listing.describe()
     [line] = [ln for ln in listing.stdout.splitlines() if ln.startswith("clarity:")]
-    expected = f"{stub_daemon}/mcp" if scope != "user" else f"{entries.clarity_executable()} mcp"
-    assert expected in line, listing.describe()
+    assert f"{stub_daemon}/mcp (HTTP)" in line, listing.describe()
     assert "MCP config diagnostics" not in listing.stdout, listing.describe()
 
 

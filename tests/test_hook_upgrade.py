@@ -7,6 +7,12 @@ exactly as the old code wrote them. Checked here: (a) their commands still work,
 against a running daemon; (b) ``clarity hooks install`` rewrites them to the new path in place,
 without duplicating an entry or touching anyone else's hooks, and ``status`` recognises both
 paths; (c) ``uninstall`` removes old-path entries too.
+
+Until issue 25, a user-scope install registered the stdio shim (``clarity mcp``) as the MCP server,
+a process Claude Code waited for at every session start; it is now the daemon's HTTP endpoint
+without a header (the daemon asks Claude Code for its roots). (d) checks, on the state file as
+the old install left it, that ``status`` flags the shim, ``install`` replaces it in place and
+``uninstall`` removes it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import clarity
 from clarity.hooks.events import EVENTS
 from clarity.integrations.claude_code import install, status, uninstall
 from clarity.integrations.claude_entries import clarity_hook_type, shell_quote
+from clarity.integrations.claude_files import state_file
 
 from .daemon_util import Daemon, free_port
 
@@ -239,3 +246,62 @@ def test_uninstall_removes_old_path_entries(home: Path, project: Path) -> None:
     result = uninstall("project", project=project, no_mcp=True, base_url=FIXTURE_URL)
     assert sorted(result.files[0].removed) == sorted(EVENTS)
     assert read(in_project) == {}
+
+
+# --- (d) the user-scope MCP server: the stdio shim of installs before issue 25 ------------------
+
+
+def old_state() -> dict[str, Any]:
+    """``~/.claude.json`` as Claude Code and the old ``clarity hooks install`` left it."""
+    data = json.loads((SETTINGS / "stdio_mcp_user_state.json").read_text(encoding="utf-8"))
+    data = _replace(data, "@BIN@", str(Path(sys.executable).absolute().parent))
+    assert "@" not in json.dumps(data)
+    return dict(data)
+
+
+def test_status_flags_the_old_stdio_shim_and_install_replaces_it(home: Path) -> None:
+    old = old_state()
+    path = state_file()
+    assert path == home / ".claude" / ".claude.json"
+    write(path, old)
+    user = status().scope("user")
+    assert user.mcp == old["mcpServers"]["clarity"] and user.mcp_outdated
+    shown = clarity_cli("hooks", "status")
+    assert shown.returncode == 0, shown.stderr
+    [line] = [ln for ln in shown.stdout.splitlines() if ln.strip().startswith("user ")]
+    assert "clarity (stdio)" in line and "`clarity hooks install` replaces it" in line, shown.stdout
+    as_json = clarity_cli("hooks", "status", "--json")
+    [entry] = [s for s in json.loads(as_json.stdout)["scopes"] if s["scope"] == "user"]
+    assert (entry["mcp_type"], entry["mcp_outdated"]) == ("stdio", True)
+
+    done = clarity_cli("hooks", "install")
+    assert done.returncode == 0, done.stderr
+    assert f"user MCP {path}: updated MCP server 'clarity'" in done.stdout, done.stdout
+    assert "is the daemon at http://127.0.0.1:8000/mcp" in done.stdout  # no stdio shim to start it
+    now = read(path)
+    assert now["mcpServers"] == {
+        "github": old["mcpServers"]["github"],  # someone else's server, where it was
+        "clarity": {"type": "http", "url": "http://127.0.0.1:8000/mcp"},
+    }
+    assert list(now["mcpServers"]) == ["github", "clarity"]
+    assert {k: v for k, v in now.items() if k != "mcpServers"} == {
+        k: v for k, v in old.items() if k != "mcpServers"
+    }
+    assert list(now) == list(old)
+    assert not status().scope("user").mcp_outdated
+    again = install("user")
+    assert not again.changed
+
+
+def test_uninstall_removes_the_old_stdio_shim(home: Path) -> None:
+    old = old_state()
+    write(state_file(), old)
+    result = uninstall("user")
+    [mcp] = [f for f in result.files if f.kind == "mcp"]
+    assert mcp.removed == ["clarity"]
+    now = read(state_file())
+    assert now["mcpServers"] == {"github": old["mcpServers"]["github"]}
+    assert {k: v for k, v in now.items() if k != "mcpServers"} == {
+        k: v for k, v in old.items() if k != "mcpServers"
+    }
+    assert status().scope("user").mcp is None

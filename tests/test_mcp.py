@@ -150,10 +150,16 @@ def test_project_scope_follows_the_header(shared_daemon: Daemon, tmp_path: Path)
         async with http_client(shared_daemon, str(tmp_path / "b")) as b:
             found = await call(b, "retrieve_memory", query=f"secret sauce {marker}", scope="default")
             assert found.structured_content["results"] == []
-        async with http_client(shared_daemon, None) as anonymous:
-            refused = await call(anonymous, "store_memory", content="no project known", scope="project")
-            assert refused.is_error
-            assert "X-Clarity-Project" in refused.content[0].text
+        async with http_client(shared_daemon, None) as anonymous:  # no header, no roots
+            stored = await call(
+                anonymous, "store_memory", content=f"no project known {marker}", scope="project"
+            )
+            assert not stored.is_error, stored.content
+            assert stored.structured_content["memory"]["scope"] == "global"
+            assert "stored in global: this client names no project" in stored.content[0].text
+            await call(
+                anonymous, "delete_memory", memory_id=stored.structured_content["id"]
+            )  # global is shared
 
     anyio.run(main)
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from clarity import requests as api
 from clarity.config import Settings
-from clarity.daemon import daemon_url, headers_for
+from clarity.daemon_lookup import client_url, headers_for
 from clarity.exchange import ExportPage, ExportPageRequest, ImportBatch, ImportSummary
 from clarity.mcp.backend import BackendError
 from clarity.models import Memory, MemoryCreate, MemoryPatch
@@ -47,10 +47,8 @@ def _list_params(request: api.ListRequest) -> dict[str, Any]:
     return params
 
 
-def _unavailable(settings: Settings, exc: Exception) -> DaemonUnavailable:
-    return DaemonUnavailable(
-        f"Clarity daemon not reachable at {daemon_url(settings)} ({exc}); start it with `clarity serve`"
-    )
+def _unavailable(url: str, exc: Exception) -> DaemonUnavailable:
+    return DaemonUnavailable(f"Clarity daemon not reachable at {url} ({exc}); start it with `clarity serve`")
 
 
 class DaemonClient:
@@ -58,15 +56,16 @@ class DaemonClient:
 
     def __init__(self, settings: Settings, project: str | None, timeout: float = 60.0) -> None:
         self.settings = settings
+        self.url = client_url(settings)
         self._http = httpx.Client(
-            base_url=f"{daemon_url(settings)}/api", headers=headers_for(settings, project), timeout=timeout
+            base_url=f"{self.url}/api", headers=headers_for(settings, project), timeout=timeout
         )
 
     def _send(self, method: str, path: str, model: type[M], **kwargs: Any) -> M:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise _unavailable(self.settings, exc) from exc
+            raise _unavailable(self.url, exc) from exc
         return _decode(response, model)
 
     def store(self, request: MemoryCreate) -> api.StoreResult:
@@ -121,7 +120,7 @@ class DaemonClient:
                 summary = json.loads(response.headers.get("x-clarity-backup", "{}"))
         except httpx.HTTPError as exc:
             partial.unlink(missing_ok=True)
-            raise _unavailable(self.settings, exc) from exc
+            raise _unavailable(self.url, exc) from exc
         os.chmod(partial, 0o600)
         os.replace(partial, destination)
         return dict(summary)
@@ -139,15 +138,16 @@ class RemoteBackend:
 
     def __init__(self, settings: Settings, project: str | None) -> None:
         self.settings = settings
-        self._project = project
-        self._http = httpx.AsyncClient(base_url=f"{daemon_url(settings)}/api", timeout=60.0)
+        self.default_project = project  # its working directory: the tools never ask the client's roots
+        self.url = client_url(settings)
+        self._http = httpx.AsyncClient(base_url=f"{self.url}/api", timeout=60.0)
 
     async def _send(self, method: str, path: str, model: type[M], project: str | None, **kwargs: Any) -> M:
-        headers = headers_for(self.settings, project or self._project)
+        headers = headers_for(self.settings, project or self.default_project)
         try:
             response = await self._http.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
-            raise _unavailable(self.settings, exc) from exc
+            raise _unavailable(self.url, exc) from exc
         return _decode(response, model)
 
     async def store(self, request: MemoryCreate, project: str | None) -> api.StoreResult:

@@ -73,7 +73,7 @@ def _base_url(explicit: str | None) -> str | None:
     if explicit or os.environ.get("CLARITY_URL"):
         return explicit
     from clarity.config import ConfigError, load_settings
-    from clarity.daemon import daemon_url
+    from clarity.daemon_lookup import daemon_url
 
     try:
         return daemon_url(load_settings())
@@ -111,6 +111,11 @@ def _report(result: InstallResult, project: Path | None) -> None:
             )
         if result.scope == "project" and any(f.kind == "mcp" and f.changed for f in result.files):
             out.print("Claude Code asks once before it starts servers from a project's .mcp.json")
+        if any(f.kind == "mcp" and f.changed for f in result.files):
+            out.print(
+                f"MCP server 'clarity' is the daemon at {result.base_url}/mcp: Claude Code connects "
+                "when a session starts, so keep it running (`clarity service install`)"
+            )
     if result.action == "install":
         _print_notes(status(project=project, base_url=result.base_url))
 
@@ -203,7 +208,9 @@ def _print_status(report: IntegrationStatus) -> None:
         if scope.error:
             out.print(f"  {scope.scope:<8} [red]{scope.error}[/]")
         else:
-            mcp = "-" if scope.mcp is None else f"clarity ({scope.mcp.get('type', '?')})"
+            mcp = "-" if scope.mcp is None else f"clarity ({scope.mcp.get('type', 'stdio')})"
+            if scope.mcp_outdated:
+                mcp += " [yellow]the stdio shim delays every session start: `clarity hooks install` replaces it[/]"
             out.print(f"  {scope.scope:<8} hooks {_hooks_summary(scope)}   MCP {mcp}")
         out.print(f"  {'':<8} [dim]{scope.settings_path}  {scope.mcp_path}[/]")
     _print_notes(report)

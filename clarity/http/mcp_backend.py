@@ -3,7 +3,8 @@
 ``clarity.mcp.server`` defines the tools once for two transports; over stdio (``clarity mcp``)
 its backend is ``clarity.cli.client.RemoteBackend``, which calls this daemon's REST API. Here the
 project a client names (the X-Clarity-Project header, or the stdio shim's working directory) is
-resolved by the same rule as REST's, and every call runs in a worker thread.
+resolved by the same rule as REST's (a directory from the client's MCP roots too), and every
+call runs in a worker thread.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from clarity.models import Memory, MemoryCreate, MemoryPatch
 
 class LocalBackend:
     """MCP backend for the daemon: the MemoryService in this process."""
+
+    default_project: str | None = None  # the header or the client's roots name it (clarity.mcp.roots)
 
     def __init__(self, service: MemoryService) -> None:
         self.service = service

@@ -25,7 +25,14 @@ from clarity.integrations.claude_edits import (
     remove_hooks,
     remove_mcp,
 )
-from clarity.integrations.claude_entries import HOOK_TYPES, MCP_NAME, HookType, mcp_entry, resolve_base_url
+from clarity.integrations.claude_entries import (
+    HOOK_TYPES,
+    MCP_NAME,
+    HookType,
+    is_stdio_shim,
+    mcp_entry,
+    resolve_base_url,
+)
 from clarity.integrations.claude_files import (
     SCOPES,
     JsonObject,
@@ -104,6 +111,12 @@ class ScopeStatus:
         return self.mcp is not None
 
     @property
+    def mcp_outdated(self) -> bool:
+        """The stdio shim in user scope, as installs before issue 25 left it: Claude Code waits
+        for its process at every session start; ``install`` replaces it with the HTTP entry."""
+        return self.scope == "user" and is_stdio_shim(self.mcp)
+
+    @property
     def hooks_complete(self) -> bool:
         return all(event in self.hooks for event in EVENTS)
 
@@ -116,6 +129,7 @@ class ScopeStatus:
             "mcp_path": str(self.mcp_path),
             "mcp_registered": self.mcp_registered,
             "mcp_type": (self.mcp or {}).get("type"),
+            "mcp_outdated": self.mcp_outdated,
             "error": self.error,
         }
 

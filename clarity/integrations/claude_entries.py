@@ -6,7 +6,8 @@ this machine or on the configured Clarity base URL, or a ``command`` hook runnin
 client (``clarity/hooks/command_client.py``, or ``clarity/mcp/hook_analyzer.py`` where it was
 installed before the move: that old path is still recognised, so ``clarity hooks install``
 rewrites such entries in place and ``uninstall`` and ``status`` see them); the MCP server is the
-one named ``clarity``.
+one named ``clarity``, whatever it runs (the stdio shim that user-scope installs registered
+before issue 25 included: ``is_stdio_shim`` tells ``status`` it is due for replacement).
 
 The shapes match what Claude Code 2.1.330 itself writes (``claude mcp add``) and accepts
 (``claude doctor`` reports no invalid settings); see tests/test_claude_settings.py.
@@ -75,7 +76,7 @@ def resolve_base_url(base_url: str | None = None) -> str:
 
 
 def clarity_executable() -> str:
-    """The ``clarity`` command of the installing environment, for the stdio MCP shim.
+    """The ``clarity`` command of the installing environment (service files run it).
 
     Beside ``sys.executable`` first (a venv's bin/ without resolving its python symlink), so
     the shim runs in the environment that installed it even when that is not on PATH."""
@@ -149,18 +150,36 @@ def hook_group(event: str, hook_type: HookType, base_url: str) -> JsonObject:
 
 
 def mcp_entry(scope: Scope, project: Path, base_url: str) -> JsonObject:
-    """User scope: the stdio shim (it knows its cwd, hence the project). Project and local:
-    the daemon's streamable HTTP endpoint, told the project by a header."""
-    if scope == "user":
-        return {"type": "stdio", "command": clarity_executable(), "args": ["mcp"], "env": {}}
-    headers = {"X-Clarity-Project": str(project_dir(project))}
+    """The daemon's streamable HTTP endpoint in every scope. Project and local: told the project
+    by a header. User: no header, as one entry serves every project; the daemon asks Claude Code
+    for its MCP roots instead (``clarity/mcp/roots.py``). Installs before issue 25 registered the
+    stdio shim in user scope, which Claude Code waited for at every session start (+3 s); an
+    install replaces it (the server is recognised by its name, ``clarity``)."""
+    headers = {} if scope == "user" else {"X-Clarity-Project": str(project_dir(project))}
     if _token_configured():
         headers["Authorization"] = f"Bearer ${{{TOKEN_ENV}}}"  # expanded by Claude Code at run time
-    return {"type": "http", "url": f"{base_url}/mcp", "headers": headers}
+    entry: JsonObject = {"type": "http", "url": f"{base_url}/mcp"}
+    if headers:
+        entry["headers"] = headers
+    return entry
 
 
 # ---------------------------------------------------------------------------------------------
 # Recognising Clarity's entries
+
+
+def is_stdio_shim(entry: Any) -> bool:
+    """An MCP entry that runs ``clarity mcp`` over stdio (``type`` may be left out: stdio is
+    Claude Code's default), as user-scope installs wrote it before issue 25."""
+    if not isinstance(entry, dict) or entry.get("type", "stdio") != "stdio":
+        return False
+    command, args = entry.get("command"), entry.get("args")
+    return (
+        isinstance(command, str)
+        and Path(command).name in ("clarity", "clarity.exe")
+        and isinstance(args, list)
+        and args[:1] == ["mcp"]
+    )
 
 
 def clarity_hook_type(handler: Any, base_url: str | None = None) -> str | None:

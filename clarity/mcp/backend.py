@@ -18,6 +18,10 @@ class BackendError(Exception):
 
 
 class MemoryBackend(Protocol):
+    # The project a call that names none is for: the stdio shim's working directory, so its tools
+    # never need to ask the client; None (the daemon) leaves it to the header or the client's roots.
+    default_project: str | None
+
     async def store(self, request: MemoryCreate, project: str | None) -> api.StoreResult: ...
 
     async def retrieve(self, request: api.RetrieveRequest, project: str | None) -> api.RetrieveResult: ...

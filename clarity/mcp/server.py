@@ -3,6 +3,10 @@
 The daemon serves these tools over streamable HTTP with a backend that calls the
 MemoryService in-process; ``clarity mcp`` serves the very same tools over stdio with a backend
 that forwards to the daemon's REST API. One tool definition, two transports.
+
+The project a call is for comes from the ``X-Clarity-Project`` header, the stdio shim's
+directory, or the client's MCP roots (``roots.py``); a call whose scope needs a project that no
+one names lands in (or searches) ``global``, and its result carries a ``note`` saying so.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, InputRequiredResult
+from mcp.server.mcpserver.resolve import ListRoots, Resolve
+from mcp_types import CallToolResult, InputRequiredResult, ListRootsResult, NotificationParams
 from pydantic import BaseModel, Field, ValidationError
 
 from clarity import __version__
 from clarity.config import describe_validation_error
 from clarity.mcp.backend import BackendError, MemoryBackend
-from clarity.models import Memory, MemoryCreate, MemoryPatch, MemoryType
+from clarity.mcp.roots import PROJECT_HEADER, ROOTS_EVENT, Caller, ProjectFinder, header_project, settle
+from clarity.models import GLOBAL_SCOPE, Memory, MemoryCreate, MemoryPatch, MemoryType
 from clarity.requests import (
     DeleteResult,
     ListRequest,
@@ -30,7 +36,7 @@ from clarity.requests import (
 )
 from clarity.store.space import InsufficientStorage
 
-PROJECT_HEADER = "x-clarity-project"
+__all__ = ["PROJECT_HEADER", "build_mcp_server"]
 T = TypeVar("T")
 
 INSTRUCTIONS = """Clarity is a long-term memory shared by every Claude Code session on this machine.
@@ -41,10 +47,7 @@ error), call store_memory with a short self-contained sentence."""
 
 
 def _project(ctx: Context[Any, Any] | None) -> str | None:
-    headers = ctx.headers if ctx is not None else None
-    if headers:
-        return headers.get(PROJECT_HEADER) or headers.get("X-Clarity-Project")
-    return None
+    return header_project(ctx.headers if ctx is not None else None)
 
 
 def _build(model: type[BaseModel], arguments: dict[str, Any]) -> Any:
@@ -69,7 +72,15 @@ async def _call(awaitable: Awaitable[T]) -> T:
 class StrictToolServer(MCPServer[Any]):
     """Checks a tool call's arguments before the SDK does: an unknown argument is refused by name
     (the SDK would drop it silently, so a misspelled filter would quietly match everything) and
-    each problem reads as ``field=value: what is allowed``, the REST API's wording."""
+    each problem reads as ``field=value: what is allowed``, the REST API's wording. Holds the
+    ``ProjectFinder`` its tools ask for the caller's project."""
+
+    def __init__(self, backend: MemoryBackend) -> None:
+        super().__init__("clarity", version=__version__, instructions=INSTRUCTIONS)
+        self.projects = ProjectFinder(backend.default_project)
+        self._lowlevel_server.add_notification_handler(
+            ROOTS_EVENT, NotificationParams, self.projects.roots_changed
+        )
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
@@ -102,8 +113,60 @@ Kinds = Annotated[list[MemoryTypeName] | None, Field(description="Only these kin
 AnyOfTags = Annotated[list[str] | None, Field(description="Only memories with any of these tags.")]
 
 
+async def _find_caller(ctx: Context[Any, Any], scope: str) -> Caller | ListRoots:
+    """A resolver (the SDK runs it before the tool): the header, the backend's own project, the
+    client's roots (asked, or on 2026-07-28 a ``ListRoots`` question), or no project."""
+    server = ctx.mcp_server
+    assert isinstance(server, StrictToolServer)
+    return await server.projects.find(ctx, needs_project=scope in ("project", "default"))
+
+
+# Filled by the SDK from _find_caller, never by the client: not part of the tools' input schema.
+Where = Annotated[Caller | ListRootsResult, Resolve(_find_caller)]
+
+
+class Noted(BaseModel):
+    note: str | None = Field(
+        None,
+        description="Why the scope differs from the one asked for, when it does.",
+        exclude_if=lambda value: value is None,
+    )
+
+
+class StoreReply(StoreResult, Noted):
+    pass
+
+
+class RetrieveReply(RetrieveResult, Noted):
+    pass
+
+
+class ListReply(ListResult, Noted):
+    pass
+
+
+def _without_project(request: Any, caller: Caller) -> Any:
+    """Scope "project" with no project named: ``global`` instead of the service's refusal."""
+    if request.scope == "project" and not caller.known:
+        return request.model_copy(update={"scope": GLOBAL_SCOPE})
+    return request
+
+
+def _note(what: str, asked: str, caller: Caller, landed_global: bool) -> str | None:
+    """``<what>: <why>`` (``stored in global: this client names no project ...``) when a call
+    whose scope asked for the project got ``global``: none was named, or the directory named
+    is not one on this machine (a client in a container, say)."""
+    if asked not in ("project", "default"):
+        return None
+    if not caller.known:
+        return f"{what}: {caller.why or 'no project is named'}"
+    if landed_global and caller.project and caller.project.startswith(("/", "~")):
+        return f"{what}: {caller.project} is not a directory on this machine"
+    return None
+
+
 def build_mcp_server(backend: MemoryBackend) -> MCPServer:
-    server = StrictToolServer("clarity", version=__version__, instructions=INSTRUCTIONS)
+    server = StrictToolServer(backend)
 
     @server.tool()
     async def store_memory(
@@ -118,12 +181,17 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
             Literal["project", "global"],
             Field(description="'project' (this repository only) or 'global' (every project)."),
         ] = "project",
-        ctx: Context[Any, Any] | None = None,
-    ) -> StoreResult:
+        *,
+        where: Where,
+    ) -> StoreReply:
         """Remember something for future sessions: a user preference, a decision and its reason,
         a project fact, the command that builds or tests the project, or an error and its fix.
         Exact duplicates are not stored twice; near duplicates are merged."""
-        return await _call(backend.store(_build(MemoryCreate, locals()), _project(ctx)))
+        request = _build(MemoryCreate, locals())
+        caller = settle(where)
+        result = await _call(backend.store(_without_project(request, caller), caller.project))
+        landed = result.memory.scope == GLOBAL_SCOPE
+        return StoreReply(**dict(result), note=_note("stored in global", scope, caller, landed))
 
     @server.tool()
     async def retrieve_memory(
@@ -138,11 +206,16 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
         min_score: Annotated[
             float | None, Field(description="Drop results scoring below this (0..1).")
         ] = None,
-        ctx: Context[Any, Any] | None = None,
-    ) -> RetrieveResult:
+        *,
+        where: Where,
+    ) -> RetrieveReply:
         """Search long-term memory by meaning and by exact words (error codes, file names, commands).
         Use it before answering questions about this project's history, conventions or past errors."""
-        return await _call(backend.retrieve(_build(RetrieveRequest, locals()), _project(ctx)))
+        request = _build(RetrieveRequest, locals())
+        caller = settle(where)
+        result = await _call(backend.retrieve(_without_project(request, caller), caller.project))
+        landed = set(result.scopes or ()) == {GLOBAL_SCOPE}
+        return RetrieveReply(**dict(result), note=_note("searched global only", scope, caller, landed))
 
     @server.tool()
     async def list_memories(
@@ -153,14 +226,20 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
         scope: Annotated[
             Literal["default", "project", "global", "all"], Field(description="Which scopes.")
         ] = "default",
-        ctx: Context[Any, Any] | None = None,
-    ) -> ListResult:
+        *,
+        where: Where,
+    ) -> ListReply:
         """List stored memories, newest first, a page at a time. Use it to review what is remembered."""
-        return await _call(backend.list(_build(ListRequest, locals()), _project(ctx)))
+        request = _build(ListRequest, locals())
+        caller = settle(where)
+        result = await _call(backend.list(_without_project(request, caller), caller.project))
+        return ListReply(**dict(result), note=_note("listed global only", scope, caller, False))
 
     @server.tool()
     async def update_memory(
-        memory_id: Annotated[str, Field(description="The id returned by store/retrieve/list.")],
+        memory_id: Annotated[
+            str, Field(description="The id returned by store/retrieve/list, or its first 8+ characters.")
+        ],
         content: Annotated[str | None, Field(description="New text (re-embedded).")] = None,
         memory_type: Annotated[MemoryTypeName | None, Field(description="New kind.")] = None,
         tags: Annotated[list[str] | None, Field(description="New tags (replace the old ones).")] = None,
@@ -174,7 +253,9 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
 
     @server.tool()
     async def delete_memory(
-        memory_id: Annotated[str, Field(description="The id of the memory to delete.")],
+        memory_id: Annotated[
+            str, Field(description="The id of the memory to delete, or its first 8+ characters.")
+        ],
     ) -> DeleteResult:
         """Delete a memory that is wrong, obsolete or should never have been kept."""
         return await _call(backend.delete(memory_id))
