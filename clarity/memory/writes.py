@@ -181,7 +181,7 @@ class MemoryWriter:
 
     def import_batch(self, batch: ImportBatch) -> ImportSummary:
         """Whole records from an export; their vectors are reused only if our model made them."""
-        reuse = batch.vectors is not None and batch.model == self.embedder.name
+        reuse = batch.vectors is not None and self.embedder.made(batch.model)
         vectors: list[list[float] | None] = [None] * len(batch.memories)
         if reuse and batch.vectors is not None:
             for i, vector in enumerate(batch.vectors):
