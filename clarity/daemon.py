@@ -2,8 +2,11 @@
 
 Exactly one daemon may own a storage root. The lock is an ``flock`` on ``<root>/clarity.lock``:
 the kernel drops it when the process dies, however it dies, so a crashed daemon never leaves a
-stale lock behind. The file also records the pid and URL so ``clarity status`` can say who
-holds it.
+stale lock behind. The file also records the pid and URL, so ``clarity status`` can say who
+holds it and a client finds the daemon on whatever port it runs (``clarity.daemon_lookup``).
+
+Start-up says "serving" only once the lock is held, the port bound and the store open, and
+"ready" (with the dashboard's URL) once the model has loaded.
 """
 
 from __future__ import annotations
@@ -18,12 +21,22 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
-
 from clarity.config import ConfigError, Settings
+from clarity.daemon_lookup import (
+    URL_ENV,
+    daemon_url,
+    diagnose,
+    explicit_url,
+    is_configured,
+    is_healthy,
+    lock_is_held,
+    open_private,
+    port_taken,
+)
 from clarity.http.loopback import LOOPBACK_HOSTS
 
 log = logging.getLogger(__name__)
@@ -31,84 +44,6 @@ log = logging.getLogger(__name__)
 
 class DaemonError(RuntimeError):
     """A start-up problem phrased for one line on the terminal."""
-
-
-def daemon_url(settings: Settings) -> str:
-    host = settings.server.host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.server.port}"
-
-
-def read_lock_info(settings: Settings) -> dict[str, Any]:
-    try:
-        return dict(json.loads(settings.storage.lock_file.read_text(encoding="utf-8") or "{}"))
-    except (OSError, ValueError):
-        return {}
-
-
-def lock_is_held(settings: Settings) -> bool:
-    """True while some process owns the storage root (what `clarity stop` waits on)."""
-    try:
-        with _open_private(settings.storage.lock_file, "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            return False
-    except OSError:
-        return False
-
-
-def port_taken(settings: Settings, timeout: float = 0.5) -> bool:
-    """Something accepts connections on the daemon's address (Clarity or not)."""
-    try:
-        with socket.create_connection((settings.server.host, settings.server.port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def diagnose(settings: Settings) -> list[str]:
-    """Why no daemon answers, each with its fix: a stale lock, a hung daemon, a foreign port."""
-    url = daemon_url(settings)
-    info = read_lock_info(settings)
-    pid = info.get("pid")
-    problems = []
-    if lock_is_held(settings):
-        problems.append(
-            f"daemon pid {pid} holds the storage {settings.storage.root} but does not answer at {url}; "
-            f"if it is hung, `clarity stop` (or `kill -9 {pid}`) ends it without losing data"
-            if isinstance(pid, int)
-            else f"a process holds the storage {settings.storage.root} but does not answer at {url}"
-        )
-    elif isinstance(pid, int):
-        state = "still running but not as its daemon" if pid_alive(pid) else "gone"
-        problems.append(
-            f"stale lock file from pid {pid} ({state}), left by a crash: harmless, the next `clarity serve` "
-            "takes the storage over"
-        )
-    if port_taken(settings) and not lock_is_held(settings):
-        port = settings.server.port
-        problems.append(
-            f"port {port} is held by another program that does not answer as Clarity "
-            f"(see `ss -ltnp 'sport = :{port}'`); free it, or run Clarity on another port "
-            "with `clarity serve --port N` / CLARITY_SERVER__PORT=N"
-        )
-    return problems
 
 
 class StorageLock:
@@ -123,7 +58,7 @@ class StorageLock:
         root = self.settings.storage.root
         try:
             root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            handle = _open_private(self.path, "a+")  # held for the process lifetime
+            handle = open_private(self.path, "a+")  # held for the process lifetime
         except OSError as exc:
             raise DaemonError(f"storage root {root} is not writable: {exc}") from exc
         for attempt in range(5):  # `clarity status`/`stop` probe the lock for microseconds
@@ -206,14 +141,6 @@ def make_private(root: Path) -> None:
             log.warning("cannot make %s private: %s", path, exc)
 
 
-def _open_private(path: Path, mode: str) -> IO[Any]:
-    """Open (creating if needed) a file only its owner can read, whatever the caller's umask."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
-    handle = os.fdopen(os.open(path, flags, 0o600), mode, encoding=None if "b" in mode else "utf-8")
-    os.fchmod(handle.fileno(), 0o600)
-    return handle
-
-
 def bind_socket(settings: Settings) -> socket.socket:
     host, port = settings.server.host, settings.server.port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -234,7 +161,7 @@ def bind_socket(settings: Settings) -> socket.socket:
     return sock
 
 
-def _graceful_server(config: Any) -> Any:
+def _graceful_server(config: Any, on_started: Callable[[], None]) -> Any:
     import uvicorn
 
     class GracefulServer(uvicorn.Server):
@@ -245,7 +172,45 @@ def _graceful_server(config: Any) -> Any:
             super().handle_exit(sig, frame)
             self._captured_signals.clear()
 
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                on_started()
+
     return GracefulServer(config)
+
+
+class _TrainingOnlyWarning(logging.Filter):
+    """transformers warns at every start that the encoder's ``loss_type=None`` is unrecognised
+    and a causal-LM loss will be used: a training setting that inference never reads."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "loss_type=" not in record.getMessage()
+
+
+def quiet_third_party_logs() -> None:
+    """Drop the third-party start-up lines that mislead (each filter names its one message)."""
+    logger = logging.getLogger("transformers.modeling_utils")
+    if not any(isinstance(f, _TrainingOnlyWarning) for f in logger.filters):
+        logger.addFilter(_TrainingOnlyWarning())
+
+
+def _stderr_line(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _announce_when_ready(service: Any, url: str, started: float, announce: Callable[[str], None]) -> None:
+    """One line once the model has loaded (or failed to): the daemon is ready, and where."""
+    from clarity.embedding import ModelNotReady
+
+    try:
+        service.embedder.wait_ready()
+    except ModelNotReady as exc:
+        announce(
+            f"clarity: serving without the embedding model (lexical search only): {exc}; dashboard {url}/"
+        )
+        return
+    announce(f"clarity: ready in {time.monotonic() - started:.1f}s at {url}; dashboard {url}/")
 
 
 def check_space_at_start(settings: Settings) -> None:
@@ -295,16 +260,24 @@ def check_space_at_start(settings: Settings) -> None:
         )
 
 
-def run_daemon(settings: Settings) -> None:
-    """Own the storage, bind the port, serve until a signal. Blocking."""
+def run_daemon(settings: Settings, announce: Callable[[str], None] = _stderr_line) -> None:
+    """Own the storage, bind the port, serve until a signal. Blocking.
+
+    ``announce`` gets two lines: "serving" once the lock is held, the port bound and the store
+    open (never before a start that then fails there), and "ready" when the model has loaded."""
+    import threading
+
     import uvicorn
 
+    from clarity import __version__
     from clarity.embedding import create_embedding_provider
     from clarity.http.app import create_app
     from clarity.memory import MemoryService
     from clarity.store import StoreLocked, open_store
 
     check_bind(settings)
+    started = time.monotonic()
+    quiet_third_party_logs()
     # A fatal signal (SIGBUS from a memory-mapped write on a full disk, SIGSEGV) still leaves
     # the Python stacks on stderr, which is the log file when the daemon runs in the background.
     faulthandler.enable(all_threads=True)
@@ -324,11 +297,22 @@ def run_daemon(settings: Settings) -> None:
             raise DaemonError(str(exc)) from exc
         except Exception as exc:
             raise DaemonError(f"cannot open the {settings.engine} store: {exc}") from exc
-        embedder = create_embedding_provider(settings.embedding)
+        embedder = create_embedding_provider(settings.embedding, settings.storage.cache_dir)
         service = MemoryService(settings, store, embedder)
         app = create_app(settings, service)
         config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
-        server = _graceful_server(config)
+        url = daemon_url(settings)
+        ready = threading.Thread(
+            target=_announce_when_ready,
+            args=(service, url, started, announce),
+            name="clarity-ready",
+            daemon=True,
+        )
+        server = _graceful_server(config, ready.start)
+        where = settings.qdrant.url or str(settings.storage.qdrant_dir)
+        announce(
+            f"clarity {__version__}: serving {url} ({settings.engine} engine at {where}); loading the model"
+        )
         try:
             server.run(sockets=[sock])
         finally:
@@ -339,22 +323,6 @@ def run_daemon(settings: Settings) -> None:
 
 
 # -- clients that need a daemon ---------------------------------------------------------------
-
-
-def headers_for(settings: Settings, project: str | None = None) -> dict[str, str]:
-    headers = {}
-    if settings.server.token:
-        headers["Authorization"] = f"Bearer {settings.server.token.get_secret_value()}"
-    if project:
-        headers["X-Clarity-Project"] = project
-    return headers
-
-
-def is_healthy(settings: Settings, timeout: float = 0.5) -> bool:
-    try:
-        return httpx.get(f"{daemon_url(settings)}/healthz", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _wait_healthy(settings: Settings, seconds: float) -> bool:
@@ -370,9 +338,15 @@ def ensure_daemon(settings: Settings, wait_seconds: float = 30.0) -> None:
     """Start a daemon in the background unless one answers; a file lock makes racing starters wait."""
     if is_healthy(settings):
         return
+    named = explicit_url()
+    if named and not is_configured(named, settings):
+        raise DaemonError(
+            f"no Clarity daemon answers at {named} ({URL_ENV} or --url); start it there, or unset "
+            f"{URL_ENV} to use (and start) the configured {daemon_url(settings)}"
+        )
     settings.storage.app_data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     start_lock = settings.storage.app_data_dir / "start.lock"
-    with _open_private(start_lock, "a+") as handle:
+    with open_private(start_lock, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             if is_healthy(settings):
@@ -384,7 +358,7 @@ def ensure_daemon(settings: Settings, wait_seconds: float = 30.0) -> None:
             if port_taken(settings):
                 raise DaemonError("; ".join(diagnose(settings)))
             log_path = settings.storage.app_data_dir / "daemon.log"
-            with _open_private(log_path, "ab") as log_file:
+            with open_private(log_path, "ab") as log_file:
                 process = subprocess.Popen(
                     [
                         sys.executable,

@@ -66,9 +66,13 @@ def test_doctor_passes_on_a_set_up_machine(machine: tuple[dict[str, str], Path])
     assert "2.1.330" in checks["claude code"]["detail"]
 
 
-def test_doctor_names_the_fix_when_the_daemon_is_stopped(machine: tuple[dict[str, str], Path]) -> None:
+def test_doctor_names_the_fix_when_the_daemon_is_stopped(
+    machine: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
     env, project = machine
-    code, checks = doctor({**env, "CLARITY_SERVER__PORT": str(free_port())}, project)
+    # Another storage root: the shared daemon's own root would lead doctor to it (its lock file).
+    stopped = {**env, "CLARITY_SERVER__PORT": str(free_port()), "CLARITY_STORAGE__ROOT": str(tmp_path / "r")}
+    code, checks = doctor(stopped, project)
     assert code == 1
     assert checks["daemon"]["status"] == "fail" and "clarity serve" in checks["daemon"]["fix"]
 
@@ -95,3 +99,17 @@ def test_doctor_names_the_fix_when_hooks_are_missing(machine: tuple[dict[str, st
     assert code == 1
     assert checks["hooks"]["status"] == "fail" and "clarity hooks install" in checks["hooks"]["fix"]
     assert checks["mcp"]["status"] == "fail"
+
+
+def test_doctor_warns_when_claude_code_is_pointed_at_another_address(
+    machine: tuple[dict[str, str], Path], shared_daemon: Daemon
+) -> None:
+    env, project = machine
+    elsewhere = f"http://127.0.0.1:{free_port()}"
+    moved = clarity(env, project, "hooks", "install", "--scope", "user", "--url", elsewhere)
+    assert moved.returncode == 0, moved.stderr
+    _, checks = doctor(env, project)
+    mcp = checks["mcp (user)"]
+    assert mcp["status"] == "warn" and f"registered at {elsewhere}/mcp" in mcp["detail"]
+    assert f"the daemon is at {shared_daemon.url}/mcp" in mcp["detail"]
+    assert mcp["fix"] == "clarity hooks install --scope user"

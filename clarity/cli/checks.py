@@ -7,6 +7,7 @@ command answers in about a second even on a fresh machine.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -15,12 +16,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import httpx
 
 from clarity import __version__
 from clarity.config import Settings
-from clarity.daemon import daemon_url, headers_for
+from clarity.daemon_lookup import client_url, daemon_url, headers_for
+from clarity.http.loopback import LOOPBACK_HOSTS
 
 Status = Literal["ok", "warn", "fail"]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # clarity/
@@ -89,8 +92,33 @@ def check_storage(settings: Settings) -> Check:
     return Check("storage", "ok", f"{root} is writable")
 
 
+def mcp_add_command(settings: Settings, project: Path) -> str:
+    """The `claude mcp add` line for this daemon: its real URL, this project's header, and the
+    token header when one is set (named by variable, never printed)."""
+    line = (
+        f"claude mcp add --transport http clarity {client_url(settings)}/mcp "
+        f"--header {shlex.quote(f'X-Clarity-Project: {project}')}"
+    )
+    if settings.server.token:
+        line += ' --header "Authorization: Bearer $CLARITY_TOKEN"'
+    return line
+
+
+def install_command(settings: Settings, scope: str) -> str:
+    """`clarity hooks install` for a scope, with ``--url`` when the daemon is not where the
+    settings say (found through CLARITY_URL or the lock file), so the hooks reach it."""
+    url = client_url(settings)
+    return f"clarity hooks install --scope {scope}" + (f" --url {url}" if url != daemon_url(settings) else "")
+
+
+def _same_address(one: str, other: str) -> bool:
+    a, b = urlsplit(one), urlsplit(other)
+    hosts = a.hostname == b.hostname or {a.hostname, b.hostname} <= LOOPBACK_HOSTS | {"0.0.0.0"}
+    return hosts and a.port == b.port and a.path.rstrip("/") == b.path.rstrip("/")
+
+
 def check_daemon(settings: Settings) -> tuple[Check, dict | None]:
-    url = daemon_url(settings)
+    url = client_url(settings)
     try:
         httpx.get(f"{url}/healthz", timeout=2).raise_for_status()
     except httpx.HTTPError as exc:
@@ -117,7 +145,7 @@ def check_daemon(settings: Settings) -> tuple[Check, dict | None]:
             f"{url} is up but not ready: {why}",
             "wait a few seconds; if it persists, see app-data/daemon.log",
         ), body
-    return Check("daemon", "ok", f"{url} is up and ready"), body
+    return Check("daemon", "ok", f"{url} is up and ready; dashboard {url}/"), body
 
 
 def check_qdrant(settings: Settings, daemon_ok: bool) -> Check:
@@ -148,7 +176,7 @@ def check_qdrant(settings: Settings, daemon_ok: bool) -> Check:
             f"server {settings.qdrant.url}, collection {settings.qdrant.collection}: {points} points",
         )
     if daemon_ok:
-        stats = httpx.get(f"{daemon_url(settings)}/api/stats", headers=headers_for(settings), timeout=10)
+        stats = httpx.get(f"{client_url(settings)}/api/stats", headers=headers_for(settings), timeout=10)
         if stats.status_code == 200:
             data = stats.json()
             return Check(
@@ -167,7 +195,7 @@ def check_qdrant(settings: Settings, daemon_ok: bool) -> Check:
     )
 
 
-def check_integration(project: Path) -> list[Check]:
+def check_integration(settings: Settings, project: Path) -> list[Check]:
     from clarity.integrations.claude_code import status
 
     report = status(project=project)
@@ -185,13 +213,13 @@ def check_integration(project: Path) -> list[Check]:
                 "hooks",
                 "fail",
                 "no Clarity hooks in user, project or local settings",
-                "clarity hooks install --scope user   (or --scope project for this repository)",
+                install_command(settings, "user") + "   (or --scope project for this repository)",
             )
         )
     else:
         for scope in hooked:
             state: Status = "ok" if scope.hooks_complete else "warn"
-            fix = "" if scope.hooks_complete else f"clarity hooks install --scope {scope.scope}"
+            fix = "" if scope.hooks_complete else install_command(settings, scope.scope)
             checks.append(
                 Check(
                     f"hooks ({scope.scope})",
@@ -201,7 +229,23 @@ def check_integration(project: Path) -> list[Check]:
                 )
             )
     registered = [s for s in report.scopes if s.mcp_registered]
-    if registered:
+    wanted = f"{client_url(settings)}/mcp"
+    elsewhere = [
+        s
+        for s in registered
+        if isinstance(s.mcp, dict) and s.mcp.get("url") and not _same_address(str(s.mcp["url"]), wanted)
+    ]
+    if elsewhere:
+        for s in elsewhere:
+            checks.append(
+                Check(
+                    f"mcp ({s.scope})",
+                    "warn",
+                    f"registered at {s.mcp['url'] if s.mcp else '?'} in {s.mcp_path}, but the daemon is at {wanted}",
+                    install_command(settings, s.scope),
+                )
+            )
+    elif registered:
         where = ", ".join(f"{s.scope} ({s.mcp_path})" for s in registered)
         checks.append(Check("mcp", "ok", f"clarity registered: {where}"))
     else:
@@ -210,8 +254,9 @@ def check_integration(project: Path) -> list[Check]:
                 "mcp",
                 "fail",
                 "Clarity's MCP server is not registered with Claude Code",
-                "clarity hooks install --scope user (registers it too), or "
-                "claude mcp add --transport http clarity http://127.0.0.1:8000/mcp",
+                install_command(settings, "user")
+                + " (registers it too), or "
+                + mcp_add_command(settings, project),
             )
         )
     return checks
@@ -248,6 +293,9 @@ def run_checks(settings: Settings, project: Path) -> list[Check]:
     daemon, _ = check_daemon(settings)
     checks.append(daemon)
     checks.append(check_qdrant(settings, daemon.status != "fail"))
-    checks.extend(check_integration(project))
+    checks.extend(check_integration(settings, project))
     checks.append(check_claude_code())
+    from clarity.cli.claude_import import check_claude_memory
+
+    checks.extend(check_claude_memory(settings, project))
     return checks

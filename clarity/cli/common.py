@@ -1,5 +1,6 @@
 """What every ``clarity`` command shares: the two consoles, the one-line failure, settings with
-the command's flags folded in, request models built from flags, and the daemon client.
+the command's flags folded in, request models built from flags (their errors in the command's
+own flag names), the ``--url`` option, ``--scope`` words checked, and the daemon client.
 
 The command modules import this and nothing else from the package, so none of them imports
 another and the app assembled in ``clarity/cli/__init__.py`` has no cycle.
@@ -8,6 +9,7 @@ another and the app assembled in ``clarity/cli/__init__.py`` has no cycle.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Annotated, Any, NoReturn
 
@@ -20,8 +22,49 @@ DEBUG_ENV = "CLARITY_DEBUG"
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
-out = Console()
-err = Console(stderr=True)
+
+class PlainConsole(Console):
+    """A console that writes styles and colours only to a terminal: a log file or a pipe gets
+    plain text even when FORCE_COLOR or TTY_COMPATIBLE, inherited from a parent process (a
+    Node-based tool, a CI runner), tells rich otherwise."""
+
+    @property
+    def is_terminal(self) -> bool:
+        isatty = getattr(self.file, "isatty", None)
+        try:
+            return bool(isatty and isatty()) and super().is_terminal
+        except ValueError:  # a closed stream
+            return False
+
+
+out = PlainConsole()
+err = PlainConsole(stderr=True)
+
+
+def _use_url(value: str | None) -> str | None:
+    """``--url`` is ``CLARITY_URL`` for this run: every way to the daemon (the client, starting a
+    daemon, ``status``) reads it from there (``clarity.daemon_lookup.client_url``)."""
+    if value is not None:
+        from clarity.daemon_lookup import URL_ENV, explicit_url
+
+        os.environ[URL_ENV] = value
+        try:
+            explicit_url()
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc).split(": ", 1)[-1]) from None
+    return value
+
+
+DaemonUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="The daemon's URL (default: $CLARITY_URL, else the running daemon's from the storage "
+        "lock file, else the configured host and port).",
+        callback=_use_url,
+        show_default=False,
+    ),
+]
 
 
 def explain(exc: Exception) -> tuple[int, str]:
@@ -54,7 +97,7 @@ class Cli(typer.Typer):
             if os.environ.get(DEBUG_ENV):
                 raise
             code, message = explain(exc)
-            Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            PlainConsole(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             sys.exit(code)
 
 
@@ -79,8 +122,39 @@ def cli_settings(**overrides: Any) -> Settings:
         fail(str(exc), 2)
 
 
+# The flags of request fields whose flag is not simply ``--field-name`` (one table for every command).
+FLAG_NAMES = {
+    "content": "TEXT",
+    "query": "QUERY",
+    "memory_type": "--type",
+    "memory_types": "--type",
+    "tags": "--tag",
+    "sources": "--source",
+    "older_than_days": "--older-than",
+    "with_vectors": "--vectors",
+}
+
+
+def flag_name(field: str) -> str:
+    return FLAG_NAMES.get(field) or "--" + field.replace("_", "-")
+
+
+def in_flag_words(line: str, fields: Any) -> str:
+    """One line of ``describe_validation_error`` in the command's words: the field it starts with
+    becomes its flag, and a line about the whole request ("give at least one of scope, tags")
+    names the flags instead of the fields."""
+    names = sorted(fields, key=len, reverse=True)
+    if line.startswith("(body)"):
+        message = line.partition(": ")[2] or line
+        return re.sub(r"\b(" + "|".join(names) + r")\b", lambda m: flag_name(m[1]), message)
+    for field in names:  # "tags.0=''" and "scope.literal[...]='x'" name the flag alone
+        if found := re.match(re.escape(field) + r"(\.[^=:]*)?(?=[=:]|$)", line):
+            return flag_name(field) + line[found.end() :]
+    return line
+
+
 def from_flags(model: type[Any], **fields: Any) -> Any:
-    """Build a request model from command-line values, or end with one line naming the bad field."""
+    """Build a request model from command-line values, or end with one line naming the bad flag."""
     from pydantic import ValidationError
 
     from clarity.config import describe_validation_error
@@ -88,7 +162,34 @@ def from_flags(model: type[Any], **fields: Any) -> Any:
     try:
         return model(**fields)
     except ValidationError as exc:
-        fail("; ".join(describe_validation_error(exc)), 2)
+        lines = describe_validation_error(exc)
+        fail("; ".join(in_flag_words(line, model.model_fields) for line in lines), 2)
+
+
+SCOPES_SHOWN = 8
+READ_SCOPES = ("default", "project", "global", "all")  # the keywords of a command that reads
+
+
+def check_scope(client: Any, scope: str | None, keywords: tuple[str, ...]) -> None:
+    """A ``--scope`` word must be one of ``keywords`` or a scope that already holds memories, so a
+    typo ("projet") never makes a scope of its own; anything else ends the command with one line
+    listing the valid words and the existing scopes (the most used first, at most eight)."""
+    from clarity.models import SCOPE_PATTERN
+    from clarity.requests import ListRequest
+
+    if scope is None or scope in keywords:
+        return
+    if re.match(SCOPE_PATTERN, scope) and call(client.list, ListRequest(scope=scope, limit=1)).total:
+        return
+    existing = list(call(client.stats).by_scope)
+    shown = ", ".join(existing[:SCOPES_SHOWN])
+    if len(existing) > SCOPES_SHOWN:
+        shown += f" and {len(existing) - SCOPES_SHOWN} more (`clarity stats`)"
+    fail(
+        f"--scope: {scope!r} is not a scope; use {', '.join(keywords)}, or an existing scope: "
+        + (shown or "none yet"),
+        2,
+    )
 
 
 def daemon_client(settings: Settings) -> Any:

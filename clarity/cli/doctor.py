@@ -10,16 +10,16 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from clarity import __version__
-from clarity.cli.common import AsJson, cli_settings, out
+from clarity.cli.common import AsJson, DaemonUrl, cli_settings, out
 
 doctor_app = typer.Typer()
 
 
 @doctor_app.command()
-def doctor(as_json: AsJson = False) -> None:
+def doctor(as_json: AsJson = False, url: DaemonUrl = None) -> None:
     """Check this environment end to end and say how to fix each problem."""
     from clarity.cli.checks import run_checks
 
@@ -28,12 +28,16 @@ def doctor(as_json: AsJson = False) -> None:
         out.print_json(json.dumps([c.to_dict() for c in checks]))
     else:
         marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
-        table = Table(show_header=False, box=None)
-        for check in checks:
-            table.add_row(marks[check.status], check.name, check.detail)
+        width = max(len(c.name) for c in checks)
+        for check in checks:  # one line each, never wrapped: a fix is a command to copy
+            name = escape(check.name.ljust(width))
+            out.print(
+                f"{marks[check.status]} {name}  {escape(check.detail)}", soft_wrap=True, highlight=False
+            )
             if check.fix:
-                table.add_row("", "", f"[bold]fix:[/] {check.fix}")
-        out.print(table)
+                out.print(
+                    f"  {' ' * width}  [bold]fix:[/] {escape(check.fix)}", soft_wrap=True, highlight=False
+                )
         failed = sum(c.status == "fail" for c in checks)
         out.print(f"{failed} problem(s) found" if failed else "everything looks right")
     if any(c.status == "fail" for c in checks):

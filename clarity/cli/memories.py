@@ -1,41 +1,109 @@
 """One memory at a time, through the daemon's REST API: ``clarity store``, ``search``, ``list``,
-``delete`` and ``stats``."""
+``delete`` and ``stats``.
+
+``store`` takes its text as an argument, from stdin (``-``) or from a file (``--file``); ``delete``
+takes an id or the first 8+ characters of one, as ``list`` shows them; a ``--scope`` word that is
+neither a keyword nor an existing scope is refused (``common.check_scope``)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from clarity.cli.common import AsJson, call, cli_settings, daemon_client, err, from_flags, out
+from clarity.cli.common import (
+    READ_SCOPES,
+    AsJson,
+    DaemonUrl,
+    call,
+    check_scope,
+    cli_settings,
+    daemon_client,
+    err,
+    fail,
+    from_flags,
+    out,
+)
 
 memory_app = typer.Typer()
 
 
+def _decoded(data: bytes, source: str, limit: int) -> str:
+    """Text read from stdin or a file: UTF-8, no NUL bytes, at most ``limit`` characters."""
+    if b"\x00" in data:
+        fail(f"{source}: looks binary (it holds NUL bytes); a memory is text", 2)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        fail(f"{source}: is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})", 2)
+    if not text.strip():
+        fail(f"{source}: holds no text", 2)
+    if len(text.strip()) > limit:
+        fail(f"{source}: {len(text.strip())} characters, over the limit of {limit} for one memory", 2)
+    return text
+
+
+def _content(text: str | None, file: Path | None) -> str:
+    """The text to store: the argument, stdin for ``-``, or the file ``--file`` names."""
+    from clarity.models import MAX_CONTENT_CHARS
+
+    most_bytes = 4 * MAX_CONTENT_CHARS  # UTF-8 takes at most 4 bytes a character
+    if (text is None) == (file is None):
+        fail("give the TEXT to remember, `-` to read it from stdin, or --file PATH (one of them)", 2)
+    if file is not None:
+        try:
+            if not file.is_file():
+                fail(f"--file: {file} is not a regular file", 2)
+            if file.stat().st_size > most_bytes:
+                fail(f"--file: {file} is over the limit of {MAX_CONTENT_CHARS} characters for one memory", 2)
+            data = file.read_bytes()
+        except OSError as exc:
+            fail(f"--file: {file}: {exc.strerror or exc}", 2)
+        return _decoded(data, f"--file {file}", MAX_CONTENT_CHARS)
+    if text == "-":
+        data = sys.stdin.buffer.read(most_bytes + 1)
+        if len(data) > most_bytes:
+            fail(f"stdin: over the limit of {MAX_CONTENT_CHARS} characters for one memory", 2)
+        return _decoded(data, "stdin", MAX_CONTENT_CHARS)
+    return str(text)
+
+
 @memory_app.command()
 def store(
-    content: Annotated[str, typer.Argument(help="What to remember.")],
+    content: Annotated[
+        str | None,
+        typer.Argument(metavar="TEXT", help="What to remember; `-` reads it from stdin.", show_default=False),
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Read what to remember from this UTF-8 text file.")
+    ] = None,
     memory_type: Annotated[
         str, typer.Option("--type", help="fact, preference, decision, command, ...")
     ] = "fact",
     tags: Annotated[list[str] | None, typer.Option("--tag", help="A tag; repeat for several.")] = None,
     importance: Annotated[float, typer.Option(help="0..1")] = 0.5,
-    scope: Annotated[str, typer.Option(help="project or global")] = "project",
+    scope: Annotated[str, typer.Option(help="project, global, or an existing scope")] = "project",
     as_json: AsJson = False,
+    url: DaemonUrl = None,
 ) -> None:
     """Store a memory for the project in the current directory (or globally)."""
     from clarity.models import MemoryCreate
 
+    text = _content(content, file)
+    client = daemon_client(cli_settings())
+    check_scope(client, scope, ("project", "global"))
     request = from_flags(
         MemoryCreate,
-        content=content,
+        content=text,
         memory_type=memory_type,
         tags=tags or [],
         importance=importance,
         scope=scope,
     )
-    result = call(daemon_client(cli_settings()).store, request)
+    result = call(client.store, request)
     if as_json:
         out.print_json(result.model_dump_json())
     else:
@@ -72,16 +140,19 @@ def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     limit: Annotated[int, typer.Option(help="How many results.")] = 5,
     scope: Annotated[
-        str, typer.Option(help="default (project + global), project, global or all")
+        str, typer.Option(help="default (project + global), project, global, all, or an existing scope")
     ] = "default",
     mode: Annotated[str, typer.Option(help="hybrid, dense or lexical")] = "hybrid",
     as_json: AsJson = False,
+    url: DaemonUrl = None,
 ) -> None:
     """Search memories by meaning and exact words."""
     from clarity.requests import RetrieveRequest
 
+    client = daemon_client(cli_settings())
+    check_scope(client, scope, READ_SCOPES)
     request = from_flags(RetrieveRequest, query=query, limit=limit, scope=scope, mode=mode)
-    result = call(daemon_client(cli_settings()).retrieve, request)
+    result = call(client.retrieve, request)
     if as_json:
         out.print_json(result.model_dump_json())
     else:
@@ -93,14 +164,19 @@ def search(
 def list_(
     limit: Annotated[int, typer.Option(help="Page size.")] = 20,
     offset: Annotated[int, typer.Option(help="Skip this many.")] = 0,
-    scope: Annotated[str, typer.Option(help="default, project, global or all")] = "default",
+    scope: Annotated[
+        str, typer.Option(help="default, project, global, all, or an existing scope")
+    ] = "default",
     as_json: AsJson = False,
+    url: DaemonUrl = None,
 ) -> None:
     """List memories, newest first."""
     from clarity.requests import ListRequest
 
+    client = daemon_client(cli_settings())
+    check_scope(client, scope, READ_SCOPES)
     request = from_flags(ListRequest, limit=limit, offset=offset, scope=scope)
-    result = call(daemon_client(cli_settings()).list, request)
+    result = call(client.list, request)
     if as_json:
         out.print_json(result.model_dump_json())
     else:
@@ -110,14 +186,19 @@ def list_(
 
 
 @memory_app.command()
-def delete(memory_id: Annotated[str, typer.Argument(help="The memory's id.")]) -> None:
-    """Delete one memory by id."""
+def delete(
+    memory_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The memory's id, or its first 8+ characters as `list` shows.")
+    ],
+    url: DaemonUrl = None,
+) -> None:
+    """Delete one memory by id (or a unique prefix of it)."""
     result = call(daemon_client(cli_settings()).delete, memory_id)
     out.print(f"deleted: {result.id}")
 
 
 @memory_app.command()
-def stats(as_json: AsJson = False) -> None:
+def stats(as_json: AsJson = False, url: DaemonUrl = None) -> None:
     """Counts by type and project, engine and model state."""
     result = call(daemon_client(cli_settings()).stats)
     if as_json:

@@ -1,4 +1,7 @@
-"""The daemon's lifecycle: ``clarity serve``, ``mcp`` (the stdio shim), ``status`` and ``stop``."""
+"""The daemon's lifecycle: ``clarity serve``, ``mcp`` (the stdio shim), ``status`` and ``stop``.
+
+``status`` looks where every client looks (``--url``, ``CLARITY_URL``, the lock file, the
+settings), and says where the daemon and its dashboard are and whether learning is paused."""
 
 from __future__ import annotations
 
@@ -11,8 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from clarity import __version__
-from clarity.cli.common import AsJson, cli_settings, err, fail, out
+from clarity.cli.common import AsJson, DaemonUrl, cli_settings, err, fail, out
 from clarity.config import ConfigError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -36,7 +38,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the daemon: MCP at /mcp, hooks, REST at /api, /healthz and /readyz."""
-    from clarity.daemon import DaemonError, daemon_url, run_daemon
+    from clarity.daemon import DaemonError, run_daemon
 
     if log_level.lower() not in LOG_LEVELS:
         fail(f"--log-level: {log_level!r} is not one of {', '.join(LOG_LEVELS)}", 2)
@@ -49,10 +51,8 @@ def serve(
     )
     if problem := settings.storage.root_problem():
         fail(f"config storage.root={str(settings.storage.root)!r}: {problem}", 2)
-    where = settings.qdrant.url or str(settings.storage.qdrant_dir)
-    err.print(f"clarity {__version__}: serving {daemon_url(settings)} ({settings.engine} engine at {where})")
-    try:
-        run_daemon(settings)
+    try:  # it says "serving" once the storage and the port are its own, and later "ready"
+        run_daemon(settings, lambda line: err.print(line, markup=False, highlight=False, soft_wrap=True))
     except ConfigError as exc:
         fail(str(exc), 2)
     except DaemonError as exc:
@@ -60,7 +60,7 @@ def serve(
 
 
 @server_app.command()
-def mcp() -> None:
+def mcp(url: DaemonUrl = None) -> None:
     """Serve the MCP tools over stdio, forwarding to the daemon (started in the background if needed)."""
     import anyio
 
@@ -79,20 +79,55 @@ def mcp() -> None:
     anyio.run(server.run_stdio_async)
 
 
+def _pause_report(settings: Any) -> dict[str, Any]:
+    """Which scopes ``clarity pause`` has switched off (the file the daemon watches)."""
+    from clarity.hooks.controls import GLOBAL, Pauses
+    from clarity.project import project_scope
+
+    paused = Pauses(settings.storage.app_data_dir / "controls.json").current()
+    here = project_scope(os.getcwd())
+    return {
+        "everywhere": GLOBAL in paused,
+        "this_project": GLOBAL in paused or here in paused,
+        "scopes": {scope: label for scope, label in paused.items() if scope != GLOBAL},
+    }
+
+
+def _print_pauses(pauses: dict[str, Any]) -> None:
+    if pauses["everywhere"]:
+        out.print("learning: [yellow]paused everywhere[/] (`clarity resume --global` lifts it)")
+    elif pauses["this_project"]:
+        out.print("learning: [yellow]paused for this project[/] (`clarity resume` lifts it)")
+    else:
+        out.print("learning: on for this project")
+    others = pauses["scopes"]
+    if others:
+        listed = ", ".join(f"{label} ({scope})" for scope, label in list(others.items())[:5])
+        more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+        out.print(f"paused projects: {listed}{more}", soft_wrap=True, highlight=False)
+
+
 @server_app.command()
-def status(as_json: AsJson = False) -> None:
-    """Is a daemon running, is it ready, and what does it serve?"""
+def status(as_json: AsJson = False, url: DaemonUrl = None) -> None:
+    """Is a daemon running, is it ready, where are it and its dashboard, is learning paused?"""
     import httpx
 
-    from clarity.daemon import daemon_url, diagnose, headers_for, read_lock_info
+    from clarity.daemon_lookup import client_url, diagnose, headers_for, read_lock_info
 
     settings = cli_settings()
-    url = daemon_url(settings)
-    report: dict[str, Any] = {"url": url, "running": False, "ready": False, "lock": read_lock_info(settings)}
+    address = client_url(settings)
+    report: dict[str, Any] = {
+        "url": address,
+        "dashboard": f"{address}/",
+        "running": False,
+        "ready": False,
+        "lock": read_lock_info(settings),
+        "paused": _pause_report(settings),
+    }
     try:
-        health = httpx.get(f"{url}/healthz", timeout=2)
+        health = httpx.get(f"{address}/healthz", timeout=2)
         report["running"] = health.status_code == 200
-        ready = httpx.get(f"{url}/readyz", headers=headers_for(settings), timeout=2)
+        ready = httpx.get(f"{address}/readyz", headers=headers_for(settings), timeout=2)
         report["ready"] = ready.status_code == 200
         report["readiness"] = ready.json()
     except (httpx.HTTPError, ValueError) as exc:
@@ -101,10 +136,11 @@ def status(as_json: AsJson = False) -> None:
     if as_json:
         out.print_json(json.dumps(report))
     elif not report["running"]:
-        err.print(f"clarity daemon: [red]not running[/] at {url}", highlight=False)
+        err.print(f"clarity daemon: [red]not running[/] at {address}", highlight=False)
         for problem in report["problems"]:
             err.print(f"  - {problem}", highlight=False, soft_wrap=True)
         err.print("start it with `clarity serve` (or `clarity service install` to keep it running)")
+        _print_pauses(report["paused"])
     else:
         detail = report.get("readiness", {})
         if "error" in detail and "authorization" in str(detail["error"]):
@@ -115,13 +151,15 @@ def status(as_json: AsJson = False) -> None:
             state = f"[yellow]running without its model, lexical search only[/]: {detail['model_error']}"
         else:
             state = "[yellow]starting (model loading)[/]"
-        out.print(f"clarity daemon at {url}: {state}", soft_wrap=True)
+        out.print(f"clarity daemon at {address}: {state}", soft_wrap=True, highlight=False)
+        out.print(f"dashboard: {address}/", soft_wrap=True, highlight=False)
         if "engine" in detail:
             out.print(f"engine {detail.get('engine')} at {detail.get('location')}", soft_wrap=True)
         storage = detail.get("storage") or {}
         if storage.get("state") in ("warning", "over"):
             share = 100 * storage["used_bytes"] / max(storage["max_bytes"], 1)
             out.print(f"[yellow]storage at {share:.0f}% of its cap[/] (storage.max_bytes)")
+        _print_pauses(report["paused"])
     if not report["running"]:
         raise typer.Exit(1)
 
@@ -132,7 +170,7 @@ def stop(timeout: Annotated[float, typer.Option(help="Seconds to wait for a clea
     import signal
     import time
 
-    from clarity.daemon import is_healthy, lock_is_held, read_lock_info
+    from clarity.daemon_lookup import is_healthy, lock_is_held, read_lock_info
 
     settings = cli_settings()
     pid = read_lock_info(settings).get("pid")
@@ -155,6 +193,10 @@ def stop(timeout: Annotated[float, typer.Option(help="Seconds to wait for a clea
             out.print(f"stopped the Clarity daemon (pid {pid})")
             return
         time.sleep(0.1)
+    if is_healthy(settings):  # still answering: finishing its work, not hung
+        fail(
+            f"daemon pid {pid} is still shutting down after {timeout:.0f}s; `clarity stop` again waits longer"
+        )
     fail(
         f"daemon pid {pid} did not exit within {timeout:.0f}s; `kill -9 {pid}` ends it (the WAL keeps its data)"
     )

@@ -237,7 +237,7 @@ def service_status(kind: Kind, host: str | None = None, port: int | None = None)
             status.manager["loaded"] = "yes" if ok else "no"
     try:
         from clarity.config import load_settings
-        from clarity.daemon import is_healthy
+        from clarity.daemon_lookup import is_healthy
 
         overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v}
         status.daemon_running = is_healthy(load_settings(server=overrides) if overrides else load_settings())
@@ -373,7 +373,8 @@ def start_cmd(
 ) -> None:
     """Start a daemon in the background unless one answers (the plugin's SessionStart runs this)."""
     from clarity.config import ConfigError, load_settings
-    from clarity.daemon import DaemonError, daemon_url, ensure_daemon
+    from clarity.daemon import DaemonError, ensure_daemon
+    from clarity.daemon_lookup import daemon_url
 
     overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v}
     try:

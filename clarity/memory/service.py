@@ -17,6 +17,7 @@ from typing import Any
 from clarity.config import Settings
 from clarity.embedding import EmbeddingProvider, LexicalEncoder
 from clarity.exchange import ExportPage, ExportPageRequest, ImportBatch, ImportSummary
+from clarity.memory.ids import resolve_id
 from clarity.memory.records import RecordReader, resolve_scopes
 from clarity.memory.scoring import add_similarity, has_identifier, rescore
 from clarity.memory.usage import UsageCounts, sidecar_path
@@ -121,10 +122,10 @@ class MemoryService:
         return self._writer.import_batch(batch)
 
     def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
-        return self.usage.apply([self._writer.update(memory_id, patch)])[0]
+        return self.usage.apply([self._writer.update(self.resolve_id(memory_id), patch)])[0]
 
     def delete(self, memory_id: str) -> DeleteResult:
-        return self._writer.delete(memory_id)
+        return self._writer.delete(self.resolve_id(memory_id))
 
     def evict_oldest(self, count: int, max_importance: float) -> int:
         """Delete up to ``count`` memories at or below an importance, oldest first (the size cap)."""
@@ -138,8 +139,13 @@ class MemoryService:
 
     # -- reads --------------------------------------------------------------------------------
 
+    def resolve_id(self, text: str) -> str:
+        """The one place an id a caller typed is read: a UUID as it is (no lookup), or a unique
+        prefix of at least 8 hex characters (a scan of the ids; see ``clarity.memory.ids``)."""
+        return resolve_id(self.db, text)
+
     def get(self, memory_id: str) -> Memory:
-        return self.usage.apply([self.records.stored(memory_id)])[0]
+        return self.usage.apply([self.records.stored(self.resolve_id(memory_id))])[0]
 
     def retrieve(
         self, request: RetrieveRequest, project: str | None = None, track_use: bool = True
@@ -226,7 +232,7 @@ class MemoryService:
             vectors=vectors,
             next=following,
             total=total,
-            model=self.embedder.name,
+            model=self.embedder.identity,
             dimension=self.embedder.dimension,
             unreadable=unreadable,
         )
