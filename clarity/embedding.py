@@ -205,6 +205,11 @@ class SentenceTransformerProvider(EmbeddingProvider):
         try:
             import torch
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
+
+            # A tqdm bar ("Loading weights: 100%|...") on stderr at every start: not a log line,
+            # and in the daemon's log it is noise. Set here, where transformers is imported anyway.
+            transformers_logging.disable_progress_bar()
 
             if self._threads:
                 # One thread encodes a short query faster than two here, and two threads that must

@@ -39,6 +39,7 @@ def test_serving_then_one_ready_line_with_the_dashboard(tmp_path: Path) -> None:
     assert len(serving) == 1 and len(ready) == 1 and serving[0] < ready[0], log
     assert f"at {daemon.url}; dashboard {daemon.url}/" in lines[ready[0]]
     assert "loss_type" not in log and "\x1b[" not in log, log
+    assert "Loading weights" not in log, log  # transformers' tqdm bar
 
 
 def test_a_start_on_a_taken_port_never_says_serving(tmp_path: Path) -> None:
