@@ -281,7 +281,9 @@ def test_mcp_update_and_delete_take_a_prefix(
 # -- scope words ----------------------------------------------------------------------------
 
 
-def test_an_unknown_scope_word_is_refused_with_the_valid_ones(daemon: Daemon, env: dict[str, str]) -> None:
+def test_an_unknown_scope_word_is_refused_with_the_valid_ones(
+    daemon: Daemon, env: dict[str, str], tmp_path: Path
+) -> None:
     before = daemon.api("GET", "/stats").json()["by_scope"]
     refused = clarity(env, "store", "a typo must not make a scope", "--scope", "projet")
     text = one_line(refused)
@@ -295,6 +297,11 @@ def test_an_unknown_scope_word_is_refused_with_the_valid_ones(daemon: Daemon, en
             refused.returncode == 2
             and "use default, project, global, all, or an existing scope" in one_line(refused)
         )
+    notes = tmp_path / "notes.md"
+    notes.write_text("- imported into a typo, this note must not make a scope\n", encoding="utf-8")
+    refused = clarity(env, "import", str(notes), "--format", "markdown", "--scope", "projet")
+    assert refused.returncode == 2 and "use project, global, or an existing scope" in one_line(refused)
+    assert daemon.api("GET", "/stats").json()["by_scope"] == before
     project_scope = next(s for s in before if s != "global") if len(before) > 1 else None
     store(env, "so that the global scope exists")
     assert clarity(env, "list", "--scope", "global").returncode == 0

@@ -168,6 +168,7 @@ def from_flags(model: type[Any], **fields: Any) -> Any:
 
 SCOPES_SHOWN = 8
 READ_SCOPES = ("default", "project", "global", "all")  # the keywords of a command that reads
+STORE_SCOPES = ("project", "global")  # the keywords of a command that stores
 
 
 def check_scope(client: Any, scope: str | None, keywords: tuple[str, ...]) -> None:

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from clarity.cli.common import (
     READ_SCOPES,
+    STORE_SCOPES,
     DaemonUrl,
     call,
     check_scope,
@@ -181,6 +182,7 @@ def import_(
             f"{len(parsed.skipped)} skipped"
         )
         return
+    check_scope(_daemon(settings), scope, STORE_SCOPES)  # a typo must not make a scope of its own
     _store_requests(settings, parsed.requests, kind)
 
 

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from clarity.cli.common import (
     READ_SCOPES,
+    STORE_SCOPES,
     AsJson,
     DaemonUrl,
     call,
@@ -94,7 +95,7 @@ def store(
 
     text = _content(content, file)
     client = daemon_client(cli_settings())
-    check_scope(client, scope, ("project", "global"))
+    check_scope(client, scope, STORE_SCOPES)
     request = from_flags(
         MemoryCreate,
         content=text,
