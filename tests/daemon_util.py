@@ -21,6 +21,21 @@ import httpx
 _started: list[Daemon] = []
 
 
+def run_clarity(
+    env: dict[str, str], *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python -m clarity ARGS`` as a user runs it: its own process, no stdin, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "clarity", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from clarity.integrations.claude_memory import project_key, repository_roots
 from clarity.lifecycle.importers import read_markdown
 from clarity.project import project_scope
 
-from .daemon_util import Daemon, free_port
+from .daemon_util import Daemon, free_port, run_clarity
 
 USER_MD = "# Style\nI prefer tabs over spaces.\n\n# Tools\nUse uv, never pip directly.\n"
 PROJECT_MD = (
@@ -66,25 +66,13 @@ def test_heading_split_skips_code_fences_and_bare_headings(tmp_path: Path) -> No
 
 
 def clarity(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "clarity", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_clarity(env, *args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Daemon:
-    d = Daemon(tmp_path_factory.mktemp("claude-import-root"), free_port()).start()
-    try:
-        d.wait_ready()
-        yield d  # type: ignore[misc]
-    finally:
-        d.stop()
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    with Daemon(tmp_path_factory.mktemp("claude-import-root"), free_port()).running(ready=True) as running:
+        yield running
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ commands and requests it used to drop or mangle silently.
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 import uuid
@@ -42,14 +41,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     daemon = Daemon(root, free_port(), env=env)
     with daemon.running():
         yield daemon
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    repo = tmp_path / f"repo-{uuid.uuid4().hex[:6]}"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    return repo
 
 
 def hook(daemon: Daemon, event: str, project: Path, **fields: Any) -> dict[str, Any]:

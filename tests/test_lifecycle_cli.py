@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import uuid
 from pathlib import Path
@@ -13,21 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .daemon_util import Daemon, free_port
+from .daemon_util import Daemon, free_port, run_clarity
 
 pytestmark = pytest.mark.slow
 
 
 def clarity(daemon: Daemon, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "clarity", *args],
-        env={**daemon.env(), "COLUMNS": "200"},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_clarity({**daemon.env(), "COLUMNS": "200"}, *args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
