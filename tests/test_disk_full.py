@@ -197,6 +197,12 @@ def test_a_fatal_signal_leaves_the_stacks_in_the_log(tmp_path: Path) -> None:
     daemon = daemon_on(tmp_path / "root", tmp_path)
     try:
         daemon.start().wait_healthy()
+        # Wait until the model loader has given up (this daemon has no model): faulthandler reads
+        # every thread's frames without stopping them, and a thread still importing torch changes
+        # its frames under the reader, which CI once saw end in a SIGSEGV inside the dump itself.
+        deadline = time.monotonic() + 120
+        while "serving without the embedding model" not in daemon.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert daemon.process is not None
         os.kill(daemon.process.pid, signal.SIGBUS)
         assert daemon.process.wait(20) == -signal.SIGBUS
