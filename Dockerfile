@@ -40,6 +40,9 @@ COPY pyproject.toml uv.lock README.md ./
 COPY clarity ./clarity
 # Into the image's own Python (/usr/local); uv.lock leaves torch out and --inexact keeps it.
 RUN UV_PROJECT_ENVIRONMENT=/usr/local uv sync --frozen --inexact --no-cache --extra dev
+# The model's ONNX export, made once here (into /usr/local/share/clarity/onnx) so the daemon is
+# ready in under 2 s instead of loading torch (scripts/setup.sh does the same).
+RUN python -m clarity.embedding.onnx_export
 
 USER clarity
 EXPOSE 8000

@@ -115,7 +115,8 @@
                 echo "clarity: installing torch==${torchVersion}, uv==${uvVersion} and the locked dependencies (.[dev]) into .venv" >&2
                 if "$repo/.venv/bin/pip" install "torch==${torchVersion}" ''${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
                   && "$repo/.venv/bin/pip" install "uv==${uvVersion}" \
-                  && (cd "$repo" && .venv/bin/uv sync --frozen --inexact --extra dev); then
+                  && (cd "$repo" && .venv/bin/uv sync --frozen --inexact --extra dev) \
+                  && HF_HUB_OFFLINE=1 "$repo/.venv/bin/python" -m clarity.embedding.onnx_export >&2; then
                   touch "$stamp"
                 else
                   echo "clarity: installing into .venv failed; re-enter the shell to retry" >&2

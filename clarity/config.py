@@ -78,13 +78,19 @@ class EmbeddingSettings(_Section):
         1,
         ge=0,
         le=256,
-        description="torch CPU threads; 1 keeps query latency low and steady next to Claude Code, 0 = torch default",
+        description="encoder CPU threads; 1 keeps query latency low and steady next to Claude Code, 0 = the runtime default",
     )
     dimension: int = Field(384, ge=8, le=8192)
     query_cache_size: int = Field(1024, ge=0, le=1_000_000)
+    runtime: Literal["onnx", "torch"] = Field(
+        "onnx",
+        description="onnx: the model's ONNX export (made once, checked against sentence-transformers) "
+        "on ONNX Runtime, ready in about 0.3 s; torch: sentence-transformers itself, 4-8 s to load",
+    )
+    export_dir: str = Field("", description="where ONNX exports are kept; empty: the virtualenv, else the user cache")
     query_precision: Literal["float16", "float32"] = Field(
         "float16",
-        description="weights for query embeddings only (stored memories are always float32); "
+        description="torch runtime: weights for query embeddings only (stored memories are always float32); "
         "float16 halves a prompt's embedding time, cosine >= 0.9999 to float32 (docs/benchmarks.md)",
     )
 

@@ -1,4 +1,4 @@
-"""The lean single-text path computes what ``SentenceTransformer.encode`` computes, on the real model,
+"""The torch runtime (the reference): the lean single-text path computes what ``SentenceTransformer.encode`` computes, on the real model,
 and the float16 query path stays within rounding of it."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 
 from clarity import model_identity
 from clarity.config import DEFAULT_MODEL, Settings
-from clarity.embedding import EmbeddingProvider, SentenceTransformerProvider, _LeanEncoder
-from clarity.half_precision import check_probes
+from clarity.embedding import SentenceTransformerProvider, _LeanEncoder
+from clarity.embedding.half_precision import check_probes
 
 LONG = " ".join(f"tokenisation-{i} of the pytest traceback in clarity/store/edge.py:{i}" for i in range(80))
 TEXTS = [
@@ -28,9 +28,12 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def provider(embedder: EmbeddingProvider) -> SentenceTransformerProvider:
-    assert isinstance(embedder, SentenceTransformerProvider)
-    return embedder
+def provider() -> SentenceTransformerProvider:
+    """The torch runtime, the reference (the daemon serves from its ONNX export by default)."""
+    torch_runtime = Settings().embedding.model_copy(update={"runtime": "torch"})
+    loaded = SentenceTransformerProvider(torch_runtime)
+    loaded.wait_ready(timeout=300)
+    return loaded
 
 
 def test_bundled_model_takes_the_lean_path(provider: SentenceTransformerProvider) -> None:

@@ -1,17 +1,19 @@
 """Bulk import throughput next to the raw model's encode throughput; daemon time to /healthz and /readyz.
 
-    .venv/bin/python scripts/bench/ingest.py [--quick] [--memories 10000] [--out DIR]
+    .venv/bin/python scripts/bench/ingest.py [--quick] [--memories 10000] [--starts 10] [--out DIR]
 
 Throughput (one process, the embedded engine in a temporary root, the daemon's embedding
-settings: batch size 32, one torch thread): the texts (LoCoMo dev turns, then synthetic
-developer notes, all new to the store) go in chunks of 128, the batch size `clarity import`
-sends. For every chunk, the raw model (SentenceTransformer.encode of the same texts, same batch
-size, normalised) and MemoryService.store_many are timed back to back, so both see the same
-machine load; the ratio of the sums is the import efficiency. A few hundred single
-MemoryService.store calls show what importing one by one would cost.
+settings: batch size 32, one thread): the texts (LoCoMo dev turns, then synthetic developer
+notes, all new to the store) go in chunks of 128, the batch size `clarity import` sends. For
+every chunk, the serving runtime's raw encoder (the ONNX export on ONNX Runtime), the reference
+(SentenceTransformer.encode of the same texts, same batch size, normalised, on torch) and
+MemoryService.store_many are timed back to back, so all three see the same machine load; store_many
+over the raw ONNX encode is the import efficiency. A few hundred single MemoryService.store calls
+show what importing one by one would cost.
 
-Start-up: `clarity serve` on a fresh root and on a root with the imported memories, polling
-/healthz and /readyz every 10 ms from the moment the process is spawned.
+Start-up: `clarity serve` on a fresh root and on a root with the imported memories, with
+`embedding.runtime` onnx (the default) and torch, the four cases interleaved start by start,
+polling /healthz and /readyz every 10 ms from the moment the process is spawned.
 """
 
 from __future__ import annotations
@@ -29,15 +31,17 @@ from common import base_texts, daemon_env, free_port, machine, parser, progress,
 from rich.console import Console
 from rich.table import Table
 
+RUNTIMES = ("onnx", "torch")
 
-def startup(root: Path) -> dict[str, float]:
+
+def startup(root: Path, runtime: str) -> dict[str, float]:
     """Seconds from spawning `clarity serve` until /healthz, then /readyz, answer 200."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
     daemon = subprocess.Popen(
         [sys.executable, "-m", "clarity", "serve"],
-        env=daemon_env(root, port),
+        env=daemon_env(root, port, {"CLARITY_EMBEDDING__RUNTIME": runtime}),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -73,10 +77,10 @@ def main() -> None:
     p.add_argument(
         "--chunk", type=int, default=128, help="memories per store_many call (clarity import: 128)"
     )
-    p.add_argument("--starts", type=int, default=None, help="daemon starts per case (default 3, quick 1)")
+    p.add_argument("--starts", type=int, default=None, help="daemon starts per case (default 10, quick 1)")
     args = p.parse_args()
     count = args.memories or (384 if args.quick else 10_000)
-    starts = args.starts or (1 if args.quick else 3)
+    starts = args.starts or (1 if args.quick else 10)
     console = Console(stderr=True)
     info = machine()
     console.print(f"machine: {info}")
@@ -91,21 +95,28 @@ def main() -> None:
     settings = Settings(storage={"root": str(work / "root")})
     provider = create_embedding_provider(settings.embedding)
     provider.wait_ready(300)
-    model = cast(Any, provider)._model  # the SentenceTransformer the service uses
+    encoder = cast(Any, provider)._encoder  # the ONNX Runtime encoder the service uses
+    reference = create_embedding_provider(settings.embedding.model_copy(update={"runtime": "torch"}))
+    reference.wait_ready(300)
+    model = cast(Any, reference)._model  # the SentenceTransformer on torch
     service = MemoryService(settings, open_store(settings), provider)
     texts = base_texts(count + 400)
     single, texts = texts[count:], texts[:count]
     batch = settings.embedding.batch_size
     model.encode(texts[:64], batch_size=batch, normalize_embeddings=True, show_progress_bar=False)  # warm-up
-    raw_seconds = bulk_seconds = 0.0
+    encoder.encode(texts[:64], batch)
+    raw_seconds = torch_seconds = bulk_seconds = 0.0
     statuses: dict[str, int] = {}
     with progress(console) as bar:
         task = bar.add_task(f"raw encode vs store_many, chunks of {args.chunk}", total=count)
         for start in range(0, count, args.chunk):
             chunk = texts[start : start + args.chunk]
             t = time.perf_counter()
-            model.encode(chunk, batch_size=batch, normalize_embeddings=True, show_progress_bar=False)
+            encoder.encode(chunk, batch)
             raw_seconds += time.perf_counter() - t
+            t = time.perf_counter()
+            model.encode(chunk, batch_size=batch, normalize_embeddings=True, show_progress_bar=False)
+            torch_seconds += time.perf_counter() - t
             requests = [
                 MemoryCreate(content=text, source=Source.import_, scope="bench-import") for text in chunk
             ]
@@ -128,25 +139,29 @@ def main() -> None:
     roots = {f"{stored:,} memories": work / "root"}
     if not args.quick:
         roots = {"empty root": work / "empty", **roots}
-    boot: dict[str, list[dict[str, float]]] = {}
+    boot: dict[str, list[dict[str, float]]] = {
+        f"{label}, {runtime}": [] for label in roots for runtime in RUNTIMES
+    }
     with progress(console) as bar:
-        task = bar.add_task("daemon start-up", total=starts * len(roots))
-        for label, root in roots.items():
-            boot[label] = []
-            for _ in range(starts):
-                boot[label].append(startup(root))
-                bar.advance(task)
+        task = bar.add_task("daemon start-up", total=starts * len(boot))
+        for _ in range(starts):  # interleaved: every case sees the same drift in machine load
+            for label, root in roots.items():
+                for runtime in RUNTIMES:
+                    boot[f"{label}, {runtime}"].append(startup(root, runtime))
+                    bar.advance(task)
     shutil.rmtree(work, ignore_errors=True)
 
     raw_rate = count / raw_seconds
+    torch_rate = count / torch_seconds
     bulk_rate = count / bulk_seconds
     report: dict[str, Any] = {
         "machine": info,
         "memories": count,
         "chunk": args.chunk,
         "embedding_batch_size": batch,
-        "torch_threads": settings.embedding.threads,
+        "encoder_threads": settings.embedding.threads,
         "raw_encode_per_s": round(raw_rate, 1),
+        "torch_encode_per_s": round(torch_rate, 1),
         "store_many_per_s": round(bulk_rate, 1),
         "efficiency": round(bulk_rate / raw_rate, 3),
         "store_one_by_one_per_s": round(n_single / single_seconds, 1),
@@ -165,30 +180,33 @@ def main() -> None:
     table.add_column("what")
     table.add_column("value", justify="right")
     table.add_row(
-        f"raw model encode (batch {batch}, {settings.embedding.threads} thread)", f"{raw_rate:.1f} /s"
+        f"raw ONNX Runtime encode (batch {batch}, {settings.embedding.threads} thread)", f"{raw_rate:.1f} /s"
     )
+    table.add_row("raw sentence-transformers encode on torch (same)", f"{torch_rate:.1f} /s")
     table.add_row(f"MemoryService.store_many (chunks of {args.chunk})", f"{bulk_rate:.1f} /s")
     table.add_row("store_many / raw encode", f"{100 * bulk_rate / raw_rate:.1f} % (target >= 90 %)")
     table.add_row("MemoryService.store one by one", f"{n_single / single_seconds:.1f} /s")
     for label, runs in boot.items():
-        median = sorted(runs, key=lambda r: r.get("readyz", 1e9))[len(runs) // 2]
-        table.add_row(
-            f"start -> /healthz ({label}, median of {len(runs)})",
-            f"{median.get('healthz', float('nan')):.2f} s",
-        )
-        table.add_row(
-            f"start -> /readyz ({label}, median of {len(runs)})",
-            f"{median.get('readyz', float('nan')):.2f} s",
-        )
+        for name in ("healthz", "readyz"):
+            times = sorted(r.get(name, float("nan")) for r in runs)
+            table.add_row(
+                f"start -> /{name} ({label}), p50 / max of {len(runs)}",
+                f"{times[len(times) // 2]:.2f} / {times[-1]:.2f} s",
+            )
     Console().print(table)
     write_results(args.out, "ingest", report, lambda fig: plot(fig, report))
 
 
 def plot(fig: Any, result: dict[str, Any]) -> None:
     ax1, ax2 = fig.subplots(1, 2)
-    names = ["raw encode", "store_many", "store one by one"]
-    values = [result["raw_encode_per_s"], result["store_many_per_s"], result["store_one_by_one_per_s"]]
-    ax1.bar(names, values, color=["grey", "tab:blue", "tab:orange"])
+    names = ["raw torch", "raw ONNX", "store_many", "one by one"]
+    values = [
+        result["torch_encode_per_s"],
+        result["raw_encode_per_s"],
+        result["store_many_per_s"],
+        result["store_one_by_one_per_s"],
+    ]
+    ax1.bar(names, values, color=["silver", "grey", "tab:blue", "tab:orange"])
     ax1.axhline(0.9 * result["raw_encode_per_s"], color="red", linestyle="--", label="target 90% of raw")
     ax1.set_ylabel("memories / s")
     ax1.set_title(f"import throughput ({result['memories']:,} memories)")
@@ -201,7 +219,7 @@ def plot(fig: Any, result: dict[str, Any]) -> None:
     x = range(len(labels))
     ax2.bar([i - 0.2 for i in x], healthz, 0.4, label="/healthz")
     ax2.bar([i + 0.2 for i in x], readyz, 0.4, label="/readyz")
-    ax2.set_xticks(list(x), labels)
+    ax2.set_xticks(list(x), labels, rotation=20, fontsize=7)
     ax2.set_ylabel("seconds after spawn")
     ax2.set_title("clarity serve start-up")
     ax2.legend(fontsize=8)
