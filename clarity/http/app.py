@@ -71,6 +71,7 @@ def create_app(settings: Settings, service: MemoryService) -> Starlette:
         body = {
             "ready": embedder.ready,
             "model": embedder.name,
+            "runtime": getattr(embedder, "runtime", None),  # onnx, or torch when the export failed
             "model_error": embedder.error,
             "engine": service.db.engine,
             "location": service.db.location,

@@ -34,6 +34,14 @@ from rich.table import Table
 RUNTIMES = ("onnx", "torch")
 
 
+def resident_mb(pid: int) -> float:
+    """The daemon's resident memory (VmRSS) in MB, read once it is ready."""
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
 def startup(root: Path, runtime: str) -> dict[str, float]:
     """Seconds from spawning `clarity serve` until /healthz, then /readyz, answer 200."""
     port = free_port()
@@ -56,6 +64,8 @@ def startup(root: Path, runtime: str) -> dict[str, float]:
                     try:
                         if client.get(f"{url}/{name}").status_code == 200:
                             out[name] = round(time.perf_counter() - started, 3)
+                            if name == "readyz":
+                                out["rss_mb"] = resident_mb(daemon.pid)
                     except httpx.HTTPError:
                         pass
                 if daemon.poll() is not None:
@@ -171,6 +181,7 @@ def main() -> None:
             label: {
                 "healthz": [r.get("healthz") for r in runs],
                 "readyz": [r.get("readyz") for r in runs],
+                "rss_mb": [r.get("rss_mb") for r in runs],
             }
             for label, runs in boot.items()
         },
@@ -193,6 +204,8 @@ def main() -> None:
                 f"start -> /{name} ({label}), p50 / max of {len(runs)}",
                 f"{times[len(times) // 2]:.2f} / {times[-1]:.2f} s",
             )
+        rss = sorted(r.get("rss_mb", float("nan")) for r in runs)
+        table.add_row(f"daemon RSS once ready ({label}), p50", f"{rss[len(rss) // 2]:.0f} MB")
     Console().print(table)
     write_results(args.out, "ingest", report, lambda fig: plot(fig, report))
 
