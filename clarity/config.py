@@ -8,12 +8,13 @@ because that is what Qdrant users already export.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, cast
 
 from pydantic import (
     BaseModel,
@@ -24,15 +25,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import (
-    BaseSettings,
-    JsonConfigSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    SettingsError,
-)
 
 from clarity.config_checks import config_file_problem, settings_error_message
+
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +84,9 @@ class EmbeddingSettings(_Section):
         description="onnx: the model's ONNX export (made once, checked against sentence-transformers) "
         "on ONNX Runtime, ready in about 0.3 s; torch: sentence-transformers itself, 4-8 s to load",
     )
-    export_dir: str = Field("", description="where ONNX exports are kept; empty: the virtualenv, else the user cache")
+    export_dir: str = Field(
+        "", description="where ONNX exports are kept; empty: the virtualenv, else the user cache"
+    )
     query_precision: Literal["float16", "float32"] = Field(
         "float16",
         description="torch runtime: weights for query embeddings only (stored memories are always float32); "
@@ -316,19 +315,14 @@ def config_path() -> Path:
     return Path(root).expanduser() / "app-data" / "config.json"
 
 
-class _QdrantEnvSource(PydanticBaseSettingsSource):
-    """QDRANT_URL / QDRANT_API_KEY, the names Qdrant's own tools use."""
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        qdrant: dict[str, Any] = {}
-        if "QDRANT_URL" in os.environ:
-            qdrant["url"] = os.environ["QDRANT_URL"]
-        if os.environ.get("QDRANT_API_KEY"):
-            qdrant["api_key"] = os.environ["QDRANT_API_KEY"]
-        return {"qdrant": qdrant} if qdrant else {}
+def qdrant_env() -> dict[str, Any]:
+    """QDRANT_URL / QDRANT_API_KEY, the names Qdrant's own tools use, as settings."""
+    qdrant: dict[str, Any] = {}
+    if "QDRANT_URL" in os.environ:
+        qdrant["url"] = os.environ["QDRANT_URL"]
+    if os.environ.get("QDRANT_API_KEY"):
+        qdrant["api_key"] = os.environ["QDRANT_API_KEY"]
+    return {"qdrant": qdrant} if qdrant else {}
 
 
 # Settings that were read by nothing and are gone. A config file that still sets one keeps
@@ -350,13 +344,14 @@ def _drop_removed_keys(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="CLARITY_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        nested_model_default_partial_update=True,
-    )
+class SettingsModel(BaseModel):
+    """Every section, validated: the settings without their sources. ``Settings`` reads it from
+    flags, the environment and config.json with pydantic-settings; a client command, which must
+    start in 0.3 s, validates this same model from the same sources read by
+    ``clarity.client_settings``, without importing pydantic-settings (70 ms of a 0.35 s start,
+    asyncio included; scripts/bench/cli_start.py)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
@@ -364,19 +359,6 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     hooks: HooksSettings = Field(default_factory=HooksSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        json_source = JsonConfigSettingsSource(settings_cls, json_file=config_path(), deep_merge=True)
-        # First wins: CLI flags, CLARITY_* env, QDRANT_* env, config.json, defaults.
-        return (init_settings, env_settings, _QdrantEnvSource(settings_cls), json_source)
 
     @model_validator(mode="before")
     @classmethod
@@ -386,6 +368,66 @@ class Settings(BaseSettings):
     @property
     def engine(self) -> Literal["embedded", "server"]:
         return "server" if self.qdrant.url else "embedded"
+
+
+if TYPE_CHECKING:
+
+    class Settings(SettingsModel, BaseSettings):
+        """The settings read from their sources; built by :func:`settings_class` on first use."""
+
+        model_config: ClassVar[SettingsConfigDict]
+
+else:
+
+    def __getattr__(name: str) -> Any:
+        """``Settings`` is built on first use, so importing this module stays cheap."""
+        if name == "Settings":
+            return settings_class()
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def settings_class() -> type[Settings]:
+    """``Settings``: ``SettingsModel`` read from its sources with pydantic-settings, imported here
+    rather than with this module (every module imports ``clarity.config``, a client command
+    included)."""
+    from pydantic_settings import (
+        BaseSettings,
+        JsonConfigSettingsSource,
+        PydanticBaseSettingsSource,
+        SettingsConfigDict,
+    )
+
+    class QdrantEnvSource(PydanticBaseSettingsSource):
+        def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+            return None, field_name, False
+
+        def __call__(self) -> dict[str, Any]:
+            return qdrant_env()
+
+    class Built(SettingsModel, BaseSettings):
+        model_config = SettingsConfigDict(
+            env_prefix="CLARITY_",
+            env_nested_delimiter="__",
+            extra="forbid",
+            nested_model_default_partial_update=True,
+        )
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            json_source = JsonConfigSettingsSource(settings_cls, json_file=config_path(), deep_merge=True)
+            # First wins: CLI flags, CLARITY_* env, QDRANT_* env, config.json, defaults.
+            return (init_settings, env_settings, QdrantEnvSource(settings_cls), json_source)
+
+    Built.__name__ = Built.__qualname__ = "Settings"  # shown and pickled as clarity.config.Settings
+    return cast("type[Settings]", Built)
 
 
 class ConfigError(Exception):
@@ -422,9 +464,11 @@ def load_settings(**overrides: Any) -> Settings:
     path = config_path()
     if path.exists() and (problem := config_file_problem(path)) is not None:
         raise ConfigError(problem)
+    from pydantic_settings import SettingsError
+
     try:
-        return Settings(**overrides)
+        return settings_class()(**overrides)
     except ValidationError as exc:
         raise ConfigError("; ".join(describe_validation_error(exc, prefix="config "))) from exc
     except SettingsError as exc:
-        raise ConfigError(settings_error_message(exc, Settings.model_fields)) from exc
+        raise ConfigError(settings_error_message(exc, SettingsModel.model_fields)) from exc

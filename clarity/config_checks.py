@@ -14,13 +14,15 @@ import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import TYPE_CHECKING, Any, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
-from pydantic_settings import SettingsError
 
 from clarity.json_text import parse_json
+
+if TYPE_CHECKING:  # pydantic-settings is imported only where settings are loaded in full
+    from pydantic_settings import SettingsError
 
 MAX_CONFIG_BYTES = 1_048_576
 
@@ -56,14 +58,14 @@ def config_file_problem(path: Path) -> str | None:
     return None
 
 
-def _takes_json(annotation: Any) -> str | None:
+def takes_json(annotation: Any) -> str | None:
     """What an environment variable for this field must hold, if pydantic-settings parses it as JSON."""
     origin = get_origin(annotation)
     if origin in (list, tuple, set, frozenset):
         return "a JSON list"
     if origin is dict or (isinstance(annotation, type) and issubclass(annotation, BaseModel | dict)):
         return "a JSON object"
-    return next(filter(None, (_takes_json(arg) for arg in get_args(annotation))), None)
+    return next(filter(None, (takes_json(arg) for arg in get_args(annotation))), None)
 
 
 def settings_error_message(exc: SettingsError, sections: Mapping[str, FieldInfo]) -> str:
@@ -82,7 +84,7 @@ def settings_error_message(exc: SettingsError, sections: Mapping[str, FieldInfo]
                 annotation = field.annotation if field else None
             else:
                 continue
-            wanted = _takes_json(annotation)
+            wanted = takes_json(annotation)
             try:
                 json.loads(os.environ[name])
             except (ValueError, RecursionError) as bad:

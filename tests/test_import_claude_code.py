@@ -150,8 +150,76 @@ def test_import_brings_every_file_into_its_scope_once(
     edited = PROJECT_MD.replace("Run pytest -x -q before pushing.", "Run pytest -n 4 before pushing.")
     (repo / "CLAUDE.md").write_text(edited, encoding="utf-8")
     third = clarity(env, "import", "--from", "claude-code", "--project", str(repo), cwd=home)
-    assert "1 new, 9 already known" in third.stdout, third.stdout
-    assert len(_memories(daemon)) == 11
+    assert "1 new, 9 already known; 1 earlier memory no longer in the file removed" in third.stdout, (
+        third.stdout
+    )
+    contents = [m["content"] for m in _memories(daemon)]
+    assert len(contents) == 10 and any("pytest -n 4" in c for c in contents)
+    assert not any("pytest -x -q" in c for c in contents)  # the section as it was is replaced, not kept
+
+
+def test_reimport_removes_only_what_an_import_of_the_file_made(
+    daemon: Daemon, machine: tuple[dict[str, str], Path, Path]
+) -> None:
+    """A section changed or gone from a file: the memory an earlier import made of it goes, and the
+    output says so (the dry run too). What the import did not make stays, however close: a
+    memory stored by hand naming the file, a Markdown import of a copy of it, and the memories of
+    a file that cannot be read this time."""
+    env, repo, home = machine
+    first = clarity(env, "import", "--from", "claude-code", cwd=repo)
+    assert first.returncode == 0 and "10 new" in first.stdout, first.stderr
+    by_hand = daemon.api(
+        "POST",
+        "/memories",
+        project=str(repo),
+        json={
+            "content": "Tests: run pytest -x -q before pushing (noted by hand).",
+            "metadata": {"path": str(repo / "CLAUDE.md"), "imported_from": "claude-code"},
+        },
+    )
+    assert by_hand.status_code == 201, by_hand.text
+    copy = repo.parent / "notes" / "CLAUDE-copy.md"
+    copy.parent.mkdir()
+    copy.write_text(PROJECT_MD.replace("eu-west-3", "us-east-1"), encoding="utf-8")
+    markdown = clarity(env, "import", str(copy), "--split", "heading", cwd=repo)
+    assert markdown.returncode == 0, markdown.stderr
+    kept = {m["id"] for m in _memories(daemon)} - {m["id"] for m in _memories(daemon) if _from(m, repo)}
+    assert len(kept) == 1 + 3 + 2  # by hand, the copy's three sections, the user CLAUDE.md's two
+
+    gone = PROJECT_MD.replace("Run pytest -x -q before pushing.", "Run pytest -n 4 before pushing.")
+    (repo / "CLAUDE.md").write_text(
+        gone.split("## Deploy")[0], encoding="utf-8"
+    )  # Tests changed, Deploy gone
+    (home / ".claude" / "CLAUDE.md").write_bytes(b"# Style\n\xff tabs\n")  # not UTF-8: skipped whole
+    before = _memories(daemon)
+
+    dry = clarity(env, "import", "--from", "claude-code", "--dry-run", cwd=repo)
+    assert dry.returncode == 0, dry.stderr
+    line = next(line for line in dry.stdout.splitlines() if line.rstrip().endswith("would be removed)"))
+    assert str(repo / "CLAUDE.md") in line and "(2 earlier no longer in the file would be removed)" in line
+    assert "would be imported, 2 earlier memories no longer in the file removed; nothing stored" in dry.stdout
+    assert _memories(daemon) == before
+
+    real = clarity(env, "import", "--from", "claude-code", cwd=repo)
+    assert real.returncode == 0, real.stderr
+    assert "1 new, 6 already known; 2 earlier memories no longer in the file removed" in real.stdout, (
+        real.stdout
+    )
+    assert f"{repo / 'CLAUDE.md'}  (1 new, 2 removed)" in real.stdout
+    after = _memories(daemon)
+    assert kept <= {m["id"] for m in after}  # nothing the import did not make
+    sections = sorted(m["metadata"].get("heading") for m in after if _from(m, repo, "CLAUDE.md"))
+    assert sections == ["Build", "Tests"]
+    assert any("pytest -n 4" in m["content"] for m in after)
+    assert not any("pytest -x -q" in m["content"] for m in after if _from(m, repo, "CLAUDE.md"))
+    assert len(after) == len(before) - 1  # 2 removed, 1 new
+
+
+def _from(memory: dict, repo: Path, name: str = "") -> bool:
+    """Made by `import --from claude-code` from a file of ``repo`` (``name``: that file)."""
+    path = str(memory["metadata"].get("path", ""))
+    ours = memory["source"] == "import" and memory["metadata"].get("imported_from") == "claude-code"
+    return ours and path.startswith(str(repo)) and (not name or path == str(repo / name))
 
 
 def test_doctor_suggests_the_import_until_it_is_done(

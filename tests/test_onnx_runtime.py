@@ -25,7 +25,25 @@ from clarity.embedding.onnx_export import MIN_PROBE_COSINE, MODEL_FILE, _probe_c
 from clarity.embedding.onnx_runtime import OnnxProvider
 from tests.daemon_util import Daemon
 
-WORDS = "daemon pytest uv deploy fails because the lock file is stale fix retry schema 日本語 café 🚀".split()
+WORDS = [
+    "daemon",
+    "pytest",
+    "uv",
+    "deploy",
+    "fails",
+    "because",
+    "the",
+    "lock",
+    "file",
+    "is",
+    "stale",
+    "fix",
+    "retry",
+    "schema",
+    "日本語",
+    "café",
+    "🚀",
+]
 PROBES = [
     "",
     " ",
@@ -55,7 +73,9 @@ def lowest_cosine(reference: Any, texts: list[str], got: list[list[float]]) -> f
     return float((expected * np.asarray(got)).sum(axis=1).min())
 
 
-def test_the_default_runtime_is_onnx_and_matches_the_reference(embedder: EmbeddingProvider, reference: Any) -> None:
+def test_the_default_runtime_is_onnx_and_matches_the_reference(
+    embedder: EmbeddingProvider, reference: Any
+) -> None:
     assert isinstance(embedder, OnnxProvider) and embedder.runtime == "onnx"
     queries = [embedder._encode_query(text) for text in PROBES]  # not the cache: the encoder itself
     assert lowest_cosine(reference, PROBES, queries) >= MIN_PROBE_COSINE

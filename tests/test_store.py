@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +111,34 @@ def test_upsert_replacing_keeps_one_copy(
     store.upsert([replacement], replaces_existing=True)
     assert store.count() == 5
     assert store.get([points[0].id])[0].payload["content"] == "Use make check for CI"
+
+
+def test_ids_are_every_memory_once_and_only_the_ids(filled: tuple[VectorStore, list[PointData]]) -> None:
+    """The ids-only read behind a typed id prefix (memory/ids.py): each stored id once, a
+    deleted one gone."""
+    store, points = filled
+    ids = list(store.ids())
+    assert sorted(ids) == sorted(p.id for p in points)
+    store.delete([points[1].id])
+    assert sorted(store.ids()) == sorted(p.id for p in points if p.id != points[1].id)
+
+
+def test_ids_span_every_shard_of_the_embedded_engine(tmp_path: Path, embedder: EmbeddingProvider) -> None:
+    """A frozen shard being indexed, the active shard, a point deleted from the frozen one (a
+    tombstone) and a point rewritten into the active one (two copies on disk): every live id
+    once."""
+    from dataclasses import replace
+
+    from .test_edge_tiers import corpus, open_edge, seal_by_hand
+
+    store = open_edge(tmp_path / "q", active_max=1000, background=False)
+    frozen = corpus(embedder, 20)
+    seal_by_hand(store, frozen)
+    active = corpus(embedder, 20, start=20)
+    store.upsert(active)
+    store.delete([frozen[5].id])
+    store.upsert([replace(corpus(embedder, 1, start=90)[0], id=frozen[7].id)], replaces_existing=True)
+    ids = list(store.ids())
+    assert len(ids) == len(set(ids)) == 39
+    assert set(ids) == {p.id for p in frozen + active} - {frozen[5].id}
+    store.close()

@@ -6,6 +6,8 @@ command answers in about a second even on a fresh machine.
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shlex
 import shutil
@@ -18,11 +20,9 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-import httpx
-
 from clarity import __version__
-from clarity.config import Settings
-from clarity.daemon_lookup import client_url, daemon_url, headers_for
+from clarity.config import SettingsModel
+from clarity.daemon_lookup import HTTP_ERRORS, client_url, daemon_url, fetch, headers_for
 from clarity.http.loopback import LOOPBACK_HOSTS
 
 Status = Literal["ok", "warn", "fail"]
@@ -50,7 +50,7 @@ def check_package() -> Check:
     return Check("package", "ok", f"clarity {__version__} from {PACKAGE_DIR}")
 
 
-def check_model(settings: Settings) -> Check:
+def check_model(settings: SettingsModel) -> Check:
     model = settings.embedding.resolved_model()
     path = Path(model).expanduser()
     if path.is_dir():
@@ -75,7 +75,7 @@ def check_model(settings: Settings) -> Check:
     )
 
 
-def check_storage(settings: Settings) -> Check:
+def check_storage(settings: SettingsModel) -> Check:
     root = settings.storage.root
     try:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -92,7 +92,7 @@ def check_storage(settings: Settings) -> Check:
     return Check("storage", "ok", f"{root} is writable")
 
 
-def mcp_add_command(settings: Settings, project: Path) -> str:
+def mcp_add_command(settings: SettingsModel, project: Path) -> str:
     """The `claude mcp add` line for this daemon: its real URL, this project's header, and the
     token header when one is set (named by variable, never printed)."""
     line = (
@@ -104,7 +104,7 @@ def mcp_add_command(settings: Settings, project: Path) -> str:
     return line
 
 
-def install_command(settings: Settings, scope: str) -> str:
+def install_command(settings: SettingsModel, scope: str) -> str:
     """`clarity hooks install` for a scope, with ``--url`` when the daemon is not where the
     settings say (found through CLARITY_URL or the lock file), so the hooks reach it."""
     url = client_url(settings)
@@ -117,27 +117,29 @@ def _same_address(one: str, other: str) -> bool:
     return hosts and a.port == b.port and a.path.rstrip("/") == b.path.rstrip("/")
 
 
-def check_daemon(settings: Settings) -> tuple[Check, dict | None]:
+def check_daemon(settings: SettingsModel) -> tuple[Check, dict | None]:
     url = client_url(settings)
     try:
-        httpx.get(f"{url}/healthz", timeout=2).raise_for_status()
-    except httpx.HTTPError as exc:
+        health, _ = fetch("GET", f"{url}/healthz", timeout=2)
+        if health != 200:
+            raise http.client.HTTPException(f"HTTP {health}")
+    except HTTP_ERRORS as exc:
         return Check(
             "daemon",
             "fail",
             f"no daemon answers at {url} ({type(exc).__name__})",
             "start it: clarity serve (or let `clarity mcp` start it in the background)",
         ), None
-    ready = httpx.get(f"{url}/readyz", headers=headers_for(settings), timeout=5)
-    if ready.status_code == 401 or ready.status_code == 403:
+    status, content = fetch("GET", f"{url}/readyz", headers=headers_for(settings), timeout=5)
+    if status == 401 or status == 403:
         return Check(
             "daemon",
             "fail",
-            f"{url} refuses this token ({ready.status_code})",
+            f"{url} refuses this token ({status})",
             "export CLARITY_TOKEN with the daemon's token",
         ), None
-    body = ready.json()
-    if ready.status_code != 200:
+    body = json.loads(content)
+    if status != 200:
         why = body.get("model_error") or "the embedding model is still loading"
         return Check(
             "daemon",
@@ -148,7 +150,7 @@ def check_daemon(settings: Settings) -> tuple[Check, dict | None]:
     return Check("daemon", "ok", f"{url} is up and ready; dashboard {url}/"), body
 
 
-def check_qdrant(settings: Settings, daemon_ok: bool) -> Check:
+def check_qdrant(settings: SettingsModel, daemon_ok: bool) -> Check:
     if settings.qdrant.url:
         from qdrant_client import QdrantClient
 
@@ -176,9 +178,11 @@ def check_qdrant(settings: Settings, daemon_ok: bool) -> Check:
             f"server {settings.qdrant.url}, collection {settings.qdrant.collection}: {points} points",
         )
     if daemon_ok:
-        stats = httpx.get(f"{client_url(settings)}/api/stats", headers=headers_for(settings), timeout=10)
-        if stats.status_code == 200:
-            data = stats.json()
+        status, content = fetch(
+            "GET", f"{client_url(settings)}/api/stats", headers=headers_for(settings), timeout=10
+        )
+        if status == 200:
+            data = json.loads(content)
             return Check(
                 "qdrant",
                 "ok",
@@ -195,7 +199,7 @@ def check_qdrant(settings: Settings, daemon_ok: bool) -> Check:
     )
 
 
-def check_integration(settings: Settings, project: Path) -> list[Check]:
+def check_integration(settings: SettingsModel, project: Path) -> list[Check]:
     from clarity.integrations.claude_code import status
 
     report = status(project=project)
@@ -281,7 +285,7 @@ def check_claude_code() -> Check:
     return Check("claude code", "ok", f"{version} at {binary}")
 
 
-def run_checks(settings: Settings, project: Path) -> list[Check]:
+def run_checks(settings: SettingsModel, project: Path) -> list[Check]:
     checks: list[Check] = []
     steps: list[Callable[[], Check]] = [
         check_python,

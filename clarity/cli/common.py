@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
-from clarity.config import ConfigError, Settings, load_settings
+if TYPE_CHECKING:  # clarity.config is imported by the commands that read settings, not by `clarity version`
+    from clarity.config import Settings, SettingsModel
 
 DEBUG_ENV = "CLARITY_DEBUG"
 
@@ -45,6 +46,7 @@ def _use_url(value: str | None) -> str | None:
     """``--url`` is ``CLARITY_URL`` for this run: every way to the daemon (the client, starting a
     daemon, ``status``) reads it from there (``clarity.daemon_lookup.client_url``)."""
     if value is not None:
+        from clarity.config import ConfigError
         from clarity.daemon_lookup import URL_ENV, explicit_url
 
         os.environ[URL_ENV] = value
@@ -73,7 +75,7 @@ def explain(exc: Exception) -> tuple[int, str]:
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    from clarity.config import describe_validation_error
+    from clarity.config import ConfigError, describe_validation_error
     from clarity.lifecycle.transfer import TransferError
 
     if isinstance(exc, ValidationError):
@@ -107,17 +109,37 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def cli_settings(**overrides: Any) -> Settings:
-    """Load settings, folding CLI flags in last; a bad value ends the command with one line."""
+def _overrides(flags: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``section__field`` flags that were given, as sections, and CLARITY_TOKEN as the token."""
     nested: dict[str, dict[str, Any]] = {}
-    for key, value in overrides.items():
+    for key, value in flags.items():
         if value is not None:
             section, _, field = key.partition("__")
             nested.setdefault(section, {})[field] = value
     if os.environ.get("CLARITY_TOKEN") and "token" not in nested.get("server", {}):
         nested.setdefault("server", {})["token"] = os.environ["CLARITY_TOKEN"]
+    return nested
+
+
+def cli_settings(**overrides: Any) -> Settings:
+    """Load settings, folding CLI flags in last; a bad value ends the command with one line.
+    For what runs or opens the storage (serve, restore, migrate, starting a daemon)."""
+    from clarity.config import ConfigError, load_settings
+
     try:
-        return load_settings(**nested)
+        return load_settings(**_overrides(overrides))
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
+def client_settings(**overrides: Any) -> SettingsModel:
+    """``cli_settings`` for a client command: the same values and the same refusals, read without
+    pydantic-settings (``clarity.client_settings``), 70 ms sooner."""
+    from clarity.client_settings import load_client_settings
+    from clarity.config import ConfigError
+
+    try:
+        return load_client_settings(**_overrides(overrides))
     except ConfigError as exc:
         fail(str(exc), 2)
 
@@ -193,7 +215,7 @@ def check_scope(client: Any, scope: str | None, keywords: tuple[str, ...]) -> No
     )
 
 
-def daemon_client(settings: Settings) -> Any:
+def daemon_client(settings: SettingsModel) -> Any:
     """The REST client for the daemon, speaking for the project in the current directory."""
     from clarity.cli.client import DaemonClient
 

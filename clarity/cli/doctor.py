@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from clarity import __version__
-from clarity.cli.common import AsJson, DaemonUrl, cli_settings, out
+from clarity.cli.common import AsJson, DaemonUrl, client_settings, out
 
 doctor_app = typer.Typer()
 
@@ -23,7 +23,7 @@ def doctor(as_json: AsJson = False, url: DaemonUrl = None) -> None:
     """Check this environment end to end and say how to fix each problem."""
     from clarity.cli.checks import run_checks
 
-    checks = run_checks(cli_settings(), Path.cwd())
+    checks = run_checks(client_settings(), Path.cwd())
     if as_json:
         out.print_json(json.dumps([c.to_dict() for c in checks]))
     else:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from clarity.cli.common import (
     READ_SCOPES,
@@ -21,13 +20,16 @@ from clarity.cli.common import (
     DaemonUrl,
     call,
     check_scope,
-    cli_settings,
+    client_settings,
     daemon_client,
     err,
     fail,
     from_flags,
     out,
 )
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 memory_app = typer.Typer()
 
@@ -94,7 +96,7 @@ def store(
     from clarity.models import MemoryCreate
 
     text = _content(content, file)
-    client = daemon_client(cli_settings())
+    client = daemon_client(client_settings())
     check_scope(client, scope, STORE_SCOPES)
     request = from_flags(
         MemoryCreate,
@@ -122,6 +124,8 @@ def _note_unreadable(count: int) -> None:
 
 
 def _memory_table(rows: list[tuple[Any, float | None]]) -> Table:
+    from rich.table import Table
+
     table = Table(show_lines=False)
     for column in ("id", "type", "scope", "score", "content"):
         table.add_column(column, overflow="fold")
@@ -150,7 +154,7 @@ def search(
     """Search memories by meaning and exact words."""
     from clarity.requests import RetrieveRequest
 
-    client = daemon_client(cli_settings())
+    client = daemon_client(client_settings())
     check_scope(client, scope, READ_SCOPES)
     request = from_flags(RetrieveRequest, query=query, limit=limit, scope=scope, mode=mode)
     result = call(client.retrieve, request)
@@ -174,7 +178,7 @@ def list_(
     """List memories, newest first."""
     from clarity.requests import ListRequest
 
-    client = daemon_client(cli_settings())
+    client = daemon_client(client_settings())
     check_scope(client, scope, READ_SCOPES)
     request = from_flags(ListRequest, limit=limit, offset=offset, scope=scope)
     result = call(client.list, request)
@@ -194,14 +198,14 @@ def delete(
     url: DaemonUrl = None,
 ) -> None:
     """Delete one memory by id (or a unique prefix of it)."""
-    result = call(daemon_client(cli_settings()).delete, memory_id)
+    result = call(daemon_client(client_settings()).delete, memory_id)
     out.print(f"deleted: {result.id}")
 
 
 @memory_app.command()
 def stats(as_json: AsJson = False, url: DaemonUrl = None) -> None:
     """Counts by type and project, engine and model state."""
-    result = call(daemon_client(cli_settings()).stats)
+    result = call(daemon_client(client_settings()).stats)
     if as_json:
         out.print_json(result.model_dump_json())
         return
@@ -209,6 +213,8 @@ def stats(as_json: AsJson = False, url: DaemonUrl = None) -> None:
         f"{result.total} memories; engine {result.engine} at {result.location}; model ready: {result.model_ready}"
     )
     _note_unreadable(result.unreadable)
+    from rich.table import Table
+
     for title, counts in (("type", result.by_type), ("scope", result.by_scope)):
         table = Table(title=f"by {title}")
         table.add_column(title)

@@ -4,13 +4,14 @@ while the MCP tools keep working. No daemon needed: the switch is a file the dae
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from clarity.cli.common import cli_settings, out
-from clarity.hooks.controls import GLOBAL, Pauses
-from clarity.project import project_scope
+from clarity.cli.common import client_settings, out
+
+if TYPE_CHECKING:
+    from clarity.hooks.controls import Pauses
 
 Everywhere = Annotated[bool, typer.Option("--global", help="Every project, not just the current one.")]
 
@@ -18,14 +19,22 @@ pause_app = typer.Typer()
 
 
 def _pauses() -> Pauses:
-    return Pauses(cli_settings().storage.app_data_dir / "controls.json")
+    from clarity.hooks.controls import Pauses
+
+    return Pauses(client_settings().storage.app_data_dir / "controls.json")
+
+
+def _here() -> str:
+    from clarity.project import project_scope
+
+    return project_scope(os.getcwd())
 
 
 @pause_app.command()
 def pause(everywhere: Everywhere = False) -> None:
     """Stop hooks from learning and adding memories (this project, or --global)."""
     cwd = os.getcwd()
-    scope = None if everywhere else project_scope(cwd)
+    scope = None if everywhere else _here()
     _pauses().set(scope, True, label="all projects" if everywhere else cwd)
     where = "every project" if everywhere else f"this project ({scope})"
     out.print(f"Clarity paused for {where}: hooks neither learn nor add memories; MCP tools still work.")
@@ -35,8 +44,10 @@ def pause(everywhere: Everywhere = False) -> None:
 @pause_app.command()
 def resume(everywhere: Everywhere = False) -> None:
     """Undo `clarity pause` (this project, or --global)."""
+    from clarity.hooks.controls import GLOBAL
+
     pauses = _pauses()
-    scope = None if everywhere else project_scope(os.getcwd())
+    scope = None if everywhere else _here()
     pauses.set(scope, False)
     remaining = pauses.current()
     out.print(f"Clarity resumed for {'every project' if everywhere else f'this project ({scope})'}.")

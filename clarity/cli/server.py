@@ -14,8 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from clarity.cli.common import AsJson, DaemonUrl, cli_settings, err, fail, out
-from clarity.config import ConfigError
+from clarity.cli.common import AsJson, DaemonUrl, cli_settings, client_settings, err, fail, out
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -38,6 +37,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the daemon: MCP at /mcp, hooks, REST at /api, /healthz and /readyz."""
+    from clarity.config import ConfigError
     from clarity.daemon import DaemonError, run_daemon
 
     if log_level.lower() not in LOG_LEVELS:
@@ -110,11 +110,9 @@ def _print_pauses(pauses: dict[str, Any]) -> None:
 @server_app.command()
 def status(as_json: AsJson = False, url: DaemonUrl = None) -> None:
     """Is a daemon running, is it ready, where are it and its dashboard, is learning paused?"""
-    import httpx
+    from clarity.daemon_lookup import HTTP_ERRORS, client_url, diagnose, fetch, headers_for, read_lock_info
 
-    from clarity.daemon_lookup import client_url, diagnose, headers_for, read_lock_info
-
-    settings = cli_settings()
+    settings = client_settings()
     address = client_url(settings)
     report: dict[str, Any] = {
         "url": address,
@@ -125,12 +123,11 @@ def status(as_json: AsJson = False, url: DaemonUrl = None) -> None:
         "paused": _pause_report(settings),
     }
     try:
-        health = httpx.get(f"{address}/healthz", timeout=2)
-        report["running"] = health.status_code == 200
-        ready = httpx.get(f"{address}/readyz", headers=headers_for(settings), timeout=2)
-        report["ready"] = ready.status_code == 200
-        report["readiness"] = ready.json()
-    except (httpx.HTTPError, ValueError) as exc:
+        report["running"] = fetch("GET", f"{address}/healthz", timeout=2)[0] == 200
+        ready, body = fetch("GET", f"{address}/readyz", headers=headers_for(settings), timeout=2)
+        report["ready"] = ready == 200
+        report["readiness"] = json.loads(body)
+    except (*HTTP_ERRORS, ValueError) as exc:
         report["error"] = str(exc)
     report["problems"] = [] if report["running"] else diagnose(settings)
     if as_json:
@@ -172,7 +169,7 @@ def stop(timeout: Annotated[float, typer.Option(help="Seconds to wait for a clea
 
     from clarity.daemon_lookup import is_healthy, lock_is_held, read_lock_info
 
-    settings = cli_settings()
+    settings = client_settings()
     pid = read_lock_info(settings).get("pid")
     if not isinstance(pid, int) or not lock_is_held(settings):
         if is_healthy(settings):

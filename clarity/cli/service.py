@@ -236,11 +236,11 @@ def service_status(kind: Kind, host: str | None = None, port: int | None = None)
             ok, _ = _run(["launchctl", "print", f"gui/{os.getuid()}/{LAUNCHD_LABEL}"])
             status.manager["loaded"] = "yes" if ok else "no"
     try:
-        from clarity.config import load_settings
+        from clarity.client_settings import load_client_settings
         from clarity.daemon_lookup import is_healthy
 
         overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v}
-        status.daemon_running = is_healthy(load_settings(server=overrides) if overrides else load_settings())
+        status.daemon_running = is_healthy(load_client_settings(server=overrides))
     except Exception:
         status.daemon_running = False
     return status
@@ -372,18 +372,24 @@ def start_cmd(
     wait: Annotated[float, typer.Option(help="Seconds to wait for it to answer.")] = 30.0,
 ) -> None:
     """Start a daemon in the background unless one answers (the plugin's SessionStart runs this)."""
+    from clarity.client_settings import load_client_settings
     from clarity.config import ConfigError, load_settings
-    from clarity.daemon import DaemonError, ensure_daemon
-    from clarity.daemon_lookup import daemon_url
+    from clarity.daemon_lookup import daemon_url, is_healthy
 
     overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v}
     try:
-        settings = load_settings(server=overrides) if overrides else load_settings()
-        ensure_daemon(settings, wait_seconds=wait)
+        settings = load_client_settings(server=overrides)
+        if not is_healthy(settings):  # only a start needs the daemon module and the settings in full
+            from clarity.daemon import DaemonError, ensure_daemon
+
+            try:
+                ensure_daemon(
+                    load_settings(server=overrides) if overrides else load_settings(), wait_seconds=wait
+                )
+            except DaemonError as exc:
+                fail(str(exc))
     except ConfigError as exc:
         fail(str(exc), 2)
-    except DaemonError as exc:
-        fail(str(exc))
     out.print(f"clarity daemon answers at {daemon_url(settings)}", highlight=False)
 
 

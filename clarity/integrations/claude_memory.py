@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 from clarity.atomic_file import write_atomically
-from clarity.config import Settings
+from clarity.config import SettingsModel
 from clarity.integrations.claude_files import config_dir
 from clarity.lifecycle.importers import Parsed, add_notes, front_matter, front_matter_tags
 from clarity.lifecycle.transfer import TransferError, read_text
@@ -227,11 +227,11 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _record_path(settings: Settings) -> Path:
+def _record_path(settings: SettingsModel) -> Path:
     return settings.storage.app_data_dir / RECORD_FILE
 
 
-def imported(settings: Settings) -> dict[str, str]:
+def imported(settings: SettingsModel) -> dict[str, str]:
     """Each file's hash at its last import, by path (empty when never imported or unreadable)."""
     try:
         files = json.loads(_record_path(settings).read_text(encoding="utf-8")).get("files", {})
@@ -242,7 +242,7 @@ def imported(settings: Settings) -> dict[str, str]:
     return {k: str(v.get("sha256")) for k, v in files.items() if isinstance(v, dict)}
 
 
-def record_import(settings: Settings, files: list[MemoryFile]) -> None:
+def record_import(settings: SettingsModel, files: list[MemoryFile]) -> None:
     """Note the files just imported, with their hashes, for ``clarity doctor``."""
     path = _record_path(settings)
     try:
@@ -259,7 +259,7 @@ def record_import(settings: Settings, files: list[MemoryFile]) -> None:
     write_atomically(path, json.dumps({"files": known}, indent=1), mode=0o600)
 
 
-def not_imported(settings: Settings, project: Path) -> tuple[list[MemoryFile], list[MemoryFile]]:
+def not_imported(settings: SettingsModel, project: Path) -> tuple[list[MemoryFile], list[MemoryFile]]:
     """(every memory file found for ``project``, those new or changed since their last import)."""
     files = find_files(project)
     done = imported(settings)

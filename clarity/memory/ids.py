@@ -3,9 +3,10 @@
 `clarity list` and the dashboard show the first 8 characters of an id; every door that takes an
 id (REST ``/api/memories/{id}``, the CLI, the MCP ``update_memory`` / ``delete_memory`` tools,
 the dashboard's URLs) goes through ``MemoryService.resolve_id``, which calls this. A full UUID
-costs nothing (no lookup, as before); a prefix is looked up by paging once through every id,
-oldest first (about 150 ms at 10,000 memories on the embedded engine, 2 cores), which is for
-people typing commands and never on a hook's path.
+costs nothing (no lookup, as before); a prefix is looked up in one scan of the ids alone
+(``VectorStore.ids``, no payloads: 26 ms at 10,000 memories on the embedded engine, 2 cores,
+where paging through the memories took 240 ms), which is for people typing commands and
+never on a hook's path.
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ import re
 
 from clarity.memory.records import MemoryNotFound
 from clarity.models import parse_memory_id
-from clarity.store.base import MemoryFilter, VectorStore
-from clarity.store.paging import page_oldest
+from clarity.store.base import VectorStore
 
 MIN_PREFIX = 8  # what `clarity list` shows
 SHOWN_CANDIDATES = 3
-_PAGE = 1000
 _PREFIX = re.compile(r"[0-9a-f]{%d}[0-9a-f-]*" % MIN_PREFIX)  # noqa: UP031 - a regex quantifier
 
 
@@ -42,15 +41,15 @@ def resolve_id(store: VectorStore, text: str) -> str:
 
 def _by_prefix(store: VectorStore, typed: str, hex_digits: str) -> str:
     found: list[str] = []
-    cursor = None
-    while True:
-        hits, cursor = page_oldest(store, MemoryFilter(), cursor, _PAGE)
-        found.extend(hit.id for hit in hits if hit.id.replace("-", "").startswith(hex_digits))
-        if cursor is None or len(found) > SHOWN_CANDIDATES:
-            break
+    for point_id in store.ids():
+        if point_id.replace("-", "").startswith(hex_digits):
+            found.append(point_id)
+            if len(found) > SHOWN_CANDIDATES:
+                break
     if not found:
         raise MemoryNotFound(typed)
     if len(found) > 1:
+        found.sort()  # the engine's order is no order: the same candidates read the same way each time
         shown = ", ".join(found[:SHOWN_CANDIDATES]) + (", ..." if len(found) > SHOWN_CANDIDATES else "")
         many = f"more than {SHOWN_CANDIDATES}" if len(found) > SHOWN_CANDIDATES else str(len(found))
         raise ValueError(f"id: {typed!r} is the start of {many} memory ids ({shown}); give more characters")

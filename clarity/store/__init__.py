@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from clarity.config import Settings
+from typing import TYPE_CHECKING
+
 from clarity.store.base import Hit, MemoryFilter, PointData, StoreLocked, VectorStore
+
+if TYPE_CHECKING:  # the export and import commands reach this package; pydantic-settings is not theirs
+    from clarity.config import Settings
 
 __all__ = ["Hit", "MemoryFilter", "PointData", "StoreLocked", "VectorStore", "open_store"]
 

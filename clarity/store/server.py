@@ -7,7 +7,7 @@ how the test suite exercises this engine on machines without a Qdrant server.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from qdrant_client import QdrantClient, models
 from clarity.config import QdrantSettings
 from clarity.store.base import (
     DENSE,
+    ID_PAGE,
     LEXICAL,
     PAYLOAD_INDEXES,
     SORT_KEYS,
@@ -207,6 +208,16 @@ class ServerStore(VectorStore):
             order_by=models.OrderBy(key=key, direction=direction),
         )
         return [_hit(r) for r in records[offset : offset + limit]]
+
+    def ids(self) -> Iterator[str]:
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                self.collection, limit=ID_PAGE, offset=offset, with_payload=False, with_vectors=False
+            )
+            yield from (str(record.id) for record in records)
+            if offset is None:
+                return
 
     def count(self, flt: MemoryFilter | None = None) -> int:
         return self.client.count(self.collection, count_filter=server_filter(flt), exact=True).count

@@ -9,7 +9,7 @@ own query, and where a point has two copies the active shard's wins.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from operator import attrgetter, itemgetter
 from typing import Any, cast
@@ -38,6 +38,7 @@ from qdrant_edge import (
 
 from clarity.store.base import (
     DENSE,
+    ID_PAGE,
     LEXICAL,
     SORT_KEYS,
     Hit,
@@ -345,6 +346,32 @@ class EdgeReads:
         unique = list({hit.id: hit for hit in reversed(merged)}.values())  # the active shard's copy wins
         unique.sort(key=lambda h: h.payload.get(key) or 0.0, reverse=descending)
         return unique[offset : offset + limit]
+
+    def ids(self) -> Iterator[str]:
+        """Each shard's ids are read whole before any is handed out, so a caller that takes its
+        time never holds a shard a build has retired (they stay open RETIRE_GRACE_SECONDS)."""
+        view = self.layout.view
+        seen: set[str] = set()
+        for shard in view.shards:
+            found: list[str] = []
+            offset = None
+            while True:
+                records, offset = shard.handle.scroll(
+                    ScrollRequest(
+                        offset=offset,
+                        limit=ID_PAGE,
+                        filter=edge_filter(None, view.exclude(shard)),
+                        with_payload=False,
+                        with_vector=False,
+                    )
+                )
+                found.extend(str(record.id) for record in records)
+                if offset is None:
+                    break
+            for point_id in found:
+                if point_id not in seen:  # a point with two copies (the active shard's and an older)
+                    seen.add(point_id)
+                    yield point_id
 
     def count(self, flt: MemoryFilter | None = None) -> int:
         view = self.layout.view
