@@ -20,5 +20,7 @@ print(os.sched_getscheduler(0) == os.SCHED_BATCH, os.nice(0), ioprio >> 13, iopr
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="scheduling classes are Linux's")
 def test_the_build_child_takes_batch_scheduling_nice_10_and_the_lowest_io_level() -> None:
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, check=True
+    )
     assert done.stdout.split() == ["True", "10", "2", "7"], done.stdout + done.stderr

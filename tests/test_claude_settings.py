@@ -126,12 +126,16 @@ def mcp_entry(scope: str, project: Path) -> Any:
 # --- install ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("hook_type", [None, "http"], ids=["default", "http"])
 @pytest.mark.parametrize("scope", SCOPES)
-def test_install_keeps_everything_else(scope: str, project: Path) -> None:
+def test_install_keeps_everything_else(scope: str, hook_type: str | None, project: Path) -> None:
     originals = seed(scope, project)
     settings_file, mcp_file = files_of(scope, project)
 
-    result = install(scope, project=project)  # type: ignore[arg-type]
+    if hook_type is None:  # command hooks: silent when the daemon is down
+        result = install(scope, project=project)  # type: ignore[arg-type]
+    else:
+        result = install(scope, hook_type, project=project)  # type: ignore[arg-type]
 
     assert result.changed
     assert {f.path for f in result.files} == {settings_file, mcp_file}
@@ -150,11 +154,14 @@ def test_install_keeps_everything_else(scope: str, project: Path) -> None:
     assert list(settings["hooks"])[:3] == ["PreToolUse", "Notification", "Stop"]
     for event in EVENTS:
         [handler] = clarity_handlers(settings, event)
-        assert handler["timeout"] == (
-            entries.TIMEOUTS[event] + 1 if event == "SessionStart" else entries.TIMEOUTS[event]
-        )
-        if event == "SessionStart":  # Claude Code runs no http hooks for SessionStart
-            assert handler["type"] == "command" and "clarity/hooks/command_client.py" in handler["command"]
+        # Claude Code runs no http hooks for SessionStart
+        if hook_type is None or event == "SessionStart":
+            assert handler == {
+                "type": "command",
+                "command": entries.client_command(event, "http://127.0.0.1:8000"),
+                "timeout": entries.TIMEOUTS[event] + 1,
+            }
+            assert "clarity/hooks/command_client.py" in handler["command"]
         else:
             assert handler == {
                 "type": "http",
@@ -335,8 +342,11 @@ def test_clarity_url_and_port_from_environment(project: Path, monkeypatch: pytes
     monkeypatch.setenv("CLARITY_SERVER__PORT", "8123")
     install("user", project=project, no_mcp=True)
     hooks = read(files.settings_path("user", project))["hooks"]
+    for event in EVENTS:
+        assert '"--url=http://127.0.0.1:8123"' in hooks[event][0]["hooks"][0]["command"]
+    install("user", "http", project=project, no_mcp=True)
+    hooks = read(files.settings_path("user", project))["hooks"]
     assert hooks["Stop"][0]["hooks"][0]["url"] == "http://127.0.0.1:8123/hooks/Stop"
-    assert '"--url=http://127.0.0.1:8123"' in hooks["SessionStart"][0]["hooks"][0]["command"]
 
 
 def test_claude_config_dir(
@@ -526,10 +536,12 @@ def test_cli_install_uninstall_status(project: Path, home: Path) -> None:
     table = runner.invoke(hooks_app, ["status", "--project", str(project)])
     assert table.exit_code == 0 and "7/7" in table.output
 
-    command = runner.invoke(
-        hooks_app, ["install", "--scope", "local", "--type", "command", "--no-mcp", "--project", str(project)]
+    assert "7/7: 7 command" in table.output  # command hooks by default: silent when the daemon is down
+    http = runner.invoke(
+        hooks_app, ["install", "--scope", "local", "--type", "http", "--no-mcp", "--project", str(project)]
     )
-    assert command.exit_code == 0 and "local settings" in command.output and "MCP" not in command.output
+    assert http.exit_code == 0 and "local settings" in http.output and "MCP" not in http.output
+    assert "Claude Code shows every http hook as failed" in http.output
     assert "different" in runner.invoke(hooks_app, ["status", "--project", str(project)]).output
 
     gone = runner.invoke(hooks_app, ["uninstall", "--project", str(project)])
@@ -550,12 +562,57 @@ def test_cli_takes_the_port_from_clarity_config(project: Path) -> None:
     result = CliRunner().invoke(hooks_app, ["install", "--project", str(project), "--no-mcp"])
     assert result.exit_code == 0, result.output
     hooks = read(files.settings_path("user", project))["hooks"]
-    assert hooks["Stop"][0]["hooks"][0]["url"] == "http://127.0.0.1:9123/hooks/Stop"
+    assert '"--url=http://127.0.0.1:9123"' in hooks["Stop"][0]["hooks"][0]["command"]
     assert '"--url=http://127.0.0.1:9123"' in hooks["SessionStart"][0]["hooks"][0]["command"]
     explicit = CliRunner().invoke(
         hooks_app, ["install", "--project", str(project), "--no-mcp", "--url", "http://127.0.0.1:7000"]
     )
     assert explicit.exit_code == 0 and "updated 7 hooks" in explicit.output
+
+
+def test_cli_writes_the_url_of_the_daemon_in_the_lock_file(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stub_daemon: str
+) -> None:
+    """A daemon started on another port than the configured one (its URL is in the storage
+    root's lock file, and it holds the lock and answers) is where the hooks must point, as every
+    other client command finds it; --url still wins, and a lock left by a dead daemon does not."""
+    import fcntl
+
+    root = tmp_path / "root"
+    root.mkdir()
+    monkeypatch.setenv("CLARITY_STORAGE__ROOT", str(root))
+    lock = root / "clarity.lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "url": stub_daemon}))
+    runner = CliRunner()
+
+    def stop_url() -> str:
+        hooks = read(files.settings_path("user", project))["hooks"]
+        return str(hooks["Stop"][0]["hooks"][0]["url"])
+
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the running daemon holds its lock
+        found = runner.invoke(hooks_app, ["install", "--type", "http", "--no-mcp", "--project", str(project)])
+        assert found.exit_code == 0, found.output
+        assert stop_url() == f"{stub_daemon}/hooks/Stop"
+        named = runner.invoke(
+            hooks_app,
+            [
+                "install",
+                "--type",
+                "http",
+                "--no-mcp",
+                "--project",
+                str(project),
+                "--url",
+                "http://127.0.0.1:7001",
+            ],
+        )
+        assert named.exit_code == 0, named.output
+        assert stop_url() == "http://127.0.0.1:7001/hooks/Stop"
+    # lock released: a stale lock file names no daemon, the configured address is used
+    stale = runner.invoke(hooks_app, ["install", "--type", "http", "--no-mcp", "--project", str(project)])
+    assert stale.exit_code == 0, stale.output
+    assert stop_url() == "http://127.0.0.1:8000/hooks/Stop"
 
 
 def test_cli_reports_bad_settings_in_one_line(project: Path, home: Path) -> None:

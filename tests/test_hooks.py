@@ -102,6 +102,62 @@ def test_failure_and_its_fix_are_learned_and_offered_before_the_next_run(
     assert "Recent fixes" in brief and "cp settings.example.ini" in brief
 
 
+def failure_and_fix(project: Path, session: str) -> list[dict[str, Any]]:
+    """The two events fail_then_fix posts, as payloads."""
+    return [
+        payload(
+            "PostToolUseFailure",
+            project,
+            session,
+            tool_input={"command": "./run-tests.sh", "description": "run the tests"},
+            error="Exit code 1\nerror: missing config file settings.ini",
+        ),
+        payload(
+            "PostToolUse",
+            project,
+            session,
+            tool_input={"command": "cp settings.example.ini settings.ini && ./run-tests.sh"},
+        ),
+    ]
+
+
+def keep(root: Path, *lines: bytes) -> Path:
+    """What the plugin's hook.sh appends while no daemon answers (clarity/hooks/spool.py)."""
+    kept = root / "app-data" / "pending-hooks.jsonl"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    with kept.open("ab") as handle:
+        handle.write(b"".join(line + b"\n" for line in lines))
+    return kept
+
+
+def test_events_kept_while_no_daemon_answered_are_learned_when_it_starts(
+    tmp_path: Path, project: Path
+) -> None:
+    """The plugin's first session after install: its tool events found nobody and were kept."""
+    root = tmp_path / "root"
+    failing, fixing = (json.dumps(p).encode() for p in failure_and_fix(project, "s-kept"))
+    prompt = json.dumps(payload("PreToolUse", project, "s-kept")).encode()  # not a learning event
+    kept = keep(root, failing, b"not json", prompt, b'{"hook_event_name": "Stop"}', fixing)
+    with Daemon(root, free_port()).running(ready=True) as daemon:
+        fix = wait_for(daemon, project, "fix")[0]
+        assert "./run-tests.sh" in fix["content"] and "cp settings.example.ini settings.ini" in fix["content"]
+        assert not kept.exists()
+        assert [p.name for p in kept.parent.iterdir() if p.name.startswith("pending-hooks")] == []
+
+
+def test_events_kept_while_the_daemon_started_go_before_the_next_live_one(
+    shared_daemon: Daemon, project: Path
+) -> None:
+    """A failure kept just before the daemon answered, its fix posted live: learned as a fix,
+    so the kept event was queued first."""
+    failing, fixing = failure_and_fix(project, "s-kept-live")
+    kept = keep(shared_daemon.root, json.dumps(failing).encode())
+    assert post(shared_daemon, "PostToolUse", fixing).json() == {}
+    fix = wait_for(shared_daemon, project, "fix")[0]
+    assert "missing config file settings.ini" in fix["content"]
+    assert not kept.exists()
+
+
 def test_repeated_test_command_is_one_memory_with_a_count(shared_daemon: Daemon, project: Path) -> None:
     for _ in range(200):
         ran = payload("PostToolUse", project, "s-repeat", tool_input={"command": "pytest -q tests/"})

@@ -8,7 +8,6 @@ about a bug.
 from __future__ import annotations
 
 import json
-import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -67,16 +66,18 @@ UrlOpt = Annotated[
 ]
 
 
-def _base_url(explicit: str | None) -> str | None:
-    """The daemon URL to write into the hooks: explicit, ``CLARITY_URL``, else the host and port
-    the daemon will actually use (config.json and ``CLARITY_SERVER__*`` included)."""
-    if explicit or os.environ.get("CLARITY_URL"):
-        return explicit
+def _base_url(explicit: str | None) -> str:
+    """The daemon URL to write into the hooks, found as every client command finds its daemon
+    (``clarity.daemon_lookup.client_url``): ``--url``, else ``CLARITY_URL``, else the URL in the
+    storage root's lock file while its daemon answers (one started on another port), else the
+    host and port the daemon will use (config.json and ``CLARITY_SERVER__*`` included)."""
+    if explicit:
+        return explicit  # checked by the install itself (an http(s) URL naming a host)
     from clarity.config import ConfigError, load_settings
-    from clarity.daemon_lookup import daemon_url
+    from clarity.daemon_lookup import client_url
 
     try:
-        return daemon_url(load_settings())
+        return client_url(load_settings())
     except ConfigError as exc:
         fail(str(exc))
 
@@ -107,7 +108,8 @@ def _report(result: InstallResult, project: Path | None) -> None:
         if result.hook_type == "http":
             out.print(
                 f"hooks post to {result.base_url}/hooks/<event>; SessionStart runs command_client.py "
-                "(Claude Code runs no http hooks for SessionStart)"
+                "(Claude Code runs no http hooks for SessionStart). While the daemon is down, Claude "
+                "Code shows every http hook as failed: `--type command` (the default) is silent"
             )
         if result.scope == "project" and any(f.kind == "mcp" and f.changed for f in result.files):
             out.print("Claude Code asks once before it starts servers from a project's .mcp.json")
@@ -126,7 +128,7 @@ def _change(
     no_mcp: bool,
     project: Path | None,
     url: str | None,
-    hook_type: HookTypeName = HookTypeName.http,
+    hook_type: HookTypeName = HookTypeName.command,
 ) -> None:
     """Install or uninstall against the daemon URL to write, then report each file it touched."""
     base_url = _base_url(url)
@@ -149,9 +151,11 @@ def install_cmd(
         HookTypeName,
         typer.Option(
             "--type",
-            help="http: Claude Code posts to the daemon; command: run command_client.py for every event.",
+            help="command: run command_client.py for every event, silent when the daemon is down; "
+            "http: Claude Code posts to the daemon (no process per event, but Claude Code shows each "
+            "failed post while the daemon is down).",
         ),
-    ] = HookTypeName.http,
+    ] = HookTypeName.command,
     no_mcp: NoMcpOpt = False,
     project: ProjectOpt = None,
     url: UrlOpt = None,

@@ -26,6 +26,7 @@ from clarity.hooks.controls import Pauses, excluded_from_learning, project_rules
 from clarity.hooks.events import HookEvent, reply
 from clarity.hooks.injections import InjectedMemory, InjectionLog
 from clarity.hooks.learner import MAX_PROGRAMS, Learner, command_tags, programs_of, provenance
+from clarity.hooks.spool import PendingEvents
 from clarity.memory import MemoryService
 from clarity.memory.scoring import has_identifier
 from clarity.models import GLOBAL_SCOPE, Memory, MemoryCreate, MemoryType, Source
@@ -125,6 +126,17 @@ class HookService:
         )
         self.pauses = Pauses(settings.storage.app_data_dir / "controls.json")
         self._guards = [(re.compile(rule.pattern), rule) for rule in settings.hooks.guards]
+        # Events the plugin kept while no daemon answered: learned now, and looked for again
+        # before each hook call (take_pending), ahead of the live events that follow them.
+        self.pending = PendingEvents(settings.storage.app_data_dir, self.handle_after_reply)
+        self.take_pending()
+
+    def take_pending(self) -> None:
+        """Queue the events kept while no daemon answered (``clarity.hooks.spool``), if any."""
+        try:
+            self.pending.take()
+        except OSError as exc:  # a hook call must not fail for it: the file stays for next time
+            log.warning("kept hook events not read: %s", exc)
 
     def handle(self, event: HookEvent) -> dict[str, Any]:
         """Apply the user's switches first: a paused project gets nothing, excluded tools and

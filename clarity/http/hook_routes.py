@@ -50,6 +50,7 @@ class HookApi:
             )
         if is_disabled(request.headers.get(DISABLED_HEADER)):
             return JSONResponse({})  # CLARITY_DISABLED=1 in that Claude Code session: a no-op
+        self.hooks.take_pending()  # events kept while no daemon answered go first (a stat)
         try:
             body = await json_body(request)
             if isinstance(body, dict):

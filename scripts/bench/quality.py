@@ -1,22 +1,30 @@
-"""Retrieval quality on the LoCoMo development split: dense-only, lexical-only and Clarity's pipeline.
+"""Retrieval quality on both dev sets, per fold: dense-only, lexical-only and Clarity's pipeline.
 
-    .venv/bin/python scripts/bench/quality.py [--quick] [--data ../shared/bench/locomo-dev] [--out DIR]
+    .venv/bin/python scripts/bench/quality.py [--quick] [--datasets locomo,longmemeval] [--out DIR]
 
-As the split's README defines it: every turn is one memory (text prefixed with the speaker and
-the session date), each conversation in its own scope; every question of categories 1-4 is asked
-of its own conversation; recall@k = mean over questions of |evidence turns in the top k| /
-|evidence turns|, MRR = mean reciprocal rank of the first evidence turn (0 if none in the top 10).
-Turns go through MemoryService.store, so redaction, dedup and merging apply as in real use.
-The three modes run in the same process over the same stored memories: dense-only (the model
-alone, what a plain vector store gives), lexical-only (BM25 with IDF) and Clarity's full pipeline
-(hybrid fusion plus rescoring). --quick takes the smallest conversation and its first 40
-questions (a smoke test, not a figure to quote). Prints a table per mode and category; writes
-bench-results/quality.json and quality.png.
+As each split's README defines it (scripts/bench/datasets.py builds the cases):
+- LoCoMo dev: every turn is one memory (speaker and session date before the text), each
+  conversation in its own scope; every question of categories 1-4 is asked of its own
+  conversation. recall@k = mean over questions of |evidence turns in the top k| / |evidence
+  turns|; MRR = mean reciprocal rank of the first evidence turn (0 if none in the top 10). A fold
+  is a conversation (leave one conversation out).
+- LongMemEval dev: every turn of a question's haystack is one memory (role and session date
+  before the text, the session as the memory's session), in a scope of its own; the question is
+  the query. Session recall@5 = answer sessions among the top 5 turns' sessions / answer
+  sessions; turn recall@10 = evidence turns in the top 10 / evidence turns. Five folds by a hash
+  of the question id.
+
+Turns go through MemoryService.store_many, so redaction, dedup and merging apply as in real use (a
+turn merged into another counts wherever that memory ranks). The three modes run in the same
+process over the same stored memories. Every figure is given per category (question type), over
+all questions, and as the mean and spread of the per-fold means: a change is kept only when the
+folds agree. --quick: the smallest LoCoMo conversation's first 40 questions and the two smallest
+LongMemEval haystacks (a smoke test, not a figure to quote).
 """
 
 from __future__ import annotations
 
-import json
+import statistics
 import tempfile
 import time
 from collections import defaultdict
@@ -24,149 +32,213 @@ from pathlib import Path
 from typing import Any
 
 from common import LOCOMO_DIR, machine, parser, progress, write_results
+from datasets import LONGMEMEVAL_DIR, Case, Question, locomo_cases, longmemeval_cases
 from rich.console import Console
 from rich.table import Table
 
 MODES = ("dense", "lexical", "hybrid")
-CATEGORIES = (1, 2, 3, 4)
+MODE_NAMES = {"dense": "dense-only", "lexical": "lexical-only", "hybrid": "clarity (pipeline)"}
+METRICS = {
+    "locomo": ("recall@5", "recall@10", "mrr"),
+    "longmemeval": ("session_recall@5", "recall@10", "mrr"),
+}
+CHUNK = 128  # memories per store_many call, as `clarity import` sends
 
 
-def turns_of(conversation: dict[str, Any]) -> list[tuple[str, str]]:
-    """(dia_id, indexed text) for every turn, in order."""
-    out = []
-    session = 1
-    while f"session_{session}" in conversation:
-        date = conversation.get(f"session_{session}_date_time", "")
-        for turn in conversation[f"session_{session}"]:
-            text = turn["text"]
-            if turn.get("blip_caption"):
-                text += f" [shares a photo: {turn['blip_caption']}]"
-            out.append((turn["dia_id"], f"[{date}] {turn['speaker']}: {text}"))
-        session += 1
+def score(question: Question, ranked: list[set[str]], sessions: dict[str, str]) -> dict[str, float]:
+    """The metrics of one question, given each result's turn keys in rank order."""
+    found5 = set().union(*ranked[:5]) if ranked else set()
+    found10 = set().union(*ranked[:10]) if ranked else set()
+    first = next((i for i, keys in enumerate(ranked[:10]) if keys & question.evidence), None)
+    out = {
+        "recall@5": len(question.evidence & found5) / len(question.evidence),
+        "recall@10": len(question.evidence & found10) / len(question.evidence),
+        "mrr": 0.0 if first is None else 1.0 / (first + 1),
+    }
+    if question.sessions:
+        top_sessions = {sessions[key] for key in found5}
+        out["session_recall@5"] = len(question.sessions & top_sessions) / len(question.sessions)
     return out
+
+
+def run_case(service: Any, case: Case) -> list[tuple[str, str, str, dict[str, float]]]:
+    """Store the case's turns, ask its questions in every mode: (mode, fold, category, metrics)."""
+    from clarity.models import MemoryCreate, Source
+    from clarity.requests import RetrieveRequest
+
+    keys_of: dict[str, set[str]] = defaultdict(set)
+    sessions = {turn.key: turn.session for turn in case.turns}
+    for start in range(0, len(case.turns), CHUNK):
+        chunk = case.turns[start : start + CHUNK]
+        requests = [
+            MemoryCreate(content=t.text, scope=case.scope, source=Source.import_, session_id=t.session[:200])
+            for t in chunk
+        ]
+        for turn, result in zip(chunk, service.store_many(requests), strict=True):
+            keys_of[result.id].add(turn.key)
+    rows = []
+    for question in case.questions:
+        for mode in MODES:
+            found = service.retrieve(
+                RetrieveRequest(query=question.text, limit=10, scope=case.scope, mode=mode)
+            )
+            ranked = [keys_of.get(r.memory.id, set()) for r in found.results]
+            rows.append((mode, case.fold, question.category, score(question, ranked, sessions)))
+    return rows
+
+
+def summarise(rows: list[tuple[str, str, str, dict[str, float]]], metrics: tuple[str, ...]) -> dict[str, Any]:
+    """Per mode: per category and overall means over questions, and per-fold means with their mean,
+    standard deviation and minimum."""
+
+    def means(selected: list[dict[str, float]]) -> dict[str, float]:
+        return {m: round(sum(r[m] for r in selected) / len(selected), 4) for m in metrics} | {
+            "n": len(selected)
+        }
+
+    out: dict[str, Any] = {}
+    for mode in MODES:
+        mine = [(fold, category, r) for m, fold, category, r in rows if m == mode]
+        categories = sorted({c for _, c, _ in mine})
+        folds = sorted({f for f, _, _ in mine})
+        per_fold = {f: means([r for fold, _, r in mine if fold == f]) for f in folds}
+        spread = {}
+        for metric in metrics:
+            values = [per_fold[f][metric] for f in folds]
+            spread[metric] = {
+                "mean": round(statistics.fmean(values), 4),
+                "std": round(statistics.pstdev(values), 4),
+                "min": round(min(values), 4),
+            }
+        out[mode] = {
+            "all": means([r for _, _, r in mine]),
+            "categories": {c: means([r for _, cat, r in mine if cat == c]) for c in categories},
+            "folds": per_fold,
+            "fold_spread": spread,
+        }
+    return out
+
+
+def print_tables(console: Console, dataset: str, summary: dict[str, Any]) -> None:
+    metrics = METRICS[dataset]
+    categories = list(summary["hybrid"]["categories"])
+    table = Table(title=f"{dataset} dev ({' / '.join(metrics)}), per category over questions")
+    table.add_column("mode")
+    for category in [*categories, "all"]:
+        n = (
+            summary["hybrid"]["categories"][category]["n"]
+            if category != "all"
+            else summary["hybrid"]["all"]["n"]
+        )
+        table.add_column(f"{category} (n={n})", justify="right")
+    for mode in MODES:
+        cells = [summary[mode]["categories"][c] for c in categories] + [summary[mode]["all"]]
+        table.add_row(MODE_NAMES[mode], *("/".join(f"{cell[m]:.3f}" for m in metrics) for cell in cells))
+    console.print(table)
+    folds = Table(title=f"{dataset} dev, per-fold means: mean ± std (lowest fold)")
+    folds.add_column("mode")
+    for metric in metrics:
+        folds.add_column(metric, justify="right")
+    for mode in MODES:
+        spread = summary[mode]["fold_spread"]
+        folds.add_row(
+            MODE_NAMES[mode],
+            *(f"{spread[m]['mean']:.3f} ± {spread[m]['std']:.3f} ({spread[m]['min']:.3f})" for m in metrics),
+        )
+    console.print(folds)
 
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--data", default=str(LOCOMO_DIR))
+    p.add_argument("--data", default=str(LOCOMO_DIR), help="the LoCoMo dev split")
+    p.add_argument("--longmemeval", default=str(LONGMEMEVAL_DIR), help="the LongMemEval dev split")
+    p.add_argument(
+        "--datasets", default=None, help="locomo, longmemeval or both (default: each one that is there)"
+    )
     args = p.parse_args()
     info = machine()
     started = time.perf_counter()
     from clarity.config import Settings
     from clarity.embedding import create_embedding_provider
     from clarity.memory import MemoryService
-    from clarity.models import MemoryCreate, Source
-    from clarity.requests import RetrieveRequest
     from clarity.store import open_store
 
     console = Console(stderr=True)
-    files = sorted(Path(args.data).glob("*.json"))
-    if not files:
+    wanted = {name.strip() for name in (args.datasets or "locomo,longmemeval").split(",") if name.strip()}
+    cases: dict[str, list[Case]] = {}
+    if "locomo" in wanted:
+        cases["locomo"] = locomo_cases(Path(args.data), args.quick)
+    if "longmemeval" in wanted:
+        cases["longmemeval"] = longmemeval_cases(Path(args.longmemeval), args.quick)
+    missing = [name for name, found in cases.items() if not found]
+    if missing and args.datasets is None and len(missing) < len(cases):
+        console.print(f"[yellow]note:[/] {', '.join(missing)} dev split not found; measuring the others")
+        cases = {name: found for name, found in cases.items() if found}
+        missing = []
+    if missing or not cases:
         console.print(
-            f"[red]error:[/] no LoCoMo conversations (*.json) in {args.data}; "
-            "pass --data DIR or set LOCOMO_DEV_DIR"
+            f"[red]error:[/] no cases for {', '.join(missing) or args.datasets}; pass --data / --longmemeval "
+            "or set LOCOMO_DEV_DIR / LONGMEMEVAL_DEV_DIR"
         )
         raise SystemExit(2)
-    if args.quick:  # the smallest conversation
-        files = [min(files, key=lambda f: f.stat().st_size)]
     settings = Settings(storage={"root": tempfile.mkdtemp(prefix="clarity-quality-")})
     service = MemoryService(settings, open_store(settings), create_embedding_provider(settings.embedding))
     # Stores made before the model is loaded get their dense vectors later (the daemon's
     # backfill); a benchmark must compare the modes on complete vectors, so it waits.
     service.embedder.wait_ready(300)
-    hits: dict[str, dict[int, list[tuple[float, float, float]]]] = {m: defaultdict(list) for m in MODES}
-    merged = 0
-    with progress(console) as bar:
-        for path in files:
-            conversation = json.loads(path.read_text())
-            scope = f"locomo-{path.stem}"
-            turns = turns_of(conversation)
-            task = bar.add_task(f"storing {path.name}", total=len(turns))
-            id_to_dia: dict[str, str] = {}
-            for dia_id, text in turns:
-                result = service.store(
-                    MemoryCreate(
-                        content=text, scope=scope, source=Source.import_, metadata={"dia_id": dia_id}
-                    )
-                )
-                if result.status != "created":
-                    merged += 1
-                id_to_dia.setdefault(result.id, dia_id)
-                bar.advance(task)
-            questions = [
-                q for q in conversation["qa"] if q.get("category") in CATEGORIES and q.get("evidence")
-            ]
-            if args.quick:
-                questions = questions[:40]
-            task = bar.add_task(f"asking {path.name}", total=len(questions))
-            for question in questions:
-                evidence = set(question["evidence"])
-                for mode in MODES:
-                    found = service.retrieve(
-                        RetrieveRequest(query=question["question"][:4000], limit=10, scope=scope, mode=mode)
-                    )
-                    ranked = [id_to_dia.get(r.memory.id) for r in found.results]
-                    r5 = len(evidence & set(ranked[:5])) / len(evidence)
-                    r10 = len(evidence & set(ranked[:10])) / len(evidence)
-                    first = next((i for i, d in enumerate(ranked) if d in evidence), None)
-                    hits[mode][question["category"]].append(
-                        (r5, r10, 0.0 if first is None else 1.0 / (first + 1))
-                    )
-                bar.advance(task)
-    service_model = service.embedder.name.rsplit("/", 1)[-1]
-    service.close()
-
-    def mean(rows: list[tuple[float, float, float]], i: int) -> float:
-        return round(sum(r[i] for r in rows) / len(rows), 4) if rows else 0.0
-
     report: dict[str, Any] = {
         "machine": info,
         "quick": args.quick,
-        "conversations": [f.stem for f in files],
-        "merged_turns": merged,
-        "model": service_model,
-        "modes": {},
+        "model": service.embedder.identity,
+        "datasets": {},
     }
-    table = Table(title="LoCoMo dev, categories 1-4 (recall@5 / recall@10 / MRR)")
-    table.add_column("mode")
-    for category in (*CATEGORIES, "all"):
-        table.add_column(f"cat {category}" if category != "all" else "all", justify="right")
-    for mode in MODES:
-        rows = {c: hits[mode][c] for c in CATEGORIES}
-        everything = [r for c in CATEGORIES for r in rows[c]]
-        report["modes"][mode] = {
-            str(c): {"n": len(v), "recall@5": mean(v, 0), "recall@10": mean(v, 1), "mrr": mean(v, 2)}
-            for c, v in (*rows.items(), ("all", everything))
-        }
-        cells = [f"{mean(v, 0):.3f}/{mean(v, 1):.3f}/{mean(v, 2):.3f}" for v in (*rows.values(), everything)]
-        table.add_row("clarity (hybrid)" if mode == "hybrid" else f"{mode}-only", *cells)
-    Console(width=140).print(table)
-    console.print(f"{merged} turns were deduplicated or merged into another memory")
-    dense_all = report["modes"]["dense"]["all"]["recall@10"]
-    hybrid_all = report["modes"]["hybrid"]["all"]["recall@10"]
-    report["hybrid_minus_dense_recall@10_points"] = round(100 * (hybrid_all - dense_all), 2)
+    out = Console(width=160)
+    with progress(console) as bar:
+        for dataset, dataset_cases in cases.items():
+            rows: list[tuple[str, str, str, dict[str, float]]] = []
+            task = bar.add_task(f"{dataset}: storing and asking", total=len(dataset_cases))
+            for case in dataset_cases:
+                rows += run_case(service, case)
+                bar.advance(task)
+            summary = summarise(rows, METRICS[dataset])
+            report["datasets"][dataset] = {
+                "cases": len(dataset_cases),
+                "folds": sorted({c.fold for c in dataset_cases}),
+                "modes": summary,
+            }
+            print_tables(out, dataset, summary)
+    service.close()
     report["seconds"] = round(time.perf_counter() - started, 1)
-    console.print(
-        f"full pipeline recall@10 {hybrid_all:.3f} vs dense-only {dense_all:.3f}: "
-        f"{100 * (hybrid_all - dense_all):+.1f} points (target +5)"
-    )
+    for dataset, result in report["datasets"].items():
+        modes = result["modes"]
+        beats = all(modes["hybrid"]["all"][m] > modes["lexical"]["all"][m] for m in METRICS[dataset])
+        console.print(
+            f"{dataset}: the pipeline {'beats' if beats else 'does NOT beat'} its lexical side on every metric"
+        )
     write_results(args.out, "quality", report, lambda fig: plot(fig, report))
 
 
 def plot(fig: Any, report: dict[str, Any]) -> None:
     import numpy as np
 
-    groups = [*(str(c) for c in CATEGORIES), "all"]
-    labels = {"dense": "dense-only", "lexical": "lexical-only", "hybrid": "Clarity (full pipeline)"}
-    axes = fig.subplots(1, 2)
-    for ax, metric in zip(axes, ("recall@10", "mrr"), strict=True):
-        x = np.arange(len(groups))
+    datasets = list(report["datasets"])
+    axes = fig.subplots(1, len(datasets), squeeze=False)[0]
+    for ax, dataset in zip(axes, datasets, strict=True):
+        modes = report["datasets"][dataset]["modes"]
+        metrics = METRICS[dataset]
+        x = np.arange(len(metrics))
         for j, mode in enumerate(MODES):
-            values = [report["modes"][mode][g][metric] for g in groups]
-            ax.bar(x + (j - 1) * 0.27, values, 0.27, label=labels[mode])
-        ax.set_xticks(x, [f"cat {g}\n(n={report['modes']['dense'][g]['n']})" for g in groups], fontsize=8)
+            spread = modes[mode]["fold_spread"]
+            ax.bar(
+                x + (j - 1) * 0.27,
+                [spread[m]["mean"] for m in metrics],
+                0.27,
+                yerr=[spread[m]["std"] for m in metrics],
+                label=MODE_NAMES[mode],
+            )
+        ax.set_xticks(x, metrics, fontsize=8)
         ax.set_ylim(0, 1)
-        ax.set_title(f"LoCoMo dev {metric}, conversations {', '.join(report['conversations'])}", fontsize=9)
+        ax.set_title(f"{dataset} dev: mean of fold means ± std", fontsize=9)
         ax.legend(fontsize=7)
 
 

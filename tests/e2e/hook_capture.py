@@ -6,15 +6,18 @@
 * :class:`HookSink` is a loopback HTTP server for ``"type": "http"`` hooks: it records
   method, path, headers and body of every post and answers with a per-event reply
   (a dict sent as JSON, a ``(status, body)`` tuple, or a delay to simulate a slow hook).
+* :func:`blackhole` is a port that accepts connections and never answers (a hung daemon).
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -286,11 +289,43 @@ def http_hooks_for(
     return block
 
 
+@contextmanager
+def blackhole(port: int = 0) -> Iterator[int]:
+    """A loopback port (``port``, or a free one) that accepts connections and never answers: a
+    hung daemon. Yields the port; every connection is held open until the block ends."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", port))
+    server.listen(512)
+    server.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, name="blackhole", daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(2)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
 __all__ = [
     "ALL_EVENTS",
     "MATCHER_EVENTS",
     "HookPost",
     "HookSink",
+    "blackhole",
     "http_hooks_for",
     "install_recorder",
     "merge_hooks",

@@ -121,6 +121,13 @@ def test_hooks_fail_open_when_the_daemon_is_down(claude_bin: str, tmp_path: Path
         assert fake.script_done, fake.dump()
         assert "hook additional context" not in all_text(fake.main_requests[-1])
     assert time.monotonic() - started < 60
+    if hook_type == "command":  # the default: nothing on stderr, as without Clarity
+        assert run.stderr == "", run.stderr
+    else:  # Claude Code prints a failed http SessionEnd hook: why command hooks are the default
+        assert (
+            run.stderr
+            == f"SessionEnd hook [{nobody}/hooks/SessionEnd] failed: connect ECONNREFUSED {nobody[7:]}\n"
+        )
 
 
 @pytest.mark.parametrize("hook_type", ["http", "command"])
