@@ -474,3 +474,32 @@ def test_the_old_path_fails_open_without_the_client(tmp_path: Path) -> None:
     stub.write_bytes(STUB.read_bytes())
     payload = (FIXTURES / "Stop.json").read_bytes()
     assert_silent(run_client(stdin=payload, script=stub, python_flags=("-S",)))
+
+
+def test_a_daemon_that_never_answers_is_skipped_for_half_a_minute(daemon: Daemon, tmp_path: Path) -> None:
+    """A hung daemon cost every hook its whole budget (about 10 s before a session's first model
+    request). After one timeout the hooks skip it until BREAKER_SECONDS pass or it answers."""
+    root = tmp_path / "root"
+    (root / "app-data").mkdir(parents=True)
+    mark = root / "app-data" / "hooks-unanswered"
+    env = {"CLARITY_URL": daemon.url, "CLARITY_STORAGE__ROOT": str(root)}
+    prompt = b'{"hook_event_name": "UserPromptSubmit"}'
+    daemon.delay = 3.0
+    assert_silent(run_client("--timeout=0.5", stdin=prompt, env=env))
+    assert len(daemon.requests) == 1 and mark.exists()
+    daemon.delay = 0.0
+    assert_silent(run_client("--timeout=0.5", stdin=prompt, env=env))
+    assert len(daemon.requests) == 1  # skipped: the daemon was not asked
+    stale = time.time() - 60
+    os.utime(mark, (stale, stale))  # the half minute is over
+    answered = run_client("--timeout=0.5", stdin=prompt, env=env)
+    assert answered.stdout and len(daemon.requests) == 2
+    assert not mark.exists()  # an answer lifts it
+
+
+def test_no_mark_is_made_where_no_daemon_ever_kept_its_files(daemon: Daemon, tmp_path: Path) -> None:
+    daemon.delay = 3.0
+    root = tmp_path / "never-started"
+    env = {"CLARITY_URL": daemon.url, "CLARITY_STORAGE__ROOT": str(root)}
+    assert_silent(run_client("--timeout=0.5", stdin=b'{"hook_event_name": "Stop"}', env=env))
+    assert not root.exists()

@@ -78,6 +78,49 @@ class HookFailure(Exception):
     """Anything that ends the run quietly; the message is shown only with ``--debug``."""
 
 
+class HookTimeout(HookFailure):
+    """The daemon took the event but did not answer within the budget."""
+
+
+# A daemon that accepts and never answers (hung, stopped with SIGSTOP, swapping) made every hook
+# wait out its budget: about 10 s before a session's first model request and 20-24 s more per
+# session (scripts/bench/session_start.py). After one hook times out, the hooks of the next
+# BREAKER_SECONDS skip the daemon, so a hung daemon costs one budget per half minute; the first
+# answer lifts it. The mark is a file, as every hook is its own process.
+BREAKER_SECONDS = 30.0
+BREAKER_FILE = "hooks-unanswered"
+
+
+def breaker_path() -> str:
+    root = os.environ.get("CLARITY_STORAGE__ROOT") or "~/.claude/alunai-clarity"
+    return os.path.join(os.path.expanduser(root), "app-data", BREAKER_FILE)
+
+
+def breaker_open(path: str) -> bool:
+    import time
+
+    try:
+        return 0 <= time.time() - os.stat(path).st_mtime < BREAKER_SECONDS
+    except OSError:
+        return False
+
+
+def trip_breaker(path: str) -> None:
+    """Mark the daemon unanswering now; only where its app-data directory already is."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600))
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def reset_breaker(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 class Options:
     """Parsed command line: bare flags, and ``--name=value`` options keyed by name."""
 
@@ -241,6 +284,8 @@ def post(url: str, body: bytes, timeout: float) -> bytes:
                 if not chunk:
                     break
                 chunks.append(chunk)
+    except TimeoutError:
+        raise HookTimeout(f"POST {url}: no answer within {timeout}s") from None
     except OSError as exc:
         raise HookFailure(f"POST {url} failed: {exc!r}") from None
     raw = b"".join(chunks)
@@ -297,7 +342,7 @@ def usage() -> bytes:
 
 
 def _on_alarm(signum: int, frame: object) -> None:
-    raise HookFailure("timed out")
+    raise HookTimeout("timed out")
 
 
 def run(argv: list[str]) -> bytes:
@@ -313,6 +358,9 @@ def run(argv: list[str]) -> bytes:
         body = sys.stdin.buffer.read()
     event = event_name(body)
     timeout = timeout_seconds(opts)
+    breaker = breaker_path()
+    if breaker_open(breaker):
+        raise HookFailure(f"skipped: a hook found the daemon unanswering less than {BREAKER_SECONDS:.0f}s ago")
     import signal
 
     if hasattr(signal, "setitimer"):  # a hard deadline, even for a server that trickles bytes
@@ -320,9 +368,14 @@ def run(argv: list[str]) -> bytes:
         signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         reply = post(f"{base_url(opts)}/hooks/{event}", body, timeout)
+    except HookTimeout:
+        trip_breaker(breaker)
+        raise
     finally:
         if hasattr(signal, "setitimer"):
             signal.setitimer(signal.ITIMER_REAL, 0)
+    if os.path.lexists(breaker):
+        reset_breaker(breaker)
     # The daemon answers a JSON object; "{}" means nothing to add. Anything not shaped like an
     # object is not passed on, so no stray text can reach Claude.
     stripped = reply.strip()

@@ -38,11 +38,16 @@ if [ -n "${CLARITY_TOKEN:-}" ] || ! command -v curl >/dev/null 2>&1; then
   exit 0
 fi
 body=$(cat)
+root=${CLARITY_STORAGE__ROOT:-$HOME/.claude/alunai-clarity}
+case $root in "~"/*) root=$HOME/${root#"~/"} ;; esac
+# A daemon that accepts and never answers made every hook wait out its budget (about 10 s before
+# the first model request, 20-24 s more per session). After one hook times out, the hooks of the
+# next 30 s skip it (learning events are kept, as when nobody listens); the first answer lifts
+# it. clarity/hooks/command_client.py keeps the same mark.
+breaker=$root/app-data/hooks-unanswered
 
 keep() {
   # One line per event: JSON has no raw newline but between tokens, where a space is the same.
-  root=${CLARITY_STORAGE__ROOT:-$HOME/.claude/alunai-clarity}
-  case $root in "~"/*) root=$HOME/${root#"~/"} ;; esac
   (
     umask 077
     mkdir -p "$root/app-data" || exit 0
@@ -82,16 +87,33 @@ start_daemon() {
   ) &
 }
 
+learning_event() {
+  case $event in PostToolUse | PostToolUseFailure | Stop | SessionEnd) return 0 ;; esac
+  return 1
+}
+
+if [ -e "$breaker" ]; then # the common case costs this one test
+  marked=$(stat -c %Y "$breaker" 2>/dev/null || stat -f %m "$breaker" 2>/dev/null || echo 0)
+  age=$(($(date +%s) - marked))
+  if [ "$age" -ge 0 ] && [ "$age" -lt 30 ]; then
+    if learning_event; then keep; fi
+    exit 0
+  fi
+fi
+
 # -q: no ~/.curlrc; --noproxy: loopback traffic never goes through a proxy; --fail: an error
 # answer prints nothing.
 reply=$(printf '%s' "$body" | curl -q --silent --fail --noproxy '*' --max-time "$timeout" \
   -H 'Content-Type: application/json' --data-binary @- "$url/hooks/$event" 2>/dev/null)
-if [ "$?" -eq 7 ]; then # exit code 7: nothing listens there
-  case $event in
-    SessionStart) start_daemon "$@" ;;
-    PostToolUse | PostToolUseFailure | Stop | SessionEnd) keep ;;
-  esac
-fi
+status=$?
+case $status in
+  7) # nothing listens there
+    if [ "$event" = SessionStart ]; then start_daemon "$@"; elif learning_event; then keep; fi ;;
+  28) # accepted and never answered in time
+    if learning_event; then keep; fi
+    [ -d "$root/app-data" ] && (umask 077 && : >"$breaker") 2>/dev/null ;;
+  *) [ -e "$breaker" ] && rm -f "$breaker" ;;
+esac
 case $reply in
   '' | '{}') ;;
   '{'*'}') printf '%s\n' "$reply" ;;

@@ -141,6 +141,8 @@ def prepare(name: str, work: Path, urls: dict[str, str], binary: str) -> Setup:
     kind, _, hook_type = kind.partition(" --type ")
     url = urls[state or "up"]
     setup = Setup(name, home, project)
+    if state == "slow":  # a daemon that hangs once ran here: its storage root's app-data is there
+        (home / ".claude" / "alunai-clarity" / "app-data").mkdir(parents=True, mode=0o700)
     if kind == "none":
         return setup
     if kind == "plugin":

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -214,3 +215,34 @@ def test_clarity_disabled_posts_nothing(value: str, bin_dirs: dict[str, str], tm
             assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
         posts: list[Any] = list(sink.posts)
     assert posts == []
+
+
+def test_after_one_timeout_hooks_skip_the_daemon_and_keep_learning_events(
+    bin_dirs: dict[str, str], tmp_path: Path
+) -> None:
+    """The curl way: one hook waits out its budget on a daemon that never answers, the next ones
+    do not ask it (the connections it saw are counted) and learning events are kept instead."""
+    root = tmp_path / ".claude" / "alunai-clarity"
+    (root / "app-data").mkdir(parents=True)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # never accepted: connections wait in the backlog, unanswered
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        first, _ = run_hook("UserPromptSubmit", url, bin_dirs["curl"], tmp_path, timeout=1)
+        second, _ = run_hook("PreToolUse", url, bin_dirs["curl"], tmp_path, timeout=1)
+        learned, _ = run_hook("PostToolUse", url, bin_dirs["curl"], tmp_path, timeout=1)
+        listener.settimeout(0.5)
+        seen = 0
+        with contextlib.suppress(TimeoutError):
+            while True:
+                listener.accept()[0].close()
+                seen += 1
+    finally:
+        listener.close()
+    for done in (first, second, learned):
+        assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    assert seen == 1, seen
+    assert (root / "app-data" / "hooks-unanswered").exists()
+    kept = (root / "app-data" / "pending-hooks.jsonl").read_bytes().splitlines()
+    assert [json.loads(line) for line in kept] == [json.loads(payload("PostToolUse"))]
