@@ -115,7 +115,7 @@ def trip_breaker(path: str) -> None:
 
 
 def reset_breaker(path: str) -> None:
-    try:
+    try:  # noqa: SIM105 (contextlib is one more import on every hook's start)
         os.unlink(path)
     except OSError:
         pass
@@ -360,7 +360,9 @@ def run(argv: list[str]) -> bytes:
     timeout = timeout_seconds(opts)
     breaker = breaker_path()
     if breaker_open(breaker):
-        raise HookFailure(f"skipped: a hook found the daemon unanswering less than {BREAKER_SECONDS:.0f}s ago")
+        raise HookFailure(
+            f"skipped: a hook found the daemon unanswering less than {BREAKER_SECONDS:.0f}s ago"
+        )
     import signal
 
     if hasattr(signal, "setitimer"):  # a hard deadline, even for a server that trickles bytes
