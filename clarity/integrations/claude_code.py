@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from clarity.hooks.events import EVENTS
+from clarity.hooks.command_client import EVENTS  # the stdlib list: no pydantic models on the CLI path
 from clarity.integrations.claude_edits import (
     Edit,
     installed_hooks,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clarity.hooks.events import EVENTS
+from clarity.hooks.command_client import EVENTS  # the stdlib list: no pydantic models on the CLI path
 from clarity.integrations.claude_entries import MCP_NAME, HookType, clarity_hook_type, hook_group
 from clarity.integrations.claude_files import JsonObject, Scope, SettingsError, local_project_key
 

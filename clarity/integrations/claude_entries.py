@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from clarity.hooks.events import EVENTS
+from clarity.hooks.command_client import EVENTS  # the stdlib list: no pydantic models on the CLI path
 from clarity.http.loopback import LOOPBACK_HOSTS
 from clarity.integrations.claude_files import JsonObject, Scope, SettingsError, project_dir
 
