@@ -65,8 +65,14 @@ async def _exercise(client: Client, marker: str) -> None:
     assert not stored.is_error, stored.content
     memory_id = stored.structured_content["id"]
     found = await call(client, "retrieve_memory", query=f"which port does {marker} use", limit=3)
-    assert found.structured_content["results"][0]["memory"]["id"] == memory_id
-    listed = await call(client, "list_memories", scope="project")
+    best = found.content[0].text.splitlines()[1]
+    assert best.startswith(
+        f"- [fact] The {marker} service listens on port 7443 (just now; stored explicitly; id "
+    )
+    assert best.endswith(f"id {memory_id[:8]})") and found.structured_content is None
+    detailed = await call(client, "retrieve_memory", query=f"which port does {marker} use", detail=True)
+    assert detailed.structured_content["results"][0]["memory"]["id"] == memory_id
+    listed = await call(client, "list_memories", scope="project", detail=True)
     assert memory_id in [m["id"] for m in listed.structured_content["memories"]]
     updated = await call(
         client, "update_memory", memory_id=memory_id, content=f"The {marker} service moved to port 9443"
@@ -102,7 +108,9 @@ def test_http_and_stdio_clients_share_one_memory(shared_daemon: Daemon, tmp_path
             stored = await call(stdio, "store_memory", content=f"Release train {marker} leaves on Fridays")
             assert not stored.is_error
         async with http_client(shared_daemon, str(tmp_path)) as http:
-            found = await call(http, "retrieve_memory", query=f"when does release train {marker} leave")
+            found = await call(
+                http, "retrieve_memory", query=f"when does release train {marker} leave", detail=True
+            )
             assert found.structured_content["results"][0]["memory"]["id"] == stored.structured_content["id"]
 
     anyio.run(main)
@@ -148,8 +156,8 @@ def test_project_scope_follows_the_header(shared_daemon: Daemon, tmp_path: Path)
         async with http_client(shared_daemon, str(tmp_path / "a")) as a:
             await call(a, "store_memory", content=f"Project A secret sauce {marker}")
         async with http_client(shared_daemon, str(tmp_path / "b")) as b:
-            found = await call(b, "retrieve_memory", query=f"secret sauce {marker}", scope="default")
-            assert found.structured_content["results"] == []
+            found = await call(b, "retrieve_memory", query=f"secret sauce {marker}", scope="project")
+            assert found.content[0].text == "No memories match this query."
         async with http_client(shared_daemon, None) as anonymous:  # no header, no roots
             stored = await call(
                 anonymous, "store_memory", content=f"no project known {marker}", scope="project"

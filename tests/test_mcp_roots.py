@@ -66,6 +66,8 @@ async def client(
 
 
 async def call(session: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    if tool in ("retrieve_memory", "list_memories"):
+        arguments.setdefault("detail", True)  # the whole reply as JSON; the default is short text
     result = await session.call_tool(tool, arguments)
     assert not result.is_error, result.content
     text = json.loads(result.content[0].text)  # what a model reads

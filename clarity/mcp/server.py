@@ -7,24 +7,50 @@ that forwards to the daemon's REST API. One tool definition, two transports.
 The project a call is for comes from the ``X-Clarity-Project`` header, the stdio shim's
 directory, or the client's MCP roots (``roots.py``); a call whose scope needs a project that no
 one names lands in (or searches) ``global``, and its result carries a ``note`` saying so.
+
+What the model reads of ``retrieve_memory`` and ``list_memories`` is short text
+(``results.py``). Claude Code 2.1.330 hands the model a result's ``structuredContent`` (as JSON)
+whenever there is one, and its text blocks only when there is none (seen through the real CLI:
+``tests/e2e/test_mcp_results_e2e.py``), so these two tools declare no output schema and send
+structured content only with ``detail``, which gives the reply every earlier version gave (the
+same JSON in the text and in ``structuredContent``) to a caller that parses it. The other tools
+keep their output schemas. Limits are in the input schemas (``minimum``, ``maxLength``...),
+from the same constants the service checks against.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import ListRoots, Resolve
-from mcp_types import CallToolResult, InputRequiredResult, ListRootsResult, NotificationParams
-from pydantic import BaseModel, Field, ValidationError
+from mcp_types import CallToolResult, InputRequiredResult, ListRootsResult, NotificationParams, TextContent
+from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 
 from clarity import __version__
 from clarity.config import describe_validation_error
 from clarity.mcp.backend import BackendError, MemoryBackend
+from clarity.mcp.results import list_text, retrieve_text
 from clarity.mcp.roots import PROJECT_HEADER, ROOTS_EVENT, Caller, ProjectFinder, header_project, settle
-from clarity.models import GLOBAL_SCOPE, Memory, MemoryCreate, MemoryPatch, MemoryType
+from clarity.mcp.stats import public_stats
+from clarity.models import (
+    GLOBAL_SCOPE,
+    MAX_CONTENT_CHARS,
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
+    MAX_PAGE,
+    MAX_QUERY_CHARS,
+    MAX_RESULTS,
+    MAX_TAGS,
+    Memory,
+    MemoryCreate,
+    MemoryPatch,
+    MemoryType,
+    Tag,
+)
 from clarity.requests import (
     DeleteResult,
     ListRequest,
@@ -38,6 +64,8 @@ from clarity.store.space import InsufficientStorage
 
 __all__ = ["PROJECT_HEADER", "build_mcp_server"]
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_OFFSET = 1_000_000  # ListRequest.offset's limit (tests/test_mcp_results.py holds them equal)
 
 INSTRUCTIONS = """Clarity is a long-term memory shared by every Claude Code session on this machine.
 Before answering questions about this project's conventions, past decisions, commands or
@@ -67,6 +95,48 @@ async def _call(awaitable: Awaitable[T]) -> T:
         raise
     except (BackendError, LookupError, ValueError, InsufficientStorage) as exc:
         raise ToolError(str(exc)) from None
+
+
+def _untitled(schema: Any) -> Any:
+    """A JSON schema without pydantic's ``title`` annotations (``"title": "Memory Type"`` beside
+    the argument ``memory_type``): 735 of the 6,889 characters of tool definitions the model reads
+    every session (``scripts/bench/mcp_results.py``), saying nothing the names do not."""
+    if isinstance(schema, list):
+        return [_untitled(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    return {
+        key: {name: _untitled(item) for name, item in value.items()}
+        if key == "properties"
+        else _untitled(value)
+        for key, value in schema.items()
+        if not (key == "title" and isinstance(value, str))
+    }
+
+
+def _tool(server: StrictToolServer) -> Callable[[F], F]:
+    """``server.tool()`` with the docstring as the description minus its indentation (the SDK
+    sends ``__doc__`` as it is: every line after the first began with eight spaces) and an
+    input schema without titles."""
+
+    def register(fn: F) -> F:
+        server.tool(description=inspect.cleandoc(fn.__doc__ or ""))(fn)
+        tool = server._tool_manager.get_tool(fn.__name__)
+        assert tool is not None
+        tool.parameters = _untitled(tool.parameters)
+        return fn
+
+    return register
+
+
+def _answer(reply: BaseModel, detail: bool, text: str) -> CallToolResult:
+    """``text`` alone, or with ``detail`` the whole reply: as JSON text and as structured content."""
+    if not detail:
+        return CallToolResult(content=[TextContent(type="text", text=text)])
+    return CallToolResult(
+        content=[TextContent(type="text", text=reply.model_dump_json())],
+        structured_content=reply.model_dump(mode="json"),
+    )
 
 
 class StrictToolServer(MCPServer[Any]):
@@ -110,7 +180,18 @@ else:
     # MemoryType's names, the one list: a Literal inlines them as the tools' enum in the schema.
     MemoryTypeName = Literal[tuple(kind.value for kind in MemoryType)]
 Kinds = Annotated[list[MemoryTypeName] | None, Field(description="Only these kinds.")]
-AnyOfTags = Annotated[list[str] | None, Field(description="Only memories with any of these tags.")]
+Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS)]
+AnyOfTags = Annotated[Tags | None, Field(description="Only memories with any of these tags.")]
+# Stated in the schema, checked by MemoryCreate/MemoryPatch: after stripping, in the REST API's words.
+Content = Annotated[str, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_CONTENT_CHARS})]
+Importance = Annotated[float, Field(ge=0.0, le=1.0, examples=[0.5, 0.9])]
+MemoryId = Annotated[str, Field(max_length=64, examples=["1a2b3c4d"])]
+Detail = Annotated[
+    bool,
+    Field(
+        description="Whole records as JSON (full ids, timestamps, scores, metadata) instead of short text."
+    ),
+]
 
 
 async def _find_caller(ctx: Context[Any, Any], scope: str) -> Caller | ListRoots:
@@ -167,16 +248,27 @@ def _note(what: str, asked: str, caller: Caller, landed_global: bool) -> str | N
 
 def build_mcp_server(backend: MemoryBackend) -> MCPServer:
     server = StrictToolServer(backend)
+    tool = _tool(server)
 
-    @server.tool()
+    @tool
     async def store_memory(
         content: Annotated[
-            str, Field(description="One self-contained statement worth remembering (max 20,000 chars).")
+            Content,
+            Field(
+                description="One self-contained statement worth remembering.",
+                examples=["We deploy with `make ship`; CI pushes the image."],
+            ),
         ],
         memory_type: Annotated[MemoryTypeName, Field(description="What kind of memory this is.")] = "fact",
-        tags: Annotated[list[str] | None, Field(description="Short labels, e.g. ['build', 'ci'].")] = None,
-        importance: Annotated[float, Field(description="0..1; 0.5 is normal, 0.9 is critical.")] = 0.5,
-        metadata: Annotated[dict[str, Any] | None, Field(description="Small JSON object (max 8 KB).")] = None,
+        tags: Annotated[Tags | None, Field(description="Short labels.", examples=[["build", "ci"]])] = None,
+        importance: Annotated[Importance, Field(description="0.5 is normal, 0.9 is critical.")] = 0.5,
+        metadata: Annotated[
+            dict[str, Any] | None,
+            Field(
+                description=f"Small JSON object: at most {MAX_METADATA_BYTES // 1024} KB as JSON, "
+                f"nested at most {MAX_METADATA_DEPTH} deep."
+            ),
+        ] = None,
         scope: Annotated[
             Literal["project", "global"],
             Field(description="'project' (this repository only) or 'global' (every project)."),
@@ -193,10 +285,18 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
         landed = result.memory.scope == GLOBAL_SCOPE
         return StoreReply(**dict(result), note=_note("stored in global", scope, caller, landed))
 
-    @server.tool()
+    @tool
     async def retrieve_memory(
-        query: Annotated[str, Field(description="What you want to know, in words or exact identifiers.")],
-        limit: Annotated[int, Field(description="How many memories to return (1..100).")] = 5,
+        query: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=MAX_QUERY_CHARS,
+                description="What you want to know, in words or exact identifiers.",
+                examples=["how do we deploy", "ERR_PNPM_OUTDATED_LOCKFILE"],
+            ),
+        ],
+        limit: Annotated[int, Field(ge=1, le=MAX_RESULTS, description="How many memories to return.")] = 5,
         memory_types: Kinds = None,
         tags: AnyOfTags = None,
         scope: Annotated[
@@ -204,46 +304,53 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
             Field(description="'default' = this project + global; 'all' = every project."),
         ] = "default",
         min_score: Annotated[
-            float | None, Field(description="Drop results scoring below this (0..1).")
+            float | None, Field(ge=0.0, le=1.0, description="Drop results scoring below this.")
         ] = None,
+        detail: Detail = False,
         *,
         where: Where,
-    ) -> RetrieveReply:
+    ) -> CallToolResult:
         """Search long-term memory by meaning and by exact words (error codes, file names, commands).
-        Use it before answering questions about this project's history, conventions or past errors."""
+        Use it before answering questions about this project's history, conventions or past errors.
+        Each hit reads `- [kind] text (age; where it came from; id <first 8 characters>)`."""
         request = _build(RetrieveRequest, locals())
         caller = settle(where)
         result = await _call(backend.retrieve(_without_project(request, caller), caller.project))
         landed = set(result.scopes or ()) == {GLOBAL_SCOPE}
-        return RetrieveReply(**dict(result), note=_note("searched global only", scope, caller, landed))
+        reply = RetrieveReply(**dict(result), note=_note("searched global only", scope, caller, landed))
+        return _answer(reply, detail, retrieve_text(reply, reply.note))
 
-    @server.tool()
+    @tool
     async def list_memories(
-        limit: Annotated[int, Field(description="Page size (1..500).")] = 20,
-        offset: Annotated[int, Field(description="How many to skip (from next_offset).")] = 0,
+        limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description="Page size.")] = 20,
+        offset: Annotated[
+            int, Field(ge=0, le=MAX_OFFSET, description="How many to skip (the next page's offset).")
+        ] = 0,
         memory_types: Kinds = None,
         tags: AnyOfTags = None,
         scope: Annotated[
             Literal["default", "project", "global", "all"], Field(description="Which scopes.")
         ] = "default",
+        detail: Detail = False,
         *,
         where: Where,
-    ) -> ListReply:
+    ) -> CallToolResult:
         """List stored memories, newest first, a page at a time. Use it to review what is remembered."""
         request = _build(ListRequest, locals())
         caller = settle(where)
         result = await _call(backend.list(_without_project(request, caller), caller.project))
-        return ListReply(**dict(result), note=_note("listed global only", scope, caller, False))
+        reply = ListReply(**dict(result), note=_note("listed global only", scope, caller, False))
+        return _answer(reply, detail, list_text(reply, reply.note))
 
-    @server.tool()
+    @tool
     async def update_memory(
         memory_id: Annotated[
-            str, Field(description="The id returned by store/retrieve/list, or its first 8+ characters.")
+            MemoryId, Field(description="The id returned by store/retrieve/list, or its first 8+ characters.")
         ],
-        content: Annotated[str | None, Field(description="New text (re-embedded).")] = None,
+        content: Annotated[Content | None, Field(description="New text (re-embedded).")] = None,
         memory_type: Annotated[MemoryTypeName | None, Field(description="New kind.")] = None,
-        tags: Annotated[list[str] | None, Field(description="New tags (replace the old ones).")] = None,
-        importance: Annotated[float | None, Field(description="New importance 0..1.")] = None,
+        tags: Annotated[Tags | None, Field(description="New tags (replace the old ones).")] = None,
+        importance: Annotated[Importance | None, Field(description="New importance.")] = None,
         metadata: Annotated[
             dict[str, Any] | None, Field(description="New metadata (replaces the old).")
         ] = None,
@@ -251,18 +358,18 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
         """Correct a memory that is wrong or outdated instead of storing a contradicting one."""
         return await _call(backend.update(memory_id, _build(MemoryPatch, locals())))
 
-    @server.tool()
+    @tool
     async def delete_memory(
         memory_id: Annotated[
-            str, Field(description="The id of the memory to delete, or its first 8+ characters.")
+            MemoryId, Field(description="The id of the memory to delete, or its first 8+ characters.")
         ],
     ) -> DeleteResult:
         """Delete a memory that is wrong, obsolete or should never have been kept."""
         return await _call(backend.delete(memory_id))
 
-    @server.tool()
+    @tool
     async def memory_stats(ctx: Context[Any, Any] | None = None) -> Stats:
         """How many memories exist, by type and by project, and the state of the engine and model."""
-        return await _call(backend.stats(_project(ctx)))
+        return public_stats(await _call(backend.stats(_project(ctx))))
 
     return server

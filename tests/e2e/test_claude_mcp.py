@@ -106,7 +106,10 @@ def test_claude_code_roots_put_memories_in_its_project(
                 "tool": "mcp__clarity__store_memory",
                 "input": {"content": f"The {marker} service ships with ./ship.sh"},
             },
-            {"tool": "mcp__clarity__retrieve_memory", "input": {"query": f"how does {marker} ship"}},
+            {
+                "tool": "mcp__clarity__retrieve_memory",
+                "input": {"query": f"how does {marker} ship", "detail": True},
+            },
             {"text": "done"},
         ]
         with FakeAnthropic(script) as fake:

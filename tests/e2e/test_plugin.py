@@ -285,7 +285,7 @@ def test_plugin_install_session_and_uninstall(claude_bin: str, tmp_path: Path) -
             assert "hook additional context" in seen, seen[-3000:]
             assert FIX.split(" && ")[0] in seen
             answer = "\n".join(r["text"] for r in tool_results(fake.main_requests[-1]))
-            assert fix["id"] in answer, answer[-2000:]
+            assert f"id {fix['id'][:8]})" in answer, answer[-2000:]
 
         # Uninstall: nothing of Clarity left in Claude Code's settings.
         removed = run_claude(["plugin", "uninstall", PLUGIN_ID], env, tmp_path)
