@@ -298,7 +298,7 @@ class StorageSettings(_Section):
 # What Clarity creates directly under its storage root: only these are made private at start-up.
 # Anything else found there is not Clarity's, and is left as it is (see daemon.make_private).
 OWN_ENTRIES = ("qdrant", "app-data", "clarity.lock")
-OWN_PREFIXES = ("qdrant.before-restore-", "restore-")
+OWN_PREFIXES = ("qdrant.before-restore-", "restore-", "usage.sqlite3")  # with its -wal, -shm, .damaged-*
 
 
 def owns(name: str) -> bool:

@@ -179,6 +179,22 @@ def test_a_root_with_foreign_files_leaves_them_alone(foreign_root: tuple[Daemon,
     assert "not Clarity's (report.txt)" in daemon.log()
 
 
+def test_what_a_daemon_left_in_its_root_is_not_called_foreign(tmp_path: Path) -> None:
+    """usage.sqlite3 (with its -wal and -shm) is Clarity's: the second start of a fresh clone's
+    daemon logged it as 'not Clarity's'."""
+    root = tmp_path / "root"
+    daemon = Daemon(root, free_port())
+    daemon.log_path = tmp_path / "daemon.log"
+    for _ in range(2):
+        daemon.start()
+        try:
+            daemon.wait_healthy()
+        finally:
+            assert daemon.stop() == 0
+    assert any(p.name.startswith("usage.sqlite3") for p in root.iterdir())
+    assert "not Clarity's" not in daemon.log()
+
+
 # -- imports --------------------------------------------------------------------------------------
 
 

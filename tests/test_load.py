@@ -10,7 +10,7 @@ bench-results/load.json.
 The daemon runs with storage.active_shard_max_points=500, so the writes of the run seal shards
 and index builds run while the load goes on; a probe process polls /healthz every 20 ms the whole
 time and records the engine's index state, so /healthz is shown answering during background
-optimization. Before the load, the same daemon's start-up shows /healthz answering while the
+optimization. A daemon on the torch runtime (seconds to load) shows /healthz answering while the
 model loads (/readyz still 503).
 """
 
@@ -196,30 +196,38 @@ def state_at(states: list[list[Any]], t: float) -> str:
 
 @pytest.fixture(scope="module")
 def started(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A fresh daemon; while its model loads, /healthz is polled and timed."""
-    root = tmp_path_factory.mktemp("load")
+    """A fresh daemon, ready."""
     daemon = Daemon(
-        root,
+        tmp_path_factory.mktemp("load"),
         free_port(),
         env={"CLARITY_STORAGE__ACTIVE_SHARD_MAX_POINTS": str(ACTIVE_SHARD_MAX_POINTS)},
     )
     daemon.start()
-    daemon.wait_healthy(120)
-    loading: list[float] = []
-    with httpx.Client(base_url=daemon.url, timeout=10) as http:
-        deadline = time.monotonic() + 300
-        while http.get("/readyz").status_code == 503:
-            assert time.monotonic() < deadline, daemon.log()
-            t = time.perf_counter()
-            assert http.get("/healthz").status_code == 200
-            loading.append((time.perf_counter() - t) * 1000)
-            time.sleep(0.02)
-    yield daemon, loading
+    daemon.wait_ready()
+    yield daemon, None
     daemon.stop()
 
 
-def test_healthz_answers_fast_while_the_model_loads(started: Any) -> None:
-    _, loading = started
+def test_healthz_answers_fast_while_the_model_loads(tmp_path: Path) -> None:
+    """On the torch runtime (the fallback when no ONNX export can be made), whose load takes
+    seconds and whose imports hold the GIL for stretches: the longest load there is to watch.
+    The default ONNX runtime is ready with /healthz (docs/benchmarks.md, first hour)."""
+    daemon = Daemon(tmp_path / "root", free_port(), env={"CLARITY_EMBEDDING__RUNTIME": "torch"})
+    daemon.start()
+    loading: list[float] = []
+    try:
+        daemon.wait_healthy(120)
+        with httpx.Client(base_url=daemon.url, timeout=10) as http:
+            deadline = time.monotonic() + 300
+            while http.get("/readyz").status_code == 503:
+                assert time.monotonic() < deadline, daemon.log()
+                t = time.perf_counter()
+                assert http.get("/healthz").status_code == 200
+                loading.append((time.perf_counter() - t) * 1000)
+                time.sleep(0.02)
+            assert http.get("/readyz").json()["runtime"] == "torch"
+    finally:
+        daemon.stop()
     print(f"/healthz while the model loads: {summary(loading) if loading else 'model was ready at once'}")
     assert len(loading) >= 20, "the model loaded too fast to observe; expected seconds on this machine"
     # Loading runs in a worker thread; a rare call waits out a stretch where the import of torch

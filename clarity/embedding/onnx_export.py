@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,12 @@ def export(directory: Path, root: Path) -> tuple[Path, dict[str, Any]]:
     from clarity.embedding.torch_runtime import _LeanEncoder
 
     transformers_logging.disable_progress_bar()
+    # The legacy exporter and the tracer warn about what this graph does not do (control flow,
+    # negative indices); the probe check below is what says whether the export is right.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
     torch.set_num_threads(1)
     model: Any = SentenceTransformer(str(directory), device="cpu").eval()
     if _LeanEncoder.for_model(model) is None:
@@ -189,7 +196,10 @@ def export(directory: Path, root: Path) -> tuple[Path, dict[str, Any]]:
             "format": FORMAT,
             "digest": digest,
             "model": str(directory),
-            "dimension": int(model.get_sentence_embedding_dimension() or 0),
+            "dimension": int(
+                (getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)()
+                or 0
+            ),
             "max_length": int(model.max_seq_length),
             "inputs": inputs,
             "pad_id": int(tokenizer.pad_token_id or 0),
