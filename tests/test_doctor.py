@@ -5,26 +5,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .daemon_util import Daemon, free_port
+from .daemon_util import Daemon, free_port, run_clarity
 from .e2e.claude_cli import find_claude
 
 
 def clarity(
     env: dict[str, str], cwd: Path, *args: str, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "clarity", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_clarity(env, *args, cwd=cwd, timeout=timeout)
 
 
 def doctor(env: dict[str, str], cwd: Path) -> tuple[int, dict[str, dict[str, str]]]:
