@@ -90,15 +90,17 @@ def test_failure_and_its_fix_are_learned_and_offered_before_the_next_run(
 
     before = payload("PreToolUse", project, "s-next", tool_input={"command": "./run-tests.sh --verbose"})
     text = context(post(shared_daemon, "PreToolUse", before))
-    assert "Fixed by running `cp settings.example.ini settings.ini" in text and fix["id"] in text
+    assert "Fixed by running `cp settings.example.ini settings.ini" in text and fix["id"][:8] in text
 
-    asked = payload(
-        "UserPromptSubmit", project, "s-next", prompt="the run-tests script fails again, what fixed it?"
-    )
+    question = "the run-tests script fails again, what fixed it?"
+    asked = payload("UserPromptSubmit", project, "s-ask", prompt=question)
     text = context(post(shared_daemon, "UserPromptSubmit", asked))
-    assert "missing config file settings.ini" in text and fix["id"] in text
+    assert "missing config file settings.ini" in text and fix["id"][:8] in text
+    # the session that was given it before the run is not given it again
+    again = payload("UserPromptSubmit", project, "s-next", prompt=question)
+    assert fix["id"][:8] not in context(post(shared_daemon, "UserPromptSubmit", again))
 
-    brief = context(post(shared_daemon, "SessionStart", payload("SessionStart", project, "s-next")))
+    brief = context(post(shared_daemon, "SessionStart", payload("SessionStart", project, "s-brief")))
     assert "Recent fixes" in brief and "cp settings.example.ini" in brief
 
 
@@ -183,7 +185,7 @@ def test_explicit_remember_is_stored_as_a_preference(shared_daemon: Daemon, proj
     text = context(post(shared_daemon, "UserPromptSubmit", asked))
     stored = memories(shared_daemon, project, "preference")
     assert len(stored) == 1 and stored[0]["content"].startswith("we always use uv instead of pip")
-    assert stored[0]["id"] in text and "preference" in text
+    assert stored[0]["id"] in text and "preference" in text  # the note names the whole id
     noted = payload("UserPromptSubmit", project, "s-remember", prompt="note that the staging host is orion-7")
     post(shared_daemon, "UserPromptSubmit", noted)
     assert [m["content"] for m in memories(shared_daemon, project, "fact")] == ["the staging host is orion-7"]

@@ -88,12 +88,15 @@ def clarity_cli(root: Path, cwd: Path, *args: str) -> subprocess.CompletedProces
 
 def test_pause_and_resume_per_project_and_globally(hooks: HookService, repo: Path, tmp_path: Path) -> None:
     seed(hooks, repo)
-    prompt = event("UserPromptSubmit", repo, prompt="which docker network do the integration tests need?")
-    assert "ci-net" in context(hooks.handle(prompt))
+
+    def prompt() -> HookEvent:  # a new session each time: a session is given a memory once
+        return event("UserPromptSubmit", repo, prompt="which docker network do the integration tests need?")
+
+    assert "ci-net" in context(hooks.handle(prompt()))
 
     paused = clarity_cli(tmp_path / "root", repo, "pause")
     assert paused.returncode == 0 and "paused for this project" in paused.stdout, paused.stderr
-    assert hooks.handle(prompt) == {}
+    assert hooks.handle(prompt()) == {}
     ran = event("PostToolUse", repo, tool_input={"command": "make lint"})
     hooks.handle(ran)
     assert not any("make lint" in m for m in project_memories(hooks, repo))  # nothing learned while paused
@@ -105,12 +108,12 @@ def test_pause_and_resume_per_project_and_globally(hooks: HookService, repo: Pat
     )
 
     assert clarity_cli(tmp_path / "root", repo, "resume").returncode == 0
-    assert "ci-net" in context(hooks.handle(prompt))
+    assert "ci-net" in context(hooks.handle(prompt()))
 
     assert clarity_cli(tmp_path / "root", tmp_path, "pause", "--global").returncode == 0
-    assert hooks.handle(prompt) == {}
+    assert hooks.handle(prompt()) == {}
     assert clarity_cli(tmp_path / "root", tmp_path, "resume", "--global").returncode == 0
-    assert "ci-net" in context(hooks.handle(prompt))
+    assert "ci-net" in context(hooks.handle(prompt()))
 
 
 def test_excluded_paths_and_tools_teach_nothing(hooks: HookService, repo: Path) -> None:

@@ -1,8 +1,10 @@
 """How memories are worded when Clarity adds them to Claude's context.
 
-Claude reads these as facts, so they are stated as facts, each with its id (so Claude can
-correct or delete a wrong one with the MCP tools), and the whole block is capped: a hook that
-floods the context costs the user tokens on every prompt.
+Claude reads these as facts, so they are stated as facts, one line each with how old the memory
+is and where it came from (``clarity.describe``, the words the MCP tools use: "3 days ago; learned
+from a failing `pnpm test`"), and its short id, the 8-character prefix the MCP tools accept, so
+Claude can correct or delete a wrong one. The whole block is capped: a hook that floods the
+context costs the user tokens on every prompt.
 
 Stored memories were redacted whole on the way in (``MemoryService``); where a line or the
 block is cut here, the text is redacted again first (``redact_cut``), so even a record written
@@ -11,35 +13,60 @@ before redaction covered it cannot lose half a secret to the cut and show the ot
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TypeVar
 
+from clarity.describe import age, origin
 from clarity.models import Memory
 from clarity.redact import redact_cut
 
 HARD_CAP = 10_000  # Claude Code moves longer hook output to a file and shows a preview
+SHORT_ID_CHARS = 8  # what update_memory, delete_memory and `clarity delete` accept
+
+T = TypeVar("T")
 
 
-def _line(memory: Memory) -> str:
+def line(memory: Memory, now: datetime, content_chars: int | None = None) -> str:
+    """``- [fix] text (3 days ago; learned from a fix; id 1a2b3c4d)``, on one line; the text cut
+    (redacted first) to ``content_chars`` when given."""
     text = " ".join(memory.content.split())
-    seen = f", seen {memory.occurrences} times" if memory.occurrences > 1 else ""
-    return f"- [{memory.memory_type.value}] {text} (id {memory.id}{seen})"
+    if content_chars is not None and len(text) > content_chars:
+        text = redact_cut(text, content_chars)
+    when = age(memory.created_at, now)
+    if memory.occurrences > 1:
+        when += f", seen {memory.occurrences} times"
+    return (
+        f"- [{memory.memory_type.value}] {text} ({when}; {origin(memory)}; id {memory.id[:SHORT_ID_CHARS]})"
+    )
 
 
-def memory_block(title: str, memories: Iterable[Memory], limit: int) -> str | None:
-    """Lines under a title, stopping before the cap; None when nothing fits."""
+def fit(
+    title: str,
+    items: Sequence[T],
+    limit: int,
+    memory_of: Callable[[T], Memory],
+    now: datetime | None = None,
+) -> tuple[str | None, list[T]]:
+    """Lines under a title, stopping before the cap, and the items whose lines are in it; (None,
+    []) when nothing fits. The first line may be cut (redacted first) rather than left out."""
+    now = now or datetime.now(UTC)
     limit = min(limit, HARD_CAP)
     lines = [title]
+    kept: list[T] = []
     used = len(title)
-    for memory in memories:
-        line = _line(memory)
-        if used + 1 + len(line) > limit:
+    for item in items:
+        text = line(memory_of(item), now)
+        if used + 1 + len(text) > limit:
             room = limit - used - 2
-            if room > 80 and len(lines) == 1:  # at least part of the best memory
-                lines.append(redact_cut(line, room))
+            if room > 80 and not kept:  # at least part of the best memory
+                lines.append(redact_cut(text, room))
+                kept.append(item)
             break
-        lines.append(line)
-        used += 1 + len(line)
-    return "\n".join(lines) if len(lines) > 1 else None
+        lines.append(text)
+        kept.append(item)
+        used += 1 + len(text)
+    return ("\n".join(lines), kept) if kept else (None, [])
 
 
 def clip(text: str, limit: int) -> str:

@@ -53,6 +53,7 @@ _MAX_FAILURES = 256
 _MAX_LISTED = 50
 _MAX_EDITED = 200
 _DROP_LOG_SECONDS = 60.0
+SUMMARY_CHARS = 4000
 
 
 def _words(command: str) -> Iterator[str]:
@@ -149,6 +150,32 @@ def provenance(event: HookEvent) -> dict[str, str]:
 def is_build_or_test(command: str) -> bool:
     stripped = re.sub(r"^(?:\w+=\S+\s+)+", "", command.strip())
     return bool(_BUILD_TEST.match(stripped))
+
+
+def build_or_test_steps(command: str) -> list[str]:
+    """The steps of a ``&&``/``;`` chain that build or test: ``cp a b && ./run-tests.sh`` ->
+    ``./run-tests.sh``."""
+    return [step.strip() for step in re.split(r"&&|;", command) if is_build_or_test(step)]
+
+
+def sentence(text: str) -> str:
+    """``text`` ending in exactly one full stop, or in its ellipsis if it was cut: never ".." or "…."."""
+    text = text.rstrip()
+    if text.endswith("…"):
+        return text
+    return text.rstrip(".") + "."
+
+
+def cut_at_word(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters, cut at the last word boundary before the limit (not
+    inside a word or a command), without the separator before the cut, then one "…"."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    space = head.rfind(" ")
+    if space > limit // 2:
+        head = head[:space]
+    return head.rstrip(" ,;:.…") + "…"
 
 
 def _digest(text: str) -> str:
@@ -343,13 +370,14 @@ class Learner:
             for program in failure.programs:
                 state.failures.pop(program, None)
         tags = command_tags(involved)
-        if (
+        fixed = (
             failure is not None
             and failure.digest != _digest(command)
             and time.time() - failure.at < FAILURE_TTL
-        ):
+        )
+        if failure is not None and fixed:
             content = (
-                f"`{one_line(failure.command, 300)}` failed with: {failure.error}. "
+                f"`{one_line(failure.command, 300)}` failed with: {sentence(failure.error)} "
                 f"Fixed by running `{one_line(command, 300)}`."
             )
             _append(state.fixes, content)
@@ -358,13 +386,17 @@ class Learner:
         elif failure is not None:
             # The same command now passes: whatever happened in between fixed it.
             _append(
-                state.fixes, f"`{one_line(command, 300)}` passed again after failing with: {failure.error}"
+                state.fixes,
+                sentence(f"`{one_line(command, 300)}` passed again after failing with: {failure.error}"),
             )
-        if any(is_build_or_test(part) for part in re.split(r"&&|;", command)):
-            shown = one_line(command, 1000)
+        steps = build_or_test_steps(command)
+        if steps:
+            # A command that fixed a failure ran once to repair something (`cp a b && ./run-tests.sh`):
+            # the project is built or tested by its build/test steps, not by the repair.
+            shown = one_line(" && ".join(steps) if fixed else command, 1000)
             if shown not in state.build_commands:
                 _append(state.build_commands, shown)
-            content = f"This project is built or tested with `{one_line(command, 300)}`"
+            content = f"This project is built or tested with `{one_line(shown, 300)}`"
             self._store(
                 state,
                 event,
@@ -394,7 +426,9 @@ class Learner:
         if not parts:
             return None
         day = datetime.now(UTC).strftime("%Y-%m-%d")
-        return one_line(f"Session {day}: " + "; ".join(parts) + ".", 4000)
+        # Each fix is a sentence of its own (it ends in "."): the summary ends in one full stop,
+        # or in one "…" at a word boundary when it is cut.
+        return cut_at_word(sentence(" ".join(f"Session {day}: {'; '.join(parts)}".split())), SUMMARY_CHARS)
 
     def _summarize(self, event: HookEvent) -> None:
         state = self.sessions.get(event.session_id)

@@ -21,18 +21,21 @@ from pydantic import ValidationError
 
 from clarity.config import Settings, describe_validation_error
 from clarity.embedding import ModelNotReady
-from clarity.hooks.context import clip, memory_block
+from clarity.hooks import brief
+from clarity.hooks.context import fit
 from clarity.hooks.controls import Pauses, excluded_from_learning, project_rules
 from clarity.hooks.events import HookEvent, reply
 from clarity.hooks.injections import InjectedMemory, InjectionLog
 from clarity.hooks.learner import MAX_PROGRAMS, Learner, command_tags, programs_of, provenance
+from clarity.hooks.session_budget import FILE_NAME as BUDGET_FILE
+from clarity.hooks.session_budget import SessionBudget, session_key
 from clarity.hooks.spool import PendingEvents
 from clarity.memory import MemoryService
 from clarity.memory.scoring import has_identifier
 from clarity.models import GLOBAL_SCOPE, Memory, MemoryCreate, MemoryType, Source
 from clarity.project import known_project_scope, project_scope
 from clarity.redact import redact_cut
-from clarity.requests import ListRequest, RetrieveRequest, ScoredMemory
+from clarity.requests import RetrieveRequest, RetrieveResult, ScoredMemory
 from clarity.store.space import InsufficientStorage
 from clarity.text import one_line
 
@@ -125,6 +128,9 @@ class HookService:
             on_error=self.injections.record_error,
         )
         self.pauses = Pauses(settings.storage.app_data_dir / "controls.json")
+        # What each session was given: a memory reaches the model once per session (kept
+        # across a restart, see ``clarity.hooks.session_budget``).
+        self.budget = SessionBudget(settings.storage.app_data_dir / BUDGET_FILE)
         self._guards = [(re.compile(rule.pattern), rule) for rule in settings.hooks.guards]
         # Events the plugin kept while no daemon answered: learned now, and looked for again
         # before each hook call (take_pending), ahead of the live events that follow them.
@@ -183,6 +189,8 @@ class HookService:
         judged when the event happens, so lifting it later does not teach what ran while it
         held. The project is known here only if recently worked out (no git call on the event
         loop); ``_may_learn`` checks again when the learner takes the event."""
+        if event.hook_event_name == "SessionEnd":
+            self.budget.end(event.session_id)
         scope = known_project_scope(event.cwd) if event.cwd else None
         if self.pauses.is_paused(scope):
             return
@@ -212,27 +220,24 @@ class HookService:
     # -- SessionStart -------------------------------------------------------------------------
 
     def session_start(self, event: HookEvent) -> dict[str, Any]:
+        """The brief (``clarity.hooks.brief``), less what this session was already given; after
+        ``/clear`` or a compaction (``source`` clear or compact) the context is gone, so the
+        session is given everything again."""
         if not self.settings.inject:
             return {}
+        key = session_key(event.session_id, event.agent_id)
+        if event.source in ("clear", "compact"):
+            self.budget.reset(key)
         scope = project_scope(event.cwd)
-        sections = [
-            ("Preferences and decisions", [MemoryType.preference, MemoryType.decision], "default", 6),
-            ("How this project is built and tested", [MemoryType.command], "project", 3),
-            ("Recent fixes", [MemoryType.fix], "project", 3),
-        ]
-        blocks = []
-        shown: list[Memory] = []
-        budget = self.settings.context_chars
-        for title, kinds, which, count in sections:
-            page = self.memory.list(ListRequest(limit=count, memory_types=kinds, scope=which), project=scope)
-            block = memory_block(f"{title}:", page.memories, budget // len(sections))
-            if block:
-                blocks.append(block)
-                shown.extend(page.memories)
-        if not blocks:
+        found = brief.candidates(self.memory, scope)
+        limit = self.settings.context_chars
+        text, kept = self.budget.claim(
+            key, found, lambda c: c.memory, lambda fresh: brief.compose(fresh, limit)
+        )
+        if not text:
             return {}
-        text = "Clarity memory for this project (facts learned in earlier sessions):\n" + "\n".join(blocks)
-        text = clip(text, budget)
+        shown = [c.memory for c in kept]
+        self.memory.mark_used(shown)
         self._record(event, scope, f"session {event.source or 'start'}", text, shown)
         return reply("SessionStart", text)
 
@@ -252,27 +257,41 @@ class HookService:
             return self._remember(event, scope, wanted.group("what").strip())
         if not inject:
             return {}
+        _, chosen = self.prompt_choice(prompt, scope)
+        block = self._give(
+            event,
+            scope,
+            prompt,
+            "Relevant memories from Clarity (long-term memory of earlier sessions):",
+            chosen,
+            self.settings.context_chars,
+        )
+        return reply("UserPromptSubmit", block)
+
+    def prompt_choice(
+        self, prompt: str, project: str | None, limit: int | None = None
+    ) -> tuple[RetrieveResult, list[ScoredMemory]]:
+        """The prompt hook's retrieval (``limit``, default 2 x ``hooks.max_memories``, counting no
+        use) and the relevant part of it, best first and not yet cut to the slots or to what the
+        session was given: the hook and the dashboard's "why not" lookup both decide with this."""
         result = self.memory.retrieve(
-            RetrieveRequest(query=prompt[:4000], limit=self.settings.max_memories * 2, scope="default"),
-            project=scope,
+            RetrieveRequest(
+                query=prompt[:4000], limit=limit or self.settings.max_memories * 2, scope="default"
+            ),
+            project=project,
+            track_use=False,  # only what reaches the reply counts (``_give``)
         )
         identifiers = {t.casefold() for t in re.findall(r"[\w.\-/]+", prompt) if has_identifier(t)}
         words = _content_words(prompt)
-        chosen = [
+        relevant = [
             r
             for r in result.results
             if (r.similarity or 0.0) >= self.settings.min_similarity
             or any(token in r.memory.content.casefold() for token in identifiers)
             # Without the model there is no similarity to gate on: ask for two shared words.
             or (result.degraded is not None and len(words & _content_words(r.memory.content)) >= 2)
-        ][: self.settings.max_memories]
-        block = memory_block(
-            "Relevant memories from Clarity (long-term memory of earlier sessions):",
-            [r.memory for r in chosen],
-            self.settings.context_chars,
-        )
-        self._record(event, scope, prompt, block, chosen)
-        return reply("UserPromptSubmit", block)
+        ]
+        return result, relevant
 
     def _remember(self, event: HookEvent, scope: str, what: str) -> dict[str, Any]:
         kind = MemoryType.preference if _PREFERENCE.search(what) else MemoryType.fact
@@ -295,6 +314,8 @@ class HookService:
             return reply("UserPromptSubmit", f"Clarity could not store this memory: {why}")
         where = "for every project" if target == GLOBAL_SCOPE else "for this project"
         note = f"Clarity stored this as a {kind.value} {where} (id {result.id}): {one_line(result.memory.content, 300)}"
+        # The session has it now: no prompt or tool context of this session repeats it.
+        self.budget.given(session_key(event.session_id, event.agent_id), [result.memory])
         self._record(event, scope, event.prompt or what, note, [result.memory])
         return reply("UserPromptSubmit", note)
 
@@ -328,16 +349,46 @@ class HookService:
                 mode="lexical",
             ),
             project=project_scope(event.cwd),
+            track_use=False,  # only what reaches the reply counts (``_give``)
         )
         fixes = [r for r in result.results if r.memory.memory_type == MemoryType.fix]
-        chosen = (fixes or result.results)[:2]
-        block = memory_block(
+        block = self._give(
+            event,
+            result.scopes[0] if result.scopes else "",
+            f"Bash: {command}",
             f"Clarity: what happened before with `{one_line(redact_cut(program, 60), 60)}` in this project:",
-            [r.memory for r in chosen],
+            fixes or result.results,
             min(self.settings.context_chars, 1000),
+            most=2,
         )
-        self._record(event, result.scopes[0] if result.scopes else "", f"Bash: {command}", block, chosen)
         return reply("PreToolUse", block)
+
+    # -- what reaches the model ---------------------------------------------------------------
+
+    def _give(
+        self,
+        event: HookEvent,
+        scope: str,
+        trigger: str,
+        title: str,
+        chosen: Sequence[ScoredMemory],
+        limit: int,
+        most: int | None = None,
+    ) -> str | None:
+        """The block of ``chosen`` memories this session was not given yet (at most ``most``,
+        default ``hooks.max_memories``, within ``limit`` characters), recorded as given, counted
+        as used and logged; None when every one was given already."""
+        most = most or self.settings.max_memories
+        text, kept = self.budget.claim(
+            session_key(event.session_id, event.agent_id),
+            chosen,
+            lambda r: r.memory,
+            lambda fresh: fit(title, fresh[:most], limit, lambda r: r.memory),
+        )
+        if text:
+            self.memory.mark_used([r.memory for r in kept])
+            self._record(event, scope, trigger, text, kept)
+        return text
 
     # -- the injection log --------------------------------------------------------------------
 
@@ -349,7 +400,7 @@ class HookService:
         context: str | None,
         shown: Sequence[ScoredMemory | Memory],
     ) -> None:
-        """Log a reply that carries context, with the memories whose ids made it into the text."""
+        """Log a reply that carries context, with the memories in its text (``shown``)."""
         if not context:
             return
         injected = []
@@ -359,10 +410,9 @@ class HookService:
                 if isinstance(item, ScoredMemory)
                 else (item, None, None)
             )
-            if memory.id in context:
-                injected.append(
-                    InjectedMemory(memory.id, memory.memory_type.value, memory.content, score, similarity)
-                )
+            injected.append(
+                InjectedMemory(memory.id, memory.memory_type.value, memory.content, score, similarity)
+            )
         self.injections.record(
             event.hook_event_name,
             event.session_id,
@@ -375,3 +425,4 @@ class HookService:
 
     def close(self) -> None:
         self.learner.close()  # learns what was queued first
+        self.budget.save()  # for the next daemon: a running session is not given its memories twice

@@ -293,3 +293,10 @@ class MemoryService:
         self._writer.closed = True
         self.usage.close()
         self.db.close()
+
+    def mark_used(self, memories: Sequence[Memory]) -> None:
+        """Count one use of each memory that reached the model. Hooks retrieve more than they
+        show (then gate, drop what the session was already given, and cut to the budget), so
+        they retrieve with ``track_use=False`` and count here only what went into the reply."""
+        for memory in memories:
+            self.usage.touch(memory.id, memory.access_count)

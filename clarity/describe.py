@@ -1,0 +1,69 @@
+"""A memory's age and origin in a few words, for every place that shows memories to a model.
+
+The MCP tools' compact results (``clarity.mcp.results``) and the hooks' injected context
+(``clarity.hooks.context``) say the same thing the same way: "3 days ago", "learned from a
+failing `pnpm test`". Both read it from here. A foundation module, not part of ``clarity.memory``:
+importing that package loads the service, numpy and the redactors, and the stdio MCP shim
+imports the results module.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import PurePath
+
+from clarity.models import Memory, MemoryType, Source
+from clarity.text import one_line
+
+SHOWN_COMMAND_CHARS = 60  # a command named in a source: enough to recognise it
+# (seconds, unit): an age is counted in the largest unit it reaches (weeks from two of them on,
+# so "10 days ago" is not "1 week ago").
+_UNITS = (
+    (365 * 86_400, "year"),
+    (30 * 86_400, "month"),
+    (14 * 86_400, "week"),
+    (86_400, "day"),
+    (3_600, "hour"),
+    (60, "minute"),
+)
+_WEEK = 7 * 86_400
+
+
+def age(moment: datetime, now: datetime) -> str:
+    """``3 days ago``; ``just now`` under a minute (and for a clock ahead of this one)."""
+    seconds = (now - moment).total_seconds()
+    for size, unit in _UNITS:
+        if seconds >= size:
+            count = int(seconds // (_WEEK if unit == "week" else size))
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "just now"
+
+
+def _command(memory: Memory, key: str) -> str | None:
+    """The command a learned memory names in its metadata, unless its text already shows it."""
+    value = memory.metadata.get(key)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return None if value.strip() in memory.content else one_line(value, SHOWN_COMMAND_CHARS)
+
+
+def origin(memory: Memory) -> str:
+    """Where a memory came from, in a few words, from what its door left in its metadata."""
+    meta = memory.metadata
+    if memory.source == Source.import_:
+        path = meta.get("path")
+        return f"imported from {PurePath(path).name}" if isinstance(path, str) and path else "imported"
+    if memory.source != Source.hook:
+        return "stored explicitly"  # by store_memory, `clarity store`, the REST API or the dashboard
+    if meta.get("hook_event") == "UserPromptSubmit":
+        return "the user asked to remember this"
+    if memory.memory_type == MemoryType.fix:
+        failed = _command(memory, "failed_command")
+        return f"learned from fixing a failing `{failed}`" if failed else "learned from a fix"
+    if memory.memory_type == MemoryType.error:
+        command = _command(memory, "command")
+        return f"learned from a failing `{command}`" if command else "learned from a failing command"
+    if memory.memory_type == MemoryType.command:
+        command = _command(memory, "command")
+        return f"learned from running `{command}`" if command else "learned from a passing run"
+    return "learned from a session"
