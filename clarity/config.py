@@ -166,7 +166,12 @@ class HooksSettings(_Section):
     context_chars: int = Field(2000, ge=200, le=10_000, description="cap on additionalContext per hook reply")
     max_memories: int = Field(5, ge=1, le=20)
     min_similarity: float = Field(
-        0.35, ge=0.0, le=1.0, description="cosine below which a memory is not injected"
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="cosine under which a memory is not injected and a search says nothing relevant: "
+        "the lowest cut at which 9 in 10 questions asked of memories without their answer get nothing "
+        "(LoCoMo and LongMemEval dev splits, cross-validated: 0.47 and 0.50)",
     )
     guards: list[GuardRule] = Field(default_factory=list, description="off unless rules are configured")
     inject_in_subagents: bool = Field(

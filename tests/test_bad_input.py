@@ -731,7 +731,8 @@ def assert_tool_answered(result: Any, tool: str) -> None:
         text = text_of(result)
         assert text and "Traceback" not in text, text
         assert text.strip() != f"Error executing tool {tool}", "an unexpected exception inside the tool"
-    elif tool in ("retrieve_memory", "list_memories"):  # short text; structured only with detail
+    elif tool in ("retrieve_memory", "list_memories", "store_memory", "update_memory"):  # short text
+        # unless asked for detail: then structured too
         assert text_of(result).strip()
     else:
         assert result.structured_content is not None
@@ -740,7 +741,7 @@ def assert_tool_answered(result: Any, tool: str) -> None:
 @HYPOTHESIS
 @given(arguments=bodies({"content": either(TEXT)}, MCP_STORE))
 def test_property_mcp_store_arbitrary(mcp: Mcp, http: httpx.Client, arguments: dict[str, Any]) -> None:
-    result = mcp.call("store_memory", arguments)
+    result = mcp.call("store_memory", {**arguments, "detail": True})
     assert_tool_answered(result, "store_memory")
     if not result.is_error:
         check_created(http, arguments, result.structured_content)
@@ -751,7 +752,7 @@ def test_property_mcp_store_arbitrary(mcp: Mcp, http: httpx.Client, arguments: d
 def test_property_mcp_store_valid_round_trips(
     mcp: Mcp, http: httpx.Client, arguments: dict[str, Any]
 ) -> None:
-    result = mcp.call("store_memory", arguments)
+    result = mcp.call("store_memory", {**arguments, "detail": True})
     assert not result.is_error, text_of(result)
     check_created(http, arguments, result.structured_content)
 

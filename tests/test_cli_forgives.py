@@ -268,7 +268,9 @@ def test_mcp_update_and_delete_take_a_prefix(
     async def main() -> None:
         session = _http_mcp(daemon) if transport == "http" else _stdio_mcp(stranger, daemon)
         async with session as client:
-            updated = await client.call_tool("update_memory", {"memory_id": memory_id[:8], "importance": 0.8})
+            updated = await client.call_tool(
+                "update_memory", {"memory_id": memory_id[:8], "importance": 0.8, "detail": True}
+            )
             assert not updated.is_error, updated.content
             assert updated.structured_content["id"] == memory_id
             deleted = await client.call_tool("delete_memory", {"memory_id": memory_id[:9]})

@@ -54,7 +54,7 @@ def test_five_windows_at_once_start_exactly_one_daemon(tmp_path: Path) -> None:
         )
         async with Client(params) as client:
             stored = await client.call_tool(
-                "store_memory", {"content": f"window {n} was here", "scope": "global"}
+                "store_memory", {"content": f"window {n} was here", "scope": "global", "detail": True}
             )
             assert not stored.is_error, stored.content
             results.append(stored.structured_content["id"])

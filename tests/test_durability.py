@@ -94,7 +94,7 @@ def mcp_writer(daemon: Daemon, acks: Acks, stop: threading.Event, tag: str) -> N
                         content = f"mcp {tag} fact {n}: queue {uuid.uuid4().hex[:8]} drains at 500 msgs/s"
                         n += 1
                         result = await client.call_tool(
-                            "store_memory", {"content": content, "scope": "global"}
+                            "store_memory", {"content": content, "scope": "global", "detail": True}
                         )
                         if not result.is_error:
                             acks.add(

@@ -107,7 +107,7 @@ WORKER = textwrap.dedent(
                     elif step == 3:
                         kind = "mcp_store"
                         text = content(i)
-                        stored = await tool(kind, "store_memory", {"content": text, "memory_type": "fact"})
+                        stored = await tool(kind, "store_memory", {"content": text, "memory_type": "fact", "detail": True})
                         acked.append([stored["id"], text, stored["status"]])
                     elif step == 4:
                         kind = "mcp_retrieve"

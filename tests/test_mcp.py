@@ -61,6 +61,7 @@ async def _exercise(client: Client, marker: str) -> None:
         content=f"The {marker} service listens on port 7443",
         memory_type="fact",
         tags=["ports"],
+        detail=True,
     )
     assert not stored.is_error, stored.content
     memory_id = stored.structured_content["id"]
@@ -75,7 +76,11 @@ async def _exercise(client: Client, marker: str) -> None:
     listed = await call(client, "list_memories", scope="project", detail=True)
     assert memory_id in [m["id"] for m in listed.structured_content["memories"]]
     updated = await call(
-        client, "update_memory", memory_id=memory_id, content=f"The {marker} service moved to port 9443"
+        client,
+        "update_memory",
+        memory_id=memory_id,
+        content=f"The {marker} service moved to port 9443",
+        detail=True,
     )
     assert updated.structured_content["content"].endswith("port 9443")
     stats = await call(client, "memory_stats")
@@ -105,7 +110,9 @@ def test_http_and_stdio_clients_share_one_memory(shared_daemon: Daemon, tmp_path
 
     async def main() -> None:
         async with stdio_client(shared_daemon, tmp_path) as stdio:
-            stored = await call(stdio, "store_memory", content=f"Release train {marker} leaves on Fridays")
+            stored = await call(
+                stdio, "store_memory", content=f"Release train {marker} leaves on Fridays", detail=True
+            )
             assert not stored.is_error
         async with http_client(shared_daemon, str(tmp_path)) as http:
             found = await call(
@@ -160,7 +167,7 @@ def test_project_scope_follows_the_header(shared_daemon: Daemon, tmp_path: Path)
             assert found.content[0].text == "No memories match this query."
         async with http_client(shared_daemon, None) as anonymous:  # no header, no roots
             stored = await call(
-                anonymous, "store_memory", content=f"no project known {marker}", scope="project"
+                anonymous, "store_memory", content=f"no project known {marker}", scope="project", detail=True
             )
             assert not stored.is_error, stored.content
             assert stored.structured_content["memory"]["scope"] == "global"

@@ -72,7 +72,9 @@ def _record(scope: str, content: str, kind: str, source: str, metadata: dict[str
 def seeded(shared_daemon: Daemon, project: Path) -> dict[str, dict[str, Any]]:
     """Four memories in the project's scope, by name, as each door leaves them."""
     scope = _scope(shared_daemon, project)
-    marker = uuid.uuid4().hex[:8]
+    # A letter and a digit: an identifier, so a search for it alone finds all four, however far
+    # its cosine is from theirs (clarity.relevance).
+    marker = f"k9{uuid.uuid4().hex[:6]}"
     records = {
         "error": _record(
             scope,
@@ -271,7 +273,7 @@ def test_input_schemas_carry_the_limits(shared_daemon: Daemon, project: Path) ->
         ("delete_memory", "memory_id"),
     ):
         assert props[tool][argument]["examples"], (tool, argument)
-    for tool in ("retrieve_memory", "list_memories"):
+    for tool in ("retrieve_memory", "list_memories", "store_memory", "update_memory"):
         assert props[tool]["detail"] == {
             "default": False,
             "description": props[tool]["detail"]["description"],

@@ -66,7 +66,7 @@ async def client(
 
 
 async def call(session: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    if tool in ("retrieve_memory", "list_memories"):
+    if tool in ("retrieve_memory", "list_memories", "store_memory", "update_memory"):
         arguments.setdefault("detail", True)  # the whole reply as JSON; the default is short text
     result = await session.call_tool(tool, arguments)
     assert not result.is_error, result.content

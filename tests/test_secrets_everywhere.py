@@ -320,7 +320,8 @@ async def _mcp_plant(daemon: Daemon, project: Path) -> list[str]:
                 text = surround(secret, f"zqcanary{index}m{variant}", "", variant)
                 tags = [secret.text] if len(secret.text.strip()) <= 64 else ["mcp"]
                 result = await client.call_tool(
-                    "store_memory", {"content": text, "tags": tags, "metadata": {"k": secret.text}}
+                    "store_memory",
+                    {"content": text, "tags": tags, "metadata": {"k": secret.text}, "detail": True},
                 )
                 assert not result.is_error, result.content
                 replies.append(str(result.structured_content))

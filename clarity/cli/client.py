@@ -182,6 +182,7 @@ class RemoteBackend:
         import httpx
 
         self.settings = settings
+        self.min_similarity = settings.hooks.min_similarity
         self.default_project = project  # its working directory: the tools never ask the client's roots
         self.url = client_url(settings)
         self._http = httpx.AsyncClient(base_url=f"{self.url}/api", timeout=60.0)

@@ -24,6 +24,7 @@ class LocalBackend:
 
     def __init__(self, service: MemoryService) -> None:
         self.service = service
+        self.min_similarity = service.settings.hooks.min_similarity
 
     async def store(self, request: MemoryCreate, project: str | None) -> api.StoreResult:
         return await run_in_threadpool(self.service.store, request, resolve_project(project))

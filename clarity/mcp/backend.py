@@ -21,6 +21,9 @@ class MemoryBackend(Protocol):
     # The project a call that names none is for: the stdio shim's working directory, so its tools
     # never need to ask the client; None (the daemon) leaves it to the header or the client's roots.
     default_project: str | None
+    # The cosine under which retrieve_memory says "nothing relevant" (``hooks.min_similarity``:
+    # the hooks inject nothing below it either), from the settings the backend runs with.
+    min_similarity: float
 
     async def store(self, request: MemoryCreate, project: str | None) -> api.StoreResult: ...
 

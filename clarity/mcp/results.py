@@ -7,79 +7,39 @@ about 110; the rest was a content hash, the full id, three timestamps, counters 
 each memory is one entry worded like the hooks' injected context (``- [kind] text``) with what
 a model acts on: how old it is in words, where it came from, and the short id that
 ``update_memory``, ``delete_memory`` and ``clarity delete`` accept (an ambiguous prefix is
-refused by name there, never guessed): 178 characters a hit, 891 for five. The whole record is
-one ``detail`` argument away.
+refused by name there, never guessed): 178 characters a hit, 891 for five. A store or an update
+answers in one line too (136 and 145 characters instead of the record's 580 and 531). The whole
+record is one ``detail`` argument away.
+
+A search whose hits are all under the relevance cut (``clarity.relevance``) says "Nothing
+relevant" first, so a model does not take the best of unrelated memories for an answer: a
+nonsense query's best match scored 0.55 as a fused score, as high as real hits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import PurePath
 
-from clarity.models import Memory, MemoryType, Source
-from clarity.requests import ListResult, RetrieveResult
+from clarity.describe import age, origin
+from clarity.models import GLOBAL_SCOPE, Memory
+from clarity.relevance import identifiers, is_relevant
+from clarity.requests import ListResult, RetrieveResult, StoreResult
 from clarity.text import one_line
 
 # ``clarity.memory.ids.MIN_PREFIX``, the shortest prefix an id may be given by (tested equal):
 # not imported, as ``clarity.memory`` loads the service, numpy and the redactors into the shim.
 SHORT_ID_CHARS = 8
-SHOWN_COMMAND_CHARS = 60  # a command named in a source: enough to recognise it
-# (seconds, unit): an age is counted in the largest unit it reaches (weeks from two of them on,
-# so "10 days ago" is not "1 week ago").
-_UNITS = (
-    (365 * 86_400, "year"),
-    (30 * 86_400, "month"),
-    (14 * 86_400, "week"),
-    (86_400, "day"),
-    (3_600, "hour"),
-    (60, "minute"),
-)
-_WEEK = 7 * 86_400
+# The closest matches still listed under "nothing relevant", marked weak: a search is asked for,
+# and below the cut the answer is still among the closest few for part of the questions that
+# hold one (scripts/bench/relevance.py, "weak_hold_evidence"); a related question about a terse
+# project memory can score under the cut ("code style preferences": 0.25).
+WEAK_SHOWN = 2
+SHOWN_CONTENT_CHARS = 200  # a stored or updated memory's text, on one line, in the confirmation
 
 
 def short_id(memory_id: str) -> str:
     return memory_id[:SHORT_ID_CHARS]
-
-
-def age(moment: datetime, now: datetime) -> str:
-    """``3 days ago``; ``just now`` under a minute (and for a clock ahead of this one)."""
-    seconds = (now - moment).total_seconds()
-    for size, unit in _UNITS:
-        if seconds >= size:
-            count = int(seconds // (_WEEK if unit == "week" else size))
-            return f"{count} {unit}{'s' if count != 1 else ''} ago"
-    return "just now"
-
-
-def _command(memory: Memory, key: str) -> str | None:
-    """The command a learned memory names in its metadata, unless its text already shows it."""
-    value = memory.metadata.get(key)
-    if not isinstance(value, str) or not value.strip():
-        return None
-    return None if value.strip() in memory.content else one_line(value, SHOWN_COMMAND_CHARS)
-
-
-def origin(memory: Memory) -> str:
-    """Where a memory came from, in a few words, from what its door left in its metadata."""
-    meta = memory.metadata
-    if memory.source == Source.import_:
-        path = meta.get("path")
-        return f"imported from {PurePath(path).name}" if isinstance(path, str) and path else "imported"
-    if memory.source != Source.hook:
-        return "stored explicitly"  # by store_memory, `clarity store`, the REST API or the dashboard
-    if meta.get("hook_event") == "UserPromptSubmit":
-        return "the user asked to remember this"
-    if memory.memory_type == MemoryType.fix:
-        failed = _command(memory, "failed_command")
-        return f"learned from fixing a failing `{failed}`" if failed else "learned from a fix"
-    if memory.memory_type == MemoryType.error:
-        command = _command(memory, "command")
-        return f"learned from a failing `{command}`" if command else "learned from a failing command"
-    if memory.memory_type == MemoryType.command:
-        command = _command(memory, "command")
-        return f"learned from running `{command}`" if command else "learned from a passing run"
-    return "learned from a session"
 
 
 def entry(memory: Memory, now: datetime) -> str:
@@ -106,12 +66,24 @@ def _count(number: int) -> str:
     return f"{number} memor{'y' if number == 1 else 'ies'}"
 
 
-def retrieve_text(result: RetrieveResult, note: str | None, now: datetime | None = None) -> str:
-    """The hits best first under one line that counts them; one line when there are none."""
+def retrieve_text(
+    result: RetrieveResult, note: str | None, query: str, cut: float, now: datetime | None = None
+) -> str:
+    """The hits best first under one line that counts them; one line when there are none, and
+    "nothing relevant" when none is relevant to the query (``clarity.relevance``): the closest
+    cosine and the cut then say how far off the search was, and the closest few follow, marked
+    weak (see ``WEAK_SHOWN``). When some hits are relevant, all are listed as before: below the
+    cut an answer still turns up (see ``scripts/bench/relevance.py``)."""
     now = now or datetime.now(UTC)
     remarks = _remarks(note, result.degraded, result.unreadable)
     if not result.results:
         return "\n".join(["No memories match this query.", *remarks])
+    names = identifiers(query)
+    if not any(is_relevant(hit.similarity, hit.memory.content, names, cut) for hit in result.results):
+        closest = max(hit.similarity or 0.0 for hit in result.results)
+        head = f"Nothing relevant to this query (closest match: {closest:.2f} similarity, below {cut:.2f})"
+        weak = (entry(hit.memory, now) for hit in result.results[:WEAK_SHOWN])
+        return "\n".join([f"{head}. Closest weak matches:", *remarks, *weak])
     head = f"{_count(len(result.results))}, best match first:"
     return "\n".join([head, *remarks, *(entry(hit.memory, now) for hit in result.results)])
 
@@ -128,3 +100,35 @@ def list_text(result: ListResult, note: str | None, now: datetime | None = None)
     head = f"Memories {first}-{result.offset + len(memories)} of {result.total}, newest first"
     head += f" (next page: offset={result.next_offset}):" if result.next_offset is not None else ":"
     return "\n".join([head, *remarks, *(entry(memory, now) for memory in memories)])
+
+
+def _where(memory: Memory) -> str:
+    return "for every project" if memory.scope == GLOBAL_SCOPE else "for this project"
+
+
+def store_text(result: StoreResult, note: str | None, now: datetime | None = None) -> str:
+    """One line per outcome: what was kept, under which short id, and where; a near duplicate
+    names the memory it was merged into (its text, which may differ from what was sent)."""
+    now = now or datetime.now(UTC)
+    memory = result.memory
+    kind, short, text = (
+        memory.memory_type.value,
+        short_id(memory.id),
+        one_line(memory.content, SHOWN_CONTENT_CHARS),
+    )
+    if result.status == "created":
+        head = f"Stored {kind} {short} {_where(memory)}: {text}"
+    elif result.status == "duplicate":
+        head = f"Already stored as {short} ({kind}, {age(memory.created_at, now)}): {text}"
+    else:
+        head = (
+            f"Merged into {short}, a near duplicate ({kind}, {age(memory.created_at, now)}, "
+            f"seen {memory.occurrences} times): {text}"
+        )
+    return "\n".join([head, *_remarks(note, None, 0)])
+
+
+def update_text(memory: Memory) -> str:
+    """The memory as it now stands, in one line."""
+    text = one_line(memory.content, SHOWN_CONTENT_CHARS)
+    return f"Updated {memory.memory_type.value} {short_id(memory.id)}: {text}"

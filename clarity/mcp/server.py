@@ -8,14 +8,15 @@ The project a call is for comes from the ``X-Clarity-Project`` header, the stdio
 directory, or the client's MCP roots (``roots.py``); a call whose scope needs a project that no
 one names lands in (or searches) ``global``, and its result carries a ``note`` saying so.
 
-What the model reads of ``retrieve_memory`` and ``list_memories`` is short text
-(``results.py``). Claude Code 2.1.330 hands the model a result's ``structuredContent`` (as JSON)
-whenever there is one, and its text blocks only when there is none (seen through the real CLI:
-``tests/e2e/test_mcp_results_e2e.py``), so these two tools declare no output schema and send
-structured content only with ``detail``, which gives the reply every earlier version gave (the
-same JSON in the text and in ``structuredContent``) to a caller that parses it. The other tools
-keep their output schemas. Limits are in the input schemas (``minimum``, ``maxLength``...),
-from the same constants the service checks against.
+What the model reads of ``store_memory``, ``retrieve_memory``, ``list_memories`` and
+``update_memory`` is short text (``results.py``). Claude Code 2.1.330 hands the model a result's
+``structuredContent`` (as JSON) whenever there is one, and its text blocks only when there is
+none (seen through the real CLI: ``tests/e2e/test_mcp_results_e2e.py``), so these tools declare
+no output schema and send structured content only with ``detail``, which gives the reply every
+earlier version gave (the same JSON in the text and in ``structuredContent``) to a caller that
+parses it. ``delete_memory`` and ``memory_stats`` keep their output schemas (short already).
+Limits are in the input schemas (``minimum``, ``maxLength``...), from the same constants the
+service checks against.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 from clarity import __version__
 from clarity.config import describe_validation_error
 from clarity.mcp.backend import BackendError, MemoryBackend
-from clarity.mcp.results import list_text, retrieve_text
+from clarity.mcp.results import list_text, retrieve_text, store_text, update_text
 from clarity.mcp.roots import PROJECT_HEADER, ROOTS_EVENT, Caller, ProjectFinder, header_project, settle
 from clarity.mcp.stats import public_stats
 from clarity.models import (
@@ -45,7 +46,6 @@ from clarity.models import (
     MAX_QUERY_CHARS,
     MAX_RESULTS,
     MAX_TAGS,
-    Memory,
     MemoryCreate,
     MemoryPatch,
     MemoryType,
@@ -273,9 +273,10 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
             Literal["project", "global"],
             Field(description="'project' (this repository only) or 'global' (every project)."),
         ] = "project",
+        detail: Detail = False,
         *,
         where: Where,
-    ) -> StoreReply:
+    ) -> CallToolResult:
         """Remember something for future sessions: a user preference, a decision and its reason,
         a project fact, the command that builds or tests the project, or an error and its fix.
         Exact duplicates are not stored twice; near duplicates are merged."""
@@ -283,7 +284,8 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
         caller = settle(where)
         result = await _call(backend.store(_without_project(request, caller), caller.project))
         landed = result.memory.scope == GLOBAL_SCOPE
-        return StoreReply(**dict(result), note=_note("stored in global", scope, caller, landed))
+        reply = StoreReply(**dict(result), note=_note("stored in global", scope, caller, landed))
+        return _answer(reply, detail, store_text(reply, reply.note))
 
     @tool
     async def retrieve_memory(
@@ -312,13 +314,14 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
     ) -> CallToolResult:
         """Search long-term memory by meaning and by exact words (error codes, file names, commands).
         Use it before answering questions about this project's history, conventions or past errors.
-        Each hit reads `- [kind] text (age; where it came from; id <first 8 characters>)`."""
+        Each hit reads `- [kind] text (age; where it came from; id <first 8 characters>)`.
+        "Nothing relevant" means no memory is close enough; the closest follow, marked weak."""
         request = _build(RetrieveRequest, locals())
         caller = settle(where)
         result = await _call(backend.retrieve(_without_project(request, caller), caller.project))
         landed = set(result.scopes or ()) == {GLOBAL_SCOPE}
         reply = RetrieveReply(**dict(result), note=_note("searched global only", scope, caller, landed))
-        return _answer(reply, detail, retrieve_text(reply, reply.note))
+        return _answer(reply, detail, retrieve_text(reply, reply.note, query, backend.min_similarity))
 
     @tool
     async def list_memories(
@@ -354,9 +357,11 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
         metadata: Annotated[
             dict[str, Any] | None, Field(description="New metadata (replaces the old).")
         ] = None,
-    ) -> Memory:
+        detail: Detail = False,
+    ) -> CallToolResult:
         """Correct a memory that is wrong or outdated instead of storing a contradicting one."""
-        return await _call(backend.update(memory_id, _build(MemoryPatch, locals())))
+        memory = await _call(backend.update(memory_id, _build(MemoryPatch, locals())))
+        return _answer(memory, detail, update_text(memory))
 
     @tool
     async def delete_memory(

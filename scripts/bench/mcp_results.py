@@ -8,7 +8,8 @@ the provenance each door leaves: learned by the hooks (a failing command, its fi
 command, a session summary, a "remember that ..." prompt), stored by hand, imported from
 CLAUDE.md, each with its own age. Then the `mcp` SDK's client, over streamable HTTP as Claude Code
 connects, asks `retrieve_memory` a few questions (limit 5, the default) and `list_memories` and
-`memory_stats` once, and what Claude Code hands the model of each result is counted (the
+`memory_stats` once, stores a memory twice (new, then a duplicate) and updates it, and what
+Claude Code hands the model of each result is counted (the
 structured content as JSON when there is any, else the text blocks): characters per hit and per
 result, in the default view and, where the tool offers it, the `detail` view. The tool
 definitions the model reads every session (names, descriptions, input schemas) are counted too. The 1-minute load is printed with the figures; these are
@@ -45,7 +46,7 @@ QUERIES = [
 ]
 
 
-def _memories(scope: str) -> list[dict[str, Any]]:
+def project_memories(scope: str) -> list[dict[str, Any]]:
     """Records as each door writes them: text, kind, source, metadata, age in seconds."""
     learned = {"hook_event": "PostToolUseFailure", "tool_name": "Bash", "tool_use_id": "toolu_01ABCDEF"}
     passed = {"hook_event": "PostToolUse", "tool_name": "Bash", "tool_use_id": "toolu_01GHIJKL"}
@@ -177,6 +178,42 @@ def _hits(result: Any) -> int:
     return len(re.findall(r"^- \[", _text(result), flags=re.MULTILINE))
 
 
+def _stored_id(result: Any) -> str:
+    """The id a store answered with: in its record, or the short id its text names."""
+    if result.structured_content is not None:
+        return str(result.structured_content["id"])
+    found = re.search(r"(?:Stored \w+|Already stored as|Merged into) (\w+)", _text(result))
+    assert found is not None, _text(result)
+    return found.group(1)
+
+
+async def _writes(client: Client, tools: dict[str, Any]) -> dict[str, Any]:
+    """Characters of a store (a new memory, then the same text again) and of an update, per view."""
+    figures: dict[str, Any] = {}
+    has_detail = "detail" in tools["store_memory"].input_schema["properties"]
+    for view, extra in {"default": {}, **({"detail": {"detail": True}} if has_detail else {})}.items():
+        content = (
+            f"The {view} docs are built with `make docs`; the site goes to build/site and is not committed."
+        )
+        created = await client.call_tool(
+            "store_memory", {"content": content, "memory_type": "command", **extra}
+        )
+        again = await client.call_tool(
+            "store_memory", {"content": content, "memory_type": "command", **extra}
+        )
+        updated = await client.call_tool(
+            "update_memory",
+            {"memory_id": _stored_id(created), "content": content + " Run it before a release.", **extra},
+        )
+        figures[view] = {
+            "store_chars": len(_text(created)),
+            "store_again_chars": len(_text(again)),
+            "update_chars": len(_text(updated)),
+        }
+        figures[f"sample_{view}"] = [_text(created), _text(again), _text(updated)]
+    return figures
+
+
 async def _measure(url: str, project: Path) -> dict[str, Any]:
     headers = {"X-Clarity-Project": str(project)}
     async with (
@@ -207,6 +244,7 @@ async def _measure(url: str, project: Path) -> dict[str, Any]:
                 "list_chars_5": len(_text(listed)),
                 "list_chars_per_memory": round(len(_text(listed)) / max(1, _hits(listed))),
             }
+        figures["writes"] = await _writes(client, {t.name: t for t in tools})
         sample = await client.call_tool("retrieve_memory", {"query": QUERIES[0], "limit": 5})
         nothing = await client.call_tool("retrieve_memory", {"query": "zxqv glorp frobnicate", "limit": 5})
         stats = await client.call_tool("memory_stats", {})
@@ -228,7 +266,7 @@ def main() -> None:
             headers = {"X-Clarity-Project": str(project)}
             probe = httpx.post(f"{api}/memories", headers=headers, json={"content": "scope probe"}).json()
             httpx.delete(f"{api}/memories/{probe['id']}")
-            records = _memories(probe["memory"]["scope"])
+            records = project_memories(probe["memory"]["scope"])
             imported = httpx.post(f"{api}/import", json={"memories": records}, timeout=120)
             imported.raise_for_status()
             figures = anyio.run(_measure, url, project)
@@ -240,6 +278,12 @@ def main() -> None:
     for view, numbers in figures["views"].items():
         print(f"{view} view: " + ", ".join(f"{key} {value}" for key, value in numbers.items()))
     print(f"memory_stats: {figures['memory_stats_chars']} characters")
+    for view, numbers in figures["writes"].items():
+        if not view.startswith("sample_"):
+            print(f"{view} view, writes: " + ", ".join(f"{key} {value}" for key, value in numbers.items()))
+    for view in ("default", "detail"):
+        for text in figures["writes"].get(f"sample_{view}", []):
+            print(f"--- store/update ({view}):\n{text}")
     for name in ("sample_retrieve", "sample_nothing", "sample_stats"):
         print(f"--- {name}:\n{figures[name]}")
     write_results(args.out, "mcp_results", {"machine": machine(), "load_at_end": load, **figures}, None)

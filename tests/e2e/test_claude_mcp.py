@@ -104,7 +104,7 @@ def test_claude_code_roots_put_memories_in_its_project(
         script = [
             {
                 "tool": "mcp__clarity__store_memory",
-                "input": {"content": f"The {marker} service ships with ./ship.sh"},
+                "input": {"content": f"The {marker} service ships with ./ship.sh", "detail": True},
             },
             {
                 "tool": "mcp__clarity__retrieve_memory",

@@ -1,5 +1,5 @@
 """What the model reads of Clarity's memory tools through the real Claude Code CLI: the compact
-text of a retrieve (not the record's JSON, nor the structured content beside it), the JSON with
+text of a store and a retrieve (not the record's JSON, nor the structured content beside it), the JSON with
 ``detail``, and tool definitions whose descriptions carry no indentation and whose input schemas
 carry the limits."""
 
@@ -53,13 +53,15 @@ def test_the_model_reads_compact_memories_and_the_limits(
         context = run.describe() + fake.dump()
         assert run.ok and run.result == "done", context
         stored, compact, detailed = (r["text"] for r in tool_results(fake.main_requests[-1])[-3:])
-        memory_id = json.loads(stored)["id"]
+        short = stored.removeprefix("Stored fact ").split(" ", 1)[0]
+        assert stored == f"Stored fact {short} for this project: The {marker} service ships with ./ship.sh"
         lines = compact.splitlines()
         assert lines[0].endswith(" best match first:"), compact  # other tests' global memories may match
         assert (
-            f"- [fact] The {marker} service ships with ./ship.sh (just now; stored explicitly; id {memory_id[:8]})"
+            f"- [fact] The {marker} service ships with ./ship.sh (just now; stored explicitly; id {short})"
         ) in lines, compact
-        assert json.loads(detailed)["results"][0]["memory"]["id"] == memory_id, detailed
+        memory_id = json.loads(detailed)["results"][0]["memory"]["id"]
+        assert memory_id.startswith(short), detailed
         retrieve = next(
             (tool for body in fake.main_requests if (tool := _tool(body, "mcp__clarity__retrieve_memory"))),
             None,
