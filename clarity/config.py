@@ -115,18 +115,27 @@ class ServerSettings(_Section):
 class RetrievalSettings(_Section):
     limit: int = Field(5, ge=1, le=100)
     min_score: float = Field(0.0, ge=0.0, le=1.0)
-    rrf_k: int = Field(
-        10, ge=1, le=1000, description="RRF k; 10 beat 60 on every LoCoMo dev category (docs/benchmarks.md)"
-    )
-    prefetch_limit: int = Field(50, ge=1, le=1000)
+    # Fusion: each side on 0..1 over its own ranking, summed with these weights, chosen by nested
+    # cross-validation on both dev sets (scripts/bench/retrieval_cv.py, docs/benchmarks.md).
+    prefetch_limit: int = Field(50, ge=1, le=1000, description="candidates each side brings to the fusion")
     lexical_weight: float = Field(
-        1.0, ge=0.1, le=20.0, description="RRF weight of the lexical ranking against the dense one"
+        1.0, ge=0.1, le=20.0, description="weight of the lexical side in the fused score"
     )
     identifier_lexical_weight: float = Field(
-        3.0,
-        ge=1.0,
-        le=20.0,
-        description="RRF weight of the lexical ranking when the query holds an identifier",
+        3.0, ge=1.0, le=20.0, description="the lexical weight when the query holds an identifier (E4711)"
+    )
+    session_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=5.0,
+        description="weight of a result's session's best fused score (over the best); 0: off",
+    )
+    lexical_context_chars: int = Field(
+        0,
+        ge=0,
+        le=20_000,
+        description="characters of the session's previous memory added to a memory's lexical text; 0: off "
+        "(it helped LoCoMo and hurt LongMemEval: docs/benchmarks.md)",
     )
     recency_weight: float = Field(0.1, ge=0.0, le=1.0)
     importance_weight: float = Field(0.1, ge=0.0, le=1.0)
@@ -330,10 +339,13 @@ def qdrant_env() -> dict[str, Any]:
     return {"qdrant": qdrant} if qdrant else {}
 
 
-# Settings that were read by nothing and are gone. A config file that still sets one keeps
+# Settings that are gone, and why. A config file that still sets one keeps
 # loading (a misspelled key fails, a removed one is ignored with a warning); a section left
 # empty goes too.
-REMOVED_KEYS: Final = {"cache": frozenset({"ttl_seconds"})}
+REMOVED_KEYS: Final = {
+    "cache": {"ttl_seconds": "nothing read it"},
+    "retrieval": {"rrf_k": "rankings are fused by score, not by rank"},
+}
 
 
 def _drop_removed_keys(data: dict[str, Any]) -> dict[str, Any]:
@@ -341,9 +353,10 @@ def _drop_removed_keys(data: dict[str, Any]) -> dict[str, Any]:
         values = data.get(section)
         if not isinstance(values, dict):
             continue
-        if found := sorted(gone & values.keys()):
-            keys = ", ".join(f"{section}.{key}" for key in found)
-            log.warning("config %s: no longer a setting (nothing read it), ignored; it can be removed", keys)
+        for key in sorted(gone.keys() & values.keys()):
+            log.warning(
+                "config %s.%s: no longer a setting (%s), ignored; it can be removed", section, key, gone[key]
+            )
         rest = {key: value for key, value in values.items() if key not in gone}
         data = {**data, section: rest} if rest else {k: v for k, v in data.items() if k != section}
     return data

@@ -81,10 +81,34 @@ class ForgetResult(BaseModel):
     )
 
 
+class RankWhy(BaseModel):
+    """Why a result ranked where it did. ``relevance_part + recency_part + importance_part``
+    is ``score`` (each rounded to 6 places, so the sum may differ in the last place)."""
+
+    dense_cosine: float | None = Field(None, description="the query's cosine; None: not in the dense ranking")
+    dense_rank: int | None = Field(None, description="1 = first of the dense ranking")
+    lexical: float | None = Field(
+        None, description="BM25 on 0..1 over the lexical ranking (best 1, last 0); None: no lexical match"
+    )
+    lexical_rank: int | None = Field(None, description="1 = first of the lexical ranking")
+    lexical_weight: float | None = Field(None, description="the lexical side's weight in the fusion")
+    session: float | None = Field(
+        None, description="the best fused score of its session over the best of all, weighted; None: off"
+    )
+    relevance: float = Field(
+        description="(dense on 0..1 + lexical weight x lexical + session) over its ceiling, 0..1"
+    )
+    relevance_part: float = Field(description="relevance times its weight")
+    recency_part: float = Field(description="recency (halves every half-life) times its weight")
+    importance_part: float = Field(description="importance times its weight")
+    score: float = Field(description="the final score: the sum of the three parts")
+
+
 class ScoredMemory(BaseModel):
     memory: Memory
     score: float = Field(description="final score 0..1 after fusion and recency/importance rescoring")
     similarity: float | None = Field(None, description="cosine similarity of memory and query (dense modes)")
+    why: RankWhy | None = Field(None, description="the parts of the score and the rankings they came from")
 
 
 class RetrieveResult(BaseModel):

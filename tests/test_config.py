@@ -127,6 +127,24 @@ def test_a_config_file_with_the_removed_cache_section_still_loads(
         assert warnings == []
 
 
+def test_a_config_file_that_sets_rrf_k_still_loads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``retrieval.rrf_k`` went with rank fusion: a file that sets it loads, the key ignored with a
+    warning saying why, the retrieval settings beside it kept."""
+    config = tmp_path / "config.json"
+    write_config(config, {"retrieval": {"rrf_k": 60, "limit": 7}})
+    monkeypatch.setenv("MEMORY_CONFIG_PATH", str(config))
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    with caplog.at_level("WARNING", logger="clarity.config"):
+        settings = load_settings()
+    assert settings.retrieval.limit == 7 and not hasattr(settings.retrieval, "rrf_k")
+    assert [r.getMessage() for r in caplog.records if r.name == "clarity.config"] == [
+        "config retrieval.rrf_k: no longer a setting (rankings are fused by score, not by rank), ignored; "
+        "it can be removed"
+    ]
+
+
 def test_broken_json_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config = tmp_path / "config.json"
     config.write_text("{not json", encoding="utf-8")

@@ -219,25 +219,31 @@ def test_store_locked_is_the_error_type() -> None:
         raise StoreLocked("x")
 
 
-def test_weighted_rrf_here_matches_qdrants(tmp_path: Path, embedder: EmbeddingProvider) -> None:
-    """The Python fusion used across shards scores exactly as Qdrant's own fusion on one shard."""
-    from clarity.store.edge.reads import fuse_shard_answers
+def test_a_hybrid_search_is_the_fusion_of_its_two_sides(tmp_path: Path, embedder: EmbeddingProvider) -> None:
+    """Over sealed segments and the active shard, a hybrid search ranks as ``fuse_scores`` does
+    over the same store's dense and lexical searches (each side asked alone)."""
+    from clarity.store.base import fuse_scores
 
-    store = open_edge(tmp_path / "q", active_max=100_000)
-    store.upsert(corpus(embedder, 60))
+    store = open_edge(tmp_path / "q", active_max=40, background=False)
+    store.upsert(corpus(embedder, 100))
+    assert len(store.layout.view.shards) > 1
     query = "what did the billing team decide about K12X"
     dense, sparse = embedder.embed_query(query), LexicalEncoder().query(query)
-    for weight, k in ((1.0, 60), (3.0, 60), (1.0, 10), (3.0, 10)):
+    for weight in (1.0, 2.0, 3.0):
         inside = store.search(
-            dense, sparse, MemoryFilter(), 10, prefetch_limit=60, rrf_k=k, exact=True, lexical_weight=weight
+            dense, sparse, MemoryFilter(), 10, prefetch_limit=60, exact=True, lexical_weight=weight
         )
         dense_ranking = store.search(dense, sparse, MemoryFilter(), 60, mode="dense", exact=True)
         lexical_ranking = store.search(dense, sparse, MemoryFilter(), 60, mode="lexical", exact=True)
-        here = fuse_shard_answers(dense_ranking, [lexical_ranking], "hybrid", k, 60, 10, weight)
-        assert [round(score, 6) for _, score, _ in here[:5]] == [round(h.score, 6) for h in inside[:5]]
-        mine = {point_id: round(score, 6) for point_id, score, _ in here}
-        assert all(mine[h.id] == round(h.score, 6) for h in inside[:5] if h.id in mine)
-        assert here[0][0] == inside[0].id or here[0][1] == here[1][1]  # same leader unless tied
+        here = fuse_scores(
+            [(h.id, h.score) for h in dense_ranking],
+            [(h.id, h.score) for h in lexical_ranking],
+            "hybrid",
+            10,
+            weight,
+        )
+        assert [round(f.score, 6) for f in here] == [round(h.score, 6) for h in inside]
+        assert {f.id for f in here} == {h.id for h in inside}
     store.close()
 
 

@@ -22,7 +22,6 @@ from clarity.exchange import ImportBatch
 from clarity.lifecycle.backup import create_backup, export_pages, read_manifest, restore_backup
 from clarity.lifecycle.transfer import TransferError, copy_store, read_export, write_export
 from clarity.memory import MemoryService
-from clarity.memory.records import index_text
 from clarity.model_identity import digest_in
 from clarity.models import MemoryCreate, MemoryType, Source
 from clarity.store.base import VectorStore
@@ -101,7 +100,7 @@ def test_round_trip_export_import_migrate_backup_restore(embedder: EmbeddingProv
     assert snapshot(fresh) == original
 
     server = open_engine("server", tmp_path / "server")
-    report = copy_store(fresh.db, server, lambda m: fresh.lexical.document(index_text(m)))
+    report = copy_store(fresh.db, server, fresh.lexical.document)
     assert (report.copied, report.source_count, report.target_count, report.mismatched) == (45, 45, 45, [])
     on_server = _service(server, embedder, tmp_path / "server")
     assert snapshot(on_server) == original

@@ -396,7 +396,6 @@ def migrate(
     """Copy every memory between the embedded engine and a Qdrant server; the source is left intact."""
     from clarity.embedding import LexicalEncoder
     from clarity.lifecycle.transfer import copy_store
-    from clarity.memory.records import index_text
     from clarity.store import open_store
 
     settings = cli_settings()
@@ -411,9 +410,7 @@ def migrate(
         total = source.count()
         with _progress() as progress:
             task = progress.add_task(f"copying to {target.location}", total=total)
-            report = copy_store(
-                source, target, lambda m: lexical.document(index_text(m)), lambda n: progress.advance(task, n)
-            )
+            report = copy_store(source, target, lexical.document, lambda n: progress.advance(task, n))
         source.close()
         target.close()
     except Exception as exc:

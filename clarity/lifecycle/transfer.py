@@ -276,12 +276,15 @@ class CopyReport(BaseModel):
 def copy_store(
     source: VectorStore,
     target: VectorStore,
-    encode_sparse: Callable[[Memory], tuple[list[int], list[float]]],
+    encode_sparse: Callable[[str], tuple[list[int], list[float]]],
     progress: Progress | None = None,
     batch: int = 256,
 ) -> CopyReport:
     """Copy every point with its vectors, then check counts and content hashes; the source is
-    only read. The lexical vector is re-encoded from the text, which makes it engine-neutral."""
+    only read. The lexical vector is re-encoded (``encode_sparse``) from the memory's lexical text,
+    its session context included, which makes it engine-neutral."""
+    from clarity.memory.writes import lexical_text, stored_context  # the service, only for a copy
+
     flt = MemoryFilter()
     cursor: ExportCursor | None = None
     copied = 0
@@ -295,7 +298,8 @@ def copy_store(
             for hit in hits:
                 memory = _for_index(hit, unreadable)
                 expected[hit.id] = str(hit.payload.get("content_hash"))
-                points.append(PointData(hit.id, with_vectors.get(hit.id), encode_sparse(memory), hit.payload))
+                text = lexical_text(memory, stored_context(hit.payload))
+                points.append(PointData(hit.id, with_vectors.get(hit.id), encode_sparse(text), hit.payload))
             target.upsert(points, replaces_existing=True)
             copied += len(hits)
             if progress:

@@ -19,7 +19,7 @@ from clarity.embedding import EmbeddingProvider, LexicalEncoder
 from clarity.exchange import ExportPage, ExportPageRequest, ImportBatch, ImportSummary
 from clarity.memory.ids import resolve_id
 from clarity.memory.records import RecordReader, resolve_scopes
-from clarity.memory.scoring import add_similarity, has_identifier, rescore
+from clarity.memory.scoring import add_similarity, has_identifier, rescore, why
 from clarity.memory.usage import UsageCounts, sidecar_path
 from clarity.memory.usage_upgrade import adopt_legacy_touches
 from clarity.memory.writes import MemoryWriter
@@ -172,14 +172,15 @@ class MemoryService:
             candidates,
             mode=mode,
             prefetch_limit=cfg.prefetch_limit,
-            rrf_k=cfg.rrf_k,
             lexical_weight=lexical_weight,
         )
-        scored = rescore(hits, cfg, mode, lexical_weight, lexical_used=bool(sparse and sparse[0]))
+        lexical_used = bool(sparse and sparse[0])
+        scored = rescore(hits, cfg, mode, lexical_weight, lexical_used=lexical_used)
+        weight = lexical_weight if mode == "hybrid" and lexical_used else None
         floor = request.min_score if request.min_score is not None else cfg.min_score
         results: list[ScoredMemory] = []
         unreadable = 0
-        for score, hit in scored:  # best first: build (and check) only the records kept
+        for score, hit, parts in scored:  # best first: build (and check) only the records kept
             if score < floor or len(results) == request.limit:
                 break
             memories, skipped = self.records.read([hit])
@@ -189,6 +190,7 @@ class MemoryService:
                     memory=memory,
                     score=score,
                     similarity=None if hit.similarity is None else round(hit.similarity, 4),
+                    why=why(score, hit, parts, weight),
                 )
                 for memory in memories
             )

@@ -1,9 +1,8 @@
 """The one interface both engines implement, and the helpers they share.
 
 The memory service speaks only in these types; each engine translates them into its own
-Qdrant client classes. Fusion of the dense and lexical rankings happens inside Qdrant wherever
-one query can see every point; ``rrf_term`` is that formula, for the embedded engine when its
-points are spread over several shards.
+Qdrant client classes. Both engines fetch a dense and a lexical ranking and combine them here,
+with ``fuse_scores``, so a query ranks the same way on either engine.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 DENSE = "dense"
 LEXICAL = "lex"
@@ -30,6 +29,7 @@ PAYLOAD_INDEXES: dict[str, Literal["keyword", "float"]] = {
     "updated_at": "float",
     "importance": "float",
     "vector_state": "keyword",  # "pending" until a memory stored without the model gets its dense vector
+    "session_id": "keyword",  # a new memory's lexical context is the previous memory of its session
 }
 
 # Orders a page of memories can be listed in: (payload key, newest/highest first).
@@ -64,6 +64,11 @@ class Hit:
     payload: dict[str, Any]
     dense: list[float] | None = None
     similarity: float | None = None  # the query's cosine, when the search already knows it
+    # Where the hit stood in each ranking (0 = first; None: not in that ranking, or the search
+    # did not ask for it) and its lexical score on 0..1 (min_max): why it ranked where it did.
+    dense_rank: int | None = None
+    lexical: float | None = None
+    lexical_rank: int | None = None
 
 
 @dataclass(slots=True)
@@ -78,6 +83,7 @@ class MemoryFilter:
     importance_min: float | None = None
     importance_max: float | None = None
     pending_vector: bool | None = None
+    session_id: str | None = None
     exclude_ids: list[str] = field(default_factory=list)
 
     def is_empty(self) -> bool:
@@ -92,6 +98,7 @@ class MemoryFilter:
             or self.importance_min is not None
             or self.importance_max is not None
             or self.pending_vector is not None
+            or self.session_id is not None
             or self.exclude_ids
         )
 
@@ -106,7 +113,6 @@ class SearchQuery:
     limit: int
     mode: SearchMode = "hybrid"
     prefetch_limit: int = 50
-    rrf_k: int = 10
     exact: bool = False
     lexical_weight: float = 1.0
 
@@ -131,7 +137,6 @@ class VectorStore(Protocol):
         limit: int,
         mode: SearchMode = "hybrid",
         prefetch_limit: int = 50,
-        rrf_k: int = 10,
         exact: bool = False,
         lexical_weight: float = 1.0,
     ) -> list[Hit]:
@@ -139,7 +144,7 @@ class VectorStore(Protocol):
         one side or both (fused). The one signature every caller uses: engines implement
         ``run_search`` and receive it whole as a ``SearchQuery``."""
         return self.run_search(
-            SearchQuery(dense, sparse, flt, limit, mode, prefetch_limit, rrf_k, exact, lexical_weight)
+            SearchQuery(dense, sparse, flt, limit, mode, prefetch_limit, exact, lexical_weight)
         )
 
     def run_search(self, query: SearchQuery) -> list[Hit]: ...
@@ -168,10 +173,70 @@ class VectorStore(Protocol):
     def close(self) -> None: ...
 
 
-def rrf_term(rank: int, k: int, weight: float = 1.0) -> float:
-    """Qdrant's weighted reciprocal rank: 1 / ((rank + 1) / weight + k - 1), rank from 0.
+class Fused(NamedTuple):
+    """One result of ``fuse_scores``: its id, fused score, and the parts it was made of."""
 
-    With weight 1 this is the classic 1 / (k + rank). A weight acts on the rank, not on the
-    score: weight 3 makes the third hit count as much as an unweighted first.
+    id: Any
+    score: float
+    cosine: float | None  # None: not in the dense ranking
+    dense_rank: int | None
+    lexical: float | None  # BM25 put on 0..1 over its ranking (min_max)
+    lexical_rank: int | None
+
+
+def min_max(best: float, worst: float) -> tuple[float, float]:
+    """(offset, spread) that put a ranking's scores on 0..1, ``(score - offset) / spread``: its best
+    1, its last 0; a ranking whose scores are all equal (one match) is all 1."""
+    spread = best - worst
+    return (worst, spread) if spread > 0 else (best - 1.0, 1.0)
+
+
+def fuse_scores(
+    dense: Sequence[tuple[Any, float]],
+    lexical: Sequence[tuple[Any, float]],
+    mode: SearchMode,
+    limit: int,
+    lexical_weight: float,
+) -> list[Fused]:
+    """Score-level fusion of a dense ranking, (id, cosine) best first, and a lexical one, (id,
+    BM25 already put on 0..1 by ``min_max``) best first, each without repeated ids.
+
+    The cosines are put on 0..1 the same way over the dense ranking (its best 1, its last 0), and
+    a candidate's fused score is ``dense + lexical_weight * lexical``, 0 for a side it is missing
+    from. Chosen by nested cross-validation over the ten folds of both dev sets against weighted
+    RRF (the fusion before), max-normalised sums and their mixes (scripts/bench/retrieval_cv.py,
+    docs/benchmarks.md): RRF throws away how far apart two scores are, so a near-tie and a rout
+    count the same. The dense and lexical modes return that side alone: raw cosines
+    (near-duplicate checks compare them to a threshold) or the normalised BM25.
     """
-    return 1.0 / ((rank + 1) / weight + k - 1)
+    if mode == "dense":
+        return [Fused(i, cos, cos, rank, None, None) for rank, (i, cos) in enumerate(dense[:limit])]
+    if mode == "lexical":
+        return [Fused(i, score, None, None, score, rank) for rank, (i, score) in enumerate(lexical[:limit])]
+    offset, spread = min_max(dense[0][1], dense[-1][1]) if dense else (0.0, 1.0)
+    parts: dict[Any, list[Any]] = {
+        i: [(cos - offset) / spread, cos, rank, None, None] for rank, (i, cos) in enumerate(dense)
+    }
+    for rank, (i, score) in enumerate(lexical):
+        entry = parts.get(i)
+        if entry is None:
+            parts[i] = [lexical_weight * score, None, None, score, rank]
+        else:
+            entry[0] += lexical_weight * score
+            entry[3] = score
+            entry[4] = rank
+    ranked = sorted(parts.items(), key=lambda item: item[1][0], reverse=True)[:limit]
+    return [Fused(i, *fields) for i, fields in ranked]
+
+
+def hit_of(fused: Fused, point_id: str, payload: dict[str, Any]) -> Hit:
+    """The ``Hit`` of a fused result, with the parts of its score."""
+    return Hit(
+        point_id,
+        fused.score,
+        payload,
+        similarity=fused.cosine,
+        dense_rank=fused.dense_rank,
+        lexical=fused.lexical,
+        lexical_rank=fused.lexical_rank,
+    )

@@ -27,6 +27,9 @@ from clarity.store.base import (
     SearchQuery,
     SortOrder,
     VectorStore,
+    fuse_scores,
+    hit_of,
+    min_max,
 )
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,8 @@ def server_filter(flt: MemoryFilter | None) -> models.Filter | None:
         )
     if flt.pending_vector:
         must.append(models.FieldCondition(key="vector_state", match=models.MatchValue(value="pending")))
+    if flt.session_id is not None:
+        must.append(models.FieldCondition(key="session_id", match=models.MatchValue(value=flt.session_id)))
     must_not: list[Any] = [models.HasIdCondition(has_id=list(flt.exclude_ids))] if flt.exclude_ids else []
     return models.Filter(must=must or None, must_not=must_not or None)
 
@@ -158,44 +163,49 @@ class ServerStore(VectorStore):
         return [by_id[i] for i in ids if i in by_id]
 
     def run_search(self, query: SearchQuery) -> list[Hit]:
+        """The dense and lexical rankings in one batch request, fused here with the function the
+        embedded engine uses (``store.base.fuse_scores``), so both engines rank alike: Qdrant's
+        own fusions are rank-based (RRF) or distribution-based (DBSF), not the min-max sum measured
+        best."""
         dense, sparse, flt, limit, mode = query.dense, query.sparse, query.flt, query.limit, query.mode
-        prefetch_limit, rrf_k, exact = query.prefetch_limit, query.rrf_k, query.exact
-        lexical_weight = query.lexical_weight
         query_filter = server_filter(flt)
-        params = models.SearchParams(exact=exact)
+        params = models.SearchParams(exact=query.exact)
         sparse_query = (
             models.SparseVector(indices=sparse[0], values=sparse[1]) if sparse and sparse[0] else None
         )
-        if mode == "hybrid" and (dense is None or sparse_query is None):
-            mode = "dense" if dense is not None else "lexical"
-        if mode in ("dense", "lexical"):
-            one_side = dense if mode == "dense" else sparse_query
-            if one_side is None:
-                return []
-            response = self.client.query_points(
-                self.collection,
-                query=one_side,
-                using=DENSE if mode == "dense" else LEXICAL,
-                query_filter=query_filter,
-                limit=limit,
-                search_params=params if mode == "dense" else None,
-                with_payload=True,
+        if mode == "hybrid" and (dense is None or sparse is None):  # as the embedded engine decides
+            mode = "dense" if sparse is None else "lexical"
+        depth = limit if mode != "hybrid" else max(query.prefetch_limit, limit)
+        requests = []
+        if mode != "lexical" and dense is not None:
+            requests.append(
+                models.QueryRequest(
+                    query=dense,
+                    using=DENSE,
+                    filter=query_filter,
+                    limit=depth,
+                    params=params,
+                    with_payload=True,
+                )
             )
-        else:
-            depth = max(prefetch_limit, limit)
-            response = self.client.query_points(
-                self.collection,
-                prefetch=[
-                    models.Prefetch(
-                        query=dense, using=DENSE, limit=depth, filter=query_filter, params=params
-                    ),
-                    models.Prefetch(query=sparse_query, using=LEXICAL, limit=depth, filter=query_filter),
-                ],
-                query=models.RrfQuery(rrf=models.Rrf(k=rrf_k, weights=[1.0, lexical_weight])),
-                limit=limit,
-                with_payload=True,
+        if mode != "dense" and sparse_query is not None:
+            requests.append(
+                models.QueryRequest(
+                    query=sparse_query, using=LEXICAL, filter=query_filter, limit=depth, with_payload=True
+                )
             )
-        return [_hit(p) for p in response.points]
+        if not requests:
+            return []
+        answers = [response.points for response in self.client.query_batch_points(self.collection, requests)]
+        payloads = {str(p.id): p.payload or {} for points in answers for p in points}
+        dense_ranking = [(str(p.id), p.score) for p in answers.pop(0)] if mode != "lexical" else []
+        lexical_points = answers.pop(0) if answers else []
+        offset, spread = (
+            min_max(lexical_points[0].score, lexical_points[-1].score) if lexical_points else (0.0, 1.0)
+        )
+        lexical_ranking = [(str(p.id), (p.score - offset) / spread) for p in lexical_points]
+        ranked = fuse_scores(dense_ranking, lexical_ranking, mode, limit, query.lexical_weight)
+        return [hit_of(fused, fused.id, payloads[fused.id]) for fused in ranked]
 
     def newest(self, flt: MemoryFilter, limit: int, offset: int = 0, sort: SortOrder = "newest") -> list[Hit]:
         key, descending = SORT_KEYS[sort]

@@ -14,7 +14,7 @@ into qdrant-client's local mode (the baseline: what the original project used, o
   end in) and --active-points (default half of --segment-size) left in
   the brute-force active shard: the average steady state of a store that grew to N.
 - Latency "store" rows call store.search() with precomputed query vectors, as MemoryService does
-  (limit 20 = max(3*5, 20), prefetch 50, RRF k 10). "service" rows call MemoryService.retrieve
+  (limit 20 = max(3*5, 20), prefetch 50, score fusion). "service" rows call MemoryService.retrieve
   (limit 5, scope=default i.e. project + global): "cached emb" has the query vector in the LRU
   cache (so it excludes embedding), "with emb" uses a new query text each call (includes it).
 - Filters: "scope" = project + global (about 20% of the memories), "scope+type" = project and

@@ -2,17 +2,18 @@
 (``layout.py``) and the answers are merged, so nothing written is invisible at any moment.
 
 A search asks each shard for its dense and lexical rankings, ids and scores only, and fuses them
-here (``fuse_shard_answers``); payloads come once, for the final list. With a single shard, the
-fusion runs inside Qdrant. Points tombstoned in a frozen shard are filtered out by that shard's
-own query, and where a point has two copies the active shard's wins.
+here (``fuse_shard_answers``, then ``store.base.fuse_scores``, as the server engine does);
+payloads come once, for the final list. Points tombstoned in a frozen shard are filtered out by
+that shard's own query, and where a point has two copies the active shard's wins.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from operator import attrgetter, itemgetter
-from typing import Any, cast
+from typing import Any
 
 from qdrant_edge import (
     CountRequest,
@@ -20,12 +21,10 @@ from qdrant_edge import (
     FacetRequest,
     FieldCondition,
     Filter,
-    Fusion,
     HasIdCondition,
     MatchAny,
     MatchValue,
     OrderBy,
-    Prefetch,
     QuantizationSearchParams,
     Query,
     QueryBatchRequest,
@@ -41,16 +40,19 @@ from clarity.store.base import (
     ID_PAGE,
     LEXICAL,
     SORT_KEYS,
+    Fused,
     Hit,
     MemoryFilter,
     SearchMode,
     SearchQuery,
     SortOrder,
     Sparse,
-    rrf_term,
+    fuse_scores,
+    hit_of,
+    min_max,
 )
 from clarity.store.edge.layout import Layout, View
-from clarity.store.edge.shard import Quantization, Shard, point_ids
+from clarity.store.edge.shard import Quantization, point_ids
 
 # int8 candidates per result that the float32 originals rescore. At 95k points and ef 64: no
 # rescoring found 0.96 of the exact top 10; 1x 0.99; 2x 0.996, at 0.33 ms a dense query against
@@ -90,6 +92,8 @@ def edge_filter(flt: MemoryFilter | None, exclude: AbstractSet[str] | None = Non
             )
         if flt.pending_vector:
             must.append(FieldCondition(key="vector_state", match=MatchValue("pending")))
+        if flt.session_id is not None:
+            must.append(FieldCondition(key="session_id", match=MatchValue(flt.session_id)))
         if flt.exclude_ids:
             must_not.append(HasIdCondition(set(flt.exclude_ids)))
     if exclude:
@@ -108,60 +112,57 @@ def _hit(point: Any) -> Hit:
     return Hit(str(point.id), float(getattr(point, "score", 0.0) or 0.0), point.payload or {})
 
 
+def _on_unit_scale(ranking: Sequence[Any]) -> Iterator[tuple[float, Any]]:
+    """A shard's lexical ranking with its scores put on 0..1 (``store.base.min_max``)."""
+    offset, spread = min_max(ranking[0].score, ranking[-1].score)
+    return (((point.score - offset) / spread, point) for point in ranking)
+
+
 def fuse_shard_answers(
     dense_points: Sequence[Any],
     lexical_rankings: Sequence[Sequence[Any]],
     mode: SearchMode,
-    k: int,
     depth: int,
     limit: int,
     lexical_weight: float,
-) -> list[tuple[Any, float, float | None]]:
-    """(id, score, cosine) best first, from every shard's ScoredPoints; ``tests/test_fusion.py`` pins it to
-    the plain formulation of the same formulas.
+) -> list[Fused]:
+    """Every shard's ScoredPoints fused best first (``store.base.fuse_scores``);
+    ``tests/test_fusion.py`` pins it to the plain formulation of the same formulas.
 
     Dense scores are cosines, comparable across shards, so the dense ranking is one merge by
     score. BM25 with IDF is computed against each shard's own statistics, so raw lexical scores of
-    a small shard and a big one do not compare: their rankings are interleaved by rank (RRF). A
-    point that two shards return (a crash can leave two copies until the next start reconciles)
-    counts once, at its best place, in both; for the few milliseconds an update of a memory has
-    its new copy in the active shard and the old one not yet deleted, the cosine may be the old
-    copy's while the payload is the new one's. Ids stay the engine's own objects, and are read only
-    for points that can still matter: each ``.id`` makes the binding build a ``uuid.UUID``
-    (~1 us), which cost more than the fusion arithmetic. The cosine, for points in the dense
-    ranking (None for the others), spares the caller a vector fetch to tell how close a result is.
+    a small shard and a big one do not compare: each shard's scores are put on 0..1 over that
+    shard's own ranking (``min_max``), the scale the fusion puts every ranking on anyway, and the
+    shards' rankings are merged by that (with one shard, exactly the single-index ranking). A point that two shards
+    return (a crash can leave two copies until the next start reconciles) counts once, at its
+    best place, in both; for the few milliseconds an update of a memory has its new copy in the
+    active shard and the old one not yet deleted, the cosine may be the old copy's while the
+    payload is the new one's. Ids stay the engine's own objects, and are read only for points
+    that can still matter: each ``.id`` makes the binding build a ``uuid.UUID`` (~1 us), which
+    cost more than the fusion arithmetic.
     """
     dense: list[tuple[Any, float]] = []
     seen: set[Any] = set()
-    for point in sorted(dense_points, key=attrgetter("score"), reverse=True):
-        point_id = point.id
-        if point_id not in seen:
-            seen.add(point_id)
-            dense.append((point_id, point.score))
-            if len(dense) == depth:
-                break
-    if mode == "dense":
-        return [(point_id, cosine, cosine) for point_id, cosine in dense[:limit]]
+    if mode != "lexical":
+        for point in sorted(dense_points, key=attrgetter("score"), reverse=True):
+            point_id = point.id
+            if point_id not in seen:
+                seen.add(point_id)
+                dense.append((point_id, point.score))
+                if len(dense) == depth:
+                    break
     lexical: list[tuple[Any, float]] = []
-    taken: set[Any] = set()
-    for rank in range(max(map(len, lexical_rankings), default=0)):
-        term = rrf_term(rank, k)
-        for ranking in lexical_rankings:
-            if rank < len(ranking) and len(lexical) < depth:
-                point_id = ranking[rank].id
-                if point_id not in taken:
-                    taken.add(point_id)
-                    lexical.append((point_id, term))
-        if len(lexical) == depth:
-            break
-    if mode == "lexical":
-        return [(point_id, score, None) for point_id, score in lexical[:limit]]
-    fused = {point_id: rrf_term(rank, k) for rank, (point_id, _) in enumerate(dense)}
-    for rank, (point_id, _) in enumerate(lexical):
-        fused[point_id] = fused.get(point_id, 0.0) + rrf_term(rank, k, lexical_weight)
-    cosines = dict(dense)
-    best = sorted(fused.items(), key=itemgetter(1), reverse=True)[:limit]
-    return [(point_id, score, cosines.get(point_id)) for point_id, score in best]
+    if mode != "dense":
+        taken: set[Any] = set()
+        scaled = [_on_unit_scale(ranking) for ranking in lexical_rankings if ranking]
+        for score, point in heapq.merge(*scaled, key=itemgetter(0), reverse=True):
+            point_id = point.id
+            if point_id not in taken:
+                taken.add(point_id)
+                lexical.append((point_id, score))
+                if len(lexical) == depth:
+                    break
+    return fuse_scores(dense, lexical, mode, limit, lexical_weight)
 
 
 class EdgeReads:
@@ -195,17 +196,12 @@ class EdgeReads:
 
     def run_search(self, query: SearchQuery) -> list[Hit]:
         dense, sparse, flt, limit, mode = query.dense, query.sparse, query.flt, query.limit, query.mode
-        prefetch_limit, rrf_k, exact = query.prefetch_limit, query.rrf_k, query.exact
-        lexical_weight = query.lexical_weight
+        prefetch_limit, exact, lexical_weight = query.prefetch_limit, query.exact, query.lexical_weight
         params = self._search_params(limit, exact)
         view = self.layout.view
         shards = view.shards
         if mode == "hybrid" and (dense is None or sparse is None):
             mode = "dense" if sparse is None else "lexical"
-        if mode == "hybrid" and len(shards) == 1:
-            return self._fused_single(
-                view, shards[0], dense, sparse, flt, limit, prefetch_limit, rrf_k, params, lexical_weight
-            )
         depth = limit if mode != "hybrid" else max(prefetch_limit, limit)
         dense_points: list[Any] = []
         lexical_rankings: list[list[Any]] = []
@@ -232,7 +228,7 @@ class EdgeReads:
                 dense_points.extend(answers.pop(0))
             if answers:
                 lexical_rankings.append(answers.pop(0))
-        ranked = fuse_shard_answers(dense_points, lexical_rankings, mode, rrf_k, depth, limit, lexical_weight)
+        ranked = fuse_shard_answers(dense_points, lexical_rankings, mode, depth, limit, lexical_weight)
         return self._with_payloads(view, ranked)
 
     @staticmethod
@@ -276,57 +272,12 @@ class EdgeReads:
         )
         return SearchParams(hnsw_ef=max(self._hnsw_ef, limit), exact=exact, quantization=quantization)
 
-    def _with_payloads(self, view: View, ranked: list[tuple[Any, float, float | None]]) -> list[Hit]:
+    def _with_payloads(self, view: View, ranked: list[Fused]) -> list[Hit]:
         """Shards are queried for ids and scores only: fetching every shard's prefetch payloads
         cost more than the searches themselves. Payloads come once, for the final list."""
-        ids = [str(point_id) for point_id, _, _ in ranked]
+        ids = [str(fused.id) for fused in ranked]
         payloads = {hit.id: hit.payload for hit in self._get(view, ids)}
-        return [
-            Hit(i, score, payloads[i], similarity=cosine)
-            for i, (_, score, cosine) in zip(ids, ranked, strict=True)
-            if i in payloads
-        ]
-
-    def _fused_single(
-        self,
-        view: View,
-        shard: Shard,
-        dense: list[float] | None,
-        sparse: Sparse | None,
-        flt: MemoryFilter,
-        limit: int,
-        prefetch_limit: int,
-        rrf_k: int,
-        params: SearchParams,
-        lexical_weight: float,
-    ) -> list[Hit]:
-        assert dense is not None and sparse is not None
-        shard_filter = edge_filter(flt, view.exclude(shard))
-        prefetches = [
-            Prefetch(
-                query=Query.Nearest(dense, using=DENSE),
-                limit=max(prefetch_limit, limit),
-                filter=shard_filter,
-                params=params,
-            )
-        ]
-        weights = [1.0]
-        if sparse[0]:
-            prefetches.append(
-                Prefetch(
-                    query=Query.Nearest(SparseVector(*sparse), using=LEXICAL),
-                    limit=max(prefetch_limit, limit),
-                    filter=shard_filter,
-                )
-            )
-            weights.append(lexical_weight)
-        request = QueryRequest(
-            limit=limit,
-            prefetches=prefetches,
-            query=cast(Any, Fusion.Rrf(k=rrf_k, weights=weights)),
-            with_payload=True,
-        )
-        return [_hit(p) for p in shard.handle.query(request)]
+        return [hit_of(fused, i, payloads[i]) for i, fused in zip(ids, ranked, strict=True) if i in payloads]
 
     def newest(self, flt: MemoryFilter, limit: int, offset: int = 0, sort: SortOrder = "newest") -> list[Hit]:
         key, descending = SORT_KEYS[sort]
