@@ -20,6 +20,11 @@ _IDENTIFIER = re.compile(r"(?<![\w-])(?=[\w.\-/]*[0-9_./])(?=[\w.\-/]*[A-Za-z])[
 _TOKEN = re.compile(r"[\w.\-/]+")
 
 
+def has_identifier(query: str) -> bool:
+    """Whether the query names something exactly: retrieval then weighs the lexical side more."""
+    return _IDENTIFIER.search(query) is not None
+
+
 def identifiers(query: str) -> set[str]:
     """The query's identifier tokens, case-folded, as a memory's text is searched for them."""
     return {token.casefold() for token in _TOKEN.findall(query) if _IDENTIFIER.search(token)}

@@ -24,7 +24,7 @@ from clarity.models import Memory
 from clarity.relevance import identifiers, is_relevant
 from clarity.requests import RetrieveResult, ScoredMemory
 
-from .daemon_util import Daemon
+from .daemon_util import Daemon, run_clarity
 from .test_mcp import http_client
 
 CUT = HooksSettings().min_similarity
@@ -190,3 +190,21 @@ def test_what_the_cut_does_not_judge() -> None:
 def test_identifiers_of_a_query(query: str, names: set[str]) -> None:
     assert identifiers(query) == names
     assert is_relevant(0.0, f"see {' '.join(names)}", names, 0.5) is bool(names)
+
+
+def test_clarity_search_says_when_nothing_fits(shared_daemon: Daemon, project: Path) -> None:
+    """`clarity search` judges by the same rule: the closest rows are shown, then one line."""
+    scope = f"cli-relevance-{uuid.uuid4().hex[:8]}"
+    for fact in PROJECT_FACTS:
+        assert (
+            shared_daemon.api("POST", "/memories", json={"content": fact, "scope": scope}).status_code == 201
+        )
+    env = {**shared_daemon.env(), "COLUMNS": "250"}  # no wrapped rows
+    unrelated = run_clarity(env, "search", "what is the capital of France", "--scope", scope, cwd=project)
+    assert unrelated.returncode == 0, unrelated.stderr
+    assert re.search(
+        rf"Nothing relevant: the closest match has similarity 0\.\d\d, below {CUT:.2f}\.", unrelated.stdout
+    )
+    related = run_clarity(env, "search", "how do we deploy a release", "--scope", scope, cwd=project)
+    assert related.returncode == 0 and "make ship" in related.stdout, related.stdout
+    assert "Nothing relevant" not in related.stdout

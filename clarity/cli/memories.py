@@ -152,17 +152,26 @@ def search(
     url: DaemonUrl = None,
 ) -> None:
     """Search memories by meaning and exact words."""
+    from clarity.relevance import identifiers, is_relevant
     from clarity.requests import RetrieveRequest
 
-    client = daemon_client(client_settings())
+    settings = client_settings()
+    client = daemon_client(settings)
     check_scope(client, scope, READ_SCOPES)
     request = from_flags(RetrieveRequest, query=query, limit=limit, scope=scope, mode=mode)
     result = call(client.retrieve, request)
     if as_json:
         out.print_json(result.model_dump_json())
-    else:
-        out.print(_memory_table([(r.memory, r.score) for r in result.results]))
-        _note_unreadable(result.unreadable)
+        return
+    out.print(_memory_table([(r.memory, r.score) for r in result.results]))
+    # The rule the hooks and retrieve_memory judge by (clarity.relevance): say when nothing fits.
+    names, cut = identifiers(query), settings.hooks.min_similarity
+    if result.results and not any(
+        is_relevant(r.similarity, r.memory.content, names, cut) for r in result.results
+    ):
+        closest = max(r.similarity or 0.0 for r in result.results)
+        out.print(f"Nothing relevant: the closest match has similarity {closest:.2f}, below {cut:.2f}.")
+    _note_unreadable(result.unreadable)
 
 
 @memory_app.command("list")

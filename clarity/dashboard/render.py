@@ -26,6 +26,7 @@ from clarity.dashboard.security import CSRF_COOKIE, CSRF_FIELD, SECURITY_HEADERS
 from clarity.embedding import ModelNotReady
 from clarity.memory import MemoryNotFound, ScopeRequired
 from clarity.models import Memory
+from clarity.requests import RankWhy
 from clarity.store.space import InsufficientStorage
 from clarity.text import one_line
 
@@ -86,6 +87,28 @@ def _number(value: float | None, digits: int = 3) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def _why(why: RankWhy | None) -> str:
+    """A result's score in one line: where each side ranked it, and the three parts that sum to
+    the score (``RankWhy``), so a user can see which side brought it and what recency added."""
+    if why is None:
+        return ""
+    sides = []
+    if why.dense_rank is not None:
+        cosine = "" if why.dense_cosine is None else f", similarity {why.dense_cosine:.2f}"
+        sides.append(f"meaning #{why.dense_rank}{cosine}")
+    if why.lexical_rank is not None:
+        weight = "" if why.lexical_weight is None else f" x{why.lexical_weight:g}"
+        lexical = "" if why.lexical is None else f", {why.lexical:.2f}{weight}"
+        sides.append(f"words #{why.lexical_rank}{lexical}")
+    if why.session is not None:
+        sides.append(f"its session {why.session:.2f}")
+    found = " + ".join(sides) or "no ranking"
+    return (
+        f"{found} -> relevance {why.relevance:.2f}; score {why.score:.3f} = {why.relevance_part:.3f} "
+        f"relevance + {why.recency_part:.3f} recency + {why.importance_part:.3f} importance"
+    )
+
+
 def index_state(info: dict[str, Any]) -> str:
     state = str(info.get("index_state", "unknown"))
     return INDEX_STATES.get(state, state)
@@ -119,7 +142,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=_when, ago=_ago, short=_short_filter, bytes=_bytes, number=_number)
+    env.filters.update(when=_when, ago=_ago, short=_short_filter, bytes=_bytes, number=_number, why=_why)
     env.filters["json"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
     return env
 

@@ -27,9 +27,11 @@ from clarity.dashboard.forms import PAGE_SIZES, SORTS, Filters, PageError, patch
 from clarity.dashboard.render import Renderer, https, index_state, provenance
 from clarity.dashboard.security import SESSION_COOKIE, safe_next, session_value, token_ok
 from clarity.hooks.service import HookService
+from clarity.hooks.why_not import explain
 from clarity.lifecycle.retention import disk_usage
 from clarity.memory import MemoryService, ScopeRequired
-from clarity.models import GLOBAL_SCOPE, MAX_RESULTS, MemoryType, Source
+from clarity.models import GLOBAL_SCOPE, MAX_RESULTS, Memory, MemoryType, Source
+from clarity.requests import RankWhy
 
 T = TypeVar("T")
 
@@ -39,6 +41,7 @@ SIZE_TTL = 30.0
 STATIC_DIR = Path(__file__).parent / "static"
 TYPES = [t.value for t in MemoryType]
 SOURCES = [s.value for s in Source]
+MAX_PROMPT_CHARS = 4000  # what the prompt hook reads of a prompt
 
 
 def _directory_size(path: Path) -> int | None:
@@ -112,14 +115,14 @@ class Dashboard:
 
     def _results(self, filters: Filters) -> dict[str, Any]:
         scope = self._scope(filters.scope)
-        scores: dict[str, tuple[float, float | None]] = {}
+        scores: dict[str, tuple[float, float | None, RankWhy | None]] = {}
         if filters.q:
             # Search ranks by relevance; MAX_RESULTS is as deep as retrieval goes, so pages slice it.
             wanted = min(MAX_RESULTS, filters.offset + filters.limit)
             found = self.service.retrieve(filters.retrieve_request(scope, wanted), track_use=False)
             page = found.results[filters.offset : filters.offset + filters.limit]
             memories = [r.memory for r in page]
-            scores = {r.memory.id: (r.score, r.similarity) for r in page}
+            scores = {r.memory.id: (r.score, r.similarity, r.why) for r in page}
             total = len(found.results)
             more = total == wanted and wanted < MAX_RESULTS
             next_offset = (
@@ -185,7 +188,9 @@ class Dashboard:
             if patch is not None:
                 await run_in_threadpool(self.service.update, memory.id, patch)
                 return RedirectResponse(f"/memory/{memory.id}?saved=1", status_code=303)
+        lookup = await self._why_not(request, memory)
         context = {
+            **lookup,
             "memory": memory,
             "uses": self.service.uses([memory])[memory.id],
             "types": TYPES,
@@ -195,6 +200,29 @@ class Dashboard:
             "provenance": provenance(memory),
         }
         return self.render(request, "memory.html", context, 400 if error else 200)
+
+    async def _why_not(self, request: Request, memory: Memory) -> dict[str, Any]:
+        """The "why not" lookup of a memory page: the prompt hook replayed for a prompt typed
+        there (``clarity.hooks.why_not``), in the project chosen (the memory's own by default)."""
+        params = request.query_params
+        prompt = (params.get("prompt") or "").strip()
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise PageError(
+                400,
+                f"prompt: {len(prompt)} characters; at most {MAX_PROMPT_CHARS} (what the prompt hook reads)",
+            )
+        projects = sorted(s for s in self._scope_counts() if s != GLOBAL_SCOPE)
+        current = self.injections.last_scope()
+        default = (
+            memory.scope if memory.scope != GLOBAL_SCOPE else current or (projects[0] if projects else "")
+        )
+        project = (params.get("project") or default).strip()
+        if project and project not in projects and project != current:
+            raise PageError(400, f"project: {project!r} holds no memories and no hook has run in it")
+        found = (
+            await run_in_threadpool(explain, self.hooks, memory, prompt, project or None) if prompt else None
+        )
+        return {"why_prompt": prompt, "why_project": project, "why_projects": projects, "why_not": found}
 
     async def delete(self, request: Request) -> Response:
         memory = await run_in_threadpool(self.service.get, request.path_params["memory_id"])

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from clarity.redact import redact_cut
+from clarity.requests import RankWhy
 
 DEFAULT_CAPACITY = 500
 LATENCY_WINDOW = 2000  # per event: the percentiles describe the most recent calls
@@ -37,6 +38,7 @@ class InjectedMemory:
     content: str
     score: float | None = None
     similarity: float | None = None
+    why: RankWhy | None = None  # how its score was made (a retrieval's result; None in the brief)
 
 
 @dataclass(frozen=True)

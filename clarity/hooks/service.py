@@ -31,10 +31,10 @@ from clarity.hooks.session_budget import FILE_NAME as BUDGET_FILE
 from clarity.hooks.session_budget import SessionBudget, session_key
 from clarity.hooks.spool import PendingEvents
 from clarity.memory import MemoryService
-from clarity.memory.scoring import has_identifier
 from clarity.models import GLOBAL_SCOPE, Memory, MemoryCreate, MemoryType, Source
 from clarity.project import known_project_scope, project_scope
 from clarity.redact import redact_cut
+from clarity.relevance import identifiers, is_relevant
 from clarity.requests import RetrieveRequest, RetrieveResult, ScoredMemory
 from clarity.store.space import InsufficientStorage
 from clarity.text import one_line
@@ -281,17 +281,17 @@ class HookService:
             project=project,
             track_use=False,  # only what reaches the reply counts (``_give``)
         )
-        identifiers = {t.casefold() for t in re.findall(r"[\w.\-/]+", prompt) if has_identifier(t)}
-        words = _content_words(prompt)
-        relevant = [
-            r
-            for r in result.results
-            if (r.similarity or 0.0) >= self.settings.min_similarity
-            or any(token in r.memory.content.casefold() for token in identifiers)
-            # Without the model there is no similarity to gate on: ask for two shared words.
-            or (result.degraded is not None and len(words & _content_words(r.memory.content)) >= 2)
-        ]
-        return result, relevant
+        names, words, cut = identifiers(prompt), _content_words(prompt), self.settings.min_similarity
+
+        def relevant(found: ScoredMemory) -> bool:
+            if found.similarity is not None:
+                return is_relevant(found.similarity, found.memory.content, names, cut)
+            # No similarity to gate on (the model is not ready, or the memory's vector is still to
+            # come): an identifier it names, or two content words it shares with the prompt.
+            text = found.memory.content
+            return is_relevant(0.0, text, names, cut) or len(words & _content_words(text)) >= 2
+
+        return result, [found for found in result.results if relevant(found)]
 
     def _remember(self, event: HookEvent, scope: str, what: str) -> dict[str, Any]:
         kind = MemoryType.preference if _PREFERENCE.search(what) else MemoryType.fact
@@ -403,16 +403,19 @@ class HookService:
         """Log a reply that carries context, with the memories in its text (``shown``)."""
         if not context:
             return
-        injected = []
-        for item in shown:
-            memory, score, similarity = (
-                (item.memory, item.score, item.similarity)
-                if isinstance(item, ScoredMemory)
-                else (item, None, None)
+        injected = [
+            InjectedMemory(
+                item.memory.id,
+                item.memory.memory_type.value,
+                item.memory.content,
+                item.score,
+                item.similarity,
+                item.why,
             )
-            injected.append(
-                InjectedMemory(memory.id, memory.memory_type.value, memory.content, score, similarity)
-            )
+            if isinstance(item, ScoredMemory)
+            else InjectedMemory(item.id, item.memory_type.value, item.content)
+            for item in shown
+        ]
         self.injections.record(
             event.hook_event_name,
             event.session_id,

@@ -8,7 +8,6 @@ them for the few results it keeps.
 from __future__ import annotations
 
 import math
-import re
 import time
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -21,14 +20,6 @@ from clarity.requests import RankWhy, ScoredMemory
 from clarity.store.base import Hit, VectorStore
 
 DEFAULT_IMPORTANCE: float = Memory.model_fields["importance"].default
-
-# Tokens that name something exactly: error codes (E4711, ERR_CONN_RESET), hashes, file names,
-# flags. The dense model cannot tell one from another; the lexical index can.
-_IDENTIFIER = re.compile(r"(?<![\w-])(?=[\w.\-/]*[0-9_./])(?=[\w.\-/]*[A-Za-z])[\w.\-/]{3,}")
-
-
-def has_identifier(query: str) -> bool:
-    return _IDENTIFIER.search(query) is not None
 
 
 def _updated_at(hit: Hit) -> float:

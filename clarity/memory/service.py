@@ -19,11 +19,12 @@ from clarity.embedding import EmbeddingProvider, LexicalEncoder
 from clarity.exchange import ExportPage, ExportPageRequest, ImportBatch, ImportSummary
 from clarity.memory.ids import resolve_id
 from clarity.memory.records import RecordReader, resolve_scopes
-from clarity.memory.scoring import add_similarity, has_identifier, rescore, why
+from clarity.memory.scoring import add_similarity, rescore, why
 from clarity.memory.usage import UsageCounts, sidecar_path
 from clarity.memory.usage_upgrade import adopt_legacy_touches
 from clarity.memory.writes import MemoryWriter
 from clarity.models import Memory, MemoryCreate, MemoryPatch, saturating_add
+from clarity.relevance import has_identifier
 from clarity.requests import (
     DeleteResult,
     Filters,

@@ -6,6 +6,7 @@ result through the REST API as well, so a page that only looks right does not pa
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -287,7 +288,7 @@ def test_injection_log_shows_what_a_hook_injected(
     payload["prompt"] = "Why does test_payment_refund keep failing in the integration suite?"
     reply = httpx.post(f"{daemon.url}/hooks/UserPromptSubmit", json=payload, timeout=60).json()
     context = reply["hookSpecificOutput"]["additionalContext"]
-    assert memory_id in context
+    assert memory_id[:8] in context
 
     # The open page picks the injection up by itself, then links to the memory.
     entry = page.locator("article.injection", has_text="test_payment_refund keep failing")
@@ -299,6 +300,10 @@ def test_injection_log_shows_what_a_hook_injected(
     assert link.count() == 1
     score_cells = entry.locator("tbody tr").first.locator("td.num").all_inner_texts()
     assert all(re.fullmatch(r"\d\.\d{3}", cell) for cell in score_cells), score_cells
+    # How its score was made: which side ranked it where, and the parts that sum to the score.
+    why = entry.locator("tbody tr").first.locator(".why").inner_text()
+    assert re.search(r"meaning #\d+, similarity 0\.\d\d", why) and "words #1" in why, why
+    assert re.search(r"score \d\.\d{3} = [\d.]+ relevance \+ [\d.]+ recency \+ [\d.]+ importance", why), why
     page.screenshot(path=str(screenshots / "injections.png"), full_page=True)
 
     link.click()
@@ -311,6 +316,44 @@ def test_injection_log_shows_what_a_hook_injected(
     assert int(page.locator("#total").inner_text().replace(",", "")) >= 1
     assert "embedded" in page.inner_text("body")
     page.screenshot(path=str(screenshots / "overview.png"), full_page=True)
+
+
+def test_why_not_replays_the_prompt_hook(
+    dashboard_daemon: Daemon, watched: Watched, screenshots: Path
+) -> None:
+    daemon, page = dashboard_daemon, watched.page
+    memory_id = store(
+        daemon, "Why-not check: the billing service reads its Stripe keys from Vault path kv/billing"
+    )
+    page.goto(f"{daemon.url}/memory/{memory_id}")
+    form = page.locator("#why-not-form")
+    assert form.locator("select[name=project]").input_value() == SCOPE  # the memory's own project
+
+    form.locator("textarea[name=prompt]").fill("what is the capital of France?")
+    form.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r"prompt=what"))
+    answer = page.locator("#why-not-answer").inner_text()
+    assert "below the relevance cut" in answer, answer
+
+    form = page.locator("#why-not-form")
+    form.locator("textarea[name=prompt]").fill("where does billing read its Stripe keys from?")
+    form.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r"prompt=where"))
+    answer = page.locator("#why-not-answer").inner_text()
+    assert "would be given to Claude" in answer and "#1" in answer, answer
+    assert "stripe" in page.locator("#why-not-answer").inner_text().lower()  # shared words
+    page.screenshot(path=str(screenshots / "why-not.png"), full_page=True)
+
+    # A prompt longer than the hook reads is refused with the field and the limit.
+    response = httpx.get(
+        f"{daemon.url}/memory/{memory_id}", params={"prompt": "x" * 4001, "project": SCOPE}, timeout=30
+    )
+    assert response.status_code == 400 and "prompt: 4001 characters; at most 4000" in response.text
+    # A project that does not exist is refused by name, not looked up.
+    response = httpx.get(
+        f"{daemon.url}/memory/{memory_id}", params={"prompt": "billing", "project": "nope"}, timeout=30
+    )
+    assert response.status_code == 400 and "project: 'nope'" in html.unescape(response.text)
 
 
 # -- safety -------------------------------------------------------------------------------------
