@@ -119,6 +119,14 @@ class Run:
     seconds: float
 
 
+_ROOT: dict[str, Path] = {}
+
+
+@pytest.fixture(autouse=True)
+def _own_storage_root(tmp_path: Path) -> None:
+    _ROOT["path"] = tmp_path / "client-root"
+
+
 def run_client(
     *args: str,
     stdin: bytes | None = b"",
@@ -131,6 +139,9 @@ def run_client(
     from the developer's shell and with a proxy configured that must never be used."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("CLARITY_")}
     base.update({"http_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"})
+    # The client keeps its marks and kept events under the storage root: the test's own, never
+    # the user's (a timeout in one test would make the next ones skip the daemon).
+    base["CLARITY_STORAGE__ROOT"] = str(_ROOT["path"])
     base.update(env or {})
     start = time.monotonic()
     proc = subprocess.run(
@@ -501,5 +512,70 @@ def test_no_mark_is_made_where_no_daemon_ever_kept_its_files(daemon: Daemon, tmp
     daemon.delay = 3.0
     root = tmp_path / "never-started"
     env = {"CLARITY_URL": daemon.url, "CLARITY_STORAGE__ROOT": str(root)}
-    assert_silent(run_client("--timeout=0.5", stdin=b'{"hook_event_name": "Stop"}', env=env))
+    assert_silent(run_client("--timeout=0.5", stdin=b'{"hook_event_name": "UserPromptSubmit"}', env=env))
     assert not root.exists()
+    # A learning event is kept there, for the daemon to learn once it answers; still no mark.
+    assert_silent(run_client("--timeout=0.5", stdin=b'{"hook_event_name": "Stop"}', env=env))
+    assert (root / "app-data" / "pending-hooks.jsonl").exists()
+    assert not (root / "app-data" / "hooks-unanswered").exists()
+
+
+def test_learning_events_are_kept_while_no_daemon_answers(daemon: Daemon, tmp_path: Path) -> None:
+    """As plugin/scripts/hook.sh does: a tool's result or a session's end that finds nobody
+    listening, or a daemon that does not answer, is kept for the daemon to learn from later
+    (clarity/hooks/spool.py reads the file); what is answered now is not kept."""
+    from clarity.hooks import command_client, spool
+
+    root = tmp_path / "root"
+    pending = root / "app-data" / "pending-hooks.jsonl"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        free = sock.getsockname()[1]  # nothing listens here once the socket closes
+    down = {"CLARITY_URL": f"http://127.0.0.1:{free}", "CLARITY_STORAGE__ROOT": str(root)}
+    kept = []
+    for event in ("PostToolUse", "PostToolUseFailure", "Stop", "SessionEnd"):
+        payload = (FIXTURES / EVENT_FIXTURES[event]).read_bytes()
+        assert_silent(run_client(stdin=payload, env=down))
+        kept.append(json.loads(payload))
+    for event in ("SessionStart", "UserPromptSubmit", "PreToolUse"):
+        assert_silent(run_client(stdin=(FIXTURES / EVENT_FIXTURES[event]).read_bytes(), env=down))
+    lines = pending.read_bytes().splitlines()
+    assert [json.loads(line) for line in lines] == kept  # whole, in order, one a line
+    assert oct(pending.stat().st_mode & 0o777) == "0o600"
+
+    # A daemon that does not answer in time: kept too, and the breaker then keeps the next one
+    # without asking.
+    daemon.delay = 3.0
+    hung = {"CLARITY_URL": daemon.url, "CLARITY_STORAGE__ROOT": str(root)}
+    stop = (FIXTURES / EVENT_FIXTURES["Stop"]).read_bytes()
+    assert_silent(run_client("--timeout=0.5", stdin=stop, env=hung))
+    assert_silent(run_client("--timeout=0.5", stdin=stop, env=hung))
+    assert len(daemon.requests) == 1 and len(pending.read_bytes().splitlines()) == len(kept) + 2
+
+    # An answered event is not kept.
+    daemon.delay = 0.0
+    (root / "app-data" / "hooks-unanswered").unlink()
+    assert run_client(stdin=stop, env=hung).returncode == 0 and len(daemon.requests) == 2
+    assert len(pending.read_bytes().splitlines()) == len(kept) + 2
+
+    # The same names and cap as the daemon's reader.
+    assert set(command_client.KEPT_EVENTS) == spool.KEPT_EVENTS
+    assert (
+        command_client.PENDING_MAX_BYTES == spool.MAX_BYTES
+        and command_client.PENDING_FILE == spool.PENDING_FILE
+    )
+
+
+def test_keeping_stops_at_the_cap(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    pending = root / "app-data" / "pending-hooks.jsonl"
+    pending.parent.mkdir(parents=True)
+    from clarity.hooks.command_client import PENDING_MAX_BYTES
+
+    pending.write_bytes(b"x" * (PENDING_MAX_BYTES + 1))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        free = sock.getsockname()[1]
+    env = {"CLARITY_URL": f"http://127.0.0.1:{free}", "CLARITY_STORAGE__ROOT": str(root)}
+    assert_silent(run_client(stdin=(FIXTURES / EVENT_FIXTURES["Stop"]).read_bytes(), env=env))
+    assert pending.stat().st_size == PENDING_MAX_BYTES + 1

@@ -121,6 +121,40 @@ def reset_breaker(path: str) -> None:
         pass
 
 
+# Learning events that find no daemon listening, or one that does not answer, are kept in
+# <root>/app-data/pending-hooks.jsonl for the daemon to learn from once it answers, exactly as
+# plugin/scripts/hook.sh keeps them (clarity/hooks/spool.py reads them; its KEPT_EVENTS and
+# MAX_BYTES are these, tested equal). Other events are answered now or not at all.
+KEPT_EVENTS = ("PostToolUse", "PostToolUseFailure", "Stop", "SessionEnd")
+PENDING_FILE = "pending-hooks.jsonl"
+PENDING_MAX_BYTES = 8 * 1_048_576
+
+
+class NotAnswered(HookFailure):
+    """Nothing listens at the daemon's address (or the connection broke before an answer)."""
+
+
+def keep(body: bytes) -> None:
+    """Append the event as one line (JSON has raw newlines only between tokens, where a space
+    is the same), private to the user, in one write so concurrent hooks append whole lines."""
+    root = os.environ.get("CLARITY_STORAGE__ROOT") or "~/.claude/alunai-clarity"
+    folder = os.path.join(os.path.expanduser(root), "app-data")
+    path = os.path.join(folder, PENDING_FILE)
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        if os.path.exists(path) and os.path.getsize(path) > PENDING_MAX_BYTES:
+            return
+        line = body.replace(b"\r", b" ").replace(b"\n", b" ").strip() + b"\n"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+        descriptor = os.open(path, flags, 0o600)
+        try:
+            os.write(descriptor, line)
+        finally:
+            os.close(descriptor)
+    except OSError:
+        pass
+
+
 class Options:
     """Parsed command line: bare flags, and ``--name=value`` options keyed by name."""
 
@@ -287,7 +321,7 @@ def post(url: str, body: bytes, timeout: float) -> bytes:
     except TimeoutError:
         raise HookTimeout(f"POST {url}: no answer within {timeout}s") from None
     except OSError as exc:
-        raise HookFailure(f"POST {url} failed: {exc!r}") from None
+        raise NotAnswered(f"POST {url} failed: {exc!r}") from None
     raw = b"".join(chunks)
     header, _, payload = raw.partition(b"\r\n\r\n")
     lines = header.split(b"\r\n")
@@ -360,6 +394,8 @@ def run(argv: list[str]) -> bytes:
     timeout = timeout_seconds(opts)
     breaker = breaker_path()
     if breaker_open(breaker):
+        if event in KEPT_EVENTS:
+            keep(body)
         raise HookFailure(
             f"skipped: a hook found the daemon unanswering less than {BREAKER_SECONDS:.0f}s ago"
         )
@@ -370,8 +406,13 @@ def run(argv: list[str]) -> bytes:
         signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         reply = post(f"{base_url(opts)}/hooks/{event}", body, timeout)
-    except HookTimeout:
-        trip_breaker(breaker)
+    except (HookTimeout, NotAnswered) as exc:
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        if isinstance(exc, HookTimeout):
+            trip_breaker(breaker)  # before keep() makes app-data: only where a daemon kept files
+        if event in KEPT_EVENTS:
+            keep(body)  # learned once the daemon answers (clarity.hooks.spool)
         raise
     finally:
         if hasattr(signal, "setitimer"):

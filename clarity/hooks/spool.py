@@ -5,7 +5,9 @@ it (Claude Code would hold the first model request as long). Measured with the r
 scripted model (tests/e2e/test_plugin.py, five runs): that session's tool events came 0.7-2.3 s
 after `claude` was spawned and the daemon first answered at 1.8-3.3 s, 0.5-1 s after the session
 was over, so they found nobody listening.
-plugin/scripts/hook.sh keeps each learning event that finds nobody listening in
+plugin/scripts/hook.sh (the plugin) and clarity/hooks/command_client.py (hooks installed by
+``clarity hooks install``) keep each learning event that finds nobody listening, or a daemon that
+does not answer, in
 ``<root>/app-data/pending-hooks.jsonl`` (the payload as Claude Code sent it, one object a
 line, the file private to its user, appends stop at 8 MB).
 
