@@ -15,24 +15,44 @@ import re
 from collections.abc import Iterable
 
 # Tokens that name something exactly: error codes (E4711, ERR_CONN_RESET), hashes, file names,
-# flags: at least three characters with a letter and a digit, "_", "." or "/".
-_IDENTIFIER = re.compile(r"(?<![\w-])(?=[\w.\-/]*[0-9_./])(?=[\w.\-/]*[A-Za-z])[\w.\-/]{3,}")
+# paths, flags. A token's leading and trailing punctuation is not part of it ("tests." ending a
+# sentence, "(see parser.py)"), a dot counts only between word characters and a slash only in a
+# path of two or more, so "e.g." and "and/or" name nothing: at least three characters with a
+# letter, and a digit, an underscore, an inner "." or two inner "/".
 _TOKEN = re.compile(r"[\w.\-/]+")
+_EDGES = ".-/"
+_NAMES = re.compile(r"(?=.*[A-Za-z])(?:.*[0-9_]|.*\w\.\w|.*\w/.*\w/\w)")
+
+
+def _names(query: str) -> list[str]:
+    found = []
+    for token in _TOKEN.findall(query):
+        token = token.strip(_EDGES)
+        if len(token) >= 3 and _NAMES.match(token) and not _ABBREVIATION.fullmatch(token):
+            found.append(token.casefold())
+    return found
+
+
+_ABBREVIATION = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")  # e.g, i.e, U.S: letters with dots between
 
 
 def has_identifier(query: str) -> bool:
     """Whether the query names something exactly: retrieval then weighs the lexical side more."""
-    return _IDENTIFIER.search(query) is not None
+    return bool(_names(query))
 
 
 def identifiers(query: str) -> set[str]:
     """The query's identifier tokens, case-folded, as a memory's text is searched for them."""
-    return {token.casefold() for token in _TOKEN.findall(query) if _IDENTIFIER.search(token)}
+    return set(_names(query))
+
+
+def _names_in(text: str, names: Iterable[str]) -> bool:
+    """Whether the text holds one of the names as a whole token (E4711 is not in E47110)."""
+    return any(re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", text) is not None for name in names)
 
 
 def is_relevant(similarity: float | None, content: str, names: Iterable[str], cut: float) -> bool:
     """At or above the cut, or naming one of ``names`` (from ``identifiers``), or unjudged."""
     if similarity is None or similarity >= cut:
         return True
-    text = content.casefold()
-    return any(name in text for name in names)
+    return _names_in(content.casefold(), names)

@@ -266,6 +266,19 @@ def test_secrets_in_tool_output_are_redacted_before_storage(shared_daemon: Daemo
             "does not match",
         ),
         ("UserPromptSubmit", "not an object", 400, "expected a JSON object"),
+        # Ids key what each session was given (kept across restarts): bounded, no NUL.
+        (
+            "SessionStart",
+            {"session_id": "s", "cwd": "/tmp", "hook_event_name": "SessionStart", "agent_id": "a" * 201},
+            400,
+            "String should have at most 200 characters",
+        ),
+        (
+            "SessionStart",
+            {"session_id": "s\u0000x", "cwd": "/tmp", "hook_event_name": "SessionStart"},
+            400,
+            "must not contain a NUL character",
+        ),
     ],
 )
 def test_bad_hook_payloads_get_clear_errors(

@@ -185,11 +185,26 @@ def test_what_the_cut_does_not_judge() -> None:
         ("fix the failing test in parser.py", {"parser.py"}),
         ("ERR_CONN_RESET on E4711", {"err_conn_reset", "e4711"}),
         ("what is the capital of France", set()),
+        # Sentence punctuation, abbreviations and word pairs name nothing: they let an unrelated
+        # memory that happens to hold "tests." past the cut.
+        ("Please fix the failing tests.", set()),
+        ("e.g. the client/server split, and/or U.S. rules", set()),
+        ("see (src/parser.py).", {"src/parser.py"}),
+        ("run ./scripts/test.sh on node.js v18.2", {"scripts/test.sh", "node.js", "v18.2"}),
     ],
 )
 def test_identifiers_of_a_query(query: str, names: set[str]) -> None:
     assert identifiers(query) == names
     assert is_relevant(0.0, f"see {' '.join(names)}", names, 0.5) is bool(names)
+
+
+def test_a_name_is_matched_as_a_whole_token() -> None:
+    assert not is_relevant(
+        0.1, "Lunch is at noon; bring snacks for the tests.", identifiers("fix the tests."), 0.5
+    )
+    assert not is_relevant(0.1, "build failed with E47110", {"e4711"}, 0.5)
+    assert is_relevant(0.1, "build failed with E4711, again", {"e4711"}, 0.5)
+    assert is_relevant(0.1, "the bug is in src/parser.py:12", {"parser.py"}, 0.5)
 
 
 def test_clarity_search_says_when_nothing_fits(shared_daemon: Daemon, project: Path) -> None:

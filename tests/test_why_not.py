@@ -5,6 +5,7 @@ and each result of a retrieval says how its score was made."""
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,80 @@ def test_retrieval_results_say_how_their_score_was_made(
     assert why.score == pytest.approx(top.score, abs=1e-6)
     assert why.relevance_part + why.recency_part + why.importance_part == pytest.approx(why.score, abs=1e-5)
     assert why.importance_part > 0 and 0 < why.relevance <= 1
+
+
+def test_the_verdict_is_the_hooks_own_over_many_prompts(
+    served: tuple[MemoryService, HookService], repo: Path
+) -> None:
+    """The hook retrieves 2 x max_memories; a deeper retrieval fuses deeper rankings and can
+    order the top differently, so the lookup must decide with the hook's own retrieval. Over many
+    prompts of look-alike memories, what it calls chosen is exactly what the hook gives."""
+    memory, hooks = served
+    project = project_scope(str(repo))
+    pick = random.Random(7)
+    subjects = [
+        "the deploy script",
+        "the database migration",
+        "the login page",
+        "the cache layer",
+        "the build",
+        "the test suite",
+        "the docker image",
+        "the API gateway",
+        "the payment service",
+        "the search index",
+    ]
+    verbs = [
+        "fails when",
+        "is slow because",
+        "needs a restart after",
+        "breaks if",
+        "was fixed by changing",
+        "depends on",
+        "logs an error when",
+        "times out whenever",
+    ]
+    objects = [
+        "the config file changes",
+        "redis is down",
+        "the token expires",
+        "node is upgraded",
+        "the port is taken",
+        "postgres runs out of connections",
+        "the disk fills up",
+        "a migration is pending",
+        "the staging env is used",
+        "tests run in parallel",
+    ]
+    memory.store_many(
+        [
+            MemoryCreate(
+                content=f"{pick.choice(subjects)} {pick.choice(verbs)} {pick.choice(objects)}; noted in sprint {i % 17}",
+                session_id=f"s{i % 23}",
+            )
+            for i in range(200)
+        ],
+        project=project,
+    )
+    prompts = [
+        f"{a} {b}"
+        for a in (
+            "deploy",
+            "database",
+            "login",
+            "cache",
+            "build",
+            "tests",
+            "docker",
+            "gateway",
+            "payment",
+            "search",
+        )
+        for b in ("fails", "slow", "restart", "error", "timeout", "config", "port")
+    ]
+    for number, prompt in enumerate(prompts):
+        given = _prompt(hooks, repo, prompt, f"fresh-{number}")
+        deeper, _ = hooks.prompt_choice(prompt, project, limit=50)
+        for found in deeper.results[:4]:
+            verdict = explain(hooks, found.memory, prompt, project)
+            assert verdict.chosen == (found.memory.id[:8] in given), (prompt, verdict, given)

@@ -121,7 +121,8 @@ def reset_breaker(path: str) -> None:
         pass
 
 
-# Learning events that find no daemon listening, or one that does not answer, are kept in
+# Learning events that find no daemon listening, or meet the breaker (the daemon is not asked),
+# are kept in
 # <root>/app-data/pending-hooks.jsonl for the daemon to learn from once it answers, exactly as
 # plugin/scripts/hook.sh keeps them (clarity/hooks/spool.py reads them; its KEPT_EVENTS and
 # MAX_BYTES are these, tested equal). Other events are answered now or not at all.
@@ -410,9 +411,10 @@ def run(argv: list[str]) -> bytes:
         if hasattr(signal, "setitimer"):
             signal.setitimer(signal.ITIMER_REAL, 0)
         if isinstance(exc, HookTimeout):
-            trip_breaker(breaker)  # before keep() makes app-data: only where a daemon kept files
-        if event in KEPT_EVENTS:
-            keep(body)  # learned once the daemon answers (clarity.hooks.spool)
+            # The daemon took the event and may still learn it: keeping it would teach it twice.
+            trip_breaker(breaker)
+        elif event in KEPT_EVENTS:
+            keep(body)  # nobody took it: learned once the daemon answers (clarity.hooks.spool)
         raise
     finally:
         if hasattr(signal, "setitimer"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # The events Clarity hooks, kept once in the command-hook client: that file must stay
 # standard-library only (it never imports clarity), so the list is defined there and read here.
@@ -28,6 +28,8 @@ _PROVENANCE = frozenset({"tool_use_id", "prompt_id"})
 class HookEvent(BaseModel):
     model_config = ConfigDict(extra="allow")
 
+    # Ids key what a session was given (hooks.session_budget, kept across restarts): bounded,
+    # and free of NUL, which separates a session from its subagents there.
     session_id: str = Field(max_length=200)
     transcript_path: str = Field("", max_length=4096)
     cwd: str = Field(max_length=4096)
@@ -38,7 +40,14 @@ class HookEvent(BaseModel):
     tool_response: Any = None
     error: str | None = None
     source: str | None = None
-    agent_id: str | None = None
+    agent_id: str | None = Field(None, max_length=200)
+
+    @field_validator("session_id", "agent_id")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        return value
 
     @property
     def command(self) -> str | None:

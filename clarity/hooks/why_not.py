@@ -19,7 +19,7 @@ import numpy as np
 
 from clarity.memory.records import resolve_scopes
 from clarity.models import Memory
-from clarity.relevance import identifiers
+from clarity.relevance import identifiers, is_relevant
 from clarity.requests import RankWhy
 
 if TYPE_CHECKING:
@@ -94,20 +94,29 @@ def explain(
     if hooks.pauses.is_paused(project):
         return verdict("Clarity is paused for this project.")
 
-    result, relevant = hooks.prompt_choice(prompt, project, limit=DEPTH)
+    # The verdict comes from the hook's own retrieval (its limit sets how deep the rankings are
+    # fused, so a deeper one can order the top differently); a deeper one only finds the rank of
+    # a memory the hook did not see.
+    result, relevant = hooks.prompt_choice(prompt, project)
     ranked = [r.memory.id for r in result.results]
     chosen_ids = [r.memory.id for r in relevant]
     position = ranked.index(memory.id) if memory.id in ranked else None
     rank = None if position is None else position + 1
     why = None if position is None else result.results[position].why
+    if position is None:
+        deeper, _ = hooks.prompt_choice(prompt, project, limit=DEPTH)
+        found = [r for r in deeper.results if r.memory.id == memory.id]
+        if found:
+            rank, why = deeper.results.index(found[0]) + 1, found[0].why
     where = f"It ranks #{rank}, but its" if rank else f"It is not among the {DEPTH} best matches, and its"
+    if rank and position is None:
+        where = f"A deeper search ranks it #{rank}, but its"
     # Relevance first: below the cut, no rank would have brought it.
     names = identifiers(prompt)
     if (position is not None and memory.id not in chosen_ids) or (
         position is None
         and similarity is not None
-        and similarity < cut
-        and not any(name in memory.content.casefold() for name in names)
+        and not is_relevant(similarity, memory.content, names, cut)
     ):
         named = " and it names none of the prompt's identifiers" if names else ""
         shown = (
@@ -119,15 +128,15 @@ def explain(
             why=why,
         )
     if position is None:
+        if rank is not None:
+            return verdict(
+                f"It is not among the {settings.max_memories * 2} memories the prompt hook looks at "
+                f"(hooks.max_memories x 2); a deeper search ranks it #{rank}.",
+                rank=rank,
+                why=why,
+            )
         words = f"shares {', '.join(shared)} with the prompt" if shared else "shares no indexed word with it"
         return verdict(f"It is not among the {DEPTH} best matches: others matched better; it {words}.")
-    if position >= settings.max_memories * 2:
-        return verdict(
-            f"It ranks #{rank}; the prompt hook looks at the first {settings.max_memories * 2} "
-            "(hooks.max_memories x 2).",
-            rank=rank,
-            why=why,
-        )
     slot = chosen_ids.index(memory.id)
     if slot >= settings.max_memories:
         return verdict(

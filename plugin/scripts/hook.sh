@@ -42,7 +42,7 @@ root=${CLARITY_STORAGE__ROOT:-$HOME/.claude/alunai-clarity}
 case $root in "~"/*) root=$HOME/${root#"~/"} ;; esac
 # A daemon that accepts and never answers made every hook wait out its budget (about 10 s before
 # the first model request, 20-24 s more per session). After one hook times out, the hooks of the
-# next 30 s skip it (learning events are kept, as when nobody listens); the first answer lifts
+# next 30 s skip it (their learning events are kept, as when nobody listens); the first answer lifts
 # it. clarity/hooks/command_client.py keeps the same mark.
 breaker=$root/app-data/hooks-unanswered
 
@@ -109,8 +109,8 @@ status=$?
 case $status in
   7) # nothing listens there
     if [ "$event" = SessionStart ]; then start_daemon "$@"; elif learning_event; then keep; fi ;;
-  28) # accepted and never answered in time
-    if learning_event; then keep; fi
+  28) # accepted and never answered in time: the daemon has the event (kept, it would be learned
+    # twice); the hooks of the next 30 s do not ask it
     [ -d "$root/app-data" ] && (umask 077 && : >"$breaker") 2>/dev/null ;;
   *) [ -e "$breaker" ] && rm -f "$breaker" ;;
 esac
