@@ -61,7 +61,9 @@ MAX_VECTOR_DIMENSION = 8192  # embedding.dimension's upper limit
 # outside these years is damage, and one far in the future would rank first forever.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
-TIMESTAMP_FIELDS = ("created_at", "updated_at", "last_accessed_at")
+TIMESTAMP_FIELDS = ("created_at", "updated_at", "last_accessed_at", "superseded_at")
+MAX_PREVIOUS_VERSIONS = 5  # an updated memory keeps its last texts, newest first
+MAX_SUPERSEDES = 16  # the older memories one memory replaced, kept by id
 
 
 class MemoryType(StrEnum):
@@ -294,6 +296,13 @@ class UnreadableMemory(ValueError):
         )
 
 
+class PreviousVersion(BaseModel):
+    """A text a memory had before ``update_memory`` changed it, and when it was last set."""
+
+    content: Annotated[str, StringConstraints(min_length=1, max_length=MAX_STORED_CONTENT_CHARS)]
+    updated_at: Timestamp
+
+
 class Memory(BaseModel):
     """A stored memory. Its limits are the stored-record schema (see MAX_COUNT and below),
     checked whenever a record is built, whichever door it came through, and on every read."""
@@ -313,6 +322,19 @@ class Memory(BaseModel):
     occurrences: Occurrences = Field(1, description="how many times this memory was stored or learned again")
     metadata: dict[str, Any] = Field(default_factory=dict)
     content_hash: str = Field(max_length=MAX_HASH_CHARS)
+    # Facts that supersede (``clarity.memory.supersede``): set by the store, never by a caller's
+    # patch. A superseded memory is kept as history and left out of hooks, search and lists.
+    superseded_by: str | None = Field(None, description="the id of the newer memory that replaced this one")
+    superseded_at: Timestamp | None = None
+    supersede_reason: str | None = Field(
+        None, max_length=MAX_HASH_CHARS * 4, description="the value it had and the value it has now"
+    )
+    supersedes: Annotated[list[str], Field(max_length=MAX_SUPERSEDES)] = Field(
+        default_factory=list, description="the ids of the older memories this one replaced"
+    )
+    previous_versions: Annotated[list[PreviousVersion], Field(max_length=MAX_PREVIOUS_VERSIONS)] = Field(
+        default_factory=list, description="texts before update_memory changed them, newest first"
+    )
 
     _metadata = field_validator("metadata")(_check_stored_metadata)
     _metadata_shape = field_validator("metadata", mode="before")(_precheck_metadata)

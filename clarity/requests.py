@@ -37,6 +37,9 @@ class Filters(CallerInput):
     until: datetime | None = Field(None, description="created at or before")
     min_importance: float | None = Field(None, ge=0.0, le=1.0)
     max_importance: float | None = Field(None, ge=0.0, le=1.0)
+    include_superseded: bool = Field(
+        False, description="also memories a newer one replaced (kept as history; hooks never show them)"
+    )
 
 
 class RetrieveRequest(Filters):
@@ -123,10 +126,21 @@ class RetrieveResult(BaseModel):
     )
 
 
+class Superseded(BaseModel):
+    """An older memory a new one replaced: its id, its text (shortened), the value that changed."""
+
+    id: str
+    content: str
+    reason: str
+
+
 class StoreResult(BaseModel):
     id: str
     status: Literal["created", "duplicate", "merged"]
     memory: Memory
+    superseded: list[Superseded] = Field(
+        default_factory=list, description="older memories this one replaced: left out of reads from now on"
+    )
 
 
 class ListResult(BaseModel):

@@ -105,6 +105,11 @@ def test_a_negation_alone_supersedes_both_ways() -> None:
             "This project is built or tested with `ruff check .`",
         ),
         ("We use npm", "We do use npm"),
+        # a number that says which one: another item, not a new value (these hid notes from
+        # every list once the check ran on each store)
+        ("Scratch note 0 about the deploy", "Scratch note 1 about the deploy"),
+        ("concurrent write 72", "concurrent write 73"),
+        ("Runbook step 3: drain the node", "Runbook step 4: drain the node"),
     ],
 )
 def test_refused(old: str, new: str) -> None:

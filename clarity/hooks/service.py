@@ -314,6 +314,8 @@ class HookService:
             return reply("UserPromptSubmit", f"Clarity could not store this memory: {why}")
         where = "for every project" if target == GLOBAL_SCOPE else "for this project"
         note = f"Clarity stored this as a {kind.value} {where} (id {result.id}): {one_line(result.memory.content, 300)}"
+        for old in result.superseded:  # the older value is left out of every context from now on
+            note += f"\nIt replaces {old.id[:8]} ({old.reason}): {old.content}"
         # The session has it now: no prompt or tool context of this session repeats it.
         self.budget.given(session_key(event.session_id, event.agent_id), [result.memory])
         self._record(event, scope, event.prompt or what, note, [result.memory])

@@ -50,6 +50,8 @@ def entry(memory: Memory, now: datetime) -> str:
     elif (changed := age(memory.updated_at, now)) != when:
         when += f", updated {changed}"
     text = "\n  ".join(line.rstrip() for line in memory.content.strip().splitlines() if line.strip())
+    if memory.superseded_by:  # listed only when a caller asked for superseded memories
+        when += f"; superseded by {short_id(memory.superseded_by)}"
     return f"- [{memory.memory_type.value}] {text} ({when}; {origin(memory)}; id {short_id(memory.id)})"
 
 
@@ -125,7 +127,8 @@ def store_text(result: StoreResult, note: str | None, now: datetime | None = Non
             f"Merged into {short}, a near duplicate ({kind}, {age(memory.created_at, now)}, "
             f"seen {memory.occurrences} times): {text}"
         )
-    return "\n".join([head, *_remarks(note, None, 0)])
+    replaced = [f"It replaces {short_id(old.id)} ({old.reason}): {old.content}" for old in result.superseded]
+    return "\n".join([head, *replaced, *_remarks(note, None, 0)])
 
 
 def update_text(memory: Memory) -> str:

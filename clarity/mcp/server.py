@@ -186,6 +186,9 @@ AnyOfTags = Annotated[Tags | None, Field(description="Only memories with any of 
 Content = Annotated[str, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_CONTENT_CHARS})]
 Importance = Annotated[float, Field(ge=0.0, le=1.0, examples=[0.5, 0.9])]
 MemoryId = Annotated[str, Field(max_length=64, examples=["1a2b3c4d"])]
+IncludeSuperseded = Annotated[
+    bool, Field(description="Also memories a newer one replaced, kept as history (marked superseded).")
+]
 Detail = Annotated[
     bool,
     Field(
@@ -279,7 +282,8 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
     ) -> CallToolResult:
         """Remember something for future sessions: a user preference, a decision and its reason,
         a project fact, the command that builds or tests the project, or an error and its fix.
-        Exact duplicates are not stored twice; near duplicates are merged."""
+        Exact duplicates are not stored twice; near duplicates are merged. A new value for what an
+        older memory states (a port, a version, a tool switched) replaces it; the answer names it."""
         request = _build(MemoryCreate, locals())
         caller = settle(where)
         result = await _call(backend.store(_without_project(request, caller), caller.project))
@@ -308,6 +312,7 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
         min_score: Annotated[
             float | None, Field(ge=0.0, le=1.0, description="Drop results scoring below this.")
         ] = None,
+        include_superseded: IncludeSuperseded = False,
         detail: Detail = False,
         *,
         where: Where,
@@ -334,6 +339,7 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
         scope: Annotated[
             Literal["default", "project", "global", "all"], Field(description="Which scopes.")
         ] = "default",
+        include_superseded: IncludeSuperseded = False,
         detail: Detail = False,
         *,
         where: Where,
@@ -359,7 +365,8 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
         ] = None,
         detail: Detail = False,
     ) -> CallToolResult:
-        """Correct a memory that is wrong or outdated instead of storing a contradicting one."""
+        """Correct a memory that is wrong or outdated instead of storing a contradicting one.
+        The text it had is kept with it (its last 5 versions)."""
         memory = await _call(backend.update(memory_id, _build(MemoryPatch, locals())))
         return _answer(memory, detail, update_text(memory))
 

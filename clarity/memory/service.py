@@ -51,6 +51,7 @@ def _filter(
     sources: Any = None,
     min_importance: float | None = None,
     max_importance: float | None = None,
+    exclude_superseded: bool = False,
 ) -> MemoryFilter:
     return MemoryFilter(
         scopes=scopes,
@@ -61,11 +62,13 @@ def _filter(
         sources=[s.value for s in sources] if sources else None,
         importance_min=min_importance,
         importance_max=max_importance,
+        exclude_superseded=exclude_superseded,
     )
 
 
 def _selected(scopes: list[str] | None, request: Filters) -> MemoryFilter:
-    """What a list or a search covers, as the engine filters it (never after ranking)."""
+    """What a list or a search covers, as the engine filters it (never after ranking): memories a
+    newer one superseded only when asked for."""
     return _filter(
         scopes,
         request.memory_types,
@@ -75,6 +78,7 @@ def _selected(scopes: list[str] | None, request: Filters) -> MemoryFilter:
         request.sources,
         request.min_importance,
         request.max_importance,
+        exclude_superseded=not request.include_superseded,
     )
 
 

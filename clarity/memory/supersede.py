@@ -112,6 +112,12 @@ FILLER = _words(
 )
 NEGATIONS = _words("not no never don't doesn't didn't isn't aren't won't can't cannot shouldn't stopped")
 _AUXILIARIES = frozenset({"do", "does", "longer"})  # go with a negation ("do not", "no longer")
+# A bare whole number is a value only after one of these ("port 6544", "every 5 minutes", "node
+# 20"); after anything else it says which one ("note 3", "step 2", "write 73"): another item.
+NUMBER_SLOTS = _words(
+    "port ports on at version versions api node python java go ruby every in requests set timeout "
+    "timeouts limit limits retries workers threads replicas ttl size max min pool memory after"
+)
 # A plain word is a value when it follows one of these (`make ship`, "branch is main").
 VALUE_SLOTS = _words(
     "make just npm pnpm yarn run task branch target named called level mode profile image tag "
@@ -287,6 +293,10 @@ def _is_value_change(old: str, new: str, before: list[str]) -> bool:
         return False
     if old_kind == new_kind == "word":
         return any(word in VALUE_SLOTS for word in [t for t in before if t not in FILLER][-3:])
+    if old.isdigit() and new.isdigit():
+        previous = [t for t in before if t not in FILLER][-1:]
+        if not previous or previous[0].lower() not in NUMBER_SLOTS:
+            return False
     if not _same_type(old_kind, new_kind):
         return False
     if "code" in (old_kind, new_kind) and not _same_program(old, new):

@@ -30,6 +30,7 @@ PAYLOAD_INDEXES: dict[str, Literal["keyword", "float"]] = {
     "importance": "float",
     "vector_state": "keyword",  # "pending" until a memory stored without the model gets its dense vector
     "session_id": "keyword",  # a new memory's lexical context is the previous memory of its session
+    "superseded_at": "float",  # set on a memory a newer one replaced: reads leave those out
 }
 
 # Orders a page of memories can be listed in: (payload key, newest/highest first).
@@ -85,6 +86,10 @@ class MemoryFilter:
     pending_vector: bool | None = None
     session_id: str | None = None
     exclude_ids: list[str] = field(default_factory=list)
+    # Leave out memories a newer one superseded (``superseded_at`` set). Off by default, as the
+    # writes' own lookups (deletes, backfill, imports' duplicate checks) must see every record;
+    # retrieval and lists turn it on unless a caller asks for them.
+    exclude_superseded: bool = False
 
     def is_empty(self) -> bool:
         return not (
@@ -100,6 +105,7 @@ class MemoryFilter:
             or self.pending_vector is not None
             or self.session_id is not None
             or self.exclude_ids
+            or self.exclude_superseded
         )
 
 

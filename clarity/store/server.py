@@ -77,6 +77,8 @@ def server_filter(flt: MemoryFilter | None) -> models.Filter | None:
     if flt.session_id is not None:
         must.append(models.FieldCondition(key="session_id", match=models.MatchValue(value=flt.session_id)))
     must_not: list[Any] = [models.HasIdCondition(has_id=list(flt.exclude_ids))] if flt.exclude_ids else []
+    if flt.exclude_superseded:  # as the embedded engine: null (never superseded) matches no range
+        must_not.append(models.FieldCondition(key="superseded_at", range=models.Range(gte=0.0)))
     return models.Filter(must=must or None, must_not=must_not or None)
 
 

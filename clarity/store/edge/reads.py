@@ -96,6 +96,8 @@ def edge_filter(flt: MemoryFilter | None, exclude: AbstractSet[str] | None = Non
             must.append(FieldCondition(key="session_id", match=MatchValue(flt.session_id)))
         if flt.exclude_ids:
             must_not.append(HasIdCondition(set(flt.exclude_ids)))
+        if flt.exclude_superseded:  # a memory never superseded holds null there, which no range matches
+            must_not.append(FieldCondition(key="superseded_at", range=RangeFloat(gte=0.0)))
     if exclude:
         must_not.append(HasIdCondition(set(exclude)))
     if not must and not must_not:
