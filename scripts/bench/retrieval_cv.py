@@ -103,16 +103,25 @@ def bm25(documents: list[str], queries: list[str]) -> np.ndarray:
     return weights @ matrix.T
 
 
-def prepare(cases: list[Case], cache: Path, context_chars: int) -> list[Prepared]:
+def embedded(
+    cases: list[Case], cache: Path
+) -> tuple[list[list[str]], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Each case's distinct turn texts (redacted, as stored), and every text's and question's
+    vector, embedded once across cases (the cache keeps them between runs)."""
     from clarity.redact import redact
 
-    texts_of: list[list[str]] = []
-    for case in cases:
-        texts_of.append(list(dict.fromkeys(redact(t.text) for t in case.turns)))
+    texts_of = [list(dict.fromkeys(redact(t.text) for t in case.turns)) for case in cases]
     all_texts = sorted({t for texts in texts_of for t in texts})
     all_queries = sorted({q.text for case in cases for q in case.questions})
     vectors = dict(zip(all_texts, embed(all_texts, False, cache), strict=True))
     query_vectors = dict(zip(all_queries, embed(all_queries, True, cache), strict=True))
+    return texts_of, vectors, query_vectors
+
+
+def prepare(cases: list[Case], cache: Path, context_chars: int) -> list[Prepared]:
+    from clarity.redact import redact
+
+    texts_of, vectors, query_vectors = embedded(cases, cache)
     prepared = []
     for case, texts in zip(cases, texts_of, strict=True):
         index = {text: i for i, text in enumerate(texts)}
@@ -276,10 +285,11 @@ def nested(runs: dict[str, dict[str, Rows]]) -> tuple[dict[str, Rows], dict[str,
         for fold in next(iter(means.values()))[dataset]:
 
             def training(name: str, dataset: str = dataset, fold: str = fold) -> float:
-                return statistics.fmean(
-                    statistics.fmean(v for f, v in means[name][d].items() if (d, f) != (dataset, fold))
-                    for d in datasets
-                )
+                # Every other fold of every set; a set with no other fold (--quick) has no say.
+                others = [
+                    [v for f, v in means[name][d].items() if (d, f) != (dataset, fold)] for d in datasets
+                ]
+                return statistics.fmean(statistics.fmean(o) for o in others if o) if any(others) else 0.0
 
             best = max(runs, key=training)
             chosen[f"{dataset}:{fold}"] = best

@@ -26,7 +26,7 @@ import numpy as np
 from common import CACHE_DIR, LOCOMO_DIR, machine, parser, write_results
 from datasets import LONGMEMEVAL_DIR, Case, locomo_cases, longmemeval_cases
 from quality import METRICS
-from retrieval_cv import CANDIDATES, DEPTH, Rows, embed, evaluate, nested, summarise, top
+from retrieval_cv import CANDIDATES, DEPTH, Rows, embed, embedded, evaluate, nested, summarise, top
 from rich.console import Console
 
 
@@ -138,11 +138,7 @@ CONFIGS: dict[str, dict[str, float]] = {
 def prepare(cases: list[Case], cache: Path, dense_context: bool = False) -> list[Case2]:
     from clarity.redact import redact
 
-    texts_of = [list(dict.fromkeys(redact(t.text) for t in case.turns)) for case in cases]
-    all_texts = sorted({t for texts in texts_of for t in texts})
-    all_queries = sorted({q.text for case in cases for q in case.questions})
-    vectors = dict(zip(all_texts, embed(all_texts, False, cache), strict=True))
-    query_vectors = dict(zip(all_queries, embed(all_queries, True, cache), strict=True))
+    texts_of, vectors, query_vectors = embedded(cases, cache)
     out = []
     for case, texts in zip(cases, texts_of, strict=True):
         index = {text: i for i, text in enumerate(texts)}
