@@ -1,4 +1,4 @@
-"""A memory's age and origin in a few words, for every place that shows memories to a model.
+"""A memory's age, origin and short id, for every place that shows memories to a model.
 
 The MCP tools' compact results (``clarity.mcp.results``) and the hooks' injected context
 (``clarity.hooks.context``) say the same thing the same way: "3 days ago", "learned from a
@@ -15,6 +15,9 @@ from pathlib import PurePath
 from clarity.models import Memory, MemoryType, Source
 from clarity.text import one_line
 
+# ``clarity.memory.ids.MIN_PREFIX``, the shortest prefix an id may be given by (tested equal):
+# not imported, as ``clarity.memory`` loads the service, numpy and the redactors into the shim.
+SHORT_ID_CHARS = 8
 SHOWN_COMMAND_CHARS = 60  # a command named in a source: enough to recognise it
 # (seconds, unit): an age is counted in the largest unit it reaches (weeks from two of them on,
 # so "10 days ago" is not "1 week ago").
@@ -27,6 +30,11 @@ _UNITS = (
     (60, "minute"),
 )
 _WEEK = 7 * 86_400
+
+
+def short_id(memory_id: str) -> str:
+    """What update_memory, delete_memory and `clarity delete` accept (an ambiguous one is refused)."""
+    return memory_id[:SHORT_ID_CHARS]
 
 
 def age(moment: datetime, now: datetime) -> str:
@@ -67,3 +75,9 @@ def origin(memory: Memory) -> str:
         command = _command(memory, "command")
         return f"learned from running `{command}`" if command else "learned from a passing run"
     return "learned from a session"
+
+
+def replaces(memory_id: str, reason: str, content: str) -> str:
+    """The line that tells a model a new memory superseded an older one ("6543 -> 6544"): the
+    "remember" hook's reply and store_memory's answer say it alike."""
+    return f"It replaces {short_id(memory_id)} ({reason}): {content}"

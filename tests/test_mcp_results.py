@@ -19,7 +19,8 @@ from typing import Any
 import anyio
 import pytest
 
-from clarity.mcp.results import SHORT_ID_CHARS, age, entry, origin
+from clarity.describe import SHORT_ID_CHARS
+from clarity.mcp.results import age, entry, origin
 from clarity.mcp.stats import shown_path, without_paths
 from clarity.memory.ids import MIN_PREFIX
 from clarity.models import (

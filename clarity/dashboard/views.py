@@ -30,7 +30,7 @@ from clarity.hooks.service import HookService
 from clarity.hooks.why_not import explain
 from clarity.lifecycle.retention import disk_usage
 from clarity.memory import MemoryService, ScopeRequired
-from clarity.models import GLOBAL_SCOPE, MAX_RESULTS, Memory, MemoryType, Source
+from clarity.models import GLOBAL_SCOPE, MAX_QUERY_CHARS, MAX_RESULTS, Memory, MemoryType, Source
 from clarity.requests import RankWhy
 
 T = TypeVar("T")
@@ -41,7 +41,6 @@ SIZE_TTL = 30.0
 STATIC_DIR = Path(__file__).parent / "static"
 TYPES = [t.value for t in MemoryType]
 SOURCES = [s.value for s in Source]
-MAX_PROMPT_CHARS = 4000  # what the prompt hook reads of a prompt
 
 
 def _directory_size(path: Path) -> int | None:
@@ -206,10 +205,10 @@ class Dashboard:
         there (``clarity.hooks.why_not``), in the project chosen (the memory's own by default)."""
         params = request.query_params
         prompt = (params.get("prompt") or "").strip()
-        if len(prompt) > MAX_PROMPT_CHARS:
+        if len(prompt) > MAX_QUERY_CHARS:
             raise PageError(
                 400,
-                f"prompt: {len(prompt)} characters; at most {MAX_PROMPT_CHARS} (what the prompt hook reads)",
+                f"prompt: {len(prompt)} characters; at most {MAX_QUERY_CHARS} (what the prompt hook reads)",
             )
         projects = sorted(s for s in self._scope_counts() if s != GLOBAL_SCOPE)
         current = self.injections.last_scope()

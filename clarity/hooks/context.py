@@ -17,12 +17,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from clarity.describe import age, origin
+from clarity.describe import age, origin, short_id
 from clarity.models import Memory
 from clarity.redact import redact_cut
 
 HARD_CAP = 10_000  # Claude Code moves longer hook output to a file and shows a preview
-SHORT_ID_CHARS = 8  # what update_memory, delete_memory and `clarity delete` accept
 
 T = TypeVar("T")
 
@@ -36,9 +35,7 @@ def line(memory: Memory, now: datetime, content_chars: int | None = None) -> str
     when = age(memory.created_at, now)
     if memory.occurrences > 1:
         when += f", seen {memory.occurrences} times"
-    return (
-        f"- [{memory.memory_type.value}] {text} ({when}; {origin(memory)}; id {memory.id[:SHORT_ID_CHARS]})"
-    )
+    return f"- [{memory.memory_type.value}] {text} ({when}; {origin(memory)}; id {short_id(memory.id)})"
 
 
 def fit(

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from clarity.config import Settings, describe_validation_error
+from clarity.describe import replaces
 from clarity.embedding import ModelNotReady
 from clarity.hooks import brief
 from clarity.hooks.context import fit
@@ -31,7 +32,7 @@ from clarity.hooks.session_budget import FILE_NAME as BUDGET_FILE
 from clarity.hooks.session_budget import SessionBudget, session_key
 from clarity.hooks.spool import PendingEvents
 from clarity.memory import MemoryService
-from clarity.models import GLOBAL_SCOPE, Memory, MemoryCreate, MemoryType, Source
+from clarity.models import GLOBAL_SCOPE, MAX_QUERY_CHARS, Memory, MemoryCreate, MemoryType, Source
 from clarity.project import known_project_scope, project_scope
 from clarity.redact import redact_cut
 from clarity.relevance import identifiers, is_relevant
@@ -276,7 +277,7 @@ class HookService:
         session was given: the hook and the dashboard's "why not" lookup both decide with this."""
         result = self.memory.retrieve(
             RetrieveRequest(
-                query=prompt[:4000], limit=limit or self.settings.max_memories * 2, scope="default"
+                query=prompt[:MAX_QUERY_CHARS], limit=limit or self.settings.max_memories * 2, scope="default"
             ),
             project=project,
             track_use=False,  # only what reaches the reply counts (``_give``)
@@ -315,7 +316,7 @@ class HookService:
         where = "for every project" if target == GLOBAL_SCOPE else "for this project"
         note = f"Clarity stored this as a {kind.value} {where} (id {result.id}): {one_line(result.memory.content, 300)}"
         for old in result.superseded:  # the older value is left out of every context from now on
-            note += f"\nIt replaces {old.id[:8]} ({old.reason}): {old.content}"
+            note += "\n" + replaces(old.id, old.reason, old.content)
         # The session has it now: no prompt or tool context of this session repeats it.
         self.budget.given(session_key(event.session_id, event.agent_id), [result.memory])
         self._record(event, scope, event.prompt or what, note, [result.memory])
@@ -343,7 +344,7 @@ class HookService:
         # Lexical only: a command is matched by its words, and this path must not pay for the model.
         result = self.memory.retrieve(
             RetrieveRequest(
-                query=command[:4000],
+                query=command[:MAX_QUERY_CHARS],
                 limit=3,
                 scope="project",
                 tags=command_tags(programs),

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clarity.memory.records import resolve_scopes
-from clarity.models import Memory
+from clarity.models import MAX_QUERY_CHARS, Memory
 from clarity.relevance import identifiers, is_relevant
 from clarity.requests import RankWhy
 
@@ -51,7 +51,7 @@ def _similarity(hooks: HookService, memory: Memory, prompt: str) -> float | None
     found = service.db.get([memory.id], with_vectors=True)
     if not found or found[0].dense is None:
         return None  # still waiting for its vector
-    query = np.asarray(service.embedder.embed_query(prompt[:4000]), dtype=np.float32)
+    query = np.asarray(service.embedder.embed_query(prompt[:MAX_QUERY_CHARS]), dtype=np.float32)
     return round(float(np.asarray(found[0].dense, dtype=np.float32) @ query), 4)
 
 
@@ -61,7 +61,7 @@ def _shared_words(hooks: HookService, memory: Memory, prompt: str) -> tuple[str,
     lexical = hooks.memory.lexical
     held = set(lexical.document(memory.content)[0])
     shared: dict[str, None] = {}
-    for word in _WORD.findall(prompt[:4000].casefold()):
+    for word in _WORD.findall(prompt[:MAX_QUERY_CHARS].casefold()):
         indices = lexical.query(word)[0]
         if indices and held.issuperset(indices):
             shared[word] = None

@@ -21,25 +21,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from clarity.describe import age, origin
+from clarity.describe import age, origin, replaces, short_id
 from clarity.models import GLOBAL_SCOPE, Memory
 from clarity.relevance import identifiers, is_relevant
 from clarity.requests import ListResult, RetrieveResult, StoreResult
 from clarity.text import one_line
 
-# ``clarity.memory.ids.MIN_PREFIX``, the shortest prefix an id may be given by (tested equal):
-# not imported, as ``clarity.memory`` loads the service, numpy and the redactors into the shim.
-SHORT_ID_CHARS = 8
 # The closest matches still listed under "nothing relevant", marked weak: a search is asked for,
 # and below the cut the answer is still among the closest few for part of the questions that
 # hold one (scripts/bench/relevance.py, "weak_hold_evidence"); a related question about a terse
 # project memory can score under the cut ("code style preferences": 0.25).
 WEAK_SHOWN = 2
 SHOWN_CONTENT_CHARS = 200  # a stored or updated memory's text, on one line, in the confirmation
-
-
-def short_id(memory_id: str) -> str:
-    return memory_id[:SHORT_ID_CHARS]
 
 
 def entry(memory: Memory, now: datetime) -> str:
@@ -127,7 +120,7 @@ def store_text(result: StoreResult, note: str | None, now: datetime | None = Non
             f"Merged into {short}, a near duplicate ({kind}, {age(memory.created_at, now)}, "
             f"seen {memory.occurrences} times): {text}"
         )
-    replaced = [f"It replaces {short_id(old.id)} ({old.reason}): {old.content}" for old in result.superseded]
+    replaced = [replaces(old.id, old.reason, old.content) for old in result.superseded]
     return "\n".join([head, *replaced, *_remarks(note, None, 0)])
 
 

@@ -197,6 +197,15 @@ def min_max(best: float, worst: float) -> tuple[float, float]:
     return (worst, spread) if spread > 0 else (best - 1.0, 1.0)
 
 
+def on_unit_scale(ranking: Sequence[Any]) -> Iterator[tuple[float, Any]]:
+    """A ranking of points best first (each with a ``.score``), its scores put on 0..1 by
+    ``min_max``: what both engines do to a lexical ranking before ``fuse_scores``."""
+    if not ranking:
+        return iter(())
+    offset, spread = min_max(ranking[0].score, ranking[-1].score)
+    return (((point.score - offset) / spread, point) for point in ranking)
+
+
 def fuse_scores(
     dense: Sequence[tuple[Any, float]],
     lexical: Sequence[tuple[Any, float]],

@@ -29,7 +29,7 @@ from clarity.store.base import (
     VectorStore,
     fuse_scores,
     hit_of,
-    min_max,
+    on_unit_scale,
 )
 
 log = logging.getLogger(__name__)
@@ -202,10 +202,7 @@ class ServerStore(VectorStore):
         payloads = {str(p.id): p.payload or {} for points in answers for p in points}
         dense_ranking = [(str(p.id), p.score) for p in answers.pop(0)] if mode != "lexical" else []
         lexical_points = answers.pop(0) if answers else []
-        offset, spread = (
-            min_max(lexical_points[0].score, lexical_points[-1].score) if lexical_points else (0.0, 1.0)
-        )
-        lexical_ranking = [(str(p.id), (p.score - offset) / spread) for p in lexical_points]
+        lexical_ranking = [(str(p.id), score) for score, p in on_unit_scale(lexical_points)]
         ranked = fuse_scores(dense_ranking, lexical_ranking, mode, limit, query.lexical_weight)
         return [hit_of(fused, fused.id, payloads[fused.id]) for fused in ranked]
 

@@ -49,7 +49,7 @@ from clarity.store.base import (
     Sparse,
     fuse_scores,
     hit_of,
-    min_max,
+    on_unit_scale,
 )
 from clarity.store.edge.layout import Layout, View
 from clarity.store.edge.shard import Quantization, point_ids
@@ -114,12 +114,6 @@ def _hit(point: Any) -> Hit:
     return Hit(str(point.id), float(getattr(point, "score", 0.0) or 0.0), point.payload or {})
 
 
-def _on_unit_scale(ranking: Sequence[Any]) -> Iterator[tuple[float, Any]]:
-    """A shard's lexical ranking with its scores put on 0..1 (``store.base.min_max``)."""
-    offset, spread = min_max(ranking[0].score, ranking[-1].score)
-    return (((point.score - offset) / spread, point) for point in ranking)
-
-
 def fuse_shard_answers(
     dense_points: Sequence[Any],
     lexical_rankings: Sequence[Sequence[Any]],
@@ -156,7 +150,7 @@ def fuse_shard_answers(
     lexical: list[tuple[Any, float]] = []
     if mode != "dense":
         taken: set[Any] = set()
-        scaled = [_on_unit_scale(ranking) for ranking in lexical_rankings if ranking]
+        scaled = [on_unit_scale(ranking) for ranking in lexical_rankings if ranking]
         for score, point in heapq.merge(*scaled, key=itemgetter(0), reverse=True):
             point_id = point.id
             if point_id not in taken:
