@@ -210,7 +210,10 @@ class Dashboard:
                 400,
                 f"prompt: {len(prompt)} characters; at most {MAX_QUERY_CHARS} (what the prompt hook reads)",
             )
-        projects = sorted(s for s in self._scope_counts() if s != GLOBAL_SCOPE)
+        # The scope list is reused for FACET_TTL seconds: a memory stored since is not in it yet,
+        # so its own scope is always one of the choices.
+        own = {memory.scope} - {GLOBAL_SCOPE}
+        projects = sorted({s for s in self._scope_counts() if s != GLOBAL_SCOPE} | own)
         current = self.injections.last_scope()
         default = (
             memory.scope if memory.scope != GLOBAL_SCOPE else current or (projects[0] if projects else "")

@@ -10,6 +10,7 @@ import html
 import json
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -322,12 +323,16 @@ def test_why_not_replays_the_prompt_hook(
     dashboard_daemon: Daemon, watched: Watched, screenshots: Path
 ) -> None:
     daemon, page = dashboard_daemon, watched.page
+    page.goto(daemon.url + "/")  # the dashboard reuses its scope list for a few seconds...
+    scope = f"why-not-{uuid.uuid4().hex[:8]}"
     memory_id = store(
-        daemon, "Why-not check: the billing service reads its Stripe keys from Vault path kv/billing"
+        daemon,
+        "Why-not check: the billing service reads its Stripe keys from Vault path kv/billing",
+        scope=scope,
     )
-    page.goto(f"{daemon.url}/memory/{memory_id}")
+    page.goto(f"{daemon.url}/memory/{memory_id}")  # ...a memory stored since still has its page
     form = page.locator("#why-not-form")
-    assert form.locator("select[name=project]").input_value() == SCOPE  # the memory's own project
+    assert form.locator("select[name=project]").input_value() == scope  # the memory's own project
 
     form.locator("textarea[name=prompt]").fill("what is the capital of France?")
     form.locator("button[type=submit]").click()
@@ -346,7 +351,7 @@ def test_why_not_replays_the_prompt_hook(
 
     # A prompt longer than the hook reads is refused with the field and the limit.
     response = httpx.get(
-        f"{daemon.url}/memory/{memory_id}", params={"prompt": "x" * 4001, "project": SCOPE}, timeout=30
+        f"{daemon.url}/memory/{memory_id}", params={"prompt": "x" * 4001, "project": scope}, timeout=30
     )
     assert response.status_code == 400 and "prompt: 4001 characters; at most 4000" in response.text
     # A project that does not exist is refused by name, not looked up.
