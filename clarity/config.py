@@ -27,6 +27,9 @@ from pydantic import (
 )
 
 from clarity.config_checks import config_file_problem, settings_error_message
+from clarity.config_qdrant import IndexParams as IndexParams  # re-exported: engines and tests import it here
+from clarity.config_qdrant import QdrantSettings
+from clarity.config_team import TeamSettings
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,31 +43,6 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 class _Section(BaseModel):
     # A misspelled key in config.json should fail loudly, not be ignored.
     model_config = ConfigDict(extra="forbid")
-
-
-class IndexParams(_Section):
-    m: int = Field(16, ge=4, le=128)
-    ef_construct: int = Field(200, ge=8, le=4096)
-    full_scan_threshold: int = Field(10_000, ge=0)
-
-
-class QdrantSettings(_Section):
-    url: str | None = None
-    api_key: SecretStr | None = None
-    prefer_grpc: bool = False
-    collection: str = Field("clarity_memories", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    timeout: float = Field(10.0, gt=0, le=300)
-    pool_size: int = Field(16, ge=1, le=512)
-    index_params: IndexParams = Field(default_factory=IndexParams)
-
-    @field_validator("url")
-    @classmethod
-    def _url_scheme(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
 
 
 class EmbeddingSettings(_Section):
@@ -115,11 +93,11 @@ class ServerSettings(_Section):
 class RetrievalSettings(_Section):
     limit: int = Field(5, ge=1, le=100)
     min_score: float = Field(0.0, ge=0.0, le=1.0)
-    # Fusion: each side on 0..1 over its own ranking, summed with these weights, chosen by nested
-    # cross-validation on both dev sets (scripts/bench/retrieval_cv.py, docs/benchmarks.md).
+    # Fusion: each side on 0..1 over its own ranking, summed with these weights, chosen on both dev
+    # sets by scripts/bench/retrieval_cv.py and retrieval_round2.py (docs/benchmarks.md).
     prefetch_limit: int = Field(50, ge=1, le=1000, description="candidates each side brings to the fusion")
     lexical_weight: float = Field(
-        1.0, ge=0.1, le=20.0, description="weight of the lexical side in the fused score"
+        1.25, ge=0.1, le=20.0, description="weight of the lexical side in the fused score"
     )
     identifier_lexical_weight: float = Field(
         3.0, ge=1.0, le=20.0, description="the lexical weight when the query holds an identifier (E4711)"
@@ -130,12 +108,15 @@ class RetrievalSettings(_Section):
         le=5.0,
         description="weight of a result's session's best fused score (over the best); 0: off",
     )
-    lexical_context_chars: int = Field(
-        0,
+    next_turn_weight: float = Field(
+        0.2, ge=0.0, le=5.0, description="credit from the next memory's lexical score; 0: off"
+    )
+    lexical_context_max_chars: int = Field(
+        250,
         ge=0,
         le=20_000,
-        description="characters of the session's previous memory added to a memory's lexical text; 0: off "
-        "(it helped LoCoMo and hurt LongMemEval: docs/benchmarks.md)",
+        description="a memory's lexical text takes in the previous memory of its "
+        "session when that one is shorter than this (applies to memories written from then on); 0: off",
     )
     recency_weight: float = Field(0.1, ge=0.0, le=1.0)
     importance_weight: float = Field(0.1, ge=0.0, le=1.0)
@@ -344,7 +325,10 @@ def qdrant_env() -> dict[str, Any]:
 # empty goes too.
 REMOVED_KEYS: Final = {
     "cache": {"ttl_seconds": "nothing read it"},
-    "retrieval": {"rrf_k": "rankings are fused by score, not by rank"},
+    "retrieval": {
+        "rrf_k": "rankings are fused by score, not by rank",
+        "lexical_context_chars": "the previous memory counts whole if under retrieval.lexical_context_max_chars",
+    },
 }
 
 
@@ -377,6 +361,7 @@ class SettingsModel(BaseModel):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     hooks: HooksSettings = Field(default_factory=HooksSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    team: TeamSettings = Field(default_factory=TeamSettings)  # clarity/config_team.py
 
     @model_validator(mode="before")
     @classmethod

@@ -303,6 +303,15 @@ def run_daemon(settings: Settings, announce: Callable[[str], None] = _stderr_lin
         except Exception as exc:
             raise DaemonError(f"cannot open the {settings.engine} store: {exc}") from exc
         service = MemoryService(settings, store, embedder)
+        team = None
+        if settings.team.url:  # the team tier's outbox and replica (docs/team.md); httpx only then
+            from clarity.team.sync import start_team
+
+            try:
+                team = start_team(settings, service)
+            except (OSError, ValueError) as exc:
+                service.close()
+                raise DaemonError(f"cannot start the team tier: {exc}") from exc
         app = create_app(settings, service)
         config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
         url = daemon_url(settings)
@@ -320,6 +329,8 @@ def run_daemon(settings: Settings, announce: Callable[[str], None] = _stderr_lin
         try:
             server.run(sockets=[sock])
         finally:
+            if team is not None:
+                team.stop()
             service.close()
     finally:
         if lock is not None:

@@ -1,4 +1,4 @@
-"""A memory's age, origin and short id, for every place that shows memories to a model.
+"""A memory's age, origin, anchors and short id, for every place that shows memories to a model.
 
 The MCP tools' compact results (``clarity.mcp.results``) and the hooks' injected context
 (``clarity.hooks.context``) say the same thing the same way: "3 days ago", "learned from a
@@ -9,8 +9,10 @@ imports the results module.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import PurePath
+from typing import Any
 
 from clarity.models import Memory, MemoryType, Source
 from clarity.text import one_line
@@ -19,6 +21,9 @@ from clarity.text import one_line
 # not imported, as ``clarity.memory`` loads the service, numpy and the redactors into the shim.
 SHORT_ID_CHARS = 8
 SHOWN_COMMAND_CHARS = 60  # a command named in a source: enough to recognise it
+# Anchors named in a one-line answer; the rest are counted ("and 2 more"): five labels of long
+# paths would double a store's answer, and the model named them itself.
+SHOWN_ANCHORS = 2
 # (seconds, unit): an age is counted in the largest unit it reaches (weeks from two of them on,
 # so "10 days ago" is not "1 week ago").
 _UNITS = (
@@ -56,7 +61,15 @@ def _command(memory: Memory, key: str) -> str | None:
 
 
 def origin(memory: Memory) -> str:
-    """Where a memory came from, in a few words, from what its door left in its metadata."""
+    """Where a memory came from, in a few words: who shared it for a team memory ("shared by
+    alice", the team server's user name), else what its door left in its metadata."""
+    if memory.author:
+        return f"shared by {memory.author}"
+    said = _source(memory)
+    return f"{said}, shared with the team" if memory.shared else said
+
+
+def _source(memory: Memory) -> str:
     meta = memory.metadata
     if memory.source == Source.import_:
         path = meta.get("path")
@@ -81,3 +94,23 @@ def replaces(memory_id: str, reason: str, content: str) -> str:
     """The line that tells a model a new memory superseded an older one ("6543 -> 6544"): the
     "remember" hook's reply and store_memory's answer say it alike."""
     return f"It replaces {short_id(memory_id)} ({reason}): {content}"
+
+
+def anchor_label(anchor: Mapping[str, Any]) -> str:
+    """``src/cart.ts:12-30``, ``src/cart.ts (addItem)`` or ``src/cart.ts``: an anchor as stored
+    (``Memory.anchors``, the JSON of ``clarity.memory.anchors.Anchor``), for a reader."""
+    path, symbol, start, end = (anchor.get(key) for key in ("path", "symbol", "start", "end"))
+    if symbol:
+        return f"{path} ({symbol})"
+    if not start:
+        return str(path)
+    return f"{path}:{start}" if start == end else f"{path}:{start}-{end}"
+
+
+def anchored_to(anchors: Sequence[Mapping[str, Any]]) -> str:
+    """``anchored to src/cart.ts:12-30`` (``and 3 more`` past ``SHOWN_ANCHORS``); "" for none."""
+    if not anchors:
+        return ""
+    labels = [anchor_label(anchor) for anchor in anchors[:SHOWN_ANCHORS]]
+    more = f" and {len(anchors) - SHOWN_ANCHORS} more" if len(anchors) > SHOWN_ANCHORS else ""
+    return f"anchored to {', '.join(labels)}{more}"

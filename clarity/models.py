@@ -61,9 +61,16 @@ MAX_VECTOR_DIMENSION = 8192  # embedding.dimension's upper limit
 # outside these years is damage, and one far in the future would rank first forever.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
-TIMESTAMP_FIELDS = ("created_at", "updated_at", "last_accessed_at", "superseded_at")
+TIMESTAMP_FIELDS = ("created_at", "updated_at", "last_accessed_at", "superseded_at", "confirmed_at")
+# A payload key beside the record's fields: the anchored paths, indexed, for per-file recall.
+ANCHOR_PATHS = "anchor_paths"
 MAX_PREVIOUS_VERSIONS = 5  # an updated memory keeps its last texts, newest first
 MAX_SUPERSEDES = 16  # the older memories one memory replaced, kept by id
+# Anchors (``clarity.memory.anchors``): at most five per memory, each at most 1 KB of JSON; a
+# caller names one as ``src/cart.ts`` or ``src/cart.ts:12-30`` (a path of at most 512 characters).
+MAX_ANCHORS = 5
+MAX_ANCHOR_BYTES = 1_024
+MAX_ANCHOR_SPEC_CHARS = 512 + 24
 
 
 class MemoryType(StrEnum):
@@ -217,6 +224,11 @@ def _dedupe_tags(tags: list[str]) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
+# What a caller names an anchor by: ``src/cart.ts`` or ``src/cart.ts:12-30``, at most five.
+AnchorSpec = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ANCHOR_SPEC_CHARS)]
+AnchorSpecs = Annotated[list[AnchorSpec], Field(max_length=MAX_ANCHORS)]
+
+
 class CallerInput(BaseModel):
     """What a caller sends: an unknown field is refused by name, never silently dropped."""
 
@@ -234,6 +246,14 @@ class MemoryCreate(CallerInput):
     scope: Literal["project", "global"] | ScopeId = "project"
     source: Source = Source.manual
     session_id: str | None = Field(None, max_length=MAX_SESSION_ID_CHARS)
+    anchors: AnchorSpecs = Field(
+        default_factory=list,
+        description="files this memory is about, relative to the project: src/cart.ts or src/cart.ts:12-30",
+        examples=[["src/cart.ts:12-30"]],
+    )
+    shared: bool = Field(
+        False, description="share with the team (a project memory; one redaction flagged stays personal)"
+    )
 
     _content = field_validator("content")(_check_content)
     _metadata = field_validator("metadata")(_check_metadata)
@@ -335,9 +355,27 @@ class Memory(BaseModel):
     previous_versions: Annotated[list[PreviousVersion], Field(max_length=MAX_PREVIOUS_VERSIONS)] = Field(
         default_factory=list, description="texts before update_memory changed them, newest first"
     )
+    # Set by the store from a caller's specs or a hook's event (``clarity.memory.anchoring``),
+    # never by a patch; the JSON of ``clarity.memory.anchors.Anchor``, checked there on use.
+    anchors: Annotated[list[dict[str, Any]], Field(max_length=MAX_ANCHORS)] = Field(
+        default_factory=list, description="places in the code this memory is about, re-checked at recall"
+    )
+    confirmed_at: Timestamp | None = Field(None, description="when a user last said it is still true")
+    # The team tier (``clarity.team``, docs/team.md): a shared memory goes to the team server
+    # and comes back to every teammate's replica with its author, the team server's user name.
+    shared: bool = Field(False, description="shared with the team (project memories only)")
+    author: str | None = Field(None, max_length=64, description="who shared it: a team server user name")
 
     _metadata = field_validator("metadata")(_check_stored_metadata)
     _metadata_shape = field_validator("metadata", mode="before")(_precheck_metadata)
+
+    @field_validator("anchors")
+    @classmethod
+    def _anchor_shape(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, anchor in enumerate(value):
+            if not isinstance(anchor.get("path"), str) or len(json.dumps(anchor)) > MAX_ANCHOR_BYTES:
+                raise ValueError(f"anchors[{i}]: needs a path, and at most {MAX_ANCHOR_BYTES} bytes of JSON")
+        return value
 
     @field_validator("id")
     @classmethod
@@ -350,6 +388,7 @@ class Memory(BaseModel):
         for key in TIMESTAMP_FIELDS:
             moment = getattr(self, key)
             payload[key] = moment.timestamp() if moment else None
+        payload[ANCHOR_PATHS] = anchor_paths(self.anchors)
         return payload
 
     @classmethod
@@ -369,6 +408,11 @@ class Memory(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise UnreadableMemory(str(point_id), describe_validation_error(exc)) from None
+
+
+def anchor_paths(anchors: list[dict[str, Any]]) -> list[str]:
+    """The distinct paths of ``anchors``, for the payload's ``anchor_paths`` (set with the anchors)."""
+    return sorted({str(anchor.get("path")) for anchor in anchors if isinstance(anchor.get("path"), str)})
 
 
 def new_memory_id() -> str:

@@ -98,8 +98,13 @@ class RankWhy(BaseModel):
     session: float | None = Field(
         None, description="the best fused score of its session over the best of all, weighted; None: off"
     )
+    next_turn: float | None = Field(
+        None,
+        description="the next memory of its session's lexical score, weighted, when that one was a "
+        "candidate too (0: it was not); None: off",
+    )
     relevance: float = Field(
-        description="(dense on 0..1 + lexical weight x lexical + session) over its ceiling, 0..1"
+        description="(dense on 0..1 + lexical weight x lexical + next turn + session) over its ceiling, 0..1"
     )
     relevance_part: float = Field(description="relevance times its weight")
     recency_part: float = Field(description="recency (halves every half-life) times its weight")
@@ -107,11 +112,35 @@ class RankWhy(BaseModel):
     score: float = Field(description="the final score: the sum of the three parts")
 
 
+class AnchorCheck(BaseModel):
+    """One anchor as a check found it (``clarity.memory.anchors``)."""
+
+    label: str = Field(description="src/cart.ts, src/cart.ts:12-30 or src/cart.ts (addItem)")
+    state: Literal["unchanged", "moved", "changed", "gone"]
+    detail: str = Field("", description="renamed from ..., symbol ... removed, file deleted, ...")
+    change: float | None = Field(None, description="changed: the share of the anchored lines that differ")
+    modified_at: float | None = Field(None, description="the file's mtime, seconds since the epoch")
+    commit: str | None = Field(None, description="the commit checked out when it was captured")
+    captured_at: str = Field(description="when it was captured (ISO 8601)")
+
+
+class AnchorReport(BaseModel):
+    """What a memory's anchors say about it now: whether it may reach Claude's context, and why not."""
+
+    state: Literal["unchanged", "moved", "changed", "gone"] = Field(description="the worst of its anchors'")
+    note: str = Field(description="for a reader: 'may be out of date: src/cart.ts changed 2 days ago', or ''")
+    injectable: bool = Field(description="false when its file is gone or most of what it was about changed")
+    anchors: list[AnchorCheck]
+
+
 class ScoredMemory(BaseModel):
     memory: Memory
     score: float = Field(description="final score 0..1 after fusion and recency/importance rescoring")
     similarity: float | None = Field(None, description="cosine similarity of memory and query (dense modes)")
     why: RankWhy | None = Field(None, description="the parts of the score and the rankings they came from")
+    anchors: AnchorReport | None = Field(
+        None, description="its anchors re-checked against the project's working tree (none: not anchored)"
+    )
 
 
 class RetrieveResult(BaseModel):
@@ -140,6 +169,10 @@ class StoreResult(BaseModel):
     memory: Memory
     superseded: list[Superseded] = Field(
         default_factory=list, description="older memories this one replaced: left out of reads from now on"
+    )
+    team: str | None = Field(
+        None,
+        description="when sharing was asked or configured: 'shared with the team' or why it was kept personal",
     )
 
 

@@ -15,8 +15,9 @@
 #                 schemas/devContainer.base.schema.json (from the devcontainers spec, MIT,
 #                 schemas/LICENSE-devcontainers-spec.txt); its dockerComposeFile exists and its
 #                 service / runServices are services of that compose file.
-#   compose       .devcontainer/compose.yaml and compose.yaml: check-jsonschema's compose-spec
-#                 schema, then `docker-compose -f FILE config -q` (Debian's docker-compose 1.29).
+#   compose       .devcontainer/compose.yaml, compose.yaml and compose.team.yaml: check-jsonschema's
+#                 compose-spec schema, then `docker-compose -f FILE config -q` (Debian's
+#                 docker-compose 1.29).
 #   workflow      .github/workflows/*.yml: check-jsonschema's GitHub workflow schema.
 #   nix           flake.nix: `nix-instantiate --parse`, then an --eval of its top-level structure
 #                 (description, inputs, outputs only; outputs a function whose arguments are
@@ -58,14 +59,18 @@ need_check_jsonschema() {
     [ -n "$check_jsonschema" ] || fail "check-jsonschema not found; install it (python -m pip install check-jsonschema)"
 }
 
-# docker-compose interpolates ${VAR:?...}; the root compose.yaml requires CLARITY_TOKEN.
+# docker-compose interpolates ${VAR:?...}; the root compose.yaml requires CLARITY_TOKEN and
+# compose.team.yaml CLARITY_TEAM_TLS_DIR.
 compose_config() {
-    CLARITY_TOKEN="${CLARITY_TOKEN:-validate-env-placeholder}" docker-compose -f "$1" "${@:2}"
+    CLARITY_TOKEN="${CLARITY_TOKEN:-validate-env-placeholder}" \
+        CLARITY_TEAM_TLS_DIR="${CLARITY_TEAM_TLS_DIR:-/validate-env-placeholder}" \
+        docker-compose -f "$1" "${@:2}"
 }
 
 devcontainer_json="$dir/.devcontainer/devcontainer.json"
 devcontainer_compose="$dir/.devcontainer/compose.yaml"
 root_compose="$dir/compose.yaml"
+team_compose="$dir/compose.team.yaml"
 flake="$dir/flake.nix"
 lock="$dir/flake.lock"
 
@@ -125,7 +130,7 @@ fi
 if want compose; then
     need_check_jsonschema
     need_tool docker-compose "apt-get install -y docker-compose"
-    for f in "$devcontainer_compose" "$root_compose"; do
+    for f in "$devcontainer_compose" "$root_compose" "$team_compose"; do
         rel="${f#"$dir"/}"
         need_file "$f"
         "$check_jsonschema" --builtin-schema vendor.compose-spec "$f" \

@@ -18,6 +18,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Read before the loop below clears every CLARITY_ variable (CI sets it: a missing server fails).
+REQUIRE_QDRANT = os.environ.get("CLARITY_REQUIRE_QDRANT") == "1"
 # Tests must never touch the developer's real memory or config.
 for _name in list(os.environ):
     if _name.startswith("CLARITY_") or _name in ("MEMORY_CONFIG_PATH",):
@@ -31,7 +33,6 @@ from clarity.store.base import VectorStore  # noqa: E402
 from .daemon_util import Daemon, free_port, stop_all  # noqa: E402
 
 QDRANT_URL = os.environ.get("QDRANT_URL")
-REQUIRE_QDRANT = os.environ.get("CLARITY_REQUIRE_QDRANT") == "1"
 
 
 @pytest.fixture(autouse=True)

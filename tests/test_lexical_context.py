@@ -1,5 +1,6 @@
-"""The previous memory of a session in a memory's lexical text (``retrieval.lexical_context_chars``,
-off by default), on every write path, on both engines; and each result's explanation of its score.
+"""The previous memory of a session in a memory's lexical text when it is short
+(``retrieval.lexical_context_max_chars``, 250), on every write path, on both engines; and each
+result's explanation of its score.
 
 The question that finds a turn often names what the turn before it said ("the zebra migration"
 ... "sounds good, ship it Tuesday"): the lexical side finds the second turn by its context, the
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from clarity.embedding import EmbeddingProvider
+from clarity.embedding.lexical import LEXICAL_VERSION
 from clarity.exchange import ImportBatch
 from clarity.memory import MemoryService
 from clarity.models import MemoryCreate, MemoryPatch, MemoryRecord
@@ -28,9 +30,8 @@ QUERY = "zebra migration"
 
 @pytest.fixture
 def ctx_service(engine: str, tmp_path: Path, embedder: EmbeddingProvider) -> Iterator[MemoryService]:
-    """A service with the previous turn in the lexical text (1000 characters of it)."""
-    settings = make_settings(tmp_path, retrieval={"lexical_context_chars": 1000})
-    service = MemoryService(settings, open_engine(engine, tmp_path), embedder)
+    """A service with the default settings: a short previous turn in the lexical text."""
+    service = MemoryService(make_settings(tmp_path), open_engine(engine, tmp_path), embedder)
     yield service
     service.close()
 
@@ -48,6 +49,10 @@ def context_of(store: VectorStore, memory_id: str) -> str | None:
     return store.get([memory_id])[0].payload.get("lexical_context")
 
 
+def previous_of(store: VectorStore, memory_id: str) -> str | None:
+    return store.get([memory_id])[0].payload.get("previous_id")
+
+
 def test_store_gives_the_next_turn_its_sessions_previous_text(ctx_service: MemoryService) -> None:
     service = ctx_service
     first = service.store(turn(FIRST))
@@ -59,6 +64,7 @@ def test_store_gives_the_next_turn_its_sessions_previous_text(ctx_service: Memor
     assert other_session.id not in found and no_session.id not in found
     assert context_of(service.db, second.id) == FIRST
     assert context_of(service.db, first.id) is None
+    assert previous_of(service.db, second.id) == first.id and previous_of(service.db, first.id) is None
     # The context is not content: the memory reads as it was stored.
     assert service.get(second.id).content == SECOND
 
@@ -94,8 +100,9 @@ def test_an_import_recomputes_the_context(
     first = ctx_service.store(turn(FIRST))
     second = ctx_service.store(turn(SECOND))
     records = [MemoryRecord.model_validate(ctx_service.get(i).model_dump()) for i in (second.id, first.id)]
-    settings = make_settings(tmp_path / "other", retrieval={"lexical_context_chars": 1000})
-    other = MemoryService(settings, open_engine(engine, tmp_path / "other"), embedder)
+    other = MemoryService(
+        make_settings(tmp_path / "other"), open_engine(engine, tmp_path / "other"), embedder
+    )
     try:
         summary = other.import_batch(ImportBatch(memories=records))
         assert summary.created == 2
@@ -105,24 +112,33 @@ def test_an_import_recomputes_the_context(
         other.close()
 
 
-def test_the_context_is_off_by_default(service: MemoryService) -> None:
-    service.store(turn(FIRST))
-    second = service.store(turn(SECOND))
-    assert second.id not in lexical_ids(service)
-    assert context_of(service.db, second.id) is None
-
-
-def test_the_context_is_capped(engine: str, tmp_path: Path, embedder: EmbeddingProvider) -> None:
-    settings = make_settings(tmp_path, retrieval={"lexical_context_chars": 20})
+def test_the_context_is_off_at_zero(engine: str, tmp_path: Path, embedder: EmbeddingProvider) -> None:
+    settings = make_settings(tmp_path, retrieval={"lexical_context_max_chars": 0})
     service = MemoryService(settings, open_engine(engine, tmp_path), embedder)
     try:
-        service.store(turn(FIRST))
+        first = service.store(turn(FIRST))
         second = service.store(turn(SECOND))
-        context = context_of(service.db, second.id)
-        assert context is not None and len(context) <= 20 and context.startswith("Priya")
-        assert second.id not in lexical_ids(service, "ledger")  # cut off
+        assert second.id not in lexical_ids(service)
+        assert context_of(service.db, second.id) is None
+        assert previous_of(service.db, second.id) == first.id  # the link stays: the ranking uses it
     finally:
         service.close()
+
+
+def test_only_a_short_previous_turn_is_context(ctx_service: MemoryService) -> None:
+    """Under 250 characters the previous turn counts whole; a longer one not at all (it matched
+    as well as the answer and pushed it down on LongMemEval)."""
+    service = ctx_service
+    long_first = "The zebra migration " + "y" * 230  # 250 characters: too long
+    assert len(long_first) == 250
+    service.store(turn(long_first, session="long"))
+    after_long = service.store(turn(SECOND, session="long"))
+    short_first = ("Did Priya mean the zebra migration? Asking for the standup notes " + "n" * 249)[:249]
+    assert len(short_first) == 249
+    service.store(turn(short_first, session="short"))
+    after_short = service.store(turn("Then we go on Friday", session="short"))
+    assert context_of(service.db, after_long.id) is None and after_long.id not in lexical_ids(service)
+    assert context_of(service.db, after_short.id) == short_first and after_short.id in lexical_ids(service)
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
@@ -146,11 +162,11 @@ def test_each_result_says_why_it_ranked_there(service: MemoryService, mode: str)
             assert why.lexical_rank is None and why.dense_rank is not None
             assert why.relevance == pytest.approx(max(0.0, why.dense_cosine or 0.0), abs=1e-4)
         if mode == "hybrid":
-            # relevance = (dense on 0..1 + w * lexical + session term) / (1 + w + session weight)
-            assert why.lexical_weight == 1.0 and why.session is not None
-            assert why.relevance * 2.5 >= (why.lexical or 0.0) + why.session - 1e-5
+            # relevance = (dense on 0..1 + w * lexical + next turn + session) / (1 + w + 0.2 + 0.5)
+            assert why.lexical_weight == 1.25 and why.session is not None and why.next_turn is not None
+            assert why.relevance * 2.95 >= 1.25 * (why.lexical or 0.0) + why.next_turn + why.session - 1e-5
         else:
-            assert why.session is None
+            assert why.session is None and why.next_turn is None
     best = found[0].why
     assert best is not None and (best.dense_rank == 1 or best.lexical_rank == 1)
     # REST and MCP serialise results as JSON: the explanation goes with them.
@@ -162,7 +178,7 @@ def test_the_dense_backfill_keeps_the_context(tmp_path: Path) -> None:
     their lexical text keeps the session's previous turn."""
     from clarity.embedding import create_embedding_provider
 
-    settings = make_settings(tmp_path, retrieval={"lexical_context_chars": 1000})
+    settings = make_settings(tmp_path)
     embedder = create_embedding_provider(settings.embedding)  # not started: no model yet
     service = MemoryService(settings, open_engine("embedded", tmp_path), embedder)
     try:
@@ -182,15 +198,17 @@ def test_an_engine_to_engine_copy_keeps_the_context(tmp_path: Path, embedder: Em
     """``clarity migrate`` re-encodes each lexical vector from the text: the stored context too."""
     from clarity.lifecycle.transfer import copy_store
 
-    settings = make_settings(tmp_path / "a", retrieval={"lexical_context_chars": 1000})
+    settings = make_settings(tmp_path / "a")
     source = MemoryService(settings, open_engine("embedded", tmp_path / "a"), embedder)
     target = MemoryService(settings, open_engine("server", tmp_path / "b"), embedder)
     try:
-        source.store(turn(FIRST))
+        first = source.store(turn(FIRST))
         second = source.store(turn(SECOND))
         copy_store(source.db, target.db, target.lexical.document)
         assert second.id in lexical_ids(target)
         assert context_of(target.db, second.id) == FIRST
+        assert previous_of(target.db, second.id) == first.id
+        assert target.db.get([second.id])[0].payload["lexical_version"] == LEXICAL_VERSION
     finally:
         source.close()
         target.close()

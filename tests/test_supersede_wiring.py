@@ -4,18 +4,21 @@ on both engines, with the real model."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
 
+from clarity.embedding import create_embedding_provider
 from clarity.mcp.results import entry, store_text
 from clarity.memory.service import MemoryService
 from clarity.models import MAX_PREVIOUS_VERSIONS, MemoryCreate, MemoryPatch, MemoryType, Source
-from clarity.requests import ListRequest, RetrieveRequest
+from clarity.requests import ForgetRequest, ListRequest, RetrieveRequest
 from clarity.store.base import PAYLOAD_INDEXES, MemoryFilter
 
+from .conftest import make_settings, open_engine
 from .daemon_util import Daemon
 from .test_mcp import call, http_client
 
@@ -150,6 +153,16 @@ def test_the_dashboard_shows_the_chain_and_the_previous_versions(
     new_page = httpx.get(f"{shared_daemon.url}/memory/{new_id}", timeout=30).text
     assert f'Replaces <a href="/memory/{old_id}">{old_id[:8]}</a>' in new_page
     assert "Previous versions (1)" in new_page and f"<li>{NEW} " in new_page
+    # The lists leave the older one out unless asked, and then mark it.
+    listed = httpx.get(f"{shared_daemon.url}/", params={"q": "staging database port"}, timeout=30).text
+    assert f'data-id="{new_id}"' in listed and f'data-id="{old_id}"' not in listed
+    both = httpx.get(
+        f"{shared_daemon.url}/", params={"q": "staging database port", "superseded": "1"}, timeout=30
+    ).text
+    row = both[both.index(f'data-id="{old_id}"') :].split("</tr>")[0]
+    assert 'class="anchor-mark superseded-mark"' in row and "(6543 -&gt; 6544)" in row, row
+    plain = httpx.get(f"{shared_daemon.url}/", params={"superseded": "1"}, timeout=30).text
+    assert f'data-id="{old_id}"' in plain
     shared_daemon.api("DELETE", f"/memories/{new_id}")
     shared_daemon.api("DELETE", f"/memories/{old_id}")
 
@@ -171,3 +184,34 @@ def test_mcp_tools_name_the_replaced_memory_and_list_it_only_when_asked(
     assert second.splitlines()[1] == f"It replaces {old_short} (6543 -> 6544): {OLD}", second
     assert OLD not in listed and NEW in listed, listed
     assert f"superseded by {new_short}" in everything and OLD in everything, everything
+
+
+def test_forgetting_the_new_value_makes_the_older_one_current_again(service: MemoryService) -> None:
+    old_id = _store(service, OLD)
+    _store(service, NEW, tags=["wrong-turn"])
+    assert _listed(service) == [NEW]
+    forgotten = service.forget(ForgetRequest(scope="global", tags=["wrong-turn"]))
+    assert forgotten.deleted == 1
+    assert _listed(service) == [OLD]  # as a single delete: the value it replaced is current again
+    assert service.get(old_id).superseded_by is None
+
+
+def test_a_memory_stored_while_the_model_loads_supersedes_once_its_vector_comes(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    embedder = create_embedding_provider(settings.embedding)  # not started: the model is not loaded
+    service = MemoryService(settings, open_engine("embedded", tmp_path), embedder)
+    try:
+        old_id = _store(service, OLD)
+        new_id = _store(service, NEW)
+        assert service.get(old_id).superseded_by is None  # no vector yet: no neighbours to compare
+        service.start_background()  # waits for the model, then backfills
+        embedder.start_loading()
+        deadline = time.monotonic() + 120
+        while service.db.count(MemoryFilter(pending_vector=True)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        old, new = service.get(old_id), service.get(new_id)
+        # The older one was backfilled first and found nothing newer; the newer one replaced it.
+        assert old.superseded_by == new_id and new.supersedes == [old_id]
+        assert _listed(service) == [NEW]
+    finally:
+        service.close()

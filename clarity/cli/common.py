@@ -154,6 +154,7 @@ FLAG_NAMES = {
     "sources": "--source",
     "older_than_days": "--older-than",
     "with_vectors": "--vectors",
+    "anchors": "--anchor",
 }
 
 

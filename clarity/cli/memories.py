@@ -1,12 +1,16 @@
 """One memory at a time, through the daemon's REST API: ``clarity store``, ``search``, ``list``,
 ``delete`` and ``stats``.
 
-``store`` takes its text as an argument, from stdin (``-``) or from a file (``--file``); ``delete``
-takes an id or the first 8+ characters of one, as ``list`` shows them; a ``--scope`` word that is
-neither a keyword nor an existing scope is refused (``common.check_scope``)."""
+``store`` takes its text as an argument, from stdin (``-``) or from a file (``--file``), and the
+files it is about with ``--anchor`` (``src/cart.ts:12-30``, as the shell sees it from here or
+relative to the project); ``search`` shows what each result's anchors say now ("may be out of
+date: ..."); ``delete`` takes an id or the first 8+ characters of one, as ``list`` shows them; a
+``--scope`` word that is neither a keyword nor an existing scope is refused
+(``common.check_scope``)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -74,6 +78,35 @@ def _content(text: str | None, file: Path | None) -> str:
     return str(text)
 
 
+def _checkout_root(start: Path) -> Path | None:
+    """The nearest directory at or above ``start`` that holds ``.git`` (a directory, or the file
+    of a worktree or submodule): the project root the daemon resolves, found without running git."""
+    for directory in (start, *start.parents):
+        if (directory / ".git").exists():
+            return directory
+    return None
+
+
+def _anchor_spec(spec: str) -> str:
+    """``--anchor`` as typed. A path that exists from the current directory is made relative to
+    the project root, so ``--anchor cart.ts`` works from ``src/``; anything else (a path from the
+    root, an absolute one) goes as it is, and the daemon says if it cannot be anchored."""
+    path, colon, lines = spec.rpartition(":")
+    if not (colon and lines[:1].isdigit()):
+        path, lines = spec, ""
+    here = Path.cwd()
+    if not path or os.path.isabs(path) or not (here / path).exists():
+        return spec
+    root = _checkout_root(here)
+    if root is None:  # outside git the project is this directory itself
+        return spec
+    try:
+        relative = Path(os.path.normpath(here / path)).relative_to(root).as_posix()
+    except ValueError:  # ../ out of the checkout: the daemon refuses it by name
+        return spec
+    return relative + (f":{lines}" if lines else "")
+
+
 @memory_app.command()
 def store(
     content: Annotated[
@@ -89,10 +122,18 @@ def store(
     tags: Annotated[list[str] | None, typer.Option("--tag", help="A tag; repeat for several.")] = None,
     importance: Annotated[float, typer.Option(help="0..1")] = 0.5,
     scope: Annotated[str, typer.Option(help="project, global, or an existing scope")] = "project",
+    anchors: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--anchor",
+            help="A file it is about, optionally with lines (src/cart.ts:12-30); repeat for several.",
+        ),
+    ] = None,
     as_json: AsJson = False,
     url: DaemonUrl = None,
 ) -> None:
     """Store a memory for the project in the current directory (or globally)."""
+    from clarity.describe import anchored_to
     from clarity.models import MemoryCreate
 
     text = _content(content, file)
@@ -105,12 +146,14 @@ def store(
         tags=tags or [],
         importance=importance,
         scope=scope,
+        anchors=[_anchor_spec(spec) for spec in anchors or []],
     )
     result = call(client.store, request)
     if as_json:
         out.print_json(result.model_dump_json())
     else:
-        out.print(f"{result.status}: {result.id}")
+        anchored = f" ({anchored_to(result.memory.anchors)})" if result.memory.anchors else ""
+        out.print(f"{result.status}: {result.id}{anchored}", highlight=False)
 
 
 def _note_unreadable(count: int) -> None:
@@ -123,21 +166,36 @@ def _note_unreadable(count: int) -> None:
         )
 
 
-def _memory_table(rows: list[tuple[Any, float | None]]) -> Table:
+def _memory_table(rows: list[tuple[Any, float | None, str]]) -> Table:
+    """One row a memory; under its text, in yellow, what its anchors say now and whether a newer
+    memory replaced it. The text is shown as it is, never read as console markup."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(show_lines=False)
     for column in ("id", "type", "scope", "score", "content"):
         table.add_column(column, overflow="fold")
-    for memory, score in rows:
+    for memory, score, note in rows:
+        remarks = [note] if note else []
+        if memory.superseded_by:
+            remarks.append(f"superseded by {memory.superseded_by[:8]}")
+        content = Text(memory.content[:200])
+        for remark in remarks:
+            content.append(f"\n{remark}", style="yellow")
         table.add_row(
             memory.id[:8],
             memory.memory_type.value,
             memory.scope,
             "" if score is None else f"{score:.3f}",
-            memory.content[:200],
+            content,
         )
     return table
+
+
+IncludeSuperseded = Annotated[
+    bool,
+    typer.Option("--include-superseded", help="Also memories a newer one replaced (kept as history)."),
+]
 
 
 @memory_app.command()
@@ -148,22 +206,32 @@ def search(
         str, typer.Option(help="default (project + global), project, global, all, or an existing scope")
     ] = "default",
     mode: Annotated[str, typer.Option(help="hybrid, dense or lexical")] = "hybrid",
+    include_superseded: IncludeSuperseded = False,
     as_json: AsJson = False,
     url: DaemonUrl = None,
 ) -> None:
-    """Search memories by meaning and exact words."""
+    """Search memories by meaning and exact words; says when a result's code changed or is gone."""
     from clarity.relevance import identifiers, is_relevant
     from clarity.requests import RetrieveRequest
 
     settings = client_settings()
     client = daemon_client(settings)
     check_scope(client, scope, READ_SCOPES)
-    request = from_flags(RetrieveRequest, query=query, limit=limit, scope=scope, mode=mode)
+    request = from_flags(
+        RetrieveRequest,
+        query=query,
+        limit=limit,
+        scope=scope,
+        mode=mode,
+        include_superseded=include_superseded,
+    )
     result = call(client.retrieve, request)
     if as_json:
         out.print_json(result.model_dump_json())
         return
-    out.print(_memory_table([(r.memory, r.score) for r in result.results]))
+    out.print(
+        _memory_table([(r.memory, r.score, r.anchors.note if r.anchors else "") for r in result.results])
+    )
     # The rule the hooks and retrieve_memory judge by (clarity.relevance): say when nothing fits.
     names, cut = identifiers(query), settings.hooks.min_similarity
     if result.results and not any(
@@ -181,6 +249,7 @@ def list_(
     scope: Annotated[
         str, typer.Option(help="default, project, global, all, or an existing scope")
     ] = "default",
+    include_superseded: IncludeSuperseded = False,
     as_json: AsJson = False,
     url: DaemonUrl = None,
 ) -> None:
@@ -189,12 +258,14 @@ def list_(
 
     client = daemon_client(client_settings())
     check_scope(client, scope, READ_SCOPES)
-    request = from_flags(ListRequest, limit=limit, offset=offset, scope=scope)
+    request = from_flags(
+        ListRequest, limit=limit, offset=offset, scope=scope, include_superseded=include_superseded
+    )
     result = call(client.list, request)
     if as_json:
         out.print_json(result.model_dump_json())
     else:
-        out.print(_memory_table([(m, None) for m in result.memories]))
+        out.print(_memory_table([(m, None, "") for m in result.memories]))
         out.print(f"{len(result.memories)} of {result.total}")
         _note_unreadable(result.unreadable)
 

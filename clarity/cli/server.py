@@ -35,10 +35,19 @@ def serve(
         str | None, typer.Option(help="Use a Qdrant server instead of the embedded engine.")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    team: Annotated[
+        bool,
+        typer.Option(
+            "--team",
+            help="Run a team server instead (docs/team.md): /team/v1 over TLS from team.tls_cert and "
+            "team.tls_key, on port 8443 unless --port; give it its own --storage-root.",
+        ),
+    ] = False,
 ) -> None:
-    """Run the daemon: MCP at /mcp, hooks, REST at /api, /healthz and /readyz."""
+    """Run the daemon: MCP at /mcp, hooks, REST at /api, /healthz and /readyz (--team: a team server)."""
     from clarity.config import ConfigError
     from clarity.daemon import DaemonError, run_daemon
+    from clarity.team.serve import TEAM_PORT, run_team_server
 
     if log_level.lower() not in LOG_LEVELS:
         fail(f"--log-level: {log_level!r} is not one of {', '.join(LOG_LEVELS)}", 2)
@@ -46,13 +55,16 @@ def serve(
         # Typed in a shell, a relative path means this directory; settings refuse one elsewhere.
         storage_root = str(Path(storage_root).expanduser().absolute())
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if team and port is None:
+        port = TEAM_PORT
     settings = cli_settings(
         server__host=host, server__port=port, storage__root=storage_root, qdrant__url=qdrant_url
     )
     if problem := settings.storage.root_problem():
         fail(f"config storage.root={str(settings.storage.root)!r}: {problem}", 2)
     try:  # it says "serving" once the storage and the port are its own, and later "ready"
-        run_daemon(settings, lambda line: err.print(line, markup=False, highlight=False, soft_wrap=True))
+        run = run_team_server if team else run_daemon
+        run(settings, lambda line: err.print(line, markup=False, highlight=False, soft_wrap=True))
     except ConfigError as exc:
         fail(str(exc), 2)
     except DaemonError as exc:
@@ -107,6 +119,15 @@ def _print_pauses(pauses: dict[str, Any]) -> None:
         out.print(f"paused projects: {listed}{more}", soft_wrap=True, highlight=False)
 
 
+def _team_report(address: str, headers: dict[str, str]) -> dict[str, Any] | None:
+    """The daemon's team tier status (``GET /api/team``), None without one (or an older daemon)."""
+    from clarity.daemon_lookup import fetch
+
+    code, body = fetch("GET", f"{address}/api/team", headers=headers, timeout=2)
+    found = json.loads(body).get("team") if code == 200 else None
+    return found if isinstance(found, dict) else None
+
+
 @server_app.command()
 def status(as_json: AsJson = False, url: DaemonUrl = None) -> None:
     """Is a daemon running, is it ready, where are it and its dashboard, is learning paused?"""
@@ -127,6 +148,7 @@ def status(as_json: AsJson = False, url: DaemonUrl = None) -> None:
         ready, body = fetch("GET", f"{address}/readyz", headers=headers_for(settings), timeout=2)
         report["ready"] = ready == 200
         report["readiness"] = json.loads(body)
+        report["team"] = _team_report(address, headers_for(settings))
     except (*HTTP_ERRORS, ValueError) as exc:
         report["error"] = str(exc)
     report["problems"] = [] if report["running"] else diagnose(settings)
@@ -156,6 +178,8 @@ def status(as_json: AsJson = False, url: DaemonUrl = None) -> None:
         if storage.get("state") in ("warning", "over"):
             share = 100 * storage["used_bytes"] / max(storage["max_bytes"], 1)
             out.print(f"[yellow]storage at {share:.0f}% of its cap[/] (storage.max_bytes)")
+        if (report.get("team") or {}).get("line"):  # "team: alice on https://..., 3 writes waiting"
+            out.print(report["team"]["line"], soft_wrap=True, highlight=False, markup=False)
         _print_pauses(report["paused"])
     if not report["running"]:
         raise typer.Exit(1)

@@ -94,6 +94,7 @@ class Filters:
     limit: int = PAGE_SIZES[0]
     offset: int = 0
     older_than_days: str = ""
+    superseded: bool = False  # also the memories a newer one replaced (kept as history)
 
     @classmethod
     def parse(cls, params: QueryParams | FormData) -> Filters:
@@ -118,6 +119,7 @@ class Filters:
             limit=_int(text("limit"), PAGE_SIZES[0], 1, MAX_RESULTS),
             offset=_int(text("offset"), 0, 0, 1_000_000),
             older_than_days=text("older_than_days"),
+            superseded=text("superseded") in ("1", "on", "true"),
         )
 
     def query(self, **changes: Any) -> str:
@@ -142,6 +144,8 @@ class Filters:
             pairs.append(("limit", data["limit"]))
         if data["offset"]:
             pairs.append(("offset", data["offset"]))
+        if data["superseded"]:
+            pairs.append(("superseded", "1"))
         return urlencode(pairs)
 
     @property
@@ -156,6 +160,7 @@ class Filters:
             or self.until
             or self.min_importance
             or self.max_importance
+            or self.superseded
         )
 
     def _selection(self, scope: str) -> dict[str, Any]:
@@ -169,6 +174,7 @@ class Filters:
             "until": day(self.until, end=True),
             "min_importance": fraction(self.min_importance, "min_importance"),
             "max_importance": fraction(self.max_importance, "max_importance"),
+            "include_superseded": self.superseded,
         }
 
     def list_request(self, scope: str) -> ListRequest:

@@ -23,6 +23,7 @@ from clarity import __version__
 from clarity.config import describe_validation_error
 from clarity.dashboard.forms import PageError
 from clarity.dashboard.security import CSRF_COOKIE, CSRF_FIELD, SECURITY_HEADERS, SESSION_COOKIE, Csrf
+from clarity.dashboard.team_view import team_mark
 from clarity.embedding import ModelNotReady
 from clarity.memory import MemoryNotFound, ScopeRequired
 from clarity.models import Memory
@@ -100,6 +101,8 @@ def _why(why: RankWhy | None) -> str:
         weight = "" if why.lexical_weight is None else f" x{why.lexical_weight:g}"
         lexical = "" if why.lexical is None else f", {why.lexical:.2f}{weight}"
         sides.append(f"words #{why.lexical_rank}{lexical}")
+    if why.next_turn:
+        sides.append(f"its next turn +{why.next_turn:.2f}")
     if why.session is not None:
         sides.append(f"its session {why.session:.2f}")
     found = " + ".join(sides) or "no ranking"
@@ -142,7 +145,9 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=_when, ago=_ago, short=_short_filter, bytes=_bytes, number=_number, why=_why)
+    env.filters.update(
+        when=_when, ago=_ago, short=_short_filter, bytes=_bytes, number=_number, why=_why, team_mark=team_mark
+    )
     env.filters["json"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
     return env
 
@@ -224,6 +229,9 @@ class Renderer:
             "token_required": bool(self.token),
             "version": __version__,
             "fragment": fragment,
+            # The team tier's status line (``team_view.with_team`` read it before the handler
+            # ran); None without a team server, and on pages that do not show it (log in).
+            "team": getattr(request.state, "team", None),
         }
         html = self.env.get_template(template).render({**base, **context})
         response = HTMLResponse(html, status_code=status)

@@ -23,15 +23,20 @@ from starlette.staticfiles import StaticFiles
 
 from clarity import __version__
 from clarity.config import Settings, describe_validation_error
+from clarity.dashboard.anchor_view import FIELD as ANCHOR_FIELD
+from clarity.dashboard.anchor_view import anchor_context, reanchor_specs, service_error
 from clarity.dashboard.forms import PAGE_SIZES, SORTS, Filters, PageError, patch_from
-from clarity.dashboard.render import Renderer, https, index_state, provenance
+from clarity.dashboard.render import Handler, Renderer, https, index_state, provenance
 from clarity.dashboard.security import SESSION_COOKIE, safe_next, session_value, token_ok
+from clarity.dashboard.team_view import sharing, with_team
 from clarity.hooks.service import HookService
 from clarity.hooks.why_not import explain
 from clarity.lifecycle.retention import disk_usage
 from clarity.memory import MemoryService, ScopeRequired
+from clarity.memory.service import TeamRefusal
 from clarity.models import GLOBAL_SCOPE, MAX_QUERY_CHARS, MAX_RESULTS, Memory, MemoryType, Source
-from clarity.requests import RankWhy
+from clarity.project import known_root
+from clarity.requests import AnchorReport, RankWhy
 
 T = TypeVar("T")
 
@@ -67,18 +72,24 @@ class Dashboard:
         self._size: tuple[float, int | None] = (0.0, None)
 
     def routes(self) -> list[BaseRoute]:
-        page = self.pages.page
+        def page(handler: Handler) -> Handler:  # a page with the header: the team's status line
+            return self.pages.page(with_team(self.service, handler))
+
+        bare = self.pages.page  # fragments, and the pages before log in: no team line
         return [
             Route("/", page(self.memories)),
-            Route("/fragments/memories", page(self.memories_fragment)),
+            Route("/fragments/memories", bare(self.memories_fragment)),
+            Route("/fragments/team", page(self.team_fragment)),
             Route("/memory/{memory_id}", page(self.memory), methods=["GET", "POST"]),
             Route("/memory/{memory_id}/delete", page(self.delete), methods=["GET", "POST"]),
+            Route("/memory/{memory_id}/reanchor", page(self.reanchor), methods=["POST"]),
+            Route("/memory/{memory_id}/confirm", page(self.confirm), methods=["POST"]),
             Route("/injections", page(self.injection_log)),
-            Route("/fragments/injections", page(self.injections_fragment)),
+            Route("/fragments/injections", bare(self.injections_fragment)),
             Route("/overview", page(self.overview)),
             Route("/forget", page(self.forget), methods=["GET", "POST"]),
-            Route("/login", page(self.login), methods=["GET", "POST"]),
-            Route("/logout", page(self.logout), methods=["POST"]),
+            Route("/login", bare(self.login), methods=["GET", "POST"]),
+            Route("/logout", bare(self.logout), methods=["POST"]),
             Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
         ]
 
@@ -115,6 +126,9 @@ class Dashboard:
     def _results(self, filters: Filters) -> dict[str, Any]:
         scope = self._scope(filters.scope)
         scores: dict[str, tuple[float, float | None, RankWhy | None]] = {}
+        # Anchor states for the out-of-date marker: search results carry them (retrieve checks
+        # its results); a plain list would need a check per row on every 5-second refresh.
+        anchors: dict[str, AnchorReport] = {}
         if filters.q:
             # Search ranks by relevance; MAX_RESULTS is as deep as retrieval goes, so pages slice it.
             wanted = min(MAX_RESULTS, filters.offset + filters.limit)
@@ -122,6 +136,7 @@ class Dashboard:
             page = found.results[filters.offset : filters.offset + filters.limit]
             memories = [r.memory for r in page]
             scores = {r.memory.id: (r.score, r.similarity, r.why) for r in page}
+            anchors = {r.memory.id: r.anchors for r in page if r.anchors is not None}
             total = len(found.results)
             more = total == wanted and wanted < MAX_RESULTS
             next_offset = (
@@ -134,6 +149,7 @@ class Dashboard:
         return {
             "memories": memories,
             "scores": scores,
+            "anchors": anchors,
             "uses": self.service.uses(memories),
             "total": total,
             "searching": bool(filters.q),
@@ -187,18 +203,58 @@ class Dashboard:
             if patch is not None:
                 await run_in_threadpool(self.service.update, memory.id, patch)
                 return RedirectResponse(f"/memory/{memory.id}?saved=1", status_code=303)
+        return await self._memory_page(request, memory, error=error)
+
+    async def _memory_page(
+        self,
+        request: Request,
+        memory: Memory,
+        error: str | None = None,
+        anchor_error: str | None = None,
+        anchor_specs: str = "",
+    ) -> Response:
         lookup = await self._why_not(request, memory)
+        report = await run_in_threadpool(self.service.anchor_report, memory)
         context = {
             **lookup,
             "memory": memory,
             "uses": self.service.uses([memory])[memory.id],
             "types": TYPES,
             "saved": request.query_params.get("saved"),
+            "anchored": request.query_params.get("anchored"),
             "error": error,
+            "anchor": anchor_context(memory, report, known_root(memory.scope)),
+            "anchor_error": anchor_error,
+            "anchor_specs": anchor_specs,
             "injected_in": self.injections.recent(limit=20, memory_id=memory.id),
             "provenance": provenance(memory),
+            "sharing": sharing(memory, request.state.team),
         }
-        return self.render(request, "memory.html", context, 400 if error else 200)
+        return self.render(request, "memory.html", context, 400 if error or anchor_error else 200)
+
+    async def reanchor(self, request: Request) -> Response:
+        """Capture the memory's anchors again: where each is now, or at the places typed (one per
+        line). A place that cannot be anchored is shown on the page by its line, with a 400."""
+        memory = await run_in_threadpool(self.service.get, request.path_params["memory_id"])
+        text = str((await request.form()).get(ANCHOR_FIELD) or "")
+        lines: list[int] = []
+        try:
+            specs, lines = reanchor_specs(text)
+            await run_in_threadpool(self.service.reanchor, memory.id, specs)
+        except (PageError, ValueError) as exc:
+            message = str(exc) if isinstance(exc, PageError) else service_error(_message(exc), lines)
+            return await self._memory_page(request, memory, anchor_error=message, anchor_specs=text)
+        return RedirectResponse(f"/memory/{memory.id}?anchored=1#anchors", status_code=303)
+
+    async def confirm(self, request: Request) -> Response:
+        """The "still true" button: the memory is right as it is, so its anchors are captured
+        again where they are and the time of the confirmation is kept."""
+        memory = await run_in_threadpool(self.service.get, request.path_params["memory_id"])
+        try:
+            await run_in_threadpool(self.service.confirm, memory.id)
+        except ValueError as exc:
+            return await self._memory_page(request, memory, anchor_error=_message(exc))
+        return RedirectResponse(f"/memory/{memory.id}?anchored=confirmed#anchors", status_code=303)
 
     async def _why_not(self, request: Request, memory: Memory) -> dict[str, Any]:
         """The "why not" lookup of a memory page: the prompt hook replayed for a prompt typed
@@ -229,10 +285,15 @@ class Dashboard:
     async def delete(self, request: Request) -> Response:
         memory = await run_in_threadpool(self.service.get, request.path_params["memory_id"])
         if request.method == "POST":
-            await run_in_threadpool(self.service.delete, memory.id)
+            try:
+                await run_in_threadpool(self.service.delete, memory.id)
+            except TeamRefusal as exc:  # a teammate's memory: deleted only by its author or an admin
+                raise PageError(403, str(exc)) from None
             self._scopes = (0.0, {})
             return RedirectResponse(f"/?deleted={memory.id}", status_code=303)
-        return self.render(request, "delete.html", {"memory": memory})
+        return self.render(
+            request, "delete.html", {"memory": memory, "sharing": sharing(memory, request.state.team)}
+        )
 
     # -- injections -------------------------------------------------------------------------
 
@@ -254,6 +315,10 @@ class Dashboard:
 
     async def injections_fragment(self, request: Request) -> Response:
         return self.render(request, "_injections.html", self._injection_context(request), fragment=True)
+
+    async def team_fragment(self, request: Request) -> Response:
+        """The team's status line, polled by every page: empty once no team tier runs."""
+        return self.render(request, "_team.html", {}, fragment=True)
 
     # -- overview ---------------------------------------------------------------------------
 

@@ -8,6 +8,10 @@ and the most recently updated, never a scan), ranked in Python, and placed greed
 brief's budget (``hooks.context_chars``): the user's own requests first (up to
 ``ASKED_CAP``), then everything else by rank, each section within its cap. Kind decides the
 section and its cap; a memory is listed once, in its first section.
+
+A list read checks no anchors, so each candidate that has anchors is checked here
+(``MemoryService.anchor_report``: a ``stat`` per anchor while its file is unchanged): one whose
+file is gone or whose code was rewritten is left out, one whose code changed says so on its line.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class Candidate:
     memory: Memory
     section: int  # index into SECTIONS
     rank: float
+    note: str = ""  # what a check of its anchors says ("may be out of date: ..."), or ""
 
 
 def priority(memory: Memory, now: float) -> float:
@@ -77,6 +82,7 @@ def candidates(memory: MemoryService, project: str) -> list[Candidate]:
     (in-process, 2 cores at load 4; the brief is built once a session)."""
     now = time.time()
     found: dict[str, Candidate] = {}
+    left_out: set[str] = set()  # anchored to code that is gone or rewritten
     for index, section in enumerate(SECTIONS):
         for sort in section.sorts:
             request = ListRequest(
@@ -87,8 +93,14 @@ def candidates(memory: MemoryService, project: str) -> list[Candidate]:
                 sort=sort,
             )
             for item in memory.list(request, project=project).memories:
-                if item.id not in found:
-                    found[item.id] = Candidate(item, index, priority(item, now))
+                if item.id in found or item.id in left_out:
+                    continue
+                report = memory.anchor_report(item) if item.anchors else None
+                if report is not None and not report.injectable:
+                    left_out.add(item.id)
+                    continue
+                note = report.note if report is not None else ""
+                found[item.id] = Candidate(item, index, priority(item, now), note)
     return list(found.values())
 
 
@@ -107,7 +119,7 @@ def compose(
         lines = placed.setdefault(candidate.section, [])
         if len(lines) >= section.cap:
             continue
-        text = line(candidate.memory, now, LINE_CONTENT_CHARS)
+        text = line(candidate.memory, now, LINE_CONTENT_CHARS, candidate.note)
         cost = 1 + len(text) + (0 if lines else 1 + len(section.title))
         if used + cost > limit:
             continue

@@ -1,9 +1,15 @@
 """What Clarity learns from tool use, done on a worker thread after the hook has replied.
 
 Per session it remembers the failures it has seen, so that a later successful command of the
-same program can be recorded as their fix; it recognizes the commands that build and test the
-project; and it keeps the files edited for the session summary. Repeats collapse: the same
-failure or the same test command stored again only raises the memory's occurrence count.
+same program can be recorded as their fix (and the same command passing again after files were
+edited, as a fix by those edits); it recognizes the commands that build and test the project;
+and it keeps the files edited for the session summary. Repeats collapse: the same failure or the
+same test command stored again only raises the memory's occurrence count.
+
+What it learns about files is anchored there (``clarity.hooks.places``): an error on the files
+its output names, a fix on the lines edited since the failure and on the failure's files, so
+recall can tell when the code it is about has changed. A build command and a session summary
+are not claims about a file's text and get no anchors.
 """
 
 from __future__ import annotations
@@ -11,42 +17,34 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import shlex
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 from cachetools import TTLCache
 
+# What a command runs lives in commands.py; imported here by the names callers have used.
+from clarity.hooks.commands import MAX_PROGRAMS as MAX_PROGRAMS
+from clarity.hooks.commands import build_or_test_steps, command_tags, programs_of
+from clarity.hooks.commands import program_tag as program_tag
 from clarity.hooks.events import HookEvent
 from clarity.hooks.learning_queue import Gate, LearningQueue, QueuedEvent, queued_size
+from clarity.hooks.places import EDIT_TOOLS, EditHint, EditLog, Place, anchors_at, edit_hint, output_places
 from clarity.memory import MemoryService
-from clarity.models import MAX_TAG_CHARS, MAX_TAGS, MemoryCreate, MemoryPatch, MemoryType, Source
-from clarity.project import project_scope
+from clarity.models import MemoryCreate, MemoryPatch, MemoryType, Source
+from clarity.project import project_root, project_scope
 from clarity.redact import redact
 from clarity.store.space import InsufficientStorage
 from clarity.text import one_line
 
 log = logging.getLogger(__name__)
 
-_BUILD_TEST = re.compile(
-    r"^(?:(?:uv|poetry|pipenv|hatch|pdm)\s+run\s+)?(?:python3?\s+-m\s+)?"
-    r"(pytest|tox|nox|make|cmake|ctest|ninja|cargo\s+(?:build|test|check|clippy)|go\s+(?:build|test|vet)|"
-    r"(?:npm|pnpm|yarn|bun)\s+(?:run\s+)?(?:test|build|lint|check|typecheck)|npx\s+(?:jest|vitest|tsc|eslint)|"
-    r"jest|vitest|tsc|mvn|gradle|\./gradlew|dotnet\s+(?:build|test)|ruff|mypy|black|eslint|"
-    r"bazel\s+(?:build|test)|\./[\w./-]*(?:test|build|check|lint)[\w.-]*)(?:\s|$)"
-)
-_WRAPPERS = {"sudo", "time", "env", "nice", "timeout", "command", "exec"}
 FAILURE_TTL = 30 * 60  # a fix must follow its failure within half an hour to count as its fix
-
-# A learned memory is tagged ``cmd:<program>`` for each program its command runs, so PreToolUse
-# finds it by program. Tags have limits (MAX_TAGS of MAX_TAG_CHARS), and one tag is kept for
-# "build-test": longer names are cut (``program_tag``), longer chains keep their first programs.
-MAX_PROGRAMS = MAX_TAGS - 1
-_TAG_PREFIX = "cmd:"
-_PROGRAM_CHARS = MAX_TAG_CHARS - len(_TAG_PREFIX)
 
 # What one session's state may hold, whatever a session sends: the summary shows a few of each.
 _MAX_FAILURES = 256
@@ -54,71 +52,6 @@ _MAX_LISTED = 50
 _MAX_EDITED = 200
 _DROP_LOG_SECONDS = 60.0
 SUMMARY_CHARS = 4000
-
-
-def _words(command: str) -> Iterator[str]:
-    """shlex's words, lazily: finding a program reads a command's first words only, not all of
-    a 1 MB one. Unbalanced quotes make the rest plain whitespace-separated words."""
-    lexer = shlex.shlex(command, posix=True)
-    lexer.whitespace_split = True
-    lexer.commenters = ""
-    seen = 0
-    try:
-        while (word := lexer.get_token()) is not None:
-            seen += 1
-            yield word
-    except ValueError:
-        yield from command.split()[seen:]
-
-
-def program_of(command: str) -> str:
-    """The program a command runs, ignoring env assignments and wrappers: `FOO=1 sudo make x` -> make.
-
-    "" for a command that only assigns variables (``DB_PASSWORD=...``): it runs no program, and
-    the assignment is no name to tag a memory with.
-    """
-    for word in _words(command):
-        if "=" in word.split("/")[0] and not word.startswith(("-", "./", "/")):
-            continue
-        if word in _WRAPPERS or word.isdigit():
-            continue
-        return word.rsplit("/", 1)[-1] if not word.startswith("./") else word
-    return ""
-
-
-def programs_of(command: str, limit: int | None = None) -> list[str]:
-    """Every program a compound command runs: `cp a b && ./run-tests.sh | tee log` -> cp, ./run-tests.sh, tee.
-
-    With ``limit``, the first ``limit`` distinct programs (the chain's start says what it does):
-    each segment is parsed with shlex, slow on a chain of thousands.
-    """
-    found: dict[str, None] = {}
-    for part in re.split(r"&&|\|\||;|\||\n", command):
-        program = program_of(part) if part.strip() else ""
-        if program:
-            found[program] = None
-            if limit is not None and len(found) >= limit:
-                break
-    return list(found)
-
-
-def program_tag(program: str) -> str:
-    """``cmd:<program>`` within the tag limit. A longer name keeps what identifies it (a path its
-    end, anything else its start) plus a short hash of the whole, so the same program always
-    gets the same tag and two long names never share one."""
-    if len(program) <= _PROGRAM_CHARS:
-        return _TAG_PREFIX + program
-    digest = hashlib.sha256(program.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    room = _PROGRAM_CHARS - len(digest) - 2
-    kept = "…" + program[-room:] if "/" in program else program[:room] + "…"
-    return f"{_TAG_PREFIX}{kept}~{digest}"
-
-
-def command_tags(programs: list[str], *extra: str) -> list[str]:
-    """Tags for a command's programs plus ``extra``, within MAX_TAGS: a longer chain keeps its
-    first programs, so its memory is still stored and found by them."""
-    tags = list(dict.fromkeys(program_tag(p) for p in programs))
-    return [*tags[: MAX_TAGS - len(extra)], *extra]
 
 
 def error_summary(error: str) -> str:
@@ -145,17 +78,6 @@ def provenance(event: HookEvent) -> dict[str, str]:
         "prompt_id": extra.get("prompt_id"),
     }
     return {key: one_line(redact(str(value)), 200) for key, value in found.items() if value}
-
-
-def is_build_or_test(command: str) -> bool:
-    stripped = re.sub(r"^(?:\w+=\S+\s+)+", "", command.strip())
-    return bool(_BUILD_TEST.match(stripped))
-
-
-def build_or_test_steps(command: str) -> list[str]:
-    """The steps of a ``&&``/``;`` chain that build or test: ``cp a b && ./run-tests.sh`` ->
-    ``./run-tests.sh``."""
-    return [step.strip() for step in re.split(r"&&|;", command) if is_build_or_test(step)]
 
 
 def sentence(text: str) -> str:
@@ -191,6 +113,7 @@ class Failure:
     programs: list[str]
     error: str
     at: float
+    places: tuple[Place, ...] = ()  # the project files its output named
 
 
 def _append(items: list[str], item: str, limit: int = _MAX_LISTED) -> None:
@@ -207,6 +130,7 @@ class SessionState:
     build_commands: list[str] = field(default_factory=list)  # redacted, cut
     edited: list[str] = field(default_factory=list)  # redacted, cut
     edited_more: int = 0  # distinct files edited beyond those kept
+    edits: EditLog = field(default_factory=EditLog)  # where in the project, for a fix's anchors
     summary_id: str | None = None
 
     def remember_failure(self, failure: Failure) -> None:
@@ -253,7 +177,11 @@ class Learner:
         if handler is None:
             return
         slim = event.for_learning()
-        if self._queue.put(QueuedEvent(handler, slim, gate, queued_size(slim))):
+        size = queued_size(slim)
+        hint = edit_hint(event) if event.hook_event_name == "PostToolUse" else None
+        if hint is not None:  # the lines an edit wrote: the queue keeps no tool text
+            handler, size = partial(self._tool_succeeded, hint=hint), size + hint.size
+        if self._queue.put(QueuedEvent(handler, slim, gate, size)):
             self._log_drops()
 
     def _log_drops(self) -> None:
@@ -320,7 +248,10 @@ class Learner:
         tags: list[str],
         importance: float,
         metadata: Mapping[str, object],
+        anchors: list[dict[str, Any]] | None = None,
     ) -> None:
+        """Store a learned memory with the anchors the learner chose (none: ``[]``, so the
+        service does not anchor it on the paths its text mentions, such as a build script)."""
         self.memory.store(
             MemoryCreate(
                 content=content,
@@ -332,7 +263,16 @@ class Learner:
                 source=Source.hook,
                 session_id=event.session_id,
             ),
+            anchors=anchors or [],
         )
+
+    @staticmethod
+    def _root(event: HookEvent) -> Path | None:
+        return project_root(event.cwd) if event.cwd else None
+
+    def _anchors(self, event: HookEvent, places: list[Place]) -> list[dict[str, Any]]:
+        root = self._root(event)
+        return anchors_at(root, places) if root is not None and places else []
 
     def _tool_failed(self, event: HookEvent) -> None:
         if event.command is None:
@@ -340,24 +280,28 @@ class Learner:
         command = redact(event.command)  # whole, before any cut
         state = self._session(event)
         programs = programs_of(command, MAX_PROGRAMS)
-        error = error_summary(redact(event.error or ""))
-        failure = Failure(one_line(command, 1000), _digest(command), programs, error, time.time())
+        output = redact(event.error or "")
+        root = self._root(event)
+        places = tuple(output_places(root, output)) if root is not None else ()
+        error = error_summary(output)
+        failure = Failure(one_line(command, 1000), _digest(command), programs, error, time.time(), places)
         state.remember_failure(failure)
         _append(state.failed, one_line(command, 120))
         content = f"`{one_line(command, 300)}` failed: {error}"
-        self._store(
-            state, event, content, MemoryType.error, command_tags(programs), 0.6, {"command": failure.command}
-        )
+        metadata = {"command": failure.command}
+        anchors = self._anchors(event, list(places))
+        self._store(state, event, content, MemoryType.error, command_tags(programs), 0.6, metadata, anchors)
 
-    def _tool_succeeded(self, event: HookEvent) -> None:
+    def _tool_succeeded(self, event: HookEvent, hint: EditHint | None = None) -> None:
         state = self._session(event)
-        if event.tool_name in ("Edit", "Write", "MultiEdit", "NotebookEdit") and event.file_path:
+        if event.tool_name in EDIT_TOOLS and event.file_path:
             path = one_line(redact(event.file_path), 1000)
             if path not in state.edited:
                 if len(state.edited) < _MAX_EDITED:
                     state.edited.append(path)
                 else:
                     state.edited_more += 1
+            state.edits.record(self._root(event), event.file_path, event.cwd, hint)
             return
         if event.command is None:
             return
@@ -375,6 +319,7 @@ class Learner:
             and failure.digest != _digest(command)
             and time.time() - failure.at < FAILURE_TTL
         )
+        edits = state.edits.since(failure.at) if failure is not None else []
         if failure is not None and fixed:
             content = (
                 f"`{one_line(failure.command, 300)}` failed with: {sentence(failure.error)} "
@@ -382,7 +327,11 @@ class Learner:
             )
             _append(state.fixes, content)
             metadata = {"failed_command": failure.command, "fix_command": one_line(command, 1000)}
-            self._store(state, event, content, MemoryType.fix, tags, 0.7, metadata)
+            anchors = self._anchors(event, [*edits, *failure.places])
+            self._store(state, event, content, MemoryType.fix, tags, 0.7, metadata, anchors)
+        elif failure is not None and edits:
+            # The same command passes after files were edited: those edits fixed it.
+            self._fixed_by_edits(state, event, failure, command, edits, tags)
         elif failure is not None:
             # The same command now passes: whatever happened in between fixed it.
             _append(
@@ -405,7 +354,29 @@ class Learner:
                 command_tags(involved, "build-test"),
                 0.6,
                 {"command": shown},
-            )
+            )  # no anchors: how the project is built is not a claim about a file's text
+
+    def _fixed_by_edits(
+        self,
+        state: SessionState,
+        event: HookEvent,
+        failure: Failure,
+        command: str,
+        edits: list[Place],
+        tags: list[str],
+    ) -> None:
+        """A fix learned from edits: "`pytest` failed with: ... Fixed by editing src/cart.py;
+        it passed after that.", anchored on the lines edited and the files the failure named."""
+        names = [one_line(redact(path), 120) for path, _ in edits[:3]]
+        more = f" and {len(edits) - 3} more" if len(edits) > 3 else ""
+        content = (
+            f"`{one_line(failure.command, 300)}` failed with: {sentence(failure.error)} "
+            f"Fixed by editing {', '.join(names)}{more}; `{one_line(command, 300)}` passed after that."
+        )
+        _append(state.fixes, content)
+        metadata = {"failed_command": failure.command, "fixed_files": one_line(", ".join(names), 1000)}
+        anchors = self._anchors(event, [*edits, *failure.places])
+        self._store(state, event, content, MemoryType.fix, tags, 0.7, metadata, anchors)
 
     def summary_text(self, state: SessionState) -> str | None:
         """Built from texts the learner redacted whole before cutting them, then cut again."""
@@ -454,6 +425,7 @@ class Learner:
                 source=Source.hook,
                 session_id=event.session_id,
             ),
+            anchors=[],  # a session's history, not a claim about a file's text
         )
         state.summary_id = result.id
 

@@ -8,10 +8,16 @@ Events whose reply is empty whatever happens (``reply_is_empty``) are answered b
 once and handed over after the reply (``handle_after_reply``): the learning events are queued
 as they are, and the checks that decide whether to learn them (pauses, project rules,
 exclusions) run on the learner's thread, in arrival order.
+
+Every memory that reaches Claude passes the check of its anchors first (``context.injectable``):
+gone or rewritten code keeps it out, a smaller change is said on its line. PreToolUse of
+Read, Edit, Write and MultiEdit brings what is known about that file (``about_file``: the
+memories anchored to it), within the same once-per-session rule as every other context.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Sequence
@@ -23,17 +29,19 @@ from clarity.config import Settings, describe_validation_error
 from clarity.describe import replaces
 from clarity.embedding import ModelNotReady
 from clarity.hooks import brief
-from clarity.hooks.context import fit
+from clarity.hooks.commands import MAX_PROGRAMS, command_tags, programs_of
+from clarity.hooks.context import fit, injectable, note_of
 from clarity.hooks.controls import Pauses, excluded_from_learning, project_rules
 from clarity.hooks.events import HookEvent, reply
 from clarity.hooks.injections import InjectedMemory, InjectionLog
-from clarity.hooks.learner import MAX_PROGRAMS, Learner, command_tags, programs_of, provenance
+from clarity.hooks.learner import Learner, provenance
+from clarity.hooks.places import project_file, tool_file
 from clarity.hooks.session_budget import FILE_NAME as BUDGET_FILE
 from clarity.hooks.session_budget import SessionBudget, session_key
 from clarity.hooks.spool import PendingEvents
 from clarity.memory import MemoryService
 from clarity.models import GLOBAL_SCOPE, MAX_QUERY_CHARS, Memory, MemoryCreate, MemoryType, Source
-from clarity.project import known_project_scope, project_scope
+from clarity.project import known_project_scope, project_root, project_scope
 from clarity.redact import redact_cut
 from clarity.relevance import identifiers, is_relevant
 from clarity.requests import RetrieveRequest, RetrieveResult, ScoredMemory
@@ -44,6 +52,7 @@ log = logging.getLogger(__name__)
 
 # handle() only queues these for the learner (after the pause and exclusion checks): its reply is {}.
 LEARNING_EVENTS = ("PostToolUse", "PostToolUseFailure", "Stop", "SessionEnd")
+FILE_MEMORIES = 3  # what is known about one file: at most this many lines before a Read or an edit
 
 # "remember that ...", "note: ...", "keep in mind ...", "don't forget ..."
 _ASK = r"^\s*(?:please\s+)?(?:remember|note|keep in mind|don'?t forget|do not forget)"
@@ -52,6 +61,10 @@ _REMEMBER = re.compile(_ASK + r"(?:\s+that)?\s*[:,-]?\s+(?P<what>.+)", re.IGNORE
 _REMEMBER_NOTHING = re.compile(_ASK + r"(?:\s+that\b|\s*[:,-])[\s:,.!-]*$", re.IGNORECASE)
 _PREFERENCE = re.compile(
     r"\b(prefer|always|never|don'?t|do not|instead of|rather than|avoid|i like|i want)\b", re.I
+)
+# "remember for the team that ...": shared with the team (``clarity.team.share`` decides).
+_FOR_TEAM = re.compile(
+    r"^(?:for|with) (?:the |my |our )?team\b(?:\s+that)?\s*[:,-]?\s+(?P<what>.+)", re.I | re.S
 )
 _GLOBAL = re.compile(r"\b(in (?:all|every) (?:projects?|repos?(?:itories)?)|globally|everywhere)\b", re.I)
 
@@ -173,15 +186,18 @@ class HookService:
     @staticmethod
     def reply_is_empty(event: HookEvent) -> bool:
         """Whether handle(event) returns {} whatever the pauses, rules, guards and store say: the
-        learning events, and a PreToolUse without a Bash command (pre_tool has nothing to check)."""
+        learning events, and a PreToolUse with neither a Bash command nor a file that per-file
+        recall looks up (pre_tool has nothing to check)."""
         name = event.hook_event_name
-        return name in LEARNING_EVENTS or (name == "PreToolUse" and event.command is None)
+        return name in LEARNING_EVENTS or (
+            name == "PreToolUse" and event.command is None and tool_file(event) is None
+        )
 
     def handle_after_reply(self, event: HookEvent) -> None:
         """handle() for an event already answered with {} (``reply_is_empty``). Nothing here waits:
         a learning event is queued as it is (a lock, no thread round trip) and its checks (a git
         call for a new project, the exclusion check's shlex over a long command) run on the
-        learner's thread; a PreToolUse without a command has nothing to do."""
+        learner's thread; a PreToolUse without a command or a file has nothing to do."""
         if event.hook_event_name in LEARNING_EVENTS:
             self._submit(event)
 
@@ -195,15 +211,17 @@ class HookService:
         scope = known_project_scope(event.cwd) if event.cwd else None
         if self.pauses.is_paused(scope):
             return
-        self.learner.submit(event, self._may_learn)
+        judged = scope is not None or not event.cwd  # else the project is worked out on the learner
+        self.learner.submit(event, functools.partial(self._may_learn, pause_judged=judged))
 
-    def _may_learn(self, event: HookEvent) -> bool:
+    def _may_learn(self, event: HookEvent, pause_judged: bool = False) -> bool:
         """Whether to learn from a tool event, decided when the learner takes it: not while its
-        project (or everything) is paused, nor when the config or the project's rules say no,
-        nor for an excluded tool or path."""
+        project (or everything) was paused when it happened (judged here only when ``_submit``
+        could not tell the project), nor when the config or the project's rules say no, nor for
+        an excluded tool or path. A pause set after the event does not drop it."""
         if not self.settings.learn:
             return False
-        if self.pauses.is_paused(project_scope(event.cwd) if event.cwd else None):
+        if not pause_judged and self.pauses.is_paused(project_scope(event.cwd) if event.cwd else None):
             return False
         return not excluded_from_learning(
             event.tool_name,
@@ -233,7 +251,7 @@ class HookService:
         found = brief.candidates(self.memory, scope)
         limit = self.settings.context_chars
         text, kept = self.budget.claim(
-            key, found, lambda c: c.memory, lambda fresh: brief.compose(fresh, limit)
+            key, found, lambda c: c.memory, lambda fresh: brief.compose(fresh, limit), lambda c: c.note
         )
         if not text:
             return {}
@@ -295,6 +313,8 @@ class HookService:
         return result, [found for found in result.results if relevant(found)]
 
     def _remember(self, event: HookEvent, scope: str, what: str) -> dict[str, Any]:
+        team = _FOR_TEAM.match(what)
+        what = team.group("what").strip() if team else what
         kind = MemoryType.preference if _PREFERENCE.search(what) else MemoryType.fact
         target = GLOBAL_SCOPE if _GLOBAL.search(what) else scope
         try:
@@ -307,6 +327,7 @@ class HookService:
                 session_id=event.session_id[:200],
                 tags=["user-request"],
                 metadata=provenance(event),
+                shared=team is not None,
             )
             result = self.memory.store(request)
         except (ValidationError, ModelNotReady, InsufficientStorage) as exc:
@@ -314,6 +335,7 @@ class HookService:
             why = "; ".join(describe_validation_error(exc)) if isinstance(exc, ValidationError) else str(exc)
             return reply("UserPromptSubmit", f"Clarity could not store this memory: {why}")
         where = "for every project" if target == GLOBAL_SCOPE else "for this project"
+        where += f", {result.team}" if result.team else ""  # shared with the team, or why not
         note = f"Clarity stored this as a {kind.value} {where} (id {result.id}): {one_line(result.memory.content, 300)}"
         for old in result.superseded:  # the older value is left out of every context from now on
             note += "\n" + replaces(old.id, old.reason, old.content)
@@ -327,7 +349,7 @@ class HookService:
     def pre_tool(self, event: HookEvent, inject: bool = True) -> dict[str, Any]:
         command = event.command
         if command is None:
-            return {}
+            return self.file_context(event) if inject else {}
         for pattern, rule in self._guards:
             if pattern.search(command):
                 return reply(
@@ -366,6 +388,29 @@ class HookService:
         )
         return reply("PreToolUse", block)
 
+    def file_context(self, event: HookEvent) -> dict[str, Any]:
+        """What is known about the file a Read, Edit, Write or MultiEdit names: the memories
+        anchored to it (failures, fixes, decisions, notes), checked; nothing for a file outside
+        the project."""
+        named = tool_file(event)
+        root = project_root(event.cwd) if named and event.cwd else None
+        path = project_file(root, named, event.cwd) if root is not None and named else None
+        if path is None:
+            return {}
+        scope = project_scope(event.cwd)
+        found = self.memory.about_file(scope, path, limit=FILE_MEMORIES * 2)
+        shown = one_line(redact_cut(path, 200), 200)
+        block = self._give(
+            event,
+            scope,
+            f"{event.tool_name}: {path}",
+            f"Clarity: what is known about {shown}:",
+            found,
+            min(self.settings.context_chars, 1000),
+            most=FILE_MEMORIES,
+        )
+        return reply("PreToolUse", block)
+
     # -- what reaches the model ---------------------------------------------------------------
 
     def _give(
@@ -380,13 +425,16 @@ class HookService:
     ) -> str | None:
         """The block of ``chosen`` memories this session was not given yet (at most ``most``,
         default ``hooks.max_memories``, within ``limit`` characters), recorded as given, counted
-        as used and logged; None when every one was given already."""
+        as used and logged; None when every one was given already. Memories whose anchors keep
+        them out (a file gone, the code rewritten) are dropped first; a changed one's line
+        says so."""
         most = most or self.settings.max_memories
         text, kept = self.budget.claim(
             session_key(event.session_id, event.agent_id),
-            chosen,
+            injectable(chosen),
             lambda r: r.memory,
-            lambda fresh: fit(title, fresh[:most], limit, lambda r: r.memory),
+            lambda fresh: fit(title, fresh[:most], limit, lambda r: r.memory, notes=note_of),
+            note_of,
         )
         if text:
             self.memory.mark_used([r.memory for r in kept])

@@ -47,9 +47,11 @@ TTL = 24 * 3600.0  # a session idle this long is not kept across a restart
 T = TypeVar("T")
 
 
-def stamp(memory: Memory) -> str:
-    """What the model was given of a memory: its kind and text (not its counts or times)."""
-    text = f"{memory.memory_type.value}\x00{memory.content}"
+def stamp(memory: Memory, note: str = "") -> str:
+    """What the model was given of a memory: its kind and text (not its counts or times), and
+    what its line said of its anchors ("may be out of date: ..."): a memory given while its code
+    was as written is given again, flagged, once that code changes."""
+    text = f"{memory.memory_type.value}\x00{memory.content}" + (f"\x00{note}" if note else "")
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
@@ -82,18 +84,24 @@ class SessionBudget:
         candidates: Sequence[T],
         memory_of: Callable[[T], Memory],
         render: Callable[[list[T]], tuple[str | None, list[T]]],
+        note_of: Callable[[T], str] | None = None,
     ) -> tuple[str | None, list[T]]:
-        """Render the candidates this session was not given yet (or given in another text) and
-        record those the rendering kept. ``render`` (pure text work, microseconds) runs under
-        the lock, so concurrent hooks of one session cannot give the same memory twice."""
+        """Render the candidates this session was not given yet (or given in another text, or
+        with another ``note_of``) and record those the rendering kept. ``render`` (pure text
+        work, microseconds) runs under the lock, so concurrent hooks of one session cannot give
+        the same memory twice."""
+
+        def stamped(item: T) -> str:
+            return stamp(memory_of(item), note_of(item) if note_of is not None else "")
+
         with self._lock:
             session = self._session(key)
-            fresh = [c for c in candidates if session.given.get(memory_of(c).id) != stamp(memory_of(c))]
+            fresh = [c for c in candidates if session.given.get(memory_of(c).id) != stamped(c)]
             text, kept = render(fresh) if fresh else (None, [])
             for item in kept:
                 memory = memory_of(item)
                 session.given.pop(memory.id, None)
-                session.given[memory.id] = stamp(memory)
+                session.given[memory.id] = stamped(item)
             while len(session.given) > MAX_IDS:
                 session.given.popitem(last=False)
             return text, kept

@@ -4,9 +4,10 @@ Users of every memory tool ask why a memory they know exists did not come up. Th
 prompt hook's own choice, replayed: the same retrieval (``HookService.prompt_choice``, which the
 hook itself calls, so the two cannot drift apart), the same relevance cut and the same number of
 slots, with nothing counted as a use and nothing recorded as given. The reasons are checked in the
-order the hook applies them (scope, switches, rank, relevance, slots, this session's record) and
-the first that holds is the answer; the rank, the parts of the score and the similarity are shown
-whatever the verdict.
+order the hook applies them (scope, switches, the memory's anchors, rank, relevance, slots, this
+session's record) and the first that holds is the answer; the rank, the parts of the score and the
+similarity are shown whatever the verdict. Anchors come before the rank: a memory whose file is
+gone, or whose code was rewritten, is left out whatever the prompt, and saying so is the answer.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from clarity.hooks.context import injectable
 from clarity.memory.records import resolve_scopes
 from clarity.models import MAX_QUERY_CHARS, Memory
 from clarity.relevance import identifiers, is_relevant
-from clarity.requests import RankWhy
+from clarity.requests import AnchorReport, RankWhy
 
 if TYPE_CHECKING:
     from clarity.hooks.service import HookService
@@ -93,13 +95,17 @@ def explain(
         return verdict("Injection is off (hooks.inject is false).")
     if hooks.pauses.is_paused(project):
         return verdict("Clarity is paused for this project.")
+    anchors = hooks.memory.anchor_report(memory) if memory.anchors else None
+    if anchors is not None and not anchors.injectable:
+        return verdict(_left_out(anchors))
 
     # The verdict comes from the hook's own retrieval (its limit sets how deep the rankings are
     # fused, so a deeper one can order the top differently); a deeper one only finds the rank of
     # a memory the hook did not see.
     result, relevant = hooks.prompt_choice(prompt, project)
     ranked = [r.memory.id for r in result.results]
-    chosen_ids = [r.memory.id for r in relevant]
+    chosen_ids = [r.memory.id for r in injectable(relevant)]
+    relevant_ids = [r.memory.id for r in relevant]
     position = ranked.index(memory.id) if memory.id in ranked else None
     rank = None if position is None else position + 1
     why = None if position is None else result.results[position].why
@@ -113,7 +119,7 @@ def explain(
         where = f"A deeper search ranks it #{rank}, but its"
     # Relevance first: below the cut, no rank would have brought it.
     names = identifiers(prompt)
-    if (position is not None and memory.id not in chosen_ids) or (
+    if (position is not None and memory.id not in relevant_ids) or (
         position is None
         and similarity is not None
         and not is_relevant(similarity, memory.content, names, cut)
@@ -137,6 +143,9 @@ def explain(
             )
         words = f"shares {', '.join(shared)} with the prompt" if shared else "shares no indexed word with it"
         return verdict(f"It is not among the {DEPTH} best matches: others matched better; it {words}.")
+    if memory.id not in chosen_ids:  # its code changed between the two checks just made
+        report = result.results[position].anchors
+        return verdict(_left_out(report) if report else "Its anchors keep it out.", rank=rank)
     slot = chosen_ids.index(memory.id)
     if slot >= settings.max_memories:
         return verdict(
@@ -152,4 +161,20 @@ def explain(
             rank=rank,
             why=why,
         )
-    return verdict(f"It would be given to Claude for this prompt (#{rank}).", chosen=True, rank=rank, why=why)
+    flagged = f", marked {anchors.note}" if anchors is not None and anchors.note else ""
+    return verdict(
+        f"It would be given to Claude for this prompt (#{rank}){flagged}.", chosen=True, rank=rank, why=why
+    )
+
+
+def _left_out(report: AnchorReport) -> str:
+    """Why a memory's anchors keep it out of every context, in the check's own words."""
+    if report.state == "gone":
+        return (
+            f"The code it is about is gone ({report.note}): it is kept for history but never given "
+            "to Claude. Re-anchor it if it still holds elsewhere."
+        )
+    return (
+        f"The code it is about was rewritten ({report.note}): it is left out of Claude's context "
+        "until it is re-anchored or confirmed still true."
+    )

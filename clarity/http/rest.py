@@ -1,5 +1,9 @@
 """The REST API at /api: memories, search, stats, forget, export, import and backup, as JSON.
 
+A memory's anchors (``MemoryCreate.anchors``) are captured on ``POST /memories``; ``POST
+/memories/{id}/reanchor`` captures them again (where the body's ``anchors`` say, or where they
+are now) and ``POST /memories/{id}/confirm`` records that a user says the memory is still true.
+
 Each route parses its request (``clarity.http.parsing``), calls the MemoryService in a worker
 thread and answers JSON; every failure becomes JSON with a readable message and the status that
 fits it, never a traceback.
@@ -13,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -27,7 +31,14 @@ from clarity.http.parsing import RequestError, json_body, parse, resolve_project
 from clarity.lifecycle.backup import create_backup
 from clarity.mcp.server import PROJECT_HEADER
 from clarity.memory import MemoryNotFound, MemoryService, ScopeRequired
-from clarity.models import SCOPE_PATTERN, MemoryCreate, MemoryPatch
+from clarity.memory.service import TeamRefusal
+from clarity.models import (
+    SCOPE_PATTERN,
+    AnchorSpecs,
+    CallerInput,
+    MemoryCreate,
+    MemoryPatch,
+)
 from clarity.requests import ForgetRequest, ListRequest, RetrieveRequest, StoreBatch
 from clarity.store.space import InsufficientStorage
 
@@ -48,6 +59,19 @@ def _query_list(request: Request, key: str) -> list[str] | None:
     return values or None
 
 
+class Reanchor(CallerInput):
+    """``POST /memories/{id}/reanchor``'s body, all optional: where to anchor the memory now."""
+
+    anchors: AnchorSpecs | None = Field(
+        None, description="src/cart.ts or src/cart.ts:12-30; none: each anchor where it is now"
+    )
+
+
+async def _optional_body(request: Request) -> Any:
+    """The JSON body, or an empty object when there is none (a bodiless POST declares no type)."""
+    return await json_body(request) if await request.body() else {}
+
+
 class RestApi:
     """The /api routes over one MemoryService (mounted at /api by ``clarity.http.app``)."""
 
@@ -60,8 +84,11 @@ class RestApi:
         table: dict[str, dict[str, Handler]] = {
             "/memories": {"POST": self.create, "GET": self.list},
             "/memories/{memory_id}": {"GET": self.get, "PATCH": self.update, "DELETE": self.delete},
+            "/memories/{memory_id}/reanchor": {"POST": self.reanchor},
+            "/memories/{memory_id}/confirm": {"POST": self.confirm},
             "/search": {"POST": self.search},
             "/stats": {"GET": self.stats},
+            "/team": {"GET": self.team},
             "/memories/batch": {"POST": self.create_many},
             "/forget": {"POST": self.forget},
             "/export": {"POST": self.export},
@@ -85,6 +112,8 @@ class RestApi:
                 return JSONResponse({"error": str(exc), "details": exc.details}, status_code=exc.status)
             except MemoryNotFound as exc:
                 return JSONResponse({"error": str(exc)}, status_code=404)
+            except TeamRefusal as exc:  # the team server would refuse it for this user: 403, as it does
+                return JSONResponse({"error": str(exc)}, status_code=403)
             except (ScopeRequired, ValueError) as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
             except ModelNotReady as exc:
@@ -122,6 +151,15 @@ class RestApi:
     async def update(self, request: Request) -> Response:
         patch = parse(MemoryPatch, await json_body(request))
         return _json(await run_in_threadpool(self.service.update, request.path_params["memory_id"], patch))
+
+    async def reanchor(self, request: Request) -> Response:
+        body = parse(Reanchor, await _optional_body(request))
+        memory_id = request.path_params["memory_id"]
+        return _json(await run_in_threadpool(self.service.reanchor, memory_id, body.anchors))
+
+    async def confirm(self, request: Request) -> Response:
+        parse(CallerInput, await _optional_body(request))  # nothing to say but "still true"
+        return _json(await run_in_threadpool(self.service.confirm, request.path_params["memory_id"]))
 
     async def delete(self, request: Request) -> Response:
         return _json(await run_in_threadpool(self.service.delete, request.path_params["memory_id"]))
@@ -166,4 +204,13 @@ class RestApi:
         scope = request.query_params.get("scope", "all")
         if scope not in ("default", "project", "global", "all") and not re.match(SCOPE_PATTERN, scope):
             raise RequestError(400, f"scope={scope!r}: expected default, project, global, all or a scope id")
-        return _json(await run_in_threadpool(self.service.stats, self._project(request), scope))
+        stats = await run_in_threadpool(self.service.stats, self._project(request), scope)
+        return JSONResponse({**stats.model_dump(mode="json"), "team": await self._team()})
+
+    async def team(self, request: Request) -> Response:
+        """The team tier's status (``clarity.team.sync``): null when no team server is set."""
+        return JSONResponse({"team": await self._team()})
+
+    async def _team(self) -> dict[str, Any] | None:
+        team = self.service.team
+        return None if team is None else await run_in_threadpool(team.status)

@@ -20,6 +20,7 @@ from typing import IO, Any, BinaryIO, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from clarity.config import describe_validation_error
+from clarity.embedding.lexical import current_payload, payload_text
 from clarity.exchange import ExportCursor, ExportPage, ExportPageRequest
 from clarity.json_text import parse_json
 from clarity.models import Memory, MemoryRecord, UnreadableMemory, Vector
@@ -281,10 +282,10 @@ def copy_store(
     batch: int = 256,
 ) -> CopyReport:
     """Copy every point with its vectors, then check counts and content hashes; the source is
-    only read. The lexical vector is re-encoded (``encode_sparse``) from the memory's lexical text,
-    its session context included, which makes it engine-neutral."""
-    from clarity.memory.writes import lexical_text, stored_context  # the service, only for a copy
-
+    only read. The lexical vector is re-encoded (``encode_sparse``, the current encoding) from the
+    memory's lexical text, its session context included, which makes it engine-neutral; the
+    payload says so (``clarity.embedding.lexical.current_payload``), so the target never
+    re-encodes it again."""
     flt = MemoryFilter()
     cursor: ExportCursor | None = None
     copied = 0
@@ -296,10 +297,11 @@ def copy_store(
             with_vectors = {h.id: h.dense for h in source.get([h.id for h in hits], with_vectors=True)}
             points = []
             for hit in hits:
-                memory = _for_index(hit, unreadable)
+                _check_readable(hit, unreadable)
                 expected[hit.id] = str(hit.payload.get("content_hash"))
-                text = lexical_text(memory, stored_context(hit.payload))
-                points.append(PointData(hit.id, with_vectors.get(hit.id), encode_sparse(text), hit.payload))
+                payload = current_payload(hit.payload)
+                sparse = encode_sparse(payload_text(payload))
+                points.append(PointData(hit.id, with_vectors.get(hit.id), sparse, payload))
             target.upsert(points, replaces_existing=True)
             copied += len(hits)
             if progress:
@@ -321,16 +323,11 @@ def copy_store(
     )
 
 
-def _for_index(hit: Hit, unreadable: list[str]) -> Memory:
-    """What the lexical index needs. A record that fails the schema is still copied as it is
-    (a migration moves what the source holds, damaged or not) and its id is reported."""
+def _check_readable(hit: Hit, unreadable: list[str]) -> None:
+    """A record that fails the schema is still copied as it is (a migration moves what the source
+    holds, damaged or not; its lexical text counts its damaged fields as empty) and its id is
+    reported."""
     try:
-        return Memory.from_payload(hit.id, hit.payload)
+        Memory.from_payload(hit.id, hit.payload)
     except UnreadableMemory:
         unreadable.append(hit.id)
-        content, tags = hit.payload.get("content"), hit.payload.get("tags")
-        fields: dict[str, Any] = {
-            "content": content if isinstance(content, str) else "",
-            "tags": [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else [],
-        }
-        return Memory.model_construct(**fields)

@@ -8,8 +8,14 @@ each memory is one entry worded like the hooks' injected context (``- [kind] tex
 a model acts on: how old it is in words, where it came from, and the short id that
 ``update_memory``, ``delete_memory`` and ``clarity delete`` accept (an ambiguous prefix is
 refused by name there, never guessed): 178 characters a hit, 891 for five. A store or an update
-answers in one line too (136 and 145 characters instead of the record's 580 and 531). The whole
-record is one ``detail`` argument away.
+answers in one line too (136 and 145 characters instead of the record's 580 and 531; 149 for a
+store anchored to ``src/cart.ts:12-30``, which the answer names). The whole record is one
+``detail`` argument away.
+
+A hit whose anchored code changed or was deleted since says so in its entry, before its id
+("may be out of date: src/cart.ts changed 2 days ago", "src/cart.ts was deleted"): a search still
+returns such a memory, as history, and the model reads the caveat with it. The whole anchor
+report (each anchor's state, the change's size) is in the ``detail`` view.
 
 A search whose hits are all under the relevance cut (``clarity.relevance``) says "Nothing
 relevant" first, so a model does not take the best of unrelated memories for an answer: a
@@ -21,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from clarity.describe import age, origin, replaces, short_id
+from clarity.describe import age, anchored_to, origin, replaces, short_id
 from clarity.models import GLOBAL_SCOPE, Memory
 from clarity.relevance import identifiers, is_relevant
-from clarity.requests import ListResult, RetrieveResult, StoreResult
+from clarity.requests import ListResult, RetrieveResult, ScoredMemory, StoreResult
 from clarity.text import one_line
 
 # The closest matches still listed under "nothing relevant", marked weak: a search is asked for,
@@ -35,8 +41,10 @@ WEAK_SHOWN = 2
 SHOWN_CONTENT_CHARS = 200  # a stored or updated memory's text, on one line, in the confirmation
 
 
-def entry(memory: Memory, now: datetime) -> str:
-    """``- [kind] text (age; source; id abcd1234)``: the text's own lines kept, indented under it."""
+def entry(memory: Memory, now: datetime, note: str = "") -> str:
+    """``- [kind] text (age; source; id abcd1234)``: the text's own lines kept, indented under it.
+    ``note`` is what its anchors say now ("may be out of date: src/cart.ts changed 2 days ago",
+    "src/cart.ts was deleted"), put before the id so the caveat is read with the memory."""
     when = age(memory.created_at, now)
     if memory.occurrences > 1:
         when += f", seen {memory.occurrences} times, last {age(memory.updated_at, now)}"
@@ -45,7 +53,13 @@ def entry(memory: Memory, now: datetime) -> str:
     text = "\n  ".join(line.rstrip() for line in memory.content.strip().splitlines() if line.strip())
     if memory.superseded_by:  # listed only when a caller asked for superseded memories
         when += f"; superseded by {short_id(memory.superseded_by)}"
-    return f"- [{memory.memory_type.value}] {text} ({when}; {origin(memory)}; id {short_id(memory.id)})"
+    said = f"{origin(memory)}; {note}" if note else origin(memory)
+    return f"- [{memory.memory_type.value}] {text} ({when}; {said}; id {short_id(memory.id)})"
+
+
+def hit_entry(hit: ScoredMemory, now: datetime) -> str:
+    """A search hit's entry, with its anchors' note when a check found something to say."""
+    return entry(hit.memory, now, hit.anchors.note if hit.anchors else "")
 
 
 def _remarks(note: str | None, degraded: str | None, unreadable: int) -> list[str]:
@@ -77,10 +91,10 @@ def retrieve_text(
     if not any(is_relevant(hit.similarity, hit.memory.content, names, cut) for hit in result.results):
         closest = max(hit.similarity or 0.0 for hit in result.results)
         head = f"Nothing relevant to this query (closest match: {closest:.2f} similarity, below {cut:.2f})"
-        weak = (entry(hit.memory, now) for hit in result.results[:WEAK_SHOWN])
+        weak = (hit_entry(hit, now) for hit in result.results[:WEAK_SHOWN])
         return "\n".join([f"{head}. Closest weak matches:", *remarks, *weak])
     head = f"{_count(len(result.results))}, best match first:"
-    return "\n".join([head, *remarks, *(entry(hit.memory, now) for hit in result.results)])
+    return "\n".join([head, *remarks, *(hit_entry(hit, now) for hit in result.results)])
 
 
 def list_text(result: ListResult, note: str | None, now: datetime | None = None) -> str:
@@ -111,14 +125,15 @@ def store_text(result: StoreResult, note: str | None, now: datetime | None = Non
         short_id(memory.id),
         one_line(memory.content, SHOWN_CONTENT_CHARS),
     )
+    anchored = f", {anchored_to(memory.anchors)}" if memory.anchors else ""
     if result.status == "created":
-        head = f"Stored {kind} {short} {_where(memory)}: {text}"
+        head = f"Stored {kind} {short} {_where(memory)}{anchored}: {text}"
     elif result.status == "duplicate":
-        head = f"Already stored as {short} ({kind}, {age(memory.created_at, now)}): {text}"
+        head = f"Already stored as {short} ({kind}, {age(memory.created_at, now)}{anchored}): {text}"
     else:
         head = (
             f"Merged into {short}, a near duplicate ({kind}, {age(memory.created_at, now)}, "
-            f"seen {memory.occurrences} times): {text}"
+            f"seen {memory.occurrences} times{anchored}): {text}"
         )
     replaced = [replaces(old.id, old.reason, old.content) for old in result.superseded]
     return "\n".join([head, *replaced, *_remarks(note, None, 0)])

@@ -35,7 +35,15 @@ from clarity import __version__
 from clarity.config import describe_validation_error
 from clarity.mcp.backend import BackendError, MemoryBackend
 from clarity.mcp.results import list_text, retrieve_text, store_text, update_text
-from clarity.mcp.roots import PROJECT_HEADER, ROOTS_EVENT, Caller, ProjectFinder, header_project, settle
+from clarity.mcp.roots import (
+    NO_PROJECT,
+    PROJECT_HEADER,
+    ROOTS_EVENT,
+    Caller,
+    ProjectFinder,
+    header_project,
+    settle,
+)
 from clarity.mcp.stats import public_stats
 from clarity.models import (
     GLOBAL_SCOPE,
@@ -46,6 +54,7 @@ from clarity.models import (
     MAX_QUERY_CHARS,
     MAX_RESULTS,
     MAX_TAGS,
+    AnchorSpecs,
     MemoryCreate,
     MemoryPatch,
     MemoryType,
@@ -186,6 +195,14 @@ AnyOfTags = Annotated[Tags | None, Field(description="Only memories with any of 
 Content = Annotated[str, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_CONTENT_CHARS})]
 Importance = Annotated[float, Field(ge=0.0, le=1.0, examples=[0.5, 0.9])]
 MemoryId = Annotated[str, Field(max_length=64, examples=["1a2b3c4d"])]
+Anchors = Annotated[
+    AnchorSpecs | None,
+    Field(
+        description="Files it is about, from the project root: path or path:start-end; "
+        "flagged at recall when they change.",
+        examples=[["src/cart.ts:12-30"]],
+    ),
+]
 IncludeSuperseded = Annotated[
     bool, Field(description="Also memories a newer one replaced, kept as history (marked superseded).")
 ]
@@ -276,6 +293,11 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
             Literal["project", "global"],
             Field(description="'project' (this repository only) or 'global' (every project)."),
         ] = "project",
+        anchors: Anchors = None,
+        shared: Annotated[
+            bool,
+            Field(description="Share with the team (a project memory); one holding a secret stays personal."),
+        ] = False,
         detail: Detail = False,
         *,
         where: Where,
@@ -283,12 +305,18 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
         """Remember something for future sessions: a user preference, a decision and its reason,
         a project fact, the command that builds or tests the project, or an error and its fix.
         Exact duplicates are not stored twice; near duplicates are merged. A new value for what an
-        older memory states (a port, a version, a tool switched) replaces it; the answer names it."""
+        older memory states (a port, a version, a tool switched) replaces it; the answer names it.
+        With shared, teammates get it too; the answer says whether it was shared."""
         request = _build(MemoryCreate, locals())
         caller = settle(where)
+        if request.anchors and scope == "project" and not caller.known:
+            raise ToolError(
+                f"anchors: {caller.why or NO_PROJECT}, so there are no project files to anchor to"
+            )
         result = await _call(backend.store(_without_project(request, caller), caller.project))
         landed = result.memory.scope == GLOBAL_SCOPE
-        reply = StoreReply(**dict(result), note=_note("stored in global", scope, caller, landed))
+        said = [n for n in (_note("stored in global", scope, caller, landed), result.team) if n]
+        reply = StoreReply(**dict(result), note="; ".join(said) or None)
         return _answer(reply, detail, store_text(reply, reply.note))
 
     @tool
@@ -319,7 +347,8 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
     ) -> CallToolResult:
         """Search long-term memory by meaning and by exact words (error codes, file names, commands).
         Use it before answering questions about this project's history, conventions or past errors.
-        Each hit reads `- [kind] text (age; where it came from; id <first 8 characters>)`.
+        Each hit reads `- [kind] text (age; where it came from; id <first 8 characters>)`, with a
+        note before the id when its code changed or was deleted.
         "Nothing relevant" means no memory is close enough; the closest follow, marked weak."""
         request = _build(RetrieveRequest, locals())
         caller = settle(where)

@@ -43,6 +43,7 @@ from typing import Annotated, Literal, Self
 from cachetools import LRUCache
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from clarity.describe import anchor_label
 from clarity.memory.anchor_repo import MAX_PATH_CHARS, AnchorRefused, head_commit, inside, read_text
 from clarity.memory.anchor_text import (
     MAX_BLOCK_LINES,
@@ -54,13 +55,12 @@ from clarity.memory.anchor_text import (
     sketch,
     split_lines,
 )
+from clarity.models import MAX_ANCHOR_BYTES, MAX_ANCHOR_SPEC_CHARS
 
-MAX_ANCHOR_BYTES = 1_024  # one anchor's JSON; a memory's metadata holds 8 KB in all
-MAX_ANCHORS = 5  # per memory: five at the limit are 5 KB of the 8 KB of metadata
 MAX_LINE = 10_000_000
 MAX_SPAN_LINES = MAX_BLOCK_LINES
 MAX_SYMBOL_CHARS = 128
-MAX_SPEC_CHARS = MAX_PATH_CHARS + 24
+MAX_SPEC_CHARS = MAX_ANCHOR_SPEC_CHARS  # a path of MAX_PATH_CHARS and a line range
 MAX_RENAME_READS = 8
 RACY_NS = 2_000_000_000  # FAT and HFS+ keep mtimes to 2 s and 1 s; ext4 and APFS far finer
 
@@ -118,9 +118,7 @@ class Anchor(BaseModel):
     @property
     def label(self) -> str:
         """``src/cart.ts:12-30``, ``src/cart.ts (addItem)`` or ``src/cart.ts``, for a reader."""
-        if self.symbol:
-            return f"{self.path} ({self.symbol})"
-        return f"{self.path}:{self.start}-{self.end}" if self.start else self.path
+        return anchor_label(self.to_payload())
 
 
 @dataclass(frozen=True)
@@ -215,7 +213,8 @@ def _capture(root: Path, path: str, lines: tuple[int, int] | None, symbol: str |
         start, end = lines
         if end > len(text):
             raise AnchorRefused(
-                f"anchor lines: {start}-{end} is past the end of {relative} ({len(text)} lines)"
+                f"anchor lines: {start}-{end} is past the end of {relative} "
+                f"({len(text)} line{'' if len(text) == 1 else 's'})"
             )
     covered = text[start - 1 : end] if start is not None else text
     try:

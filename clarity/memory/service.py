@@ -8,24 +8,29 @@ and the reads.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from clarity.config import Settings
 from clarity.embedding import EmbeddingProvider, LexicalEncoder
 from clarity.exchange import ExportPage, ExportPageRequest, ImportBatch, ImportSummary
+from clarity.memory.anchor_checks import AnchorKeeper
 from clarity.memory.ids import resolve_id
 from clarity.memory.records import RecordReader, resolve_scopes
 from clarity.memory.scoring import add_similarity, rescore, why
 from clarity.memory.usage import UsageCounts, sidecar_path
 from clarity.memory.usage_upgrade import adopt_legacy_touches
 from clarity.memory.writes import MemoryWriter
-from clarity.models import Memory, MemoryCreate, MemoryPatch, saturating_add
+from clarity.models import Memory, MemoryCreate, MemoryPatch, UnreadableMemory, saturating_add
+from clarity.project import remember_roots
 from clarity.relevance import has_identifier
 from clarity.requests import (
+    AnchorReport,
     DeleteResult,
     Filters,
     ForgetRequest,
@@ -82,6 +87,27 @@ def _selected(scopes: list[str] | None, request: Filters) -> MemoryFilter:
     )
 
 
+ROOTS_FILE = "project-roots.json"  # where each project is checked out, for anchor checks
+NO_TEAM = "kept personal: no team server is set (team.url)"
+
+
+class TeamRefusal(ValueError):
+    """A write the team server would refuse for this daemon's user, refused before it is made here."""
+
+
+class TeamHook(Protocol):
+    """The team tier's side of writes (``clarity.team.share.Sharing``), set by the daemon when
+    ``team.url`` is: the share decision before a store, an op in its outbox after a shared write."""
+
+    def gate(self, request: MemoryCreate) -> tuple[MemoryCreate, str | None]: ...
+    def stored(self, result: StoreResult) -> None: ...
+    def unshares(self, patch: MemoryPatch, current: Any) -> bool: ...
+    def updated(self, memory: Memory, unshared: bool) -> None: ...
+    def refuses_delete(self, memory: Memory) -> str | None: ...
+    def deleted(self, memory: Memory) -> None: ...
+    def status(self) -> dict[str, Any]: ...
+
+
 class MemoryService:
     """The one door to the memories; use counts are kept beside the engine (``clarity.memory.usage``)."""
 
@@ -100,6 +126,9 @@ class MemoryService:
         adopt_legacy_touches(self.usage, settings.storage.qdrant_dir)
         self.records = RecordReader(store)
         self._writer = MemoryWriter(settings, store, embedder, self.lexical, self.records, self.usage)
+        self.anchors = AnchorKeeper(store, self.records, self._writer)
+        self.team: TeamHook | None = None  # the team tier, when the daemon runs one
+        remember_roots(settings.storage.app_data_dir / ROOTS_FILE)
 
     # -- writes (writes.py) -------------------------------------------------------------------
 
@@ -107,14 +136,38 @@ class MemoryService:
         """Hold every write back (they wait, none fails) for a consistent copy of the store."""
         return self._writer.paused()
 
-    def store(self, request: MemoryCreate, project: str | None = None) -> StoreResult:
-        result = self._writer.store(request, project)
+    def store(
+        self, request: MemoryCreate, project: str | None = None, anchors: list[dict[str, Any]] | None = None
+    ) -> StoreResult:
+        """``anchors`` as a hook captured them from its event; None: the caller's specs and the
+        project files the text mentions (``clarity.memory.anchor_checks``)."""
+        request, said = self._share(request)
+        if anchors is None:
+            anchors = self.anchors.for_store(request, project)
+        result = self._writer.store(request, project, anchors)
+        result.team = said
         if result.status != "created":
+            # Stored again with places named (or found in its text where it had none): they are kept.
+            if anchors and (request.anchors or not result.memory.anchors):
+                result.memory = self.anchors.replace(result.id, anchors)
             self.usage.apply([result.memory])
+        if self.team is not None:
+            self.team.stored(result)
         return result
 
+    def _share(self, request: MemoryCreate) -> tuple[MemoryCreate, str | None]:
+        """Shared or personal, decided on the caller's text before the writer redacts it (the team
+        tier's gate), and what the caller is told of it."""
+        if self.team is not None:
+            return self.team.gate(request)
+        return (request.model_copy(update={"shared": False}), NO_TEAM) if request.shared else (request, None)
+
     def store_many(self, requests: Sequence[MemoryCreate], project: str | None = None) -> list[StoreResult]:
-        results = self._writer.store_many(requests, project)
+        """Bulk stores anchor only what a caller named: a scan of every text for paths would cost
+        a batch of imported turns a ``stat`` per word that looks like one."""
+        anchors = [self.anchors.for_store(r, project, mentions=False) for r in requests]
+        requests = [r.model_copy(update={"shared": False}) if r.shared else r for r in requests]  # personal
+        results = self._writer.store_many(requests, project, anchors)
         self.usage.apply([r.memory for r in results if r.status != "created"])
         return results
 
@@ -127,10 +180,30 @@ class MemoryService:
         return self._writer.import_batch(batch)
 
     def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
-        return self.usage.apply([self._writer.update(self.resolve_id(memory_id), patch)])[0]
+        """A patch that brings a secret into a shared memory makes it personal (``clarity.team``)."""
+        memory_id = self.resolve_id(memory_id)
+        team = self.team
+        unshare = team is not None and team.unshares(patch, lambda: self.records.stored(memory_id))
+        updated = self._writer.update(memory_id, patch, unshare=unshare)
+        if team is not None:
+            team.updated(updated, unshare)
+        return self.usage.apply([updated])[0]
 
-    def delete(self, memory_id: str) -> DeleteResult:
-        return self._writer.delete(self.resolve_id(memory_id))
+    def delete(self, memory_id: str, replicate: bool = True) -> DeleteResult:
+        """``replicate=False``: a delete the team tier's replica makes, not sent back to it."""
+        memory_id = self.resolve_id(memory_id)
+        team = self.team if replicate else None
+        gone = None
+        if team is not None:
+            with contextlib.suppress(UnreadableMemory):  # deleted all the same; the team keeps its copy
+                gone = self.records.stored(memory_id)
+            refusal = team.refuses_delete(gone) if gone is not None else None
+            if refusal is not None:
+                raise TeamRefusal(refusal)
+        result = self._writer.delete(memory_id)
+        if team is not None and gone is not None:
+            team.deleted(gone)
+        return result
 
     def evict_oldest(self, count: int, max_importance: float) -> int:
         """Delete up to ``count`` memories at or below an importance, oldest first (the size cap)."""
@@ -142,6 +215,10 @@ class MemoryService:
     def start_background(self) -> None:
         self._writer.start_background()
 
+    def upgrade_lexical(self) -> int:
+        """Re-encode the lexical vectors an older encoder made (the daemon does it at start)."""
+        return self._writer.upgrade_lexical()
+
     # -- reads --------------------------------------------------------------------------------
 
     def resolve_id(self, text: str) -> str:
@@ -151,6 +228,13 @@ class MemoryService:
 
     def get(self, memory_id: str) -> Memory:
         return self.usage.apply([self.records.stored(self.resolve_id(memory_id))])[0]
+
+    def record_with_vector(self, memory_id: str) -> tuple[Memory, list[float] | None] | None:
+        """A memory as stored and its dense vector (None until the model made it), or None if it
+        is gone or unreadable: what the team tier sends of a shared memory."""
+        hits = self.db.get([memory_id], with_vectors=True)
+        memories, _ = self.records.read(hits)
+        return (memories[0], hits[0].dense) if memories else None
 
     def retrieve(
         self, request: RetrieveRequest, project: str | None = None, track_use: bool = True
@@ -202,6 +286,7 @@ class MemoryService:
         if dense is not None and results:
             add_similarity(self.db, results, dense)
         self.usage.apply([result.memory for result in results])
+        self.anchors.attach(results)
         if track_use:
             for result in results:
                 self.usage.touch(result.memory.id, result.memory.access_count)
@@ -298,8 +383,31 @@ class MemoryService:
 
     def close(self) -> None:
         self._writer.closed = True
+        self.anchors.close()
         self.usage.close()
         self.db.close()
+
+    # -- anchors (anchor_checks.py) ----------------------------------------------------------
+
+    def anchor_report(self, memory: Memory) -> AnchorReport | None:
+        """``memory``'s anchors checked against its project's working tree now; None when it has
+        none or this daemon has not seen where the project is checked out."""
+        return self.anchors.report(memory)
+
+    def about_file(self, project: str, path: str, limit: int = 5) -> builtins.list[ScoredMemory]:
+        """What is known about one file (a repository-relative path): current memories of the
+        project anchored to it, most important first, each with its anchor report."""
+        found = self.anchors.about_file(project, path, limit)
+        self.usage.apply([f.memory for f in found])
+        return found
+
+    def reanchor(self, memory_id: str, specs: Sequence[str] | None = None) -> Memory:
+        """Capture a memory's anchors again: where ``specs`` say, or (None) where they are now."""
+        return self.usage.apply([self.anchors.reanchor(self.resolve_id(memory_id), specs)])[0]
+
+    def confirm(self, memory_id: str) -> Memory:
+        """A user says the memory is still true: its anchors are captured as the code is now."""
+        return self.usage.apply([self.anchors.reanchor(self.resolve_id(memory_id), None, confirm=True)])[0]
 
     def mark_used(self, memories: Sequence[Memory]) -> None:
         """Count one use of each memory that reached the model. Hooks retrieve more than they

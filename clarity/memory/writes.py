@@ -4,13 +4,9 @@ The slow part of a store (the embedding) is computed before the lock is taken, s
 stores encode in parallel and only the duplicate checks and the upsert are serialised. Bulk
 deletes take the lock one batch at a time, so hooks keep being served meanwhile.
 
-With ``retrieval.lexical_context_chars`` set, a memory with a session gets, in its lexical text
-only, the text of the previous memory of the same session and scope (its ``lexical_context``,
-kept in the payload so every later rebuild of the lexical vector reproduces it): a question often
-names what the turn before the answer said. It is off by default: on LoCoMo dev it raised
-recall@10 by 3 points, on LongMemEval dev it lowered turn recall@10 by 5 (the turn after the
-answer matches as well as the answer); in the embedded text it cost 5-10 points, so the dense
-vector and the content stay the memory's own (docs/benchmarks.md).
+A memory with a session is linked to the memory before it, whose text (when short) its lexical
+text takes in; every write here keeps those links true (``session_links.py``): a forgotten
+memory's words must not keep finding the memory after it.
 """
 
 from __future__ import annotations
@@ -26,16 +22,18 @@ from typing import Any
 from clarity.config import Settings
 from clarity.embedding import EmbeddingProvider, LexicalEncoder, ModelNotReady
 from clarity.exchange import ImportBatch, ImportSummary
+from clarity.memory.lexical_upgrade import upgrade_lexical
 from clarity.memory.records import (
     MemoryNotFound,
     RecordReader,
     fact_tokens,
-    index_text,
     new_memory,
     redacted,
     store_scope,
 )
-from clarity.memory.supersede import SUPERSEDABLE, Verdict, candidates, eligible, supersedes
+from clarity.memory.session_links import NO_LINK, Link, SessionLinks
+from clarity.memory.supersede import SUPERSEDABLE
+from clarity.memory.supersede_step import SUPERSEDE_NEIGHBOURS, mark_superseded, replaced_by, shown
 from clarity.memory.usage import UsageCounts, recorded_use
 from clarity.models import (
     MAX_PREVIOUS_VERSIONS,
@@ -43,52 +41,26 @@ from clarity.models import (
     Memory,
     MemoryCreate,
     MemoryPatch,
-    MemoryType,
     PreviousVersion,
-    Source,
     content_hash,
     parse_memory_id,
     saturating_add,
     utcnow,
 )
-from clarity.requests import DeleteResult, StoreResult, Superseded
+from clarity.requests import DeleteResult, StoreResult
 from clarity.store.base import Hit, MemoryFilter, PointData, VectorStore
 from clarity.store.space import InsufficientStorage
-from clarity.text import cut, one_line
 
 log = logging.getLogger(__name__)
 
 _FORGET_BATCH = 256
 BACKFILL_RETRY_SECONDS = 30.0  # how often a backfill stopped by a full disk tries again
-LEXICAL_CONTEXT = "lexical_context"  # the payload key of the previous memory's text
-SUPERSEDED_SHOWN_CHARS = 200  # an older memory's text in a store's answer, on one line
-_REASON_CHARS = 200
-# Neighbours a single store checks for a value it replaces. Three (``supersede.MAX_CANDIDATES``)
-# missed 33 of 200 new values where a project holds many lookalike statements ("ledger-47 listens
-# on 30047" ranks under "ledger-55 ..."), ten none; the detector refuses those lookalikes (two
-# values differ). At 10,000 memories the search and checks take 1.35 ms p50 (three: 1.13 ms), where
-# the merge search alone took 0.44 ms, of a 5.7 ms store (scripts/bench/supersede_store.py).
-SUPERSEDE_NEIGHBOURS = 10
-_KINDS = frozenset(kind.value for kind in MemoryType)
-_SOURCES = frozenset(source.value for source in Source)
+SUPERSEDE_CHECK = "supersede_check"  # "pending": stored alone without the model; checked at backfill
 
 
-def reason(verdict: Verdict) -> str:
-    """What changed, as the dashboard and a store's answer show it: ``6543 -> 6544``."""
-    if verdict.rule == "negation":
-        return "no longer true"
-    return cut(f"{verdict.old_value} -> {verdict.new_value or 'none'}", _REASON_CHARS)
-
-
-def lexical_text(memory: Memory, context: str | None) -> str:
-    """What the lexical index sees: the content and tags, then the session's previous memory."""
-    text = index_text(memory)
-    return f"{text} {context}" if context else text
-
-
-def stored_context(payload: dict[str, Any]) -> str | None:
-    value = payload.get(LEXICAL_CONTEXT)
-    return value if isinstance(value, str) and value else None
+def _created(hit: Hit) -> float:
+    value = hit.payload.get("created_at")
+    return float(value) if isinstance(value, int | float) else float("inf")
 
 
 class MemoryWriter:
@@ -109,6 +81,7 @@ class MemoryWriter:
         self.lexical = lexical
         self.records = records
         self.usage = usage
+        self.links = SessionLinks(store, lexical, settings.retrieval.lexical_context_max_chars)
         self.closed = False
         self._lock = threading.Lock()
 
@@ -118,7 +91,9 @@ class MemoryWriter:
         with self._lock:
             yield
 
-    def store(self, request: MemoryCreate, project: str | None = None) -> StoreResult:
+    def store(
+        self, request: MemoryCreate, project: str | None = None, anchors: list[dict[str, Any]] | None = None
+    ) -> StoreResult:
         request = redacted(request)
         scope = store_scope(request.scope, project)
         content = request.content
@@ -126,8 +101,8 @@ class MemoryWriter:
         # A superseded memory stated again is current again: stored anew, it supersedes in turn.
         same_text = MemoryFilter(scopes=[scope], content_hash=digest, exclude_superseded=True)
         dense = None if self.db.newest(same_text, limit=1) else self._embed_if_ready(content)
-        now = utcnow()
         with self._lock:
+            now = utcnow()  # under the lock: stores are made in the order their session links them
             existing, _ = self.records.read(self.db.newest(same_text, limit=1))
             if existing:
                 memory = existing[0]
@@ -135,6 +110,8 @@ class MemoryWriter:
             if dense is None:  # deleted since the check above, or the model just became ready
                 dense = self._embed_if_ready(content)
             memory = new_memory(request, scope, content, now)
+            memory.anchors = anchors or []
+            memory.shared = request.shared  # as the team tier's gate decided (``MemoryService.store``)
             near = self._neighbours(memory, dense)
             threshold = self.settings.retrieval.near_duplicate_similarity
             same_kind = [hit for hit in near if hit.payload.get("memory_type") == memory.memory_type.value]
@@ -143,25 +120,12 @@ class MemoryWriter:
             if twins and fact_tokens(twins[0].content) == fact_tokens(content):
                 twin = twins[0]
                 return StoreResult(id=twin.id, status="merged", memory=self._bump(twin, request, now))
-            replaced = self._replaced(memory, near)
+            replaced = replaced_by(self.records, memory, near)
             memory.supersedes = [old.id for old, _ in replaced]
-            self.db.upsert([self._point(memory, dense, self._contexts([memory])[0])])
-            for old, verdict in replaced:  # after the new one is in: a crash between leaves both current
-                self.db.set_payload(
-                    old.id,
-                    {
-                        "superseded_by": memory.id,
-                        "superseded_at": now.timestamp(),
-                        "supersede_reason": reason(verdict),
-                    },
-                )
-        superseded = [
-            Superseded(
-                id=old.id, content=one_line(old.content, SUPERSEDED_SHOWN_CHARS), reason=reason(verdict)
-            )
-            for old, verdict in replaced
-        ]
-        return StoreResult(id=memory.id, status="created", memory=memory, superseded=superseded)
+            self.db.upsert([self._point(memory, dense, self.links.for_batch([memory])[0], check_later=True)])
+            # After the new one is in: a crash between leaves both current.
+            mark_superseded(self.db, memory.id, replaced, now)
+        return StoreResult(id=memory.id, status="created", memory=memory, superseded=shown(replaced))
 
     def _neighbours(self, memory: Memory, dense: list[float] | None) -> list[Hit]:
         """One dense search serves both checks of a single store: its best hit of the same kind for
@@ -176,31 +140,12 @@ class MemoryWriter:
         flt = MemoryFilter(scopes=[memory.scope], memory_types=kinds, exclude_superseded=True)
         return self.db.search(dense, None, flt, limit, mode="dense")
 
-    def _replaced(self, memory: Memory, near: list[Hit]) -> list[tuple[Memory, Verdict]]:
-        """The older memories among ``near`` (cosines, best first) that ``memory`` states a new
-        value for: close enough to share a subject (``candidates``), kinds that can be replaced
-        (``eligible``), and the detector's verdict (``supersedes``), run on the stored text so
-        that only a memory it replaces is read into a record."""
-        wanted = set(candidates([(hit.id, hit.score) for hit in near], SUPERSEDE_NEIGHBOURS))
-        found = []
-        for hit in near:
-            text, kind, source = (hit.payload.get(key) for key in ("content", "memory_type", "source"))
-            if (
-                hit.id not in wanted
-                or not isinstance(text, str)
-                or kind not in _KINDS
-                or source not in _SOURCES
-            ):
-                continue
-            if not eligible(memory.memory_type, MemoryType(kind), memory.source, Source(source)):
-                continue
-            verdict = supersedes(memory.content, text)
-            if verdict is not None:
-                olds, _ = self.records.read([hit])
-                found += [(old, verdict) for old in olds]
-        return found
-
-    def store_many(self, requests: Sequence[MemoryCreate], project: str | None = None) -> list[StoreResult]:
+    def store_many(
+        self,
+        requests: Sequence[MemoryCreate],
+        project: str | None = None,
+        anchors: Sequence[list[dict[str, Any]]] | None = None,
+    ) -> list[StoreResult]:
         """Bulk store for imports: one embedding batch, one hash lookup, one upsert.
 
         Exact duplicates (by content hash, in the database or earlier in the batch) are counted,
@@ -219,13 +164,14 @@ class MemoryWriter:
             )
             for i, request in enumerate(requests)
         ]
+        for draft, anchored in zip(drafts, anchors or (), strict=False):
+            draft.anchors = anchored
         vectors = self.embedder.embed_documents([d.content for d in drafts])
         results: list[StoreResult] = []
         with self._lock:
             known = self._by_hash(drafts)
-            contexts = self._contexts(drafts)
-            points = []
-            for draft, request, vector, context in zip(drafts, requests, vectors, contexts, strict=True):
+            kept: list[tuple[Memory, list[float]]] = []
+            for draft, request, vector in zip(drafts, requests, vectors, strict=True):
                 twin = known.get((draft.scope, draft.content_hash))
                 if twin is not None:
                     results.append(
@@ -233,9 +179,10 @@ class MemoryWriter:
                     )
                     continue
                 known[(draft.scope, draft.content_hash)] = draft
-                points.append(self._point(draft, vector, context))
+                kept.append((draft, vector))
                 results.append(StoreResult(id=draft.id, status="created", memory=draft))
-            self.db.upsert(points)
+            links = self.links.for_batch([draft for draft, _ in kept])
+            self.db.upsert([self._point(d, v, link) for (d, v), link in zip(kept, links, strict=True)])
         return results
 
     def put_memories(
@@ -259,20 +206,23 @@ class MemoryWriter:
         with self._lock:
             existing = {hit.id for hit in self.db.get([m.id for m in memories])}
             known = self._by_hash(memories)
-            contexts = self._contexts(memories)
-            points = []
-            written: list[Memory] = []
-            for memory, vector, context in zip(memories, vectors, contexts, strict=True):
+            written: list[tuple[Memory, list[float] | None]] = []
+            for memory, vector in zip(memories, vectors, strict=True):
                 twin = known.get((memory.scope, memory.content_hash))
                 if memory.id not in existing and twin is not None and twin.id != memory.id:
                     counts["duplicate"] += 1
                     continue
                 known[(memory.scope, memory.content_hash)] = memory
                 counts["replaced" if memory.id in existing else "created"] += 1
-                points.append(self._point(memory, vector, context))
-                written.append(memory)
+                written.append((memory, vector))
+            links = self.links.for_batch([memory for memory, _ in written])
+            points = [self._point(m, v, link) for (m, v), link in zip(written, links, strict=True)]
             self.db.upsert(points, replaces_existing=bool(existing))
-            self.usage.set({memory.id: recorded_use(memory) for memory in written})
+            # Records can land amid a session's stored memories, and a replaced one can change
+            # text or session: the memories after them are linked again.
+            self.links.check_sessions([memory for memory, _ in written])
+            self.links.relink_next([memory.id for memory, _ in written if memory.id in existing])
+            self.usage.set({memory.id: recorded_use(memory) for memory, _ in written})
         return counts
 
     def import_batch(self, batch: ImportBatch) -> ImportSummary:
@@ -296,8 +246,9 @@ class MemoryWriter:
         counts = self.put_memories(records, vectors)
         return ImportSummary(**counts, vectors_reused=reused, vectors_computed=len(records) - reused)
 
-    def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
-        changes = redacted(patch).model_dump(exclude_unset=True)
+    def update(self, memory_id: str, patch: MemoryPatch, unshare: bool = False) -> Memory:
+        """``unshare``: the patch held a secret, so a shared memory turns personal (``clarity.team``)."""
+        changes = redacted(patch).model_dump(exclude_unset=True) | ({"shared": False} if unshare else {})
         # Read and write under one lock: a delete or a dedup bump in between must not be undone
         # by writing back what was read before it.
         with self._lock:
@@ -310,12 +261,14 @@ class MemoryWriter:
                 updated.previous_versions = [before, *memory.previous_versions][:MAX_PREVIOUS_VERSIONS]
             if content_changed or "tags" in changes:
                 stored = self.db.get([memory.id], with_vectors=not content_changed)
-                context = stored_context(stored[0].payload) if stored else None
+                link = Link.of(stored[0].payload) if stored else NO_LINK
                 if content_changed:
                     dense = self._embed_if_ready(updated.content)
                 else:
                     dense = stored[0].dense if stored else None
-                self.db.upsert([self._point(updated, dense, context)], replaces_existing=True)
+                self.db.upsert([self._point(updated, dense, link)], replaces_existing=True)
+                if content_changed:  # the next memory's lexical text holds the old text
+                    self.links.relink_next([memory.id])
             else:
                 self.db.set_payload(memory.id, updated.to_payload())
         return updated
@@ -328,6 +281,7 @@ class MemoryWriter:
                 raise MemoryNotFound(memory_id)
             self.db.delete([memory_id])
             self.usage.forget([memory_id])
+            self.links.relink_next([memory_id], purge=True)
             self._revive(memory_id, found[0].payload.get("supersedes"))
         return DeleteResult(id=memory_id, deleted=True)
 
@@ -350,11 +304,15 @@ class MemoryWriter:
         while count is None or deleted < count:
             batch = _FORGET_BATCH if count is None else min(_FORGET_BATCH, count - deleted)
             with self._lock:
-                ids = [hit.id for hit in self.db.newest(flt, limit=batch, sort="oldest")]
+                hits = self.db.newest(flt, limit=batch, sort="oldest")
+                ids = [hit.id for hit in hits]
                 if not ids or previous.issuperset(ids):
                     break  # nothing left, or the engine did not apply the last delete: never spin
                 self.db.delete(ids)
                 self.usage.forget(ids)
+                self.links.relink_next(ids, purge=True)
+                for hit in hits:  # as one delete: what a forgotten memory replaced is current again
+                    self._revive(hit.id, hit.payload.get("supersedes"))
             previous = set(ids)
             deleted += len(ids)
         return deleted
@@ -378,52 +336,25 @@ class MemoryWriter:
         memory.importance = max(memory.importance, request.importance)
         memory.occurrences = saturating_add(memory.occurrences)
         memory.updated_at = now
+        memory.shared = memory.shared or request.shared  # stored again to share it: now it is
         payload = memory.to_payload()
         self.db.set_payload(
             memory.id,
-            {k: payload[k] for k in ("tags", "importance", "occurrences", "updated_at")},
+            {k: payload[k] for k in ("tags", "importance", "occurrences", "updated_at", "shared")},
         )
         return memory
 
-    def _point(self, memory: Memory, dense: list[float] | None, context: str | None) -> PointData:
-        """A memory without a dense vector is marked, so ``backfill_vectors`` finds it later."""
-        payload = memory.to_payload()
+    def _point(
+        self, memory: Memory, dense: list[float] | None, link: Link, check_later: bool = False
+    ) -> PointData:
+        """A memory without a dense vector is marked, so ``backfill_vectors`` finds it later;
+        ``check_later``: and makes then the supersede check a single store makes."""
+        payload = link.apply(memory.to_payload())
         if dense is None:
             payload["vector_state"] = "pending"
-        if context:
-            payload[LEXICAL_CONTEXT] = context
-        return PointData(memory.id, dense, self.lexical.document(lexical_text(memory, context)), payload)
-
-    def _cap(self, text: str) -> str | None:
-        limit = self.settings.retrieval.lexical_context_chars
-        return cut(text, limit) if limit and text else None
-
-    def _previous(self, scope: str, session_id: str, before: datetime) -> str | None:
-        """The capped text of the newest stored memory of the session in ``scope`` created before
-        ``before`` (half a microsecond: a bulk store spaces its memories by one); one indexed lookup."""
-        flt = MemoryFilter(scopes=[scope], session_id=session_id, created_to=before.timestamp() - 5e-7)
-        hits = self.db.newest(flt, limit=1)
-        content = hits[0].payload.get("content") if hits else None
-        return self._cap(content) if isinstance(content, str) else None
-
-    def _contexts(self, memories: Sequence[Memory]) -> list[str | None]:
-        """Each memory's lexical context: the memory before it in its session (scope and session
-        id), in creation order, from this batch (duplicates included: a turn repeated is still the
-        turn before) or else the store."""
-        contexts: list[str | None] = [None] * len(memories)
-        if not self.settings.retrieval.lexical_context_chars:
-            return contexts
-        last: dict[tuple[str, str], str | None] = {}
-        for i in sorted(range(len(memories)), key=lambda i: memories[i].created_at):
-            memory = memories[i]
-            if not memory.session_id:
-                continue
-            key = (memory.scope, memory.session_id)
-            if key not in last:
-                last[key] = self._previous(memory.scope, memory.session_id, memory.created_at)
-            contexts[i] = last[key]
-            last[key] = self._cap(memory.content)
-        return contexts
+            if check_later and memory.memory_type in SUPERSEDABLE:
+                payload[SUPERSEDE_CHECK] = "pending"
+        return PointData(memory.id, dense, self.lexical.document(link.text(memory)), payload)
 
     def _embed_if_ready(self, text: str) -> list[float] | None:
         """A single write never waits for the model: until it is loaded, memories are stored with
@@ -449,12 +380,18 @@ class MemoryWriter:
                 # Re-read under the lock: an update or delete meanwhile wins over this backfill.
                 hits: dict[str, Hit] = {h.id: h for h in self.db.get([m.id for m in memories])}
                 current = {m.id: m for m in self.records.read(list(hits.values()))[0]}
-                points = [
-                    self._point(current[m.id], vector, stored_context(hits[m.id].payload))
+                kept = [
+                    (current[m.id], vector)
                     for m, vector in zip(memories, vectors, strict=True)
                     if m.id in current and current[m.id].content == m.content
                 ]
+                points = [
+                    self._point(memory, vector, Link.of(hits[memory.id].payload)) for memory, vector in kept
+                ]
                 self.db.upsert(points, replaces_existing=True)
+                for memory, vector in sorted(kept, key=lambda pair: pair[0].created_at):
+                    if hits[memory.id].payload.get(SUPERSEDE_CHECK) == "pending":
+                        self._supersede_late(memory, vector)
             done += len(points)
             if not points and len(memories) == len(pending):
                 break
@@ -462,8 +399,24 @@ class MemoryWriter:
             log.info("dense vectors backfilled for %d memories stored while the model was unavailable", done)
         return done
 
+    def _supersede_late(self, memory: Memory, dense: list[float] | None) -> None:
+        """The supersede check a single store makes with its vector, made once the vector came
+        (the memory was stored while the model was loading): against older memories only, as
+        the store would have been."""
+        near = [h for h in self._neighbours(memory, dense) if _created(h) < memory.created_at.timestamp()]
+        olds = replaced_by(self.records, memory, near)
+        if olds:
+            self.db.set_payload(memory.id, {"supersedes": [old.id for old, _ in olds]})
+            mark_superseded(self.db, memory.id, olds, utcnow())
+
+    def upgrade_lexical(self) -> int:
+        """Re-encode the lexical vectors an older encoder made (``lexical_upgrade.py``)."""
+        return upgrade_lexical(self.db, self.lexical, self.paused, lambda: self.closed)
+
     def start_background(self) -> None:
-        """Once the model is ready, backfill what was stored without it (a daemon thread)."""
+        """Re-encode what an older lexical encoder made, and once the model is ready, backfill
+        what was stored without it (daemon threads)."""
+        threading.Thread(target=self.upgrade_lexical, name="clarity-lexical-upgrade", daemon=True).start()
 
         def run() -> None:
             try:

@@ -7,7 +7,7 @@ with ``fuse_scores``, so a query ranks the same way on either engine.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
@@ -31,10 +31,14 @@ PAYLOAD_INDEXES: dict[str, Literal["keyword", "float"]] = {
     "vector_state": "keyword",  # "pending" until a memory stored without the model gets its dense vector
     "session_id": "keyword",  # a new memory's lexical context is the previous memory of its session
     "superseded_at": "float",  # set on a memory a newer one replaced: reads leave those out
+    "anchor_paths": "keyword",  # the files a memory is anchored to: per-file recall (PreToolUse Read/Edit)
+    "previous_id": "keyword",  # the memory before it in its session: found again when that one changes
+    "lexical_version": "float",  # the encoding of its lexical vector: older ones are re-encoded
+    "changed_at": "float",  # team server only (clarity/team/store.py): its change time, /changes scrolls by it
 }
 
 # Orders a page of memories can be listed in: (payload key, newest/highest first).
-SortOrder = Literal["newest", "oldest", "importance", "updated"]
+SortOrder = Literal["newest", "oldest", "importance", "updated", "changed"]
 # Ids read per request by ``VectorStore.ids``: ids alone are small, so few round trips.
 ID_PAGE = 10_000
 
@@ -43,6 +47,7 @@ SORT_KEYS: dict[str, tuple[str, bool]] = {
     "oldest": ("created_at", False),
     "importance": ("importance", True),
     "updated": ("updated_at", True),
+    "changed": ("changed_at", False),  # the team server's changes, oldest first
 }
 
 
@@ -85,6 +90,10 @@ class MemoryFilter:
     importance_max: float | None = None
     pending_vector: bool | None = None
     session_id: str | None = None
+    anchor_path: str | None = None  # memories anchored to this repository-relative path
+    previous_ids: list[str] | None = None  # memories whose previous memory (``previous_id``) is one of these
+    lexical_version_below: int | None = None  # memories whose lexical vector an older encoding made
+    changed_from: float | None = None  # team server: points whose ``changed_at`` is at least this
     exclude_ids: list[str] = field(default_factory=list)
     # Leave out memories a newer one superseded (``superseded_at`` set). Off by default, as the
     # writes' own lookups (deletes, backfill, imports' duplicate checks) must see every record;
@@ -104,6 +113,10 @@ class MemoryFilter:
             or self.importance_max is not None
             or self.pending_vector is not None
             or self.session_id is not None
+            or self.anchor_path is not None
+            or self.previous_ids is not None
+            or self.lexical_version_below is not None
+            or self.changed_from is not None
             or self.exclude_ids
             or self.exclude_superseded
         )
@@ -123,11 +136,21 @@ class SearchQuery:
     lexical_weight: float = 1.0
 
 
+# Makes a stored record's lexical vector again from its payload: (the vector, the whole payload
+# to keep). ``clarity.embedding.lexical.LexicalEncoder.reencode``.
+Reencode = Callable[[dict[str, Any]], tuple[Sparse, dict[str, Any]]]
+
+
 class VectorStore(Protocol):
     engine: str
     location: str
 
-    def upsert(self, points: Sequence[PointData], replaces_existing: bool = False) -> None: ...
+    def upsert(
+        self, points: Sequence[PointData], replaces_existing: bool = False, purge_replaced: bool = False
+    ) -> None:
+        """Write whole points. ``purge_replaced``: the copies they replace hold text that must
+        leave the disk (a deleted memory's, in its next memory's lexical context), as a delete's."""
+        ...
 
     def delete(self, ids: Sequence[str]) -> None: ...
 
@@ -169,6 +192,16 @@ class VectorStore(Protocol):
         ...
 
     def facet(self, key: str, flt: MemoryFilter | None = None, limit: int = 100) -> dict[str, int]: ...
+
+    def reencode_lexical(self, reencode: Reencode, version: int, limit: int) -> int:
+        """Re-encode, in place, up to ``limit`` records whose ``lexical_version`` is below
+        ``version`` (``reencode`` makes the vector and payload from the payload); the number
+        done, 0 when nothing is left for this call to do. The caller holds writes back meanwhile:
+        an update between the read and the write would be undone. The embedded engine does its
+        active shard so and has a build rewrite the segments that hold such records (a change in
+        place moves a point out of its segment's index); ``count(MemoryFilter(
+        lexical_version_below=version))`` says when all are done."""
+        ...
 
     def info(self) -> dict[str, Any]: ...
 

@@ -24,6 +24,7 @@ from clarity.store.base import (
     Hit,
     MemoryFilter,
     PointData,
+    Reencode,
     SearchQuery,
     SortOrder,
     VectorStore,
@@ -76,7 +77,19 @@ def server_filter(flt: MemoryFilter | None) -> models.Filter | None:
         must.append(models.FieldCondition(key="vector_state", match=models.MatchValue(value="pending")))
     if flt.session_id is not None:
         must.append(models.FieldCondition(key="session_id", match=models.MatchValue(value=flt.session_id)))
+    if flt.anchor_path is not None:
+        must.append(models.FieldCondition(key="anchor_paths", match=models.MatchValue(value=flt.anchor_path)))
+    if flt.previous_ids is not None:
+        must.append(
+            models.FieldCondition(key="previous_id", match=models.MatchAny(any=list(flt.previous_ids)))
+        )
+    if flt.changed_from is not None:
+        must.append(models.FieldCondition(key="changed_at", range=models.Range(gte=flt.changed_from)))
     must_not: list[Any] = [models.HasIdCondition(has_id=list(flt.exclude_ids))] if flt.exclude_ids else []
+    if flt.lexical_version_below is not None:  # as superseded_at: a record without one matches no range
+        must_not.append(
+            models.FieldCondition(key="lexical_version", range=models.Range(gte=flt.lexical_version_below))
+        )
     if flt.exclude_superseded:  # as the embedded engine: null (never superseded) matches no range
         must_not.append(models.FieldCondition(key="superseded_at", range=models.Range(gte=0.0)))
     return models.Filter(must=must or None, must_not=must_not or None)
@@ -130,6 +143,8 @@ class ServerStore(VectorStore):
             hnsw_config=models.HnswConfigDiff(
                 m=index.m, ef_construct=index.ef_construct, full_scan_threshold=index.full_scan_threshold
             ),
+            shard_number=self._settings.shard_number,
+            replication_factor=self._settings.replication_factor,
         )
         self._ensure_payload_indexes(set())
 
@@ -140,7 +155,11 @@ class ServerStore(VectorStore):
             if field_name not in existing:
                 self.client.create_payload_index(self.collection, field_name, _INDEX_KIND[kind], wait=True)
 
-    def upsert(self, points: Sequence[PointData], replaces_existing: bool = False) -> None:
+    def upsert(
+        self, points: Sequence[PointData], replaces_existing: bool = False, purge_replaced: bool = False
+    ) -> None:
+        """``purge_replaced`` asks nothing more here: what the server keeps of a replaced point is
+        the server's business (its own WAL and optimizer)."""
         if not points:
             return
         structs = []
@@ -236,6 +255,36 @@ class ServerStore(VectorStore):
             self.collection, key, facet_filter=server_filter(flt), limit=limit, exact=True
         )
         return {str(hit.value): hit.count for hit in response.hits}
+
+    def reencode_lexical(self, reencode: Reencode, version: int, limit: int) -> int:
+        """One batch: the records still below ``version``, their lexical vectors and payloads
+        replaced in one request (the server re-indexes them itself)."""
+        records, _ = self.client.scroll(
+            self.collection,
+            scroll_filter=server_filter(MemoryFilter(lexical_version_below=version)),
+            limit=limit,
+            with_payload=True,
+            with_vectors=False,
+        )
+        operations: list[Any] = []
+        for record in records:
+            (indices, values), payload = reencode(record.payload or {})
+            vector = {LEXICAL: models.SparseVector(indices=indices, values=values)}
+            operations.append(
+                models.UpdateVectorsOperation(
+                    update_vectors=models.UpdateVectors(
+                        points=[models.PointVectors(id=record.id, vector=vector)]
+                    )
+                )
+            )
+            operations.append(
+                models.OverwritePayloadOperation(
+                    overwrite_payload=models.SetPayload(payload=payload, points=[record.id])
+                )
+            )
+        if operations:
+            self.client.batch_update_points(self.collection, operations, wait=True)
+        return len(records)
 
     def flush(self) -> None:
         """Writes use wait=True, so an acknowledged write is already durable on the server."""

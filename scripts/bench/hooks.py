@@ -1,6 +1,7 @@
 """What Claude Code waits per hook, per event, for http and command hooks, at several store sizes.
 
     .venv/bin/python scripts/bench/hooks.py [--quick] [--sizes 1000,10000,100000] [--calls 500] [--out DIR]
+        [--parts events,anchors] [--anchor-calls 300]
 
 For each size N: a storage root is filled with N memories (half of them in the benchmark
 project's scope; real embeddings up to 20k, derived vectors above, see common.py) through the
@@ -19,6 +20,21 @@ Floors, measured in the same run: a bare loopback HTTP round trip (a minimal std
 own process answering 200 {} to a POST on a fresh connection), the daemon's GET /healthz, and for
 command hooks the same analyzer posting to the bare server (process start + one POST).
 Learning that tool events queue is drained between events, so one event does not pay for another.
+
+Anchors (``--parts anchors``): the benchmark's git repository gets ten committed modules, and the
+store, on top of its N memories, 10 memories anchored to them ("zephyrledger ...", lines 1-5 of
+one module each), the same 10 texts unanchored ("quasarledger ..."), and 2 more anchored to each
+module. Over http, with a new session per call so every reply is composed in full, alternating
+call by call so both sides see the same load:
+
+- the prompt hook for a prompt whose 10 candidates are the anchored ones vs the unanchored ones
+  (each candidate's anchors checked: a ``stat`` while the file is unchanged), then again after a
+  line of every module changed (each candidate flagged "may be out of date");
+- PreToolUse of Read on an anchored module (per-file recall: 3 memories anchored there) vs on a
+  module nothing is anchored to.
+
+The search the prompt hook runs is replayed once per side through /api/search to show how many
+of its candidates are anchored. The 1-minute load is printed with every figure.
 """
 
 from __future__ import annotations
@@ -33,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -174,6 +191,184 @@ def run_command(argv: list[str], body: bytes, project: str) -> float:
     return elapsed
 
 
+ANCHORED_MODULES = 10
+MODULE = """def compute_{k}(ledger):
+    total = 0
+    for entry in ledger:
+        total += entry.amount_{k}
+    return total
+
+
+def reset_{k}(ledger):
+    ledger.clear()
+"""
+
+
+def git(project: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(project), "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+def anchored_modules(project: Path) -> None:
+    """Ten modules and one more that nothing will be anchored to, committed; then a wait past
+    ``anchors.RACY_NS``, so the anchors are captured on settled files as they usually are."""
+    src = project / "src"
+    src.mkdir(exist_ok=True)
+    for k in range(ANCHORED_MODULES):
+        (src / f"mod_{k}.py").write_text(MODULE.format(k=k))
+    (src / "plain.py").write_text("VALUE = 1\n")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "modules")
+    time.sleep(2.1)
+
+
+def store_anchor_memories(url: str, project: str) -> None:
+    def store(content: str, kind: str, anchors: list[str] | None) -> None:
+        body: dict[str, Any] = {"content": content, "memory_type": kind}
+        if anchors:
+            body["anchors"] = anchors
+        answer = httpx.post(
+            f"{url}/api/memories", json=body, headers={"X-Clarity-Project": project}, timeout=60
+        )
+        if answer.status_code != 201:
+            raise SystemExit(f"storing an anchor memory: HTTP {answer.status_code} {answer.text}")
+
+    for k in range(ANCHORED_MODULES):
+        text = f"compute_{k} sums amount_{k} over the ledger entries and returns the running total"
+        store(f"zephyrledger {k}: {text}", "fact", [f"src/mod_{k}.py:1-5"])
+        store(f"quasarledger {k}: {text}", "fact", None)
+        store(
+            f"the nightly job clears the ledger with reset_{k} before it runs",
+            "decision",
+            [f"src/mod_{k}.py"],
+        )
+        store(f"amount_{k} must be a Decimal: float sums drifted by a cent", "fix", [f"src/mod_{k}.py:1-5"])
+
+
+def anchored_candidates(url: str, project: str, prompt: str) -> int:
+    """How many of the prompt hook's 10 candidates for ``prompt`` carry anchors."""
+    body = {"query": prompt, "limit": 10, "scope": "default"}
+    found = httpx.post(f"{url}/api/search", json=body, headers={"X-Clarity-Project": project}, timeout=60)
+    return sum(1 for hit in found.json()["results"] if hit.get("anchors"))
+
+
+def alternating(
+    port: int, sides: dict[str, Any], calls: int, bar: Any, label: str
+) -> dict[str, dict[str, Any]]:
+    """``calls`` hook calls per side, the sides taking turns; each side's percentiles, how many
+    replies carried context, and the 1-minute load before and after."""
+    samples: dict[str, list[float]] = {name: [] for name in sides}
+    answered = dict.fromkeys(sides, 0)
+    flagged = dict.fromkeys(sides, 0)
+    load = os.getloadavg()[0]
+    task = bar.add_task(label, total=calls * len(sides))
+    for i in range(calls):
+        names = list(sides) if i % 2 == 0 else list(reversed(sides))
+        for name in names:
+            event, payload = sides[name](i)
+            body = json.dumps(payload).encode()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                t = time.perf_counter()
+                connection.request(
+                    "POST", f"/hooks/{event}", body=body, headers={"Content-Type": "application/json"}
+                )
+                response = connection.getresponse()
+                text = response.read()
+                samples[name].append(time.perf_counter() - t)
+            finally:
+                connection.close()
+            if response.status != 200:
+                raise SystemExit(f"{label}: HTTP {response.status}")
+            answered[name] += b"additionalContext" in text
+            flagged[name] += b"may be out of date" in text
+            bar.advance(task)
+    after = os.getloadavg()[0]
+    return {
+        name: {
+            **percentiles(samples[name]),
+            "with_context": answered[name],
+            "flagged": flagged[name],
+            "load": [round(load, 2), round(after, 2)],
+        }
+        for name in sides
+    }
+
+
+def anchor_part(url: str, port: int, project: str, calls: int, console: Console) -> dict[str, Any]:
+    """The anchors part (see the module docstring)."""
+    store_anchor_memories(url, project)
+    rng = random.Random(7)
+    src = Path(project) / "src"
+
+    def prompt(word: str, series: str) -> Any:
+        """Each call its own prompt (``series`` and ``i``), so no embedding cache answers."""
+
+        def make(i: int) -> tuple[str, dict[str, Any]]:
+            payload = make_payload("UserPromptSubmit", i, rng, project)
+            payload["prompt"] = f"how does {word} compute the running total of the ledger, case {series}{i}?"
+            payload["session_id"] = f"anchors-{word}-{uuid.uuid4()}"
+            return "UserPromptSubmit", payload
+
+        return make
+
+    def read(anchored: bool) -> Any:
+        def make(i: int) -> tuple[str, dict[str, Any]]:
+            payload = fixture("PreToolUse.Edit")
+            name = f"mod_{i % ANCHORED_MODULES}.py" if anchored else "plain.py"
+            payload.update(cwd=project, session_id=f"anchors-read-{uuid.uuid4()}", tool_name="Read")
+            payload["tool_input"] = {"file_path": str(src / name)}
+            return "PreToolUse", payload
+
+        return make
+
+    cell: dict[str, Any] = {
+        "candidates": {
+            word: anchored_candidates(
+                url, project, f"how does {word} compute the running total of the ledger?"
+            )
+            for word in ("zephyrledger", "quasarledger")
+        }
+    }
+    with progress(console) as bar:
+        cell["prompt"] = alternating(
+            port,
+            {"unanchored": prompt("quasarledger", "a"), "anchored": prompt("zephyrledger", "a")},
+            calls,
+            bar,
+            "prompt: 10 anchored vs 10 unanchored candidates",
+        )
+        cell["read"] = alternating(
+            port,
+            {"nothing anchored": read(False), "3 anchored": read(True)},
+            calls,
+            bar,
+            "PreToolUse Read: per-file recall",
+        )
+        for k in range(ANCHORED_MODULES):  # one line of each anchored range changes
+            module = src / f"mod_{k}.py"
+            module.write_text(module.read_text().replace("total = 0", "total = 0  # cents"))
+        time.sleep(2.1)
+        cell["prompt_changed"] = alternating(
+            port,
+            {
+                "unanchored": prompt("quasarledger", "c"),
+                "anchored, code changed": prompt("zephyrledger", "c"),
+            },
+            calls,
+            bar,
+            "prompt: 10 anchored (code changed) vs 10 unanchored",
+        )
+    for k in range(ANCHORED_MODULES):
+        module = src / f"mod_{k}.py"
+        module.write_text(MODULE.format(k=k))  # as committed, for the next size
+    time.sleep(2.1)
+    return cell
+
+
 def main() -> None:
     p = parser(__doc__)
     p.add_argument(
@@ -181,6 +376,12 @@ def main() -> None:
     )
     p.add_argument("--calls", type=int, default=None, help="calls per event and hook type (default 500)")
     p.add_argument("--types", default="http,command", help="http, command or both")
+    p.add_argument(
+        "--parts", default="events,anchors", help="events (each event's payloads), anchors, or both"
+    )
+    p.add_argument(
+        "--anchor-calls", type=int, default=None, help="calls per side in the anchors part (default 300)"
+    )
     p.add_argument(
         "--fill-only", action="store_true", help="fill the template roots (with --workdir) and stop"
     )
@@ -191,6 +392,8 @@ def main() -> None:
     sizes = [int(s) for s in (args.sizes or ("1000" if args.quick else "1000,10000,100000")).split(",")]
     calls = args.calls or (20 if args.quick else 500)
     types = args.types.split(",")
+    parts = args.parts.split(",")
+    anchor_calls = args.anchor_calls or (20 if args.quick else 300)
     console = Console(stderr=True)
     info = machine()
     console.print(f"machine: {info}")
@@ -200,6 +403,8 @@ def main() -> None:
     project_dir = (args.workdir or work) / "hooks-project"
     project_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run(["git", "init", "-q", str(project_dir)], check=True)
+    if "anchors" in parts:
+        anchored_modules(project_dir)
     project = str(project_dir)
     scope = project_scope(project)
     rng = random.Random(5)
@@ -270,7 +475,7 @@ def main() -> None:
                     samples.append(time.perf_counter() - t)
                     bar.advance(task)
                 cell["healthz"] = percentiles(samples)
-                for kind in types:
+                for kind in types if "events" in parts else []:
                     for event in EVENTS:
                         if kind == "http" and event in HTTP_SKIPPED:
                             continue
@@ -290,13 +495,18 @@ def main() -> None:
                                 samples.append(run_command(argv, body, project))
                             bar.advance(task)
                         cell[kind][event] = percentiles(samples)
+            if "anchors" in parts:
+                cell["anchors"] = anchor_part(url, port, project, anchor_calls, console)
             cell["stats_after"] = httpx.get(f"{url}/api/stats", timeout=30).json().get("total")
         results["sizes"][str(size)] = cell
         shutil.rmtree(root, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
     if args.fill_only:
         return
-    report(results, types)
+    if "events" in parts:
+        report(results, types)
+    if "anchors" in parts:
+        report_anchors(results)
     write_results(args.out, "hooks", results, lambda fig: plot(fig, results, types))
 
 
@@ -330,6 +540,41 @@ def report(results: dict[str, Any], types: list[str]) -> None:
         ],
     )
     table.caption = "SessionStart is command-only in Claude Code (http hooks are not posted for it)"
+    Console(width=200).print(table)
+
+
+def report_anchors(results: dict[str, Any]) -> None:
+    table = Table(title="Anchored memories in the hooks, http, p50 / p95 / p99 ms (new session per call)")
+    for column in (
+        "store",
+        "series",
+        "side",
+        "p50 / p95 / p99",
+        "p50 delta",
+        "with context",
+        "flagged",
+        "load 1-min",
+    ):
+        table.add_column(column, justify="right" if column != "side" else "left")
+    for size, cell in results["sizes"].items():
+        anchors = cell.get("anchors")
+        if not anchors:
+            continue
+        for series in ("prompt", "read", "prompt_changed"):
+            sides = anchors[series]
+            base = next(iter(sides.values()))["p50"]
+            for side, stats in sides.items():
+                table.add_row(
+                    f"{int(size):,}",
+                    series,
+                    side,
+                    f"{stats['p50']:.2f} / {stats['p95']:.2f} / {stats['p99']:.2f}",
+                    f"{stats['p50'] - base:+.2f}",
+                    f"{stats['with_context']} / {stats['n']}",
+                    str(stats["flagged"]),
+                    " -> ".join(str(x) for x in stats["load"]),
+                )
+        table.caption = f"anchored candidates among the prompt hook's 10: {anchors['candidates']}"
     Console(width=200).print(table)
 
 

@@ -8,7 +8,8 @@ the provenance each door leaves: learned by the hooks (a failing command, its fi
 command, a session summary, a "remember that ..." prompt), stored by hand, imported from
 CLAUDE.md, each with its own age. Then the `mcp` SDK's client, over streamable HTTP as Claude Code
 connects, asks `retrieve_memory` a few questions (limit 5, the default) and `list_memories` and
-`memory_stats` once, stores a memory twice (new, then a duplicate) and updates it, and what
+`memory_stats` once, stores a memory twice (new, then a duplicate), updates it and stores one anchored to a file
+(`src/cart.ts:12-30`), and what
 Claude Code hands the model of each result is counted (the
 structured content as JSON when there is any, else the text blocks): characters per hit and per
 result, in the default view and, where the tool offers it, the `detail` view. The tool
@@ -205,12 +206,21 @@ async def _writes(client: Client, tools: dict[str, Any]) -> dict[str, Any]:
             "update_memory",
             {"memory_id": _stored_id(created), "content": content + " Run it before a release.", **extra},
         )
+        anchored = await client.call_tool(
+            "store_memory",
+            {
+                "content": f"The {view} cart keeps totals in cents in addItem; never use floats for prices.",
+                "anchors": ["src/cart.ts:12-30"],
+                **extra,
+            },
+        )
         figures[view] = {
             "store_chars": len(_text(created)),
             "store_again_chars": len(_text(again)),
             "update_chars": len(_text(updated)),
+            "store_anchored_chars": len(_text(anchored)),
         }
-        figures[f"sample_{view}"] = [_text(created), _text(again), _text(updated)]
+        figures[f"sample_{view}"] = [_text(created), _text(again), _text(updated), _text(anchored)]
     return figures
 
 
@@ -259,7 +269,9 @@ def main() -> None:
     args = parser(__doc__).parse_args()
     with tempfile.TemporaryDirectory(prefix="clarity-mcp-results-") as work:
         root, project = Path(work) / "store", Path(work) / "shop"
-        project.mkdir()
+        (project / "src").mkdir(parents=True)
+        # The file an anchored store names (src/cart.ts:12-30): forty lines of a module.
+        (project / "src" / "cart.ts").write_text("".join(f"export const line{i} = {i};\n" for i in range(40)))
         subprocess.run(["git", "init", "-q", str(project)], check=True)
         with running_daemon(root) as url:
             api = f"{url}/api"

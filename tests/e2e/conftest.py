@@ -7,10 +7,12 @@ The CLI is found by :func:`claude_cli.find_claude` (``$CLAUDE_BIN``, the repo's
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ..daemon_util import Daemon, free_port
 from .claude_cli import PINNED_VERSION, claude_version, find_claude
 
 
@@ -50,3 +52,10 @@ def project_dir(tmp_path: Path) -> Path:
     project = tmp_path / "project"
     project.mkdir()
     return project
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    """A daemon of the test's own, ready (the model loaded), stopped after the test."""
+    with Daemon(tmp_path / "root", free_port()).running(ready=True) as running:
+        yield running

@@ -19,7 +19,7 @@ import pytest
 from clarity.hooks.learner import program_tag
 from clarity.integrations.claude_code import install
 
-from ..daemon_util import Daemon, free_port
+from ..daemon_util import Daemon
 from .claude_cli import claude_env, run_claude_p
 from .fake_anthropic import FakeAnthropic, all_text
 
@@ -69,12 +69,6 @@ def session(
         )
         assert run.ok, run.describe() + "\n" + fake.dump()
         return fake.main_requests[-1], run.session_id
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Any:
-    with Daemon(tmp_path / "root", free_port()).running(ready=True) as running:
-        yield running
 
 
 def test_the_model_gets_each_memory_once_with_its_age_and_origin(

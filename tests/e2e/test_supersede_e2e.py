@@ -12,7 +12,7 @@ import pytest
 
 from clarity.integrations.claude_code import install
 
-from ..daemon_util import Daemon, free_port
+from ..daemon_util import Daemon
 from .claude_cli import claude_env, run_claude_p
 from .fake_anthropic import FakeAnthropic, all_text, tool_results
 from .test_context_budget_e2e import hook_contexts
@@ -36,12 +36,6 @@ def _session(
 
 def _brief(body: dict[str, Any]) -> str:
     return next(text for hook, text in hook_contexts(body) if hook == "SessionStart")
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Any:
-    with Daemon(tmp_path / "root", free_port()).running(ready=True) as running:
-        yield running
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ DEVCONTAINER_COMPOSE = ".devcontainer/compose.yaml"
 DEVCONTAINER_DOCKERFILE = ".devcontainer/Dockerfile"
 ROOT_COMPOSE = "compose.yaml"
 ROOT_DOCKERFILE = "Dockerfile"
+TEAM_COMPOSE = "compose.team.yaml"
 FLAKE = "flake.nix"
 LOCK = "flake.lock"
 WORKFLOW = ".github/workflows/ci.yml"
@@ -45,6 +46,7 @@ ENV_FILES = [
     DEVCONTAINER_DOCKERFILE,
     ROOT_COMPOSE,
     ROOT_DOCKERFILE,
+    TEAM_COMPOSE,
     FLAKE,
     LOCK,
     WORKFLOW,
@@ -213,7 +215,7 @@ def test_real_files_validate(validation_runs: dict[str, Result]) -> None:
     result = _result_or_skip(validation_runs, "real")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all checks passed" in result.stdout
-    for rel in (DEVCONTAINER_JSON, DEVCONTAINER_COMPOSE, ROOT_COMPOSE, WORKFLOW, FLAKE):
+    for rel in (DEVCONTAINER_JSON, DEVCONTAINER_COMPOSE, ROOT_COMPOSE, TEAM_COMPOSE, WORKFLOW, FLAKE):
         assert f"ok: {rel}" in result.stdout, f"{rel} was not checked:\n{result.stdout}"
 
 
@@ -325,6 +327,33 @@ BROKEN: list[tuple[str, str, Callable[[Path], None], str]] = [
         "compose",
         replace_once(ROOT_COMPOSE, "  clarity:\n", "  clarity\n"),
         ROOT_COMPOSE,
+    ),
+    (
+        "team-compose-misspelled-key",
+        "compose",
+        edit_yaml(TEAM_COMPOSE, lambda d: rename_key(d["services"]["qdrant-2"], "depends_on", "depend_on")),
+        "compose-spec schema",
+    ),
+    (
+        "team-compose-missing-node",  # qdrant-2 and the team server depend on it
+        "compose",
+        edit_yaml(TEAM_COMPOSE, _drop_service("qdrant-1")),
+        "docker-compose config",
+    ),
+    (
+        "team-compose-syntax-error",
+        "compose",
+        replace_once(TEAM_COMPOSE, "        aliases: [qdrant]\n", "        aliases: [qdrant\n"),
+        TEAM_COMPOSE,
+    ),
+    (
+        "team-compose-start-interval",  # compose v2 only: docker-compose 1.29 refuses it
+        "compose",
+        edit_yaml(
+            TEAM_COMPOSE,
+            lambda d: d["services"]["qdrant-1"]["healthcheck"].__setitem__("start_interval", "1s"),
+        ),
+        "docker-compose config",
     ),
     (
         "workflow-misspelled-key",
@@ -490,6 +519,9 @@ def _qdrant_images() -> dict[str, str]:
     images = {}
     for rel in (DEVCONTAINER_COMPOSE, ROOT_COMPOSE):
         images[rel] = load_yaml(rel)["services"]["qdrant"]["image"]
+    for name, service in load_yaml(TEAM_COMPOSE)["services"].items():
+        if name.startswith("qdrant"):
+            images[f"{TEAM_COMPOSE}:{name}"] = service["image"]
     for job_name, job in load_yaml(WORKFLOW)["jobs"].items():
         service = (job.get("services") or {}).get("qdrant")
         if service:
@@ -499,7 +531,7 @@ def _qdrant_images() -> dict[str, str]:
 
 def test_qdrant_image_pinned_to_one_release_everywhere() -> None:
     images = _qdrant_images()
-    assert len(images) >= 3, images
+    assert len(images) >= 6, images
     assert len(set(images.values())) == 1, f"Qdrant image differs between files: {images}"
     (image,) = set(images.values())
     assert re.fullmatch(r"qdrant/qdrant:v\d+\.\d+\.\d+", image), f"not an exact release tag: {image}"
@@ -582,6 +614,7 @@ def _named_volume_targets(compose: dict[str, Any], service: str) -> dict[str, st
     [
         (DEVCONTAINER_COMPOSE, "workspace", DEVCONTAINER_DOCKERFILE),
         (ROOT_COMPOSE, "clarity", ROOT_DOCKERFILE),
+        (TEAM_COMPOSE, "team", ROOT_DOCKERFILE),
     ],
 )
 def test_storage_volume_is_mounted_at_the_container_users_storage_root(
@@ -673,6 +706,97 @@ def test_compose_wiring() -> None:
     assert "./clarity:/app/clarity:ro" in clarity["volumes"]
 
 
+TEAM_NODES = ["qdrant-1", "qdrant-2", "qdrant-3"]
+
+
+def _compose_default(value: object) -> str:
+    """A compose value with each ${VAR:-default} replaced by its default (what an unset
+    environment gives)."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
+
+
+def test_team_compose_cluster_wiring() -> None:
+    services = load_yaml(TEAM_COMPOSE)["services"]
+    nodes = sorted(name for name in services if name.startswith("qdrant"))
+    assert nodes == TEAM_NODES, nodes
+    first_uri = None
+    published = set()
+    aliases = None
+    for i, name in enumerate(nodes):
+        node = services[name]
+        env = {k: str(v) for k, v in node["environment"].items()}
+        assert env["QDRANT__CLUSTER__ENABLED"] == "true", name
+        p2p = env["QDRANT__CLUSTER__P2P__PORT"]
+        # Each peer is reached by its own service name on the p2p port.
+        assert env["QDRANT_URI"] == f"http://{name}:{p2p}", name
+        if i == 0:
+            assert "QDRANT_BOOTSTRAP" not in env, "the first node starts the cluster"
+            first_uri = env["QDRANT_URI"]
+            assert "depends_on" not in node
+        else:
+            assert env["QDRANT_BOOTSTRAP"] == first_uri, name
+            # One join at a time: each node waits for the one before it to be ready.
+            assert node["depends_on"] == {nodes[i - 1]: {"condition": "service_healthy"}}, name
+        # Its own volumes, at the paths the image uses.
+        named = _named_volume_targets(load_yaml(TEAM_COMPOSE), name)
+        assert named.get(QDRANT_STORAGE) == f"{name}-storage", named
+        assert named.get("/qdrant/snapshots") == f"{name}-snapshots", named
+        # HTTP on loopback only, a port of its own; the p2p port (writes!) never published.
+        (port,) = [_compose_default(p) for p in node["ports"]]
+        host, host_port, container_port = port.split(":")
+        assert (host, container_port) == ("127.0.0.1", "6333"), port
+        assert host_port not in published, port
+        published.add(host_port)
+        health = node["healthcheck"]
+        assert "/readyz" in " ".join(health["test"]) and "start_interval" not in health
+        node_aliases = node["networks"]["default"]["aliases"]
+        assert aliases in (None, node_aliases), "every node answers to the same alias"
+        aliases = node_aliases
+    assert aliases and len(aliases) == 1
+
+    team = services["team"]
+    env = {k: str(v) for k, v in team["environment"].items()}
+    # The team server reaches whichever nodes run, through the shared alias, on the HTTP port.
+    assert env["QDRANT_URL"] == f"http://{aliases[0]}:6333"
+    assert team["depends_on"] == {n: {"condition": "service_healthy"} for n in nodes}
+    assert team["command"][:3] == ["clarity", "serve", "--team"]
+    assert team["command"][team["command"].index("--port") + 1] == "8443"
+    assert [_compose_default(p).rsplit(":", 1)[1] for p in team["ports"]] == ["8443"]
+    # Two copies of every shard on three nodes: any one node can be lost; at least one shard per node.
+    shards = int(_compose_default(env["CLARITY_QDRANT__SHARD_NUMBER"]))
+    replicas = int(_compose_default(env["CLARITY_QDRANT__REPLICATION_FACTOR"]))
+    assert 2 <= replicas <= len(nodes) and shards >= len(nodes), (shards, replicas)
+    # TLS: both files inside one read-only bind mount whose host folder must be given.
+    (tls,) = [v for v in team["volumes"] if str(v).endswith(":ro")]
+    source, target, _ = str(tls).rsplit(":", 2)
+    assert source.startswith("${CLARITY_TEAM_TLS_DIR:?"), source
+    for key in ("CLARITY_TEAM__TLS_CERT", "CLARITY_TEAM__TLS_KEY"):
+        assert PurePosixPath(env[key]).parent == PurePosixPath(target), (key, env[key])
+
+
+def test_team_compose_sets_only_settings_that_exist() -> None:
+    """Each CLARITY_* name the team server gets is a setting, with a value the settings accept
+    (a misspelled name would stop the server at start-up: every section forbids unknown keys)."""
+    from pydantic import ValidationError
+
+    from clarity.config import SettingsModel, describe_validation_error
+
+    env = load_yaml(TEAM_COMPOSE)["services"]["team"]["environment"]
+    data: dict[str, Any] = {"qdrant": {"url": env["QDRANT_URL"]}}
+    for name, value in env.items():
+        if not name.startswith("CLARITY_"):
+            continue
+        section, _, key = name.removeprefix("CLARITY_").lower().partition("__")
+        assert key, f"{name}: not a section__key name"
+        data.setdefault(section, {})[key] = _compose_default(value)
+    try:
+        settings = SettingsModel.model_validate(data)
+    except ValidationError as exc:
+        pytest.fail(f"{TEAM_COMPOSE}: " + "; ".join(describe_validation_error(exc)))
+    assert settings.engine == "server"
+    assert settings.qdrant.collection == "clarity_team"
+
+
 def test_workflow_wiring() -> None:
     jobs = load_yaml(WORKFLOW)["jobs"]
     test = jobs["test"]
@@ -683,6 +807,27 @@ def test_workflow_wiring() -> None:
     devcontainer_steps = jobs["devcontainer"]["steps"]
     assert any(str(s.get("uses", "")).startswith("devcontainers/ci@") for s in devcontainer_steps)
     assert any("./scripts/test.sh" in str(s.get("with", {}).get("runCmd", "")) for s in devcontainer_steps)
+    cluster = jobs["team-cluster"]
+    runs = [str(step.get("run", "")) for step in cluster["steps"]]
+    up = [r for r in runs if f"-f {TEAM_COMPOSE}" in r and " up " in r and "qdrant-1" in r]
+    assert len(up) == 1 and up[0].split()[-len(TEAM_NODES) :] == TEAM_NODES, up
+    assert '-p "$TEAM_COMPOSE_PROJECT"' in up[0] and "--wait" in up[0]
+    # QDRANT_URL is qdrant-1 as compose.team.yaml publishes it.
+    node_port = _compose_default(load_yaml(TEAM_COMPOSE)["services"]["qdrant-1"]["ports"][0])
+    assert cluster["env"]["QDRANT_URL"] == "http://" + node_port.rsplit(":", 1)[0]
+    # Names the tests read: tests/conftest.py clears CLARITY_* before they run.
+    assert str(cluster["env"]["REQUIRE_TEAM_CLUSTER"]) == "1" and cluster["env"]["TEAM_COMPOSE_PROJECT"]
+    assert "./scripts/test.sh -k team" in runs
+    # The team server of the same file, then a memory through it onto the cluster.
+    assert any(
+        " up " in r and r.split("--wait-timeout")[1].split()[1:2] == ["team"]
+        for r in runs
+        if "--wait-timeout" in r
+    )
+    deployed = [s for s in cluster["steps"] if "-k deployed" in str(s.get("run", ""))]
+    assert deployed and str(deployed[0]["env"]["REQUIRE_TEAM_SERVER"]) == "1", deployed
+    down = [s for s in cluster["steps"] if " down -v" in str(s.get("run", ""))]
+    assert down and down[0]["if"] == "always()"
     nix_steps = jobs["nix"]["steps"]
     assert any(str(s.get("uses", "")).startswith("cachix/install-nix-action@") for s in nix_steps)
     assert any(

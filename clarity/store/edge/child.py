@@ -27,8 +27,10 @@ import os
 import sys
 from typing import Any, cast
 
-from qdrant_edge import EdgeShard, Point, ScrollRequest, UpdateOperation
+from qdrant_edge import EdgeShard, Point, ScrollRequest, SparseVector, UpdateOperation
 
+from clarity.embedding.lexical import LexicalEncoder, is_current
+from clarity.store.base import LEXICAL
 from clarity.store.edge.shard import QUANTIZATIONS, Quantization, ensure_payload_indexes, shard_config
 
 MERGE_BATCH = 512
@@ -70,17 +72,29 @@ def build(
 
 def copy_points(source: Any, target: Any, skip: set[str] | None = None) -> None:
     """Every point of ``source`` but those in ``skip``, vectors and payload as stored, into
-    ``target``; then close ``source``."""
+    ``target``; then close ``source``. A point whose lexical vector an older encoding made is
+    re-encoded from its payload on the way (``clarity.embedding.lexical``): a build is how the
+    embedded engine brings its indexed segments to the current encoding without moving their
+    points out of the index (``Writer.reencode_lexical``)."""
     offset = None
+    encoder: LexicalEncoder | None = None
     while True:
         records, offset = source.scroll(
             ScrollRequest(offset=offset, limit=MERGE_BATCH, with_payload=True, with_vector=True)
         )
-        points = [
-            Point(record.id, record.vector, record.payload or {})
-            for record in records
-            if not skip or str(record.id) not in skip
-        ]
+        points = []
+        for record in records:
+            if skip and str(record.id) in skip:
+                continue
+            vector, payload = record.vector, record.payload or {}
+            if not is_current(payload):
+                encoder = encoder or LexicalEncoder()
+                fresh, payload = encoder.reencode(payload)
+                # A point stored without a lexical vector (the team server's) keeps none.
+                stored = vector.get(LEXICAL) if isinstance(vector, dict) else None
+                if len(getattr(stored, "indices", ())):
+                    vector = {**vector, LEXICAL: SparseVector(*fresh)}
+            points.append(Point(record.id, vector, payload))
         if points:
             target.update(UpdateOperation.upsert_points(points))
         if offset is None:

@@ -94,6 +94,16 @@ def edge_filter(flt: MemoryFilter | None, exclude: AbstractSet[str] | None = Non
             must.append(FieldCondition(key="vector_state", match=MatchValue("pending")))
         if flt.session_id is not None:
             must.append(FieldCondition(key="session_id", match=MatchValue(flt.session_id)))
+        if flt.anchor_path is not None:
+            must.append(FieldCondition(key="anchor_paths", match=MatchValue(flt.anchor_path)))
+        if flt.previous_ids is not None:
+            must.append(FieldCondition(key="previous_id", match=MatchAny(list(flt.previous_ids))))
+        if flt.changed_from is not None:
+            must.append(FieldCondition(key="changed_at", range=RangeFloat(gte=flt.changed_from)))
+        if flt.lexical_version_below is not None:  # a record without a version holds no value: never >=
+            must_not.append(
+                FieldCondition(key="lexical_version", range=RangeFloat(gte=flt.lexical_version_below))
+            )
         if flt.exclude_ids:
             must_not.append(HasIdCondition(set(flt.exclude_ids)))
         if flt.exclude_superseded:  # a memory never superseded holds null there, which no range matches

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from clarity.config import IndexParams
-from clarity.store.base import PointData, VectorStore
+from clarity.store.base import PointData, Reencode, VectorStore
 from clarity.store.edge.layout import Layout
 from clarity.store.edge.reads import EdgeReads
 from clarity.store.edge.schedule import Schedule
@@ -80,11 +80,13 @@ class EdgeStore(EdgeReads, VectorStore):
 
     # -- writes -------------------------------------------------------------------------------
 
-    def upsert(self, points: Sequence[PointData], replaces_existing: bool = False) -> None:
+    def upsert(
+        self, points: Sequence[PointData], replaces_existing: bool = False, purge_replaced: bool = False
+    ) -> None:
         if not points:
             return
         self.space.check("store")
-        self.writer.upsert(points, replaces_existing)
+        self.writer.upsert(points, replaces_existing, purge_replaced)
         self.schedule.housekeep()
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -95,6 +97,12 @@ class EdgeStore(EdgeReads, VectorStore):
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         self.space.check("update")
         self.writer.set_payload(point_id, payload)
+
+    def reencode_lexical(self, reencode: Reencode, version: int, limit: int) -> int:
+        """Builds re-encode (``Writer.reencode_lexical``): the shards holding older records are
+        marked for the purge's rebuild, and none is re-encoded by this call."""
+        self.writer.reencode_lexical(version)
+        return 0
 
     def flush(self) -> None:
         self.layout.flush()
