@@ -302,6 +302,8 @@ def test_load_mixed_clients(started: Any, tmp_path: Path) -> None:
         elif current:
             windows.append((current[0], t))
             current = None
+    if current:  # still building when the probe stopped: it ran until the last sample at least
+        windows.append((current[0], max([current[1], *(t for t, *_ in probed["health"])])))
     during_build = [ms for t, ms, _ in probed["health"] if any(a <= t <= b for a, b in windows)]
 
     result = {
