@@ -122,6 +122,11 @@ def _remote_url(path: Path) -> str | None:
     return urls.get("origin") or urls[min(urls)]
 
 
+def has_remote(path: Path) -> bool:
+    """Whether the repository at ``path`` has a remote (the one git run ``_remote_url`` makes)."""
+    return _remote_url(path) is not None
+
+
 def _identity(path: Path) -> tuple[str, str, Path]:
     """(identity string, human name, root) for a resolved directory."""
     located = _git(path, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir")
@@ -197,6 +202,12 @@ def remember_roots(path: Path) -> None:
                     with contextlib.suppress(OSError, ValueError):
                         if Path(root).is_dir():
                             _roots[scope] = Path(root)
+
+
+def known_roots() -> dict[str, Path]:
+    """Every scope this process has seen a root for (those ``remember_roots`` read back included)."""
+    with _cache_lock:
+        return dict(_roots.items())
 
 
 def known_project_scope(cwd: str) -> str | None:

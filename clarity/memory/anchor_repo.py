@@ -70,7 +70,7 @@ def read_text(file: Path, info: os.stat_result) -> str:
         raise AnchorRefused(f"anchor path: {file.name!r} is not UTF-8 text") from None
 
 
-def _git_dirs(root: Path) -> tuple[Path, Path] | None:
+def git_dirs(root: Path) -> tuple[Path, Path] | None:
     """(this worktree's git dir, the common git dir) for ``root``; None outside git."""
     dot = root / ".git"
     if dot.is_dir():
@@ -92,7 +92,7 @@ def head_commit(root: Path) -> str | None:
     """The commit checked out in ``root``, read from ``.git`` (HEAD, the loose ref, packed-refs):
     tens of microseconds where ``git rev-parse HEAD`` costs milliseconds (scripts/bench/anchors.py);
     None outside git, on an unborn branch or on anything unexpected."""
-    dirs = _git_dirs(root)
+    dirs = git_dirs(root)
     if dirs is None:
         return None
     git_dir, common = dirs

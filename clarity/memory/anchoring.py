@@ -32,7 +32,7 @@ from cachetools import LRUCache
 from pydantic import ValidationError
 
 from clarity.describe import age
-from clarity.memory.anchor_repo import AnchorRefused, head_commit, paths_in_text, rename_map
+from clarity.memory.anchor_repo import AnchorRefused, git_dirs, head_commit, paths_in_text, rename_map
 from clarity.memory.anchors import Anchor, AnchorState, State, capture, check, parse_anchor_spec
 from clarity.models import MAX_ANCHORS, Memory
 
@@ -211,9 +211,9 @@ class _LazyRenames(Mapping[str, str]):
 def renames_since(root: Path, commit: str) -> dict[str, str]:
     """``anchor_repo.rename_map`` kept per (root, commit, HEAD, index mtime): one git run per
     change of the checkout, not per check."""
-    index = root / ".git" / "index"
+    dirs = git_dirs(root)  # a linked worktree's index is in its own git dir, not under .git/
     try:
-        index_mtime = index.stat().st_mtime_ns
+        index_mtime = (dirs[0] / "index").stat().st_mtime_ns if dirs else 0
     except OSError:
         index_mtime = 0
     key = (str(root), commit, head_commit(root), index_mtime)

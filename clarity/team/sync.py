@@ -23,11 +23,8 @@ when the server has been unreachable.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sqlite3
-import subprocess
 import threading
 import time
 from datetime import datetime
@@ -36,8 +33,8 @@ from typing import Any
 
 from clarity.config import Settings
 from clarity.memory import MemoryNotFound, MemoryService
-from clarity.memory.service import ROOTS_FILE
 from clarity.models import GLOBAL_SCOPE, Memory
+from clarity.project import has_remote, known_roots
 from clarity.team.client import TeamClient, TeamRefused, TeamUnreachable
 from clarity.team.outbox import FILE_NAME, Outbox, QueuedOp
 from clarity.team.protocol import OVERLAP_MS, Change, DeleteOp, PutOp, WhoAmI
@@ -57,24 +54,6 @@ def wire(memory: Memory) -> Memory:
     return memory.model_copy(update={"session_id": None, "access_count": 0, "last_accessed_at": None})
 
 
-def _has_remote(root: str) -> bool:
-    """A team project is a repository with a remote (its id comes from the remote's URL, the same
-    on every clone); a folder's own id would only tell the server a local folder's name."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    try:
-        done = subprocess.run(
-            ["git", "-c", "safe.directory=*", "-C", root, "remote"],
-            capture_output=True,
-            text=True,
-            timeout=2,
-            env={**env, "GIT_OPTIONAL_LOCKS": "0"},
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0 and bool(done.stdout.strip())
-
-
 class TeamSync:
     """The sync thread and the team tier's status on one daemon; ``start`` wires it to ``service``."""
 
@@ -83,7 +62,6 @@ class TeamSync:
         self.service = service
         self.outbox = Outbox(settings.storage.app_data_dir / FILE_NAME)
         self.client = client or TeamClient(self.team)
-        self.roots_file = settings.storage.app_data_dir / ROOTS_FILE
         self.whoami: WhoAmI | None = None
         self.user = self.outbox.fact("user")  # known offline from the last run
         self.unreachable_since: float | None = None
@@ -240,15 +218,13 @@ class TeamSync:
     def projects(self) -> list[str]:
         """The team projects to pull: those this daemon shared in, and every repository with a
         remote it has worked in (the roots ``clarity.project`` keeps)."""
-        try:
-            seen = json.loads(self.roots_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            seen = {}
         fresh = []
-        for scope, root in seen.items() if isinstance(seen, dict) else ():
-            if scope == GLOBAL_SCOPE or not isinstance(root, str) or scope in self._checked:
+        for scope, root in known_roots().items():
+            if scope == GLOBAL_SCOPE or scope in self._checked:
                 continue
-            self._checked[scope] = _has_remote(root)
+            # A team project is a repository with a remote (its id comes from the remote's URL, the
+            # same on every clone); a folder's own id would only tell the server a folder's name.
+            self._checked[scope] = has_remote(root)
             if self._checked[scope]:
                 fresh.append(scope)
         if fresh:
