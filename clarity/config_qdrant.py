@@ -6,6 +6,16 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 
+def http_url(value: str | None, refusal: str) -> str | None:
+    """A base URL as the clients join paths to it: none when empty, no trailing slash; a value
+    without an http(s) scheme is refused with ``refusal`` (pydantic names the key)."""
+    if value in (None, ""):
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(refusal)
+    return value.rstrip("/")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelled key fails loudly, as every section
 
@@ -39,8 +49,4 @@ class QdrantSettings(_Section):
     @field_validator("url")
     @classmethod
     def _url_scheme(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return http_url(value, "must start with http:// or https://")

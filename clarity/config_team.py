@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from clarity.config_qdrant import http_url
+
 
 class TeamSettings(BaseModel):
     """The team tier (docs/team.md). On a developer's daemon: where the team server is and this
@@ -34,8 +36,4 @@ class TeamSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _team_url(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with https:// (or http:// on loopback, for tests)")
-        return value.rstrip("/")
+        return http_url(value, "must start with https:// (or http:// on loopback, for tests)")

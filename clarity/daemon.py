@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from clarity.config import ConfigError, Settings
 from clarity.daemon_lookup import (
@@ -39,11 +39,26 @@ from clarity.daemon_lookup import (
 )
 from clarity.http.loopback import LOOPBACK_HOSTS
 
+T = TypeVar("T")
+
 log = logging.getLogger(__name__)
 
 
 class DaemonError(RuntimeError):
     """A start-up problem phrased for one line on the terminal."""
+
+
+def opened(open_it: Callable[[], T], what: str) -> T:
+    """``open_it()``, with what stops it said in one line: a store another process holds names
+    that process (``StoreLocked``); anything else is "cannot open <what>: <reason>"."""
+    from clarity.store import StoreLocked
+
+    try:
+        return open_it()
+    except StoreLocked as exc:
+        raise DaemonError(str(exc)) from exc
+    except Exception as exc:
+        raise DaemonError(f"cannot open {what}: {exc}") from exc
 
 
 class StorageLock:
@@ -294,14 +309,9 @@ def run_daemon(settings: Settings, announce: Callable[[str], None] = _stderr_lin
 
         from clarity.http.app import create_app
         from clarity.memory import MemoryService
-        from clarity.store import StoreLocked, open_store
+        from clarity.store import open_store
 
-        try:
-            store = open_store(settings)
-        except StoreLocked as exc:
-            raise DaemonError(str(exc)) from exc
-        except Exception as exc:
-            raise DaemonError(f"cannot open the {settings.engine} store: {exc}") from exc
+        store = opened(lambda: open_store(settings), f"the {settings.engine} store")
         service = MemoryService(settings, store, embedder)
         team = None
         if settings.team.url:  # the team tier's outbox and replica (docs/team.md); httpx only then

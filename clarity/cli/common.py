@@ -216,11 +216,12 @@ def check_scope(client: Any, scope: str | None, keywords: tuple[str, ...]) -> No
     )
 
 
-def daemon_client(settings: SettingsModel) -> Any:
-    """The REST client for the daemon, speaking for the project in the current directory."""
+def daemon_client(settings: SettingsModel | None = None) -> Any:
+    """The REST client for the daemon, speaking for the project in the current directory (with the
+    client settings unless given)."""
     from clarity.cli.client import DaemonClient
 
-    return DaemonClient(settings, project=os.getcwd())
+    return DaemonClient(settings or client_settings(), project=os.getcwd())
 
 
 def call(func: Any, *args: Any) -> Any:

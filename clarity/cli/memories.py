@@ -24,7 +24,6 @@ from clarity.cli.common import (
     DaemonUrl,
     call,
     check_scope,
-    client_settings,
     daemon_client,
     err,
     fail,
@@ -137,7 +136,7 @@ def store(
     from clarity.models import MemoryCreate
 
     text = _content(content, file)
-    client = daemon_client(client_settings())
+    client = daemon_client()
     check_scope(client, scope, STORE_SCOPES)
     request = from_flags(
         MemoryCreate,
@@ -214,8 +213,8 @@ def search(
     from clarity.relevance import identifiers, is_relevant
     from clarity.requests import RetrieveRequest
 
-    settings = client_settings()
-    client = daemon_client(settings)
+    client = daemon_client()
+    settings = client.settings
     check_scope(client, scope, READ_SCOPES)
     request = from_flags(
         RetrieveRequest,
@@ -256,7 +255,7 @@ def list_(
     """List memories, newest first."""
     from clarity.requests import ListRequest
 
-    client = daemon_client(client_settings())
+    client = daemon_client()
     check_scope(client, scope, READ_SCOPES)
     request = from_flags(
         ListRequest, limit=limit, offset=offset, scope=scope, include_superseded=include_superseded
@@ -278,14 +277,14 @@ def delete(
     url: DaemonUrl = None,
 ) -> None:
     """Delete one memory by id (or a unique prefix of it)."""
-    result = call(daemon_client(client_settings()).delete, memory_id)
+    result = call(daemon_client().delete, memory_id)
     out.print(f"deleted: {result.id}")
 
 
 @memory_app.command()
 def stats(as_json: AsJson = False, url: DaemonUrl = None) -> None:
     """Counts by type and project, engine and model state."""
-    result = call(daemon_client(client_settings()).stats)
+    result = call(daemon_client().stats)
     if as_json:
         out.print_json(result.model_dump_json())
         return
