@@ -1,7 +1,9 @@
 """``clarity team user add|list|revoke``: the team server's users, managed on its host (docs/team.md).
 
-The commands open the team state file under the server's storage root directly (sqlite, WAL), so
-they work whether or not ``clarity serve --team`` runs; a revocation holds from its next request.
+The commands open the team server's state directly, where the same settings put it (``team.backend``):
+the state file under its storage root (sqlite, WAL), or with QDRANT_URL the users collection its
+replicas share; so they work whether or not ``clarity serve --team`` runs, and a revocation holds
+from its next request.
 A token is printed once, by ``add``, and kept only as a hash.
 """
 
@@ -17,7 +19,7 @@ import typer
 from clarity.cli.common import AsJson, client_settings, err, fail, out
 
 if TYPE_CHECKING:
-    from clarity.team.users import Users
+    from clarity.team.backend import UserBook
 
 StorageRoot = Annotated[
     str | None,
@@ -29,18 +31,19 @@ user_app = typer.Typer(no_args_is_help=True)
 team_app.add_typer(user_app, name="user", help="Add, list or revoke the team server's users.")
 
 
-def _users(storage_root: str | None) -> Users:
-    from clarity.team.state import team_dir
-    from clarity.team.users import Users
+def _users(storage_root: str | None) -> UserBook:
+    from clarity.team.backend import open_users
 
+    settings = client_settings()
     if storage_root and storage_root.strip():
         root = Path(storage_root).expanduser().absolute()
-    else:
-        root = client_settings().storage.root
+        settings = settings.model_copy(update={"storage": settings.storage.model_copy(update={"root": root})})
     try:
-        return Users(team_dir(root))
-    except OSError as exc:
-        fail(f"--storage-root: cannot open the team state under {root}: {exc}", 2)
+        return open_users(settings)
+    except Exception as exc:  # an unreachable Qdrant, a file that cannot be opened
+        if settings.engine == "server":
+            fail(f"QDRANT_URL: cannot open the team users on {settings.qdrant.url}: {exc}", 2)
+        fail(f"--storage-root: cannot open the team state under {settings.storage.root}: {exc}", 2)
 
 
 def _when(moment: float | None) -> str:

@@ -102,6 +102,18 @@ def _hit(point: Any, with_dense: bool = False) -> Hit:
     return Hit(str(point.id), float(getattr(point, "score", 0.0) or 0.0), point.payload or {}, dense)
 
 
+def connect(settings: QdrantSettings) -> QdrantClient:
+    """A client of the Qdrant server at ``settings.url``: the one connection code of the server
+    engine, shared with the team server's state (``clarity.team.qdrant_state``)."""
+    return QdrantClient(
+        url=settings.url,
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        prefer_grpc=settings.prefer_grpc,
+        timeout=int(settings.timeout),
+        pool_size=settings.pool_size,
+    )
+
+
 class ServerStore(VectorStore):
     engine = "server"
 
@@ -114,13 +126,7 @@ class ServerStore(VectorStore):
             self.client = QdrantClient(location=location)
             self.location = f"qdrant-client local ({location})"
         else:
-            self.client = QdrantClient(
-                url=settings.url,
-                api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-                prefer_grpc=settings.prefer_grpc,
-                timeout=int(settings.timeout),
-                pool_size=settings.pool_size,
-            )
+            self.client = connect(settings)
             self.location = str(settings.url)
         self._ensure_collection()
 

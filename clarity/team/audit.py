@@ -30,9 +30,13 @@ def now_iso() -> str:
 
 
 class AuditLog:
-    def __init__(self, directory: Path, max_bytes: int = MAX_BYTES, keep: int = KEEP) -> None:
+    def __init__(
+        self, directory: Path, max_bytes: int = MAX_BYTES, keep: int = KEEP, name: str = NAME
+    ) -> None:
+        """``name``: the file; a replica of several names it by its host (``team.backend``)."""
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path = directory / NAME
+        self.path = directory / name
+        self.name = name
         self.max_bytes = max_bytes
         self.keep = keep
         self._lock = threading.Lock()
@@ -60,11 +64,11 @@ class AuditLog:
                 log.error("audit log %s: cannot write %d lines: %s", self.path, lines.count("\n"), exc)
 
     def _rotate(self) -> None:
-        oldest = self.path.with_name(f"{NAME}.{self.keep}")
+        oldest = self.path.with_name(f"{self.name}.{self.keep}")
         if oldest.exists():
             oldest.unlink()
         for number in range(self.keep - 1, 0, -1):
-            older = self.path.with_name(f"{NAME}.{number}")
+            older = self.path.with_name(f"{self.name}.{number}")
             if older.exists():
-                older.rename(self.path.with_name(f"{NAME}.{number + 1}"))
-        self.path.rename(self.path.with_name(f"{NAME}.1"))
+                older.rename(self.path.with_name(f"{self.name}.{number + 1}"))
+        self.path.rename(self.path.with_name(f"{self.name}.1"))

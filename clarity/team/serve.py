@@ -64,9 +64,9 @@ def run_team_server(settings: Settings, announce: Callable[[str], None]) -> None
     import uvicorn
 
     from clarity import __version__
-    from clarity.daemon import DaemonError, StorageLock, _graceful_server, bind_socket, make_private
-    from clarity.store import StoreLocked
+    from clarity.daemon import StorageLock, _graceful_server, bind_socket, make_private, opened
     from clarity.team.server_app import TeamServer, create_team_app
+    from clarity.team.store import team_collection
 
     tls = tls_files(settings)
     root = settings.storage.root
@@ -77,12 +77,7 @@ def run_team_server(settings: Settings, announce: Callable[[str], None]) -> None
         lock.acquire()
     try:
         sock = bind_socket(settings)
-        try:
-            team = TeamServer(settings)
-        except StoreLocked as exc:
-            raise DaemonError(str(exc)) from exc
-        except Exception as exc:
-            raise DaemonError(f"cannot open the team server's {settings.engine} store: {exc}") from exc
+        team = opened(lambda: TeamServer(settings), f"the team server's {settings.engine} store")
         config = uvicorn.Config(
             create_team_app(team),
             log_level="warning",
@@ -94,9 +89,13 @@ def run_team_server(settings: Settings, announce: Callable[[str], None]) -> None
         where = settings.qdrant.url or str(settings.storage.qdrant_dir)
         url = team_url(settings, tls is not None)
         server = _graceful_server(config, lambda: announce(f"clarity team server: ready at {url}"))
+        state = (
+            f"state in {root / 'app-data' / 'team'}"
+            if settings.engine == "embedded"
+            else f"state shared in {team_collection(settings)}_team_*, audit in {root / 'app-data' / 'team'}"
+        )
         announce(
-            f"clarity {__version__} team server: serving {url} ({settings.engine} engine at {where}; "
-            f"state in {root / 'app-data' / 'team'})"
+            f"clarity {__version__} team server: serving {url} ({settings.engine} engine at {where}; {state})"
         )
         try:
             server.run(sockets=[sock])

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from clarity.config import describe_validation_error
 from clarity.store.space import InsufficientStorage
 from clarity.team.audit import AuditLog
+from clarity.team.backend import audit_name, open_state
 from clarity.team.protocol import (
     MAX_CHANGES,
     MAX_PROJECTS,
@@ -36,9 +37,9 @@ from clarity.team.protocol import (
     WhoAmI,
 )
 from clarity.team.rate import WriteBudget
-from clarity.team.state import TeamState, connect, team_dir
+from clarity.team.state import team_dir
 from clarity.team.store import Stamps, TeamStore, page_json
-from clarity.team.users import Unauthorized, User, Users
+from clarity.team.users import Unauthorized, User
 from clarity.team.writes import TeamWrites
 
 if TYPE_CHECKING:
@@ -68,14 +69,13 @@ class Refusal(Exception):
 
 
 class TeamServer:
-    """The parts one team server process holds: users, state, audit log, store, writes."""
+    """The parts one team server process holds: users, state (``team.backend``: its own, or the
+    state its replicas share in Qdrant), audit log, store, writes."""
 
     def __init__(self, settings: Settings) -> None:
-        directory = team_dir(settings.storage.root)
         self.settings = settings
-        self.users = Users(directory)
-        self.state = TeamState(connect(directory))
-        self.audit = AuditLog(directory)
+        self.users, self.state = open_state(settings)
+        self.audit = AuditLog(team_dir(settings.storage.root), name=audit_name(settings))
         model = self.state.model
         self.store = TeamStore(settings, model.dimension if model else None)
         self.budget = WriteBudget(settings.team.writes_per_minute)
@@ -83,9 +83,17 @@ class TeamServer:
             self.store, self.state, self.audit, self.budget, Stamps(self.state.last_stamp)
         )
 
+    def store_ready(self) -> TeamStore:
+        """The store, opened once the team's model is known (here, or fixed by another replica)."""
+        model = self.state.model
+        if model is not None:
+            self.store.open(model.dimension)
+        return self.store
+
     def close(self) -> None:
         self.store.close()
         self.users.close()
+        self.state.close()
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
@@ -174,6 +182,14 @@ def create_team_app(server: TeamServer) -> Starlette:
             refused_write(user.name, request, str(exc))
             raise
         outcome = await run_in_threadpool(server.writes.apply, user, list(parsed.ops), _remote(request))
+        if outcome.busy:
+            return _error(
+                503,
+                f"op_id: another team-server replica is applying an op of this request; send again in "
+                f"{outcome.retry_after} s, what was applied answers duplicate",
+                headers={"Retry-After": str(outcome.retry_after)},
+                results=[result.model_dump() for result in outcome.results],
+            )
         if outcome.retry_after is not None:
             per_minute = server.budget.per_minute
             return _error(
@@ -189,7 +205,8 @@ def create_team_app(server: TeamServer) -> Starlette:
     async def changes(request: Request) -> Response:
         authenticate(request)
         query = _changes_query(request)
-        page = await run_in_threadpool(server.store.changes, query.projects, query.since, query.limit)
+        store = await run_in_threadpool(server.store_ready)
+        page = await run_in_threadpool(store.changes, query.projects, query.since, query.limit)
         return Response(await run_in_threadpool(page_json, page), media_type="application/json")
 
     async def refusal(request: Request, exc: Exception) -> Response:

@@ -3,8 +3,9 @@ identity (docs/team.md). One sqlite file, ``<root>/app-data/team/team.sqlite3``,
 the users (``clarity.team.users``), so ``clarity team user add`` on the host and the running
 server share it: WAL lets the command write while the server reads.
 
-This is one replica's state. Several replicas behind a load balancer need it in one place they
-all reach (docs/team.md says what), since an op id applied by one must read as applied on all.
+This is one process's state, the backend of a team server on the embedded engine. Replicas of a
+team server on a Qdrant server share theirs in Qdrant instead (``clarity.team.qdrant_state``);
+``clarity.team.backend`` picks one.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 DB_NAME = "team.sqlite3"
 # Op ids are kept this long after they were applied: an outbox resends an op when the answer to
@@ -92,8 +94,23 @@ class ModelIdentity:
     dimension: int
 
 
+ClaimStatus = Literal["new", "applied", "busy"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """A request's op ids as the state found them: ``new`` (this request may apply it),
+    ``applied`` (a duplicate), ``busy`` (another replica is applying it now). ``token`` tells
+    this request's claims from another's (the Qdrant backend; empty for sqlite)."""
+
+    status: dict[str, ClaimStatus]
+    token: str = ""
+    new: list[str] = field(default_factory=list)
+
+
 class TeamState:
-    """Op ids applied and the model identity. Callers serialise writes (``team.writes``)."""
+    """Op ids applied and the model identity. Callers serialise writes (``team.writes``): one
+    process, so an op id not yet applied is this request's to apply (never ``busy``)."""
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._db = connection
@@ -110,17 +127,31 @@ class TeamState:
     def model(self) -> ModelIdentity | None:
         return self._model
 
-    def fix_model(self, identity: ModelIdentity) -> None:
-        """Record the team's model identity, once (the first applied put)."""
-        if self._model is not None:
-            return
-        with transaction(self._db):
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('model', ?)", (identity.name,))
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('dimension', ?)", (str(identity.dimension),))
-        self._model = self._read_model()
+    def fix_model(self, identity: ModelIdentity) -> ModelIdentity:
+        """Record the team's model identity, once (the first applied put); the one recorded."""
+        if self._model is None:
+            with transaction(self._db):
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('model', ?)", (identity.name,))
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('dimension', ?)", (str(identity.dimension),)
+                )
+            self._model = self._read_model()
+        assert self._model is not None
+        return self._model
 
     def applied(self, op_id: str) -> bool:
         return first_row(self._db, "SELECT 1 FROM applied_ops WHERE op_id = ?", (op_id,)) is not None
+
+    def claim(self, op_ids: list[str]) -> Claims:
+        status: dict[str, ClaimStatus] = {i: "applied" if self.applied(i) else "new" for i in op_ids}
+        return Claims(status, new=[i for i, s in status.items() if s == "new"])
+
+    def finish(self, claims: Claims, applied: list[str], user: str, last_stamp: int) -> None:
+        """The end of a request: its applied op ids recorded (``record``); nothing to release."""
+        self.record(applied, user, last_stamp)
+
+    def close(self) -> None:
+        self._db.close()
 
     @property
     def last_stamp(self) -> int:

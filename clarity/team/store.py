@@ -27,7 +27,7 @@ from clarity.store import MemoryFilter, PointData, VectorStore, open_store
 from clarity.team.protocol import Change
 
 if TYPE_CHECKING:
-    from clarity.config import Settings
+    from clarity.config import Settings, SettingsModel
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +73,26 @@ class Stamps:
             self.last = max(int(self._clock() * 1000), self.last + 1)
             return self.last
 
+    def floor(self, stamp: int) -> None:
+        """Give no time at or below ``stamp`` from now on: the last one any replica recorded."""
+        with self._lock:
+            self.last = max(self.last, stamp)
+
+
+def team_collection(settings: SettingsModel) -> str:
+    """The team's collection on a Qdrant server: ``qdrant.collection`` when set, else COLLECTION."""
+    qdrant = settings.qdrant
+    return qdrant.collection if "collection" in qdrant.model_fields_set else COLLECTION
+
 
 def team_settings(settings: Settings, dimension: int) -> Settings:
     """The daemon's settings pointed at the team's store: its dimension, and on a Qdrant server its
     own collection, so a cluster can hold a team and other Clarity collections side by side."""
     qdrant = settings.qdrant
-    collection = qdrant.collection if "collection" in qdrant.model_fields_set else COLLECTION
     return settings.model_copy(
         update={
             "embedding": settings.embedding.model_copy(update={"dimension": dimension}),
-            "qdrant": qdrant.model_copy(update={"collection": collection}),
+            "qdrant": qdrant.model_copy(update={"collection": team_collection(settings)}),
         }
     )
 
@@ -92,6 +102,7 @@ class TeamStore:
         """``opened``: a store already open for the team's dimension (tests, copies)."""
         self._settings = settings
         self._store: VectorStore | None = opened
+        self._opening = threading.Lock()  # a write and a pull may both open it
         if dimension is not None:
             self.open(dimension)
 
@@ -100,8 +111,9 @@ class TeamStore:
         return self._store
 
     def open(self, dimension: int) -> None:
-        if self._store is None:
-            self._store = open_store(team_settings(self._settings, dimension))
+        with self._opening:
+            if self._store is None:
+                self._store = open_store(team_settings(self._settings, dimension))
 
     def _opened(self) -> VectorStore:
         if self._store is None:

@@ -69,7 +69,8 @@ def check_role(role: str) -> str:
 
 
 class Users:
-    """The users table of the team state file (``clarity.team.state``)."""
+    """The users table of the team state file (``clarity.team.state``): the sqlite backend of one
+    team server; ``clarity.team.qdrant_state`` is the one several replicas share."""
 
     def __init__(self, directory: Path) -> None:
         self._db: sqlite3.Connection = connect(directory)
@@ -93,10 +94,7 @@ class Users:
         with transaction(self._db):
             existing = self._row(name)
             if existing is not None and existing.revoked_at is None:
-                raise UserError(
-                    f"NAME: {name} already has a token (role {existing.role}); revoke it first "
-                    f"(`clarity team user revoke {name}`) to issue a new one"
-                )
+                raise already_active(existing)
             self._db.execute(
                 "INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?, NULL)",
                 (name, role, hash_token(token), time.time()),
@@ -112,7 +110,7 @@ class Users:
         with transaction(self._db):
             existing = self._row(check_name(name))
             if existing is None:
-                raise UserError(f"NAME: no user {name} (`clarity team user list` shows them)")
+                raise no_user(name)
             if existing.revoked_at is None:
                 self._db.execute("UPDATE users SET revoked_at = ? WHERE name = ?", (time.time(), name))
         revoked = self._row(name)
@@ -122,23 +120,45 @@ class Users:
     def authenticate(self, authorization: str | None) -> User:
         """The user an ``Authorization: Bearer <token>`` header speaks for, or Unauthorized saying
         why. Read from the file on every request, so a revocation holds from the next one."""
-        scheme, _, token = (authorization or "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized(
-                "authorization: send 'Authorization: Bearer <token>' with a team user's token "
-                "(`clarity team user add NAME` on the team server makes one)"
-            )
+        token_hash = bearer_hash(authorization)
         with self._lock:
             row = first_row(
                 self._db,
                 "SELECT name, role, created_at, revoked_at FROM users WHERE token_hash = ?",
-                (hash_token(token),),
+                (token_hash,),
             )
-        if row is None:
-            raise Unauthorized("authorization: this token is not a team user's")
-        user = User(*row)
-        if user.revoked_at is not None:
-            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(user.revoked_at))
-            raise Unauthorized(f"authorization: the token of {user.name} was revoked on {when}")
-        return user
+        return active_user(User(*row) if row else None)
+
+
+def bearer_hash(authorization: str | None) -> str:
+    """The hash of the token an ``Authorization: Bearer <token>`` header carries, or Unauthorized."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized(
+            "authorization: send 'Authorization: Bearer <token>' with a team user's token "
+            "(`clarity team user add NAME` on the team server makes one)"
+        )
+    return hash_token(token)
+
+
+def active_user(user: User | None) -> User:
+    """``user``, found by a token's hash, unless there is none or it was revoked (Unauthorized)."""
+    if user is None:
+        raise Unauthorized("authorization: this token is not a team user's")
+    if user.revoked_at is not None:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(user.revoked_at))
+        raise Unauthorized(f"authorization: the token of {user.name} was revoked on {when}")
+    return user
+
+
+def no_user(name: str) -> UserError:
+    return UserError(f"NAME: no user {name} (`clarity team user list` shows them)")
+
+
+def already_active(existing: User) -> UserError:
+    """The refusal of ``add`` for a user whose token still works."""
+    return UserError(
+        f"NAME: {existing.name} already has a token (role {existing.role}); revoke it first "
+        f"(`clarity team user revoke {existing.name}`) to issue a new one"
+    )

@@ -1,4 +1,6 @@
-"""``POST /team/v1/ops`` applied: each op once by its id, in the order sent, one request at a time.
+"""``POST /team/v1/ops`` applied: each op once by its id, in the order sent, one request at a time
+per process; across replicas, each op id is claimed in the shared state before it is applied
+(``team.qdrant_state``), and an op another replica is applying stops the request (503, sent again).
 
 The rules (docs/team.md), each refusal an ``OpResult`` with status "refused" and words naming
 the field, so one bad op in a batch neither holds back the others nor is resent for ever:
@@ -26,13 +28,15 @@ from typing import Any
 from clarity.models import GLOBAL_SCOPE, Memory, parse_memory_id
 from clarity.redact import contains_secret, redact_record
 from clarity.team.audit import AuditLog
+from clarity.team.backend import TeamLedger
 from clarity.team.protocol import DeleteOp, OpResult, PutOp
 from clarity.team.rate import WriteBudget
-from clarity.team.state import ModelIdentity, TeamState
+from clarity.team.state import ModelIdentity
 from clarity.team.store import Stamps, TeamStore
 from clarity.team.users import User
 
 MIN_DIMENSION = 8  # embedding.dimension's lower limit (clarity/config.py)
+BUSY_RETRY_SECONDS = 5  # Retry-After when another replica holds an op of the request
 
 
 class Refused(Exception):
@@ -43,6 +47,7 @@ class Refused(Exception):
 class Outcome:
     results: list[OpResult]
     retry_after: int | None = None  # the writes budget ran out: ops after the results wait this long
+    busy: bool = False  # not the budget: another replica is applying the next op (503)
 
 
 def secret_fields(memory: Memory) -> list[str]:
@@ -71,9 +76,19 @@ def check_vector(vector: list[float]) -> None:
         raise Refused("vector: all zeros, which has no direction to compare by cosine")
 
 
+def check_model(op: PutOp, team: ModelIdentity) -> None:
+    if op.model != team.name:
+        raise Refused(
+            f"model: {op.model!r} made this vector, the team's vectors are made with {team.name!r} "
+            "(fixed by its first put); use that model on this daemon (embedding.model)"
+        )
+    if len(op.vector) != team.dimension:
+        raise Refused(f"vector: {len(op.vector)} numbers, the team's vectors have {team.dimension}")
+
+
 class TeamWrites:
     def __init__(
-        self, store: TeamStore, state: TeamState, audit: AuditLog, budget: WriteBudget, stamps: Stamps
+        self, store: TeamStore, state: TeamLedger, audit: AuditLog, budget: WriteBudget, stamps: Stamps
     ) -> None:
         self._store = store
         self._state = state
@@ -89,8 +104,13 @@ class TeamWrites:
         results: list[OpResult] = []
         entries: list[dict[str, Any]] = []
         applied: list[str] = []
-        retry_after = None
+        retry_after, busy = None, False
         with self._lock:
+            team = self._state.model  # another replica may have fixed it since
+            if team is not None:
+                self._store.open(team.dimension)
+            self._stamps.floor(self._state.last_stamp)  # after any replica's last recorded change
+            claims = self._state.claim(list(dict.fromkeys(op.op_id for op in ops)))
             try:
                 for op in ops:
                     line: dict[str, Any] = {
@@ -100,8 +120,13 @@ class TeamWrites:
                         "from": remote,
                     }
                     line.update(_target(op))
-                    if op.op_id in applied or self._state.applied(op.op_id):
+                    if op.op_id in applied or claims.status[op.op_id] == "applied":
                         results.append(OpResult(op_id=op.op_id, status="duplicate"))
+                    elif claims.status[op.op_id] == "busy":
+                        retry_after, busy = BUSY_RETRY_SECONDS, True
+                        error = f"op_id: {op.op_id} is being applied by another replica; send again"
+                        entries.append({**line, "outcome": "refused", "error": error})
+                        break
                     elif not self._budget.take(user.name):
                         retry_after = self._budget.retry_after(user.name)
                         error = f"rate: {len(ops) - len(results)} ops over the limit"
@@ -120,9 +145,9 @@ class TeamWrites:
                         }
                     )
             finally:
-                self._state.record(applied, user.name, self._stamps.last)
+                self._state.finish(claims, applied, user.name, self._stamps.last)
                 self._audit.write(entries)
-        return Outcome(results, retry_after)
+        return Outcome(results, retry_after, busy)
 
     def _apply_one(
         self, user: User, op: PutOp | DeleteOp, line: dict[str, Any], entries: list[dict[str, Any]]
@@ -149,13 +174,8 @@ class TeamWrites:
             raise Refused("memory.shared: false: a personal memory never goes to the team, only a shared one")
         check_vector(op.vector)
         team = self._state.model
-        if team is not None and op.model != team.name:
-            raise Refused(
-                f"model: {op.model!r} made this vector, the team's vectors are made with {team.name!r} "
-                "(fixed by its first put); use that model on this daemon (embedding.model)"
-            )
-        if team is not None and len(op.vector) != team.dimension:
-            raise Refused(f"vector: {len(op.vector)} numbers, the team's vectors have {team.dimension}")
+        if team is not None:
+            check_model(op, team)
         if flagged := secret_fields(memory):
             raise Refused(
                 f"{', '.join(flagged)}: redaction flags a secret here; a memory that holds one stays personal"
@@ -169,8 +189,8 @@ class TeamWrites:
             raise Refused(
                 f"memory.scope: memory {memory.id} is in project {stored.project}; a memory keeps its project"
             )
-        if team is None:
-            self._state.fix_model(ModelIdentity(op.model, len(op.vector)))
+        if team is None:  # the first put, here or on another replica at the same time: one wins
+            check_model(op, self._state.fix_model(ModelIdentity(op.model, len(op.vector))))
             self._store.open(len(op.vector))
         record = memory.model_copy(update={"author": user.name, "shared": True})
         self._store.put(record, op.vector, self._stamps.next())
