@@ -267,6 +267,11 @@ class MemoryPatch(CallerInput):
     tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = None
     importance: Importance | None = None
     metadata: dict[str, JsonValue] | None = None
+    shared: bool | None = Field(
+        None,
+        description="true: share a project memory with the team (one that held a secret stays "
+        "personal); false: withdraw it from the team and keep it here",
+    )
 
     @field_validator("content")
     @classmethod
@@ -285,7 +290,7 @@ class MemoryPatch(CallerInput):
     def _tags(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _dedupe_tags(value)
 
-    @field_validator("content", "memory_type", "tags", "importance", "metadata", mode="before")
+    @field_validator("content", "memory_type", "tags", "importance", "metadata", "shared", mode="before")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         # An explicit null would be written into the stored memory and break it on the next read.
@@ -296,7 +301,7 @@ class MemoryPatch(CallerInput):
     @model_validator(mode="after")
     def _something_to_change(self) -> MemoryPatch:
         if not self.model_fields_set - {"metadata"} and self.metadata is None:
-            raise ValueError("give at least one of content, memory_type, tags, importance, metadata")
+            raise ValueError("give at least one of content, memory_type, tags, importance, metadata, shared")
         return self
 
 

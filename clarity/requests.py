@@ -176,6 +176,17 @@ class StoreResult(BaseModel):
     )
 
 
+class UpdatedMemory(Memory):
+    """An updated memory as its record, plus what became of its sharing when that changed or was
+    asked (``MemoryPatch.shared``, or an edit that brought a secret into a shared memory)."""
+
+    team: str | None = Field(
+        None,
+        description="'shared with the team: queued ...', 'withdrawn from the team ...' or why it stays personal",
+        exclude_if=lambda value: value is None,
+    )
+
+
 class ListResult(BaseModel):
     memories: list[Memory]
     total: int

@@ -209,9 +209,9 @@ class RemoteBackend:
     async def list(self, request: api.ListRequest, project: str | None) -> api.ListResult:
         return await self._send("GET", "/memories", api.ListResult, project, params=_list_params(request))
 
-    async def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
+    async def update(self, memory_id: str, patch: MemoryPatch) -> api.UpdatedMemory:
         body = patch.model_dump(mode="json", exclude_unset=True)
-        return await self._send("PATCH", f"/memories/{memory_id}", Memory, None, json=body)
+        return await self._send("PATCH", f"/memories/{memory_id}", api.UpdatedMemory, None, json=body)
 
     async def delete(self, memory_id: str) -> api.DeleteResult:
         return await self._send("DELETE", f"/memories/{memory_id}", api.DeleteResult, None)

@@ -19,8 +19,10 @@ from starlette.responses import Response
 
 from clarity.describe import origin
 from clarity.memory import MemoryService
-from clarity.models import Memory
+from clarity.models import GLOBAL_SCOPE, Memory
 from clarity.team.share import SHARED
+
+STOP = "Stop sharing"  # the button of a shared memory: withdrawn from the team, kept here
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Request], Awaitable[Response]]
@@ -77,6 +79,7 @@ class SharingWords:
     author: str | None  # "alice (you)", "bob"; None for a memory no team has seen or named
     on_edit: str | None  # what saving does at the team
     on_delete: str | None  # what deleting does at the team
+    button: str | None = None  # "Share with the team" or "Stop sharing"; None without a team server
 
 
 def sharing(memory: Memory, team: TeamView | None) -> SharingWords:
@@ -86,7 +89,8 @@ def sharing(memory: Memory, team: TeamView | None) -> SharingWords:
     author = memory.author
     if not memory.shared:
         held = f"no: made personal here (it was shared by {author})" if author else None
-        return SharingWords(held or "no: personal, it stays on this machine", author, None, None)
+        button = "Share with the team" if team is not None and memory.scope != GLOBAL_SCOPE else None
+        return SharingWords(held or "no: personal, it stays on this machine", author, None, None, button)
     if team is None:
         return SharingWords(
             "with the team",
@@ -101,6 +105,7 @@ def sharing(memory: Memory, team: TeamView | None) -> SharingWords:
             f"{author} (you)" if author else "you (the team server adds your name when it sends it back)",
             "Saving sends the change to the team.",
             "Shared with the team: it is deleted at the team too.",
+            STOP,
         )
     if you is None:  # the team server has not said yet who this daemon is
         return SharingWords(
@@ -108,6 +113,7 @@ def sharing(memory: Memory, team: TeamView | None) -> SharingWords:
             author,
             f"Saving sends the change to the team, which takes it from {author} only.",
             f"Shared by {author}: it is deleted here, and at the team only if it is yours or your role is admin.",
+            STOP,
         )
     return SharingWords(
         "with the team",
@@ -116,4 +122,5 @@ def sharing(memory: Memory, team: TeamView | None) -> SharingWords:
         "server refuses the change (the status line counts it).",
         f"Shared by {author}: it is deleted here; at the team only if your role is admin (the team "
         "server refuses it otherwise).",
+        STOP if team.report.get("role") == "admin" else None,
     )

@@ -28,13 +28,13 @@ from clarity.dashboard.anchor_view import anchor_context, reanchor_specs, servic
 from clarity.dashboard.forms import PAGE_SIZES, SORTS, Filters, PageError, patch_from
 from clarity.dashboard.render import Handler, Renderer, https, index_state, provenance
 from clarity.dashboard.security import SESSION_COOKIE, safe_next, session_value, token_ok
-from clarity.dashboard.team_view import sharing, with_team
+from clarity.dashboard.team_view import sharing, team_view, with_team
 from clarity.hooks.service import HookService
 from clarity.hooks.why_not import explain
 from clarity.lifecycle.retention import disk_usage
 from clarity.memory import MemoryService, ScopeRequired
 from clarity.memory.service import TeamRefusal
-from clarity.models import GLOBAL_SCOPE, MAX_QUERY_CHARS, MAX_RESULTS, Memory, MemoryType, Source
+from clarity.models import GLOBAL_SCOPE, MAX_QUERY_CHARS, MAX_RESULTS, Memory, MemoryPatch, MemoryType, Source
 from clarity.project import known_root
 from clarity.requests import AnchorReport, RankWhy
 
@@ -84,6 +84,7 @@ class Dashboard:
             Route("/memory/{memory_id}/delete", page(self.delete), methods=["GET", "POST"]),
             Route("/memory/{memory_id}/reanchor", page(self.reanchor), methods=["POST"]),
             Route("/memory/{memory_id}/confirm", page(self.confirm), methods=["POST"]),
+            Route("/memory/{memory_id}/share", page(self.share), methods=["POST"]),
             Route("/injections", page(self.injection_log)),
             Route("/fragments/injections", bare(self.injections_fragment)),
             Route("/overview", page(self.overview)),
@@ -201,9 +202,34 @@ class Dashboard:
             if patch is None and error is None:
                 return RedirectResponse(f"/memory/{memory.id}?saved=0", status_code=303)
             if patch is not None:
-                await run_in_threadpool(self.service.update, memory.id, patch)
+                updated = await run_in_threadpool(self.service.update, memory.id, patch)
+                if updated.team:  # the edit brought a secret into a shared memory: it left the team
+                    return await self._after_sharing(request, updated, updated.team)
                 return RedirectResponse(f"/memory/{memory.id}?saved=1", status_code=303)
         return await self._memory_page(request, memory, error=error)
+
+    async def share(self, request: Request) -> Response:
+        """The "Share with the team" and "Stop sharing" button (``MemoryPatch.shared``): the page
+        again, saying what became of it (queued, kept personal and why, withdrawn)."""
+        memory = await run_in_threadpool(self.service.get, request.path_params["memory_id"])
+        wanted = str((await request.form()).get("shared") or "")
+        if wanted not in ("0", "1"):
+            raise PageError(400, f"shared: {wanted!r} is not 1 (share with the team) or 0 (stop sharing)")
+        try:
+            updated = await run_in_threadpool(
+                self.service.update, memory.id, MemoryPatch(shared=wanted == "1")
+            )
+        except TeamRefusal as exc:  # a teammate's memory: withdrawn only by its author or an admin
+            raise PageError(403, str(exc)) from None
+        except ValueError as exc:  # a global memory
+            return await self._memory_page(request, memory, error=_message(exc))
+        return await self._after_sharing(request, updated, updated.team)
+
+    async def _after_sharing(self, request: Request, memory: Memory, note: str | None) -> Response:
+        """The memory's page after a change of its sharing, with the team's line read again (the
+        one read before the change does not count the op it queued)."""
+        request.state.team = await team_view(self.service)
+        return await self._memory_page(request, memory, team_note=note)
 
     async def _memory_page(
         self,
@@ -212,6 +238,7 @@ class Dashboard:
         error: str | None = None,
         anchor_error: str | None = None,
         anchor_specs: str = "",
+        team_note: str | None = None,
     ) -> Response:
         lookup = await self._why_not(request, memory)
         report = await run_in_threadpool(self.service.anchor_report, memory)
@@ -229,6 +256,7 @@ class Dashboard:
             "injected_in": self.injections.recent(limit=20, memory_id=memory.id),
             "provenance": provenance(memory),
             "sharing": sharing(memory, request.state.team),
+            "team_note": team_note,
         }
         return self.render(request, "memory.html", context, 400 if error or anchor_error else 200)
 

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from clarity import requests as api
 from clarity.http.parsing import resolve_project
 from clarity.memory import MemoryService
-from clarity.models import Memory, MemoryCreate, MemoryPatch
+from clarity.models import MemoryCreate, MemoryPatch
 
 
 class LocalBackend:
@@ -35,7 +35,7 @@ class LocalBackend:
     async def list(self, request: api.ListRequest, project: str | None) -> api.ListResult:
         return await run_in_threadpool(self.service.list, request, resolve_project(project))
 
-    async def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
+    async def update(self, memory_id: str, patch: MemoryPatch) -> api.UpdatedMemory:
         return await run_in_threadpool(self.service.update, memory_id, patch)
 
     async def delete(self, memory_id: str) -> api.DeleteResult:

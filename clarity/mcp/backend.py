@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from clarity import requests as api
-from clarity.models import Memory, MemoryCreate, MemoryPatch
+from clarity.models import MemoryCreate, MemoryPatch
 
 
 class BackendError(Exception):
@@ -31,7 +31,7 @@ class MemoryBackend(Protocol):
 
     async def list(self, request: api.ListRequest, project: str | None) -> api.ListResult: ...
 
-    async def update(self, memory_id: str, patch: MemoryPatch) -> Memory: ...
+    async def update(self, memory_id: str, patch: MemoryPatch) -> api.UpdatedMemory: ...
 
     async def delete(self, memory_id: str) -> api.DeleteResult: ...
 

@@ -139,7 +139,9 @@ def store_text(result: StoreResult, note: str | None, now: datetime | None = Non
     return "\n".join([head, *replaced, *_remarks(note, None, 0)])
 
 
-def update_text(memory: Memory) -> str:
-    """The memory as it now stands, in one line."""
+def update_text(memory: Memory, note: str | None = None) -> str:
+    """The memory as it now stands, in one line, and what became of its sharing (``note``)."""
     text = one_line(memory.content, SHOWN_CONTENT_CHARS)
-    return f"Updated {memory.memory_type.value} {short_id(memory.id)}: {text}"
+    return "\n".join(
+        [f"Updated {memory.memory_type.value} {short_id(memory.id)}: {text}", *_remarks(note, None, 0)]
+    )

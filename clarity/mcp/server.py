@@ -392,12 +392,20 @@ def build_mcp_server(backend: MemoryBackend) -> MCPServer:
         metadata: Annotated[
             dict[str, Any] | None, Field(description="New metadata (replaces the old).")
         ] = None,
+        shared: Annotated[
+            bool | None,
+            Field(
+                description="true: share with the team (one that held a secret stays personal); "
+                "false: stop sharing it (kept here)."
+            ),
+        ] = None,
         detail: Detail = False,
     ) -> CallToolResult:
         """Correct a memory that is wrong or outdated instead of storing a contradicting one.
-        The text it had is kept with it (its last 5 versions)."""
+        The text it had is kept with it (its last 5 versions). The answer says what became of
+        its sharing when that was asked or changed."""
         memory = await _call(backend.update(memory_id, _build(MemoryPatch, locals())))
-        return _answer(memory, detail, update_text(memory))
+        return _answer(memory, detail, update_text(memory, memory.team))
 
     @tool
     async def delete_memory(

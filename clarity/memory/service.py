@@ -26,7 +26,7 @@ from clarity.memory.scoring import add_similarity, rescore, why
 from clarity.memory.usage import UsageCounts, sidecar_path
 from clarity.memory.usage_upgrade import adopt_legacy_touches
 from clarity.memory.writes import MemoryWriter
-from clarity.models import Memory, MemoryCreate, MemoryPatch, UnreadableMemory, saturating_add
+from clarity.models import GLOBAL_SCOPE, Memory, MemoryCreate, MemoryPatch, UnreadableMemory, saturating_add
 from clarity.project import remember_roots
 from clarity.relevance import has_identifier
 from clarity.requests import (
@@ -42,6 +42,7 @@ from clarity.requests import (
     ScoredMemory,
     Stats,
     StoreResult,
+    UpdatedMemory,
 )
 from clarity.store.base import MemoryFilter, VectorStore
 from clarity.store.paging import page_oldest
@@ -101,8 +102,8 @@ class TeamHook(Protocol):
 
     def gate(self, request: MemoryCreate) -> tuple[MemoryCreate, str | None]: ...
     def stored(self, result: StoreResult) -> None: ...
-    def unshares(self, patch: MemoryPatch, current: Any) -> bool: ...
-    def updated(self, memory: Memory, unshared: bool) -> None: ...
+    def patched(self, patch: MemoryPatch, memory: Memory) -> tuple[dict[str, Any], str | None]: ...
+    def updated(self, before: Memory, memory: Memory) -> None: ...
     def refuses_delete(self, memory: Memory) -> str | None: ...
     def deleted(self, memory: Memory) -> None: ...
     def status(self) -> dict[str, Any]: ...
@@ -179,15 +180,36 @@ class MemoryService:
     def import_batch(self, batch: ImportBatch) -> ImportSummary:
         return self._writer.import_batch(batch)
 
-    def update(self, memory_id: str, patch: MemoryPatch) -> Memory:
-        """A patch that brings a secret into a shared memory makes it personal (``clarity.team``)."""
+    def update(self, memory_id: str, patch: MemoryPatch) -> UpdatedMemory:
+        """``patch.shared`` shares a personal project memory with the team or withdraws a shared
+        one, and a patch that brings a secret into a shared memory makes it personal
+        (``clarity.team.share``); the answer's ``team`` says what became of its sharing."""
         memory_id = self.resolve_id(memory_id)
         team = self.team
-        unshare = team is not None and team.unshares(patch, lambda: self.records.stored(memory_id))
-        updated = self._writer.update(memory_id, patch, unshare=unshare)
-        if team is not None:
-            team.updated(updated, unshare)
-        return self.usage.apply([updated])[0]
+        sharing: dict[str, Any] = {}
+        said = None
+        before = None
+        if team is not None or patch.shared is not None:
+            before = self.records.stored(memory_id)
+            if patch.shared and before.scope == GLOBAL_SCOPE:
+                raise ValueError(
+                    f"shared: memory {memory_id[:8]} is a global memory, about you rather than a "
+                    "project: a global memory is never shared with a team"
+                )
+            if team is not None:
+                sharing, said = team.patched(patch, before)
+            elif patch.shared:
+                said = NO_TEAM
+            elif patch.shared is False and before.shared:  # shared while a team server was set
+                sharing = {"shared": False}
+        if before is not None and not sharing and patch.model_fields_set <= {"shared"}:
+            updated = before  # nothing to write: sharing it again, or withdrawing a personal one
+        else:
+            updated = self._writer.update(memory_id, patch, sharing)
+            if team is not None and before is not None:
+                team.updated(before, updated)
+        updated = self.usage.apply([updated])[0]
+        return UpdatedMemory.model_construct(**dict(updated), team=said)
 
     def delete(self, memory_id: str, replicate: bool = True) -> DeleteResult:
         """``replicate=False``: a delete the team tier's replica makes, not sent back to it."""

@@ -246,9 +246,10 @@ class MemoryWriter:
         counts = self.put_memories(records, vectors)
         return ImportSummary(**counts, vectors_reused=reused, vectors_computed=len(records) - reused)
 
-    def update(self, memory_id: str, patch: MemoryPatch, unshare: bool = False) -> Memory:
-        """``unshare``: the patch held a secret, so a shared memory turns personal (``clarity.team``)."""
-        changes = redacted(patch).model_dump(exclude_unset=True) | ({"shared": False} if unshare else {})
+    def update(self, memory_id: str, patch: MemoryPatch, sharing: dict[str, Any] | None = None) -> Memory:
+        """``sharing``: the ``shared`` and ``author`` the team tier decided (``clarity.team.share``);
+        the patch's own ``shared`` is only the caller's wish."""
+        changes = redacted(patch).model_dump(exclude_unset=True, exclude={"shared"}) | (sharing or {})
         # Read and write under one lock: a delete or a dedup bump in between must not be undone
         # by writing back what was read before it.
         with self._lock:

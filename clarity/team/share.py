@@ -11,8 +11,15 @@ Personal memories never leave this machine. A new memory goes to the team when i
   caller is told "kept personal: it held a secret": what sits around a secret (a host, an
   account, a path) is often private too, so the redacted text is not shared either.
 
-An update that brings a secret into a shared memory makes it personal again and withdraws it
-from the team (a delete op). The team server runs the same gate on what it receives.
+A memory stored personal can be shared afterwards (``MemoryPatch.shared``, ``patched``) through
+the same gate, judged on what it holds now: its text was redacted when stored, so a redaction
+marker in a field it would send says the original held a secret, and it stays personal. Sharing
+it again changes nothing; ``shared: false`` withdraws one's own shared memory from the team (a
+delete op) and keeps it here as a personal memory, and a teammate's only with the admin role, as
+for a delete. An update that brings a secret into a shared memory makes it personal again and
+withdraws it from the team (a delete op) rather than refuse the edit: the caller's correction is
+kept, here, and the answer says why it left the team. The team server runs the same gate on what
+it receives.
 
 ``Sharing`` is what ``MemoryService`` calls after each local write (``service.team``): it
 enqueues an op in the outbox and wakes the sync thread, nothing more, so a hook that stores a
@@ -21,14 +28,16 @@ shared memory pays one local sqlite commit, never a network round trip.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 from clarity.config_team import TeamSettings
+from clarity.memory.service import TeamRefusal
 from clarity.models import GLOBAL_SCOPE, Memory, MemoryCreate, MemoryPatch
-from clarity.redact import redact_record
+from clarity.redact import contains_secret, redact_record
 from clarity.requests import StoreResult
 from clarity.team.outbox import Kind, Outbox
 
@@ -37,14 +46,47 @@ log = logging.getLogger(__name__)
 SHARED = "shared with the team"
 HELD_SECRET = "kept personal: it held a secret"
 GLOBAL_NEVER = "kept personal: a global memory is never shared"
+QUEUED = "shared with the team: queued, sent in the background"
+ALREADY = "already shared with the team"
+WITHDRAWN = "withdrawn from the team: kept here as a personal memory"
+NOT_SHARED = "personal already: nothing to withdraw from the team"
 # The store answers a caller with these; the session id never leaves the machine (``sync.wire``),
 # so it is not judged.
 _NOT_SENT = ("scope", "session_id")
+# Identifiers, and what the team server sets itself: never judged for secrets (as it does).
+_IDENTIFIERS = ("id", "scope", "session_id", "content_hash", "author")
+MARKER = "[REDACTED:"  # what ``clarity.redact`` puts where a secret was
 
 
 def flagged(record: MemoryCreate | MemoryPatch) -> bool:
     """Whether redaction would change any field of ``record`` that the team would receive."""
     return redact_record(record, skip=_NOT_SENT) is not record
+
+
+def flagged_fields(patch: MemoryPatch) -> list[str]:
+    """The fields of ``patch`` (the caller's original values) in which redaction finds a secret."""
+    clean = redact_record(patch, skip=_NOT_SENT)
+    return [name for name in sorted(patch.model_fields_set) if getattr(clean, name) != getattr(patch, name)]
+
+
+def held_secret(memory: Memory, patch: MemoryPatch) -> list[str]:
+    """The fields through which sharing ``memory`` as ``patch`` leaves it would send a secret:
+    the patch's new values, judged before redaction, and the stored fields it keeps, judged by
+    the redaction markers in them (the store redacted the original text: a marker is the trace
+    of a secret, and what surrounded it stays private too) and by redaction itself (a rule newer
+    than the store). Text a patch replaces stays in ``previous_versions``, which goes along."""
+    replaced = patch.model_fields_set - {"shared"}
+    found = flagged_fields(patch)
+    stored = memory.model_dump(mode="json", exclude={*_IDENTIFIERS, *(replaced - {"content"})})
+    clean = redact_record(memory, skip=_IDENTIFIERS)
+    for name, value in stored.items():
+        where = "previous_versions" if name == "content" and "content" in replaced else name
+        secret = getattr(clean, name) != getattr(memory, name) or (
+            name == "previous_versions" and any(contains_secret(v.content) for v in memory.previous_versions)
+        )
+        if (secret or MARKER in json.dumps(value)) and where not in found:
+            found.append(where)
+    return found
 
 
 def decide(request: MemoryCreate, team: TeamSettings) -> tuple[MemoryCreate, str | None]:
@@ -90,15 +132,37 @@ class Sharing:
         if memory.shared and memory.author in (None, self._user()):
             self._enqueue("put", memory)
 
-    def unshares(self, patch: MemoryPatch, current: Callable[[], Memory]) -> bool:
-        """Before an update: whether it brings a secret into a shared memory, which then turns
-        personal (``current`` reads the memory, only when the patch is flagged)."""
-        return flagged(patch) and current().shared
+    def patched(self, patch: MemoryPatch, memory: Memory) -> tuple[dict[str, Any], str | None]:
+        """Before an update of ``memory``: the sharing fields the update sets, and what the
+        caller is told (None: nothing to say). ``shared: true`` shares a personal project memory
+        unless it holds a secret (``held_secret``); again, it changes nothing; ``shared: false``
+        withdraws it (``TeamRefusal`` for a teammate's memory and a role that is not admin). An
+        edit that brings a secret into a shared memory makes it personal. The caller checked that
+        a memory to share is not global."""
+        if patch.shared is False:
+            if not memory.shared:
+                return {}, NOT_SHARED
+            if (refusal := self._refusal(memory, "shared", "stop sharing it")) is not None:
+                raise TeamRefusal(refusal)
+            return {"shared": False}, WITHDRAWN
+        if patch.shared is None and not memory.shared:
+            return {}, None
+        # Sharing judges what the memory holds now; an edit of a shared one, what the edit brings.
+        secret = held_secret(memory, patch) if patch.shared and not memory.shared else flagged_fields(patch)
+        if secret:
+            said = f"{HELD_SECRET} ({', '.join(secret)})"
+            return ({"shared": False}, f"{said}; withdrawn from the team") if memory.shared else ({}, said)
+        if patch.shared is None:
+            return {}, None
+        if memory.shared:
+            return {}, ALREADY
+        return {"shared": True, "author": self._user()}, QUEUED
 
-    def updated(self, memory: Memory, unshared: bool) -> None:
-        """After an update of a shared memory: its new state goes to the team, or its withdrawal.
-        A teammate's memory too: the server lets an admin change anyone's and says no to others."""
-        if unshared:
+    def updated(self, before: Memory, memory: Memory) -> None:
+        """After an update: a memory that was shared and is no longer is withdrawn from the team
+        (a delete op); a shared one sends its new state (a put; a teammate's memory too: the team
+        server refuses a change from anyone but its author, and the status line counts it)."""
+        if before.shared and not memory.shared:
             self._enqueue("delete", memory)
         elif memory.shared:
             self._enqueue("put", memory)
@@ -108,12 +172,15 @@ class Sharing:
         None. Said before the local delete: deleted here only, it would stay at the team and be
         missing from this replica until its author changed it. Unknown until the first whoami:
         then the server decides."""
+        return self._refusal(memory, "id", "delete it")
+
+    def _refusal(self, memory: Memory, field: str, what: str) -> str | None:
         user, role = self._user(), self.status().get("role")
         if not memory.shared or memory.author in (None, user) or role in (None, "admin"):
             return None
         return (
-            f"id: {memory.id[:8]} was shared by {memory.author}; only {memory.author} or a team admin "
-            f"can delete it (you are {user}, role {role})"
+            f"{field}: {memory.id[:8]} was shared by {memory.author}; only {memory.author} or a team "
+            f"admin can {what} (you are {user}, role {role})"
         )
 
     def deleted(self, memory: Memory) -> None:

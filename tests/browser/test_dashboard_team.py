@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from clarity.embedding import EmbeddingProvider
+from clarity.team.share import QUEUED, WITHDRAWN
 
 from ..daemon_util import free_port
 from ..team_util import TeamServer, memory, put
-from ..test_team_daemon import clone, developer, prompt, team
+from ..test_team_daemon import clone, developer, prompt, team, wait_for
 from . import test_dashboard
 from .test_dashboard import Watched
 
@@ -85,3 +86,38 @@ def test_the_team_line_and_the_shared_marks_follow_the_team_server_live(
             assert page.locator("#edit-team").inner_text().startswith("Only bob can change it at the team")
             page.screenshot(path=str(screenshots / "memory-team.png"), full_page=True)
         page.goto("about:blank")  # nothing polls the daemon while it stops
+
+
+def test_the_share_button_shares_a_personal_memory_and_stops_sharing_it(
+    tmp_path: Path, watched: Watched, screenshots: Path
+) -> None:
+    """The memory page's "Share with the team" and "Stop sharing" (a form with its CSRF token): the
+    page says what became of the memory, and the team server has it, then its tombstone."""
+    page = watched.page
+    server = TeamServer(tmp_path / "team", free_port(), tmp_path / "tls")
+    with server.running():
+        alice_token, admin = server.add_user("alice"), server.add_user("root", role="admin")
+        alice = developer(tmp_path / "alice", server.url, alice_token, ca=server.ca)
+        with alice.running(ready=True), server.client(admin) as root:
+            project = "shop-0123456789ab"
+            stored = alice.api("POST", "/memories", project=project, json={"content": OURS}).json()["memory"]
+
+            def on_team() -> dict[str, str]:
+                found = root.get("/changes", params={"projects": project, "since": 0}).json()["changes"]
+                return {change["id"]: change["kind"] for change in found}
+
+            page.goto(f"{alice.url}/memory/{stored['id']}")
+            assert page.locator("#shared").inner_text() == "no: personal, it stays on this machine"
+            page.click("#share button")
+            assert page.locator("#team-note").inner_text() == QUEUED
+            assert page.locator("#shared").inner_text() == "with the team"
+            page.screenshot(path=str(screenshots / "memory-shared-later.png"), full_page=True)
+            wait_for("the share reaches the team", lambda: on_team().get(stored["id"]) == "put")
+
+            assert page.locator("#share button").inner_text() == "Stop sharing"
+            page.click("#share button")
+            assert page.locator("#team-note").inner_text() == WITHDRAWN
+            assert page.locator("#share button").inner_text() == "Share with the team"
+            wait_for("the withdrawal reaches the team", lambda: on_team().get(stored["id"]) == "delete")
+            assert alice.api("GET", f"/memories/{stored['id']}").json()["shared"] is False
+            page.goto("about:blank")  # nothing polls the daemon while it stops
