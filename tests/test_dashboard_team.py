@@ -134,10 +134,11 @@ def test_the_line_the_marks_and_the_memory_page_follow_the_team(
         assert text(detail, "edit-team") == "Saving sends the change to the team."
         detail = get(client, f"/memory/{bobs['id']}")
         assert text(detail, "shared") == "with the team" and text(detail, "author") == "bob"
-        assert text(detail, "edit-team").startswith("Only bob can change it at the team")
+        # A teammate's memory: no edit form (the daemon refuses the edit with 403, as the team would).
+        assert text(detail, "edit-team") == "Shared by bob: only bob can change it."
+        assert 'id="edit"' not in detail and f'href="/memory/{bobs["id"]}/delete"' in detail
         assert text(get(client, f"/memory/{bobs['id']}/delete"), "delete-team") == (
-            "Shared by bob: it is deleted here; at the team only if your role is admin "
-            "(the team server refuses it otherwise)."
+            "Shared by bob: only bob or a team admin can delete it."
         )
         facts = text(get(client, "/overview"), "team-facts")
         assert f"Server {team_server.url}" in facts and "Shares as alice (role write)" in facts

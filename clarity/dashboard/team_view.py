@@ -33,7 +33,7 @@ class TeamView:
     """The team tier as a page shows it."""
 
     line: str  # "team: alice on https://team:8443, 3 writes waiting, last pull 12 s ago"
-    warn: bool  # unreachable, refused, or writes that could not be queued: worth a look
+    warn: bool  # unreachable, asked to wait, refused, or writes not queued: worth a look
     user: str | None  # who this daemon shares as, once the team server has said it
     report: dict[str, Any]  # the whole status, for the overview
 
@@ -48,7 +48,12 @@ async def team_view(service: MemoryService) -> TeamView | None:
     except Exception as exc:  # a page never fails for its status line
         log.exception("the team status for the dashboard")
         return TeamView(f"team: status unknown ({type(exc).__name__}: {exc})", True, None, {})
-    warn = bool(report.get("unreachable_since") or report.get("refused") or report.get("lost"))
+    warn = bool(
+        report.get("unreachable_since")
+        or report.get("refused")
+        or report.get("lost")
+        or report.get("busy_retry_after") is not None
+    )
     return TeamView(str(report.get("line", "")), warn, report.get("user"), report)
 
 
@@ -80,12 +85,14 @@ class SharingWords:
     on_edit: str | None  # what saving does at the team
     on_delete: str | None  # what deleting does at the team
     button: str | None = None  # "Share with the team" or "Stop sharing"; None without a team server
+    editable: bool = True  # False: a teammate's shared memory, which only its author can change
 
 
 def sharing(memory: Memory, team: TeamView | None) -> SharingWords:
     """Shared or personal, by whom, and what an edit or a delete here does at the team: the team
     server takes a change from the memory's author only, and a delete from its author or an admin
-    (``clarity.team.writes``), so a teammate's memory changed here changes this copy alone."""
+    (``clarity.team.writes``), so this daemon refuses an edit of a teammate's shared memory, and
+    its delete without the admin role, before anything changes (``clarity.team.share``)."""
     author = memory.author
     if not memory.shared:
         held = f"no: made personal here (it was shared by {author})" if author else None
@@ -115,12 +122,15 @@ def sharing(memory: Memory, team: TeamView | None) -> SharingWords:
             f"Shared by {author}: it is deleted here, and at the team only if it is yours or your role is admin.",
             STOP,
         )
+    admin = team.report.get("role") == "admin"
     return SharingWords(
         "with the team",
         author,
-        f"Only {author} can change it at the team: saving changes this machine's copy, and the team "
-        "server refuses the change (the status line counts it).",
-        f"Shared by {author}: it is deleted here; at the team only if your role is admin (the team "
-        "server refuses it otherwise).",
-        STOP if team.report.get("role") == "admin" else None,
+        f"Shared by {author}: only {author} can change it"
+        + (" (Stop sharing makes it a personal copy you can edit)." if admin else "."),
+        f"Shared by {author}: it is deleted here and at the team (your role is admin)."
+        if admin
+        else f"Shared by {author}: only {author} or a team admin can delete it.",
+        STOP if admin else None,
+        editable=False,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -98,14 +98,15 @@ class TeamRefusal(ValueError):
 
 class TeamHook(Protocol):
     """The team tier's side of writes (``clarity.team.share.Sharing``), set by the daemon when
-    ``team.url`` is: the share decision before a store, an op in its outbox after a shared write."""
+    ``team.url`` is: the share decision before a store, and an op in its outbox for a shared
+    write, journaled under the writer's lock just before the write (``writes.py``)."""
 
     def gate(self, request: MemoryCreate) -> tuple[MemoryCreate, str | None]: ...
-    def stored(self, result: StoreResult) -> None: ...
+    def storing(self, memory: Memory) -> None: ...
     def patched(self, patch: MemoryPatch, memory: Memory) -> tuple[dict[str, Any], str | None]: ...
-    def updated(self, before: Memory, memory: Memory) -> None: ...
+    def updating(self, before: Memory, memory: Memory) -> None: ...
     def refuses_delete(self, memory: Memory) -> str | None: ...
-    def deleted(self, memory: Memory) -> None: ...
+    def deleting(self, memory: Memory) -> None: ...
     def status(self) -> dict[str, Any]: ...
 
 
@@ -145,15 +146,14 @@ class MemoryService:
         request, said = self._share(request)
         if anchors is None:
             anchors = self.anchors.for_store(request, project)
-        result = self._writer.store(request, project, anchors)
+        team = self.team
+        result = self._writer.store(request, project, anchors, team.storing if team is not None else None)
         result.team = said
         if result.status != "created":
             # Stored again with places named (or found in its text where it had none): they are kept.
             if anchors and (request.anchors or not result.memory.anchors):
                 result.memory = self.anchors.replace(result.id, anchors)
             self.usage.apply([result.memory])
-        if self.team is not None:
-            self.team.stored(result)
         return result
 
     def _share(self, request: MemoryCreate) -> tuple[MemoryCreate, str | None]:
@@ -173,9 +173,13 @@ class MemoryService:
         return results
 
     def put_memories(
-        self, memories: Sequence[Memory], vectors: Sequence[list[float] | None] | None = None
+        self,
+        memories: Sequence[Memory],
+        vectors: Sequence[list[float] | None] | None = None,
+        skip: Callable[[list[str]], set[str]] | None = None,
     ) -> dict[str, int]:
-        return self._writer.put_memories(memories, vectors)
+        """``skip``: which ids to leave alone, asked under the writer's lock (the team replica's)."""
+        return self._writer.put_memories(memories, vectors, skip)
 
     def import_batch(self, batch: ImportBatch) -> ImportSummary:
         return self._writer.import_batch(batch)
@@ -205,9 +209,8 @@ class MemoryService:
         if before is not None and not sharing and patch.model_fields_set <= {"shared"}:
             updated = before  # nothing to write: sharing it again, or withdrawing a personal one
         else:
-            updated = self._writer.update(memory_id, patch, sharing)
-            if team is not None and before is not None:
-                team.updated(before, updated)
+            journal = team.updating if team is not None else None
+            updated = self._writer.update(memory_id, patch, sharing, journal)
         updated = self.usage.apply([updated])[0]
         return UpdatedMemory.model_construct(**dict(updated), team=said)
 
@@ -222,10 +225,10 @@ class MemoryService:
             refusal = team.refuses_delete(gone) if gone is not None else None
             if refusal is not None:
                 raise TeamRefusal(refusal)
-        result = self._writer.delete(memory_id)
-        if team is not None and gone is not None:
-            team.deleted(gone)
-        return result
+        if team is None or gone is None:
+            return self._writer.delete(memory_id)
+        shared_copy = gone
+        return self._writer.delete(memory_id, lambda: team.deleting(shared_copy))
 
     def evict_oldest(self, count: int, max_importance: float) -> int:
         """Delete up to ``count`` memories at or below an importance, oldest first (the size cap)."""

@@ -4,6 +4,14 @@ The slow part of a store (the embedding) is computed before the lock is taken, s
 stores encode in parallel and only the duplicate checks and the upsert are serialised. Bulk
 deletes take the lock one batch at a time, so hooks keep being served meanwhile.
 
+A write the team tier must send is journaled (``journal``: an op into its durable outbox) under
+the same lock and BEFORE the engine write: a process killed in between leaves an op for a write
+that never happened (the sender drops a put whose memory is missing; a delete or a put of the old
+state is harmless, the team applies each op id once), never a shared write the team never gets.
+The sender reads what it sends under this lock (``paused``), so it never reads a journaled write
+before it lands; the replica's pull decides what to leave alone under it too (``put_memories``'s
+``skip``), so a local edit and a pull never interleave.
+
 A memory with a session is linked to the memory before it, whose text (when short) its lexical
 text takes in; every write here keeps those links true (``session_links.py``): a forgotten
 memory's words must not keep finding the memory after it.
@@ -15,7 +23,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -92,8 +100,14 @@ class MemoryWriter:
             yield
 
     def store(
-        self, request: MemoryCreate, project: str | None = None, anchors: list[dict[str, Any]] | None = None
+        self,
+        request: MemoryCreate,
+        project: str | None = None,
+        anchors: list[dict[str, Any]] | None = None,
+        journal: Callable[[Memory], None] | None = None,
     ) -> StoreResult:
+        """``journal``: called with the memory as it is about to be written (new, or bumped as a
+        duplicate), under the lock, before the engine write (see the module's docstring)."""
         request = redacted(request)
         scope = store_scope(request.scope, project)
         content = request.content
@@ -106,7 +120,8 @@ class MemoryWriter:
             existing, _ = self.records.read(self.db.newest(same_text, limit=1))
             if existing:
                 memory = existing[0]
-                return StoreResult(id=memory.id, status="duplicate", memory=self._bump(memory, request, now))
+                bumped = self._bump(memory, request, now, journal)
+                return StoreResult(id=memory.id, status="duplicate", memory=bumped)
             if dense is None:  # deleted since the check above, or the model just became ready
                 dense = self._embed_if_ready(content)
             memory = new_memory(request, scope, content, now)
@@ -119,9 +134,13 @@ class MemoryWriter:
             twins, _ = self.records.read(close)
             if twins and fact_tokens(twins[0].content) == fact_tokens(content):
                 twin = twins[0]
-                return StoreResult(id=twin.id, status="merged", memory=self._bump(twin, request, now))
+                return StoreResult(
+                    id=twin.id, status="merged", memory=self._bump(twin, request, now, journal)
+                )
             replaced = replaced_by(self.records, memory, near)
             memory.supersedes = [old.id for old, _ in replaced]
+            if journal is not None:
+                journal(memory)
             self.db.upsert([self._point(memory, dense, self.links.for_batch([memory])[0], check_later=True)])
             # After the new one is in: a crash between leaves both current.
             mark_superseded(self.db, memory.id, replaced, now)
@@ -175,7 +194,9 @@ class MemoryWriter:
                 twin = known.get((draft.scope, draft.content_hash))
                 if twin is not None:
                     results.append(
-                        StoreResult(id=twin.id, status="duplicate", memory=self._bump(twin, request, now))
+                        StoreResult(
+                            id=twin.id, status="duplicate", memory=self._bump(twin, request, now, None)
+                        )
                     )
                     continue
                 known[(draft.scope, draft.content_hash)] = draft
@@ -186,14 +207,19 @@ class MemoryWriter:
         return results
 
     def put_memories(
-        self, memories: Sequence[Memory], vectors: Sequence[list[float] | None] | None = None
+        self,
+        memories: Sequence[Memory],
+        vectors: Sequence[list[float] | None] | None = None,
+        skip: Callable[[list[str]], set[str]] | None = None,
     ) -> dict[str, int]:
-        """Write whole records with their ids (imports, restores, migrations).
+        """Write whole records with their ids (imports, restores, migrations, the team replica).
 
         Idempotent: a record whose id exists replaces it; one whose content already exists in its
         scope under another id is skipped as a duplicate. Missing vectors are computed here. The
-        records' use counts replace the sidecar's. Returns counts by outcome: created, replaced,
-        duplicate.
+        records' use counts replace the sidecar's. ``skip``: asked under the lock which ids to
+        leave alone (the replica's: those with a team op waiting, so a local edit or delete made
+        while the pull ran is not overwritten). Returns counts by outcome: created, replaced,
+        duplicate, skipped.
         """
         memories = [redacted(memory) for memory in memories]
         vectors = list(vectors) if vectors is not None else [None] * len(memories)
@@ -202,8 +228,14 @@ class MemoryWriter:
             computed = self.embedder.embed_documents([memories[i].content for i in missing])
             for i, fresh in zip(missing, computed, strict=True):
                 vectors[i] = fresh
-        counts = {"created": 0, "replaced": 0, "duplicate": 0}
+        counts = {"created": 0, "replaced": 0, "duplicate": 0, "skipped": 0}
         with self._lock:
+            if skip is not None and (left := skip([m.id for m in memories])):
+                kept = [(m, v) for m, v in zip(memories, vectors, strict=True) if m.id not in left]
+                counts["skipped"] = len(memories) - len(kept)
+                memories, vectors = [m for m, _ in kept], [v for _, v in kept]
+                if not memories:
+                    return counts
             existing = {hit.id for hit in self.db.get([m.id for m in memories])}
             known = self._by_hash(memories)
             written: list[tuple[Memory, list[float] | None]] = []
@@ -246,9 +278,16 @@ class MemoryWriter:
         counts = self.put_memories(records, vectors)
         return ImportSummary(**counts, vectors_reused=reused, vectors_computed=len(records) - reused)
 
-    def update(self, memory_id: str, patch: MemoryPatch, sharing: dict[str, Any] | None = None) -> Memory:
+    def update(
+        self,
+        memory_id: str,
+        patch: MemoryPatch,
+        sharing: dict[str, Any] | None = None,
+        journal: Callable[[Memory, Memory], None] | None = None,
+    ) -> Memory:
         """``sharing``: the ``shared`` and ``author`` the team tier decided (``clarity.team.share``);
-        the patch's own ``shared`` is only the caller's wish."""
+        the patch's own ``shared`` is only the caller's wish. ``journal(before, after)``: under the
+        lock, before the engine write (the module's docstring)."""
         changes = redacted(patch).model_dump(exclude_unset=True, exclude={"shared"}) | (sharing or {})
         # Read and write under one lock: a delete or a dedup bump in between must not be undone
         # by writing back what was read before it.
@@ -260,6 +299,8 @@ class MemoryWriter:
             if content_changed:  # the text it replaces stays readable (already redacted when stored)
                 before = PreviousVersion(content=memory.content, updated_at=memory.updated_at)
                 updated.previous_versions = [before, *memory.previous_versions][:MAX_PREVIOUS_VERSIONS]
+            if journal is not None:
+                journal(memory, updated)
             if content_changed or "tags" in changes:
                 stored = self.db.get([memory.id], with_vectors=not content_changed)
                 link = Link.of(stored[0].payload) if stored else NO_LINK
@@ -274,12 +315,15 @@ class MemoryWriter:
                 self.db.set_payload(memory.id, updated.to_payload())
         return updated
 
-    def delete(self, memory_id: str) -> DeleteResult:
+    def delete(self, memory_id: str, journal: Callable[[], None] | None = None) -> DeleteResult:
+        """``journal``: under the lock, once the memory is known to exist, before the delete."""
         memory_id = parse_memory_id(memory_id)
         with self._lock:
             found = self.db.get([memory_id])
             if not found:
                 raise MemoryNotFound(memory_id)
+            if journal is not None:
+                journal()
             self.db.delete([memory_id])
             self.usage.forget([memory_id])
             self.links.relink_next([memory_id], purge=True)
@@ -330,7 +374,9 @@ class MemoryWriter:
             twins.setdefault((memory.scope, memory.content_hash), memory)
         return twins
 
-    def _bump(self, memory: Memory, request: MemoryCreate, now: datetime) -> Memory:
+    def _bump(
+        self, memory: Memory, request: MemoryCreate, now: datetime, journal: Callable[[Memory], None] | None
+    ) -> Memory:
         """Seeing a memory again makes it count more, never less: tags and importance only grow."""
         merged = list(dict.fromkeys([*memory.tags, *request.tags]))
         memory.tags = merged[: max(MAX_TAGS, len(memory.tags))]
@@ -338,6 +384,8 @@ class MemoryWriter:
         memory.occurrences = saturating_add(memory.occurrences)
         memory.updated_at = now
         memory.shared = memory.shared or request.shared  # stored again to share it: now it is
+        if journal is not None:
+            journal(memory)
         payload = memory.to_payload()
         self.db.set_payload(
             memory.id,

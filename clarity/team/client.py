@@ -4,10 +4,13 @@ TLS is checked against the system's CAs, or against ``team.ca_file`` for a team 
 certificate a private CA signed; every request carries this developer's bearer token and gives up
 after ``team.timeout_seconds``. Only the sync thread (``sync.py``) calls it, never a hook.
 
-Failures come in two kinds, because the sync thread treats them apart: ``TeamUnreachable`` (no
-connection, a timeout, a dropped answer, a 5xx, a 429) means try again later with the same ops;
-``TeamRefused`` (any other 4xx: a revoked token, a role that may not write, a bad op) means the
-server answered and said no, with its ``error`` text.
+Failures come in three kinds, because the sync thread treats them apart: ``TeamUnreachable`` (no
+connection, a timeout, a dropped answer, a 5xx without Retry-After) means try again later with the
+same ops, after a backoff; ``TeamBusy``, a kind of it (a 429 or 503 with Retry-After: past
+``team.writes_per_minute``, or an op another team-server replica is applying), means the server
+answered and asked to wait that long, which the sync thread does and its status line says rather
+than "unreachable"; ``TeamRefused`` (any other 4xx: a revoked token, a role that may not write, a
+bad op) means the server answered and said no, with its ``error`` text.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from clarity.team.protocol import (
     PREFIX,
     ChangesResponse,
     DeleteOp,
+    OpResult,
     OpsRequest,
     OpsResponse,
     PutOp,
@@ -37,6 +41,16 @@ class TeamUnreachable(RuntimeError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class TeamBusy(TeamUnreachable):
+    """A 429 or 503 with Retry-After: the server asked to wait ``retry_after`` seconds. ``results``:
+    the ops of the request it answered for before it stopped (applied ones answer duplicate
+    again, so they need not be sent again)."""
+
+    def __init__(self, message: str, retry_after: float, results: list[OpResult]) -> None:
+        super().__init__(message, retry_after)
+        self.results = results
 
 
 class TeamRefused(RuntimeError):
@@ -56,13 +70,31 @@ def _verify(team: TeamSettings) -> ssl.SSLContext | bool:
         raise ValueError(f"team.ca_file={str(team.ca_file)!r}: cannot be read as a CA ({exc})") from exc
 
 
-def _error_text(response: httpx.Response) -> str:
+def _body(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
-        body = None
-    said = body.get("error") if isinstance(body, dict) else None
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _error_text(response: httpx.Response) -> str:
+    said = _body(response).get("error")
     return str(said) if said else f"HTTP {response.status_code} {response.reason_phrase}".strip()
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (the form the team server sends; an HTTP date counts as absent)."""
+    wait = response.headers.get("Retry-After", "").strip()
+    return float(wait) if wait.replace(".", "", 1).isdigit() else None
+
+
+def _results(response: httpx.Response) -> list[OpResult]:
+    found = _body(response).get("results")
+    try:
+        return [OpResult.model_validate(item) for item in found] if isinstance(found, list) else []
+    except ValidationError:
+        return []
 
 
 class TeamClient:
@@ -90,8 +122,9 @@ class TeamClient:
         except httpx.HTTPError as exc:  # no connection, a timeout, an answer cut off
             raise TeamUnreachable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
         if response.status_code == 429 or response.status_code >= 500:
-            wait = response.headers.get("Retry-After", "")
-            retry = float(wait) if wait.replace(".", "", 1).isdigit() else None
+            retry = _retry_after(response)
+            if retry is not None and response.status_code in (429, 503):
+                raise TeamBusy(_error_text(response), retry, _results(response))
             raise TeamUnreachable(_error_text(response), retry)
         if response.status_code >= 400:
             raise TeamRefused(response.status_code, _error_text(response))

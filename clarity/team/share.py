@@ -16,14 +16,18 @@ the same gate, judged on what it holds now: its text was redacted when stored, s
 marker in a field it would send says the original held a secret, and it stays personal. Sharing
 it again changes nothing; ``shared: false`` withdraws one's own shared memory from the team (a
 delete op) and keeps it here as a personal memory, and a teammate's only with the admin role, as
-for a delete. An update that brings a secret into a shared memory makes it personal again and
-withdraws it from the team (a delete op) rather than refuse the edit: the caller's correction is
-kept, here, and the answer says why it left the team. The team server runs the same gate on what
-it receives.
+for a delete. An edit of a teammate's shared memory is refused (``TeamRefusal``, a 403) before
+anything changes, whatever the role: the team server takes a change from the memory's author only,
+so an edit kept here would differ from the team's copy until a pull overwrote it. An update that
+brings a secret into a shared memory makes it personal again and withdraws it from the team (a
+delete op) rather than refuse the edit: the caller's correction is kept, here, and the answer says
+why it left the team. The team server runs the same gate on what it receives.
 
-``Sharing`` is what ``MemoryService`` calls after each local write (``service.team``): it
-enqueues an op in the outbox and wakes the sync thread, nothing more, so a hook that stores a
-shared memory pays one local sqlite commit, never a network round trip.
+``Sharing`` is what ``MemoryService``'s writer calls for each shared write (``service.team``),
+under its lock just before the local write (``clarity.memory.writes``): it enqueues an op in the
+outbox and wakes the sync thread, nothing more, so a hook that stores a shared memory pays one
+local sqlite commit, never a network round trip, and a kill between the two leaves an op rather
+than a shared memory the team never gets.
 """
 
 from __future__ import annotations
@@ -38,7 +42,6 @@ from clarity.config_team import TeamSettings
 from clarity.memory.service import TeamRefusal
 from clarity.models import GLOBAL_SCOPE, Memory, MemoryCreate, MemoryPatch
 from clarity.redact import contains_secret, redact_record
-from clarity.requests import StoreResult
 from clarity.team.outbox import Kind, Outbox
 
 log = logging.getLogger(__name__)
@@ -124,11 +127,10 @@ class Sharing:
         """Before the store: the share decision and the secret gate (``decide``)."""
         return decide(request, self.settings)
 
-    def stored(self, result: StoreResult) -> None:
-        """After a store: a shared memory of ours goes to the team (a new one, or one stored
-        again, which may have shared it now or changed its tags and importance). A teammate's
-        memory stored again here only counts locally: its author's copy is the team's."""
-        memory = result.memory
+    def storing(self, memory: Memory) -> None:
+        """Before a store is written: a shared memory of ours goes to the team (a new one, or one
+        stored again, which may have shared it now or changed its tags and importance). A
+        teammate's memory stored again here only counts locally: its author's copy is the team's."""
         if memory.shared and memory.author in (None, self._user()):
             self._enqueue("put", memory)
 
@@ -137,8 +139,9 @@ class Sharing:
         caller is told (None: nothing to say). ``shared: true`` shares a personal project memory
         unless it holds a secret (``held_secret``); again, it changes nothing; ``shared: false``
         withdraws it (``TeamRefusal`` for a teammate's memory and a role that is not admin). An
-        edit that brings a secret into a shared memory makes it personal. The caller checked that
-        a memory to share is not global."""
+        edit of a teammate's shared memory is ``TeamRefusal`` (``refuses_edit``); one that brings
+        a secret into a shared memory makes it personal. The caller checked that a memory to share
+        is not global."""
         if patch.shared is False:
             if not memory.shared:
                 return {}, NOT_SHARED
@@ -147,6 +150,8 @@ class Sharing:
             return {"shared": False}, WITHDRAWN
         if patch.shared is None and not memory.shared:
             return {}, None
+        if (refusal := self.refuses_edit(memory, patch)) is not None:
+            raise TeamRefusal(refusal)
         # Sharing judges what the memory holds now; an edit of a shared one, what the edit brings.
         secret = held_secret(memory, patch) if patch.shared and not memory.shared else flagged_fields(patch)
         if secret:
@@ -158,10 +163,11 @@ class Sharing:
             return {}, ALREADY
         return {"shared": True, "author": self._user()}, QUEUED
 
-    def updated(self, before: Memory, memory: Memory) -> None:
-        """After an update: a memory that was shared and is no longer is withdrawn from the team
-        (a delete op); a shared one sends its new state (a put; a teammate's memory too: the team
-        server refuses a change from anyone but its author, and the status line counts it)."""
+    def updating(self, before: Memory, memory: Memory) -> None:
+        """Before an update is written: a memory that was shared and is no longer is withdrawn
+        from the team (a delete op); a shared one sends its new state (a put). A teammate's memory
+        gets here only while this daemon does not know its user yet (``refuses_edit``): then the
+        team server decides, and the status line counts a refusal."""
         if before.shared and not memory.shared:
             self._enqueue("delete", memory)
         elif memory.shared:
@@ -174,6 +180,19 @@ class Sharing:
         then the server decides."""
         return self._refusal(memory, "id", "delete it")
 
+    def refuses_edit(self, memory: Memory, patch: MemoryPatch) -> str | None:
+        """Why this daemon's user may not edit ``memory`` (a teammate's shared memory: the team
+        server takes a change from its author only, an admin's too), or None."""
+        edits = sorted(patch.model_fields_set - {"shared"})
+        user = self._user()
+        if not edits or not memory.shared or user is None or memory.author in (None, user):
+            return None
+        return (
+            f"{edits[0]}: {memory.id[:8]} was shared by {memory.author}; only {memory.author} can change "
+            f"it (the team server takes a change from its author only; you are {user}). Withdrawing it "
+            "from the team (shared: false, author or admin) makes it a personal memory you can edit"
+        )
+
     def _refusal(self, memory: Memory, field: str, what: str) -> str | None:
         user, role = self._user(), self.status().get("role")
         if not memory.shared or memory.author in (None, user) or role in (None, "admin"):
@@ -183,8 +202,8 @@ class Sharing:
             f"admin can {what} (you are {user}, role {role})"
         )
 
-    def deleted(self, memory: Memory) -> None:
-        """After the delete of a shared memory here: deleted at the team too (if the role allows)."""
+    def deleting(self, memory: Memory) -> None:
+        """Before the delete of a shared memory here: deleted at the team too (if the role allows)."""
         if memory.shared:
             self._enqueue("delete", memory)
 

@@ -8,13 +8,17 @@ One thread does both, so a push and a pull never race over one memory:
   model). An op leaves the outbox once the server answered for it: applied, duplicate (sent
   before, its answer lost) or refused (logged, counted in the status, dropped: the server said
   why). Without an answer the ops stay and the thread tries again after a backoff (1 s doubling
-  to 60 s, or the server's Retry-After); a refused token (401) keeps them too, until it is fixed.
+  to 60 s); a server that asks to wait (429 or 503 with Retry-After, ``TeamBusy``) is waited for
+  that long, up to ``BUSY_MAX``, and the status line says so rather than "unreachable"; a refused
+  token (401) keeps them too, until it is fixed. The records a batch sends are read under the
+  writer's lock: an op is journaled just before its write, under that lock (``memory.writes``).
 - **pull**: every ``team.pull_seconds``, for each team project this daemon knows (a repository
   with a remote it has worked in, or one it shared a memory of), the changes since its cursor
   (less ``OVERLAP_MS``), oldest first, written into the LOCAL store as ordinary records with
-  ``shared=True`` and the author the server set; the vector is reused when the team's model is
   ours. A tombstone deletes the local copy. A memory with an op still waiting here is left alone
-  (its local state is newer), and so is one made personal here. Each project's cursor is saved after each page.
+  (its local state is newer: the op is sent, and a later pull brings the team's copy with it),
+  decided under the writer's lock, so an edit or delete made while a page is applied wins too;
+  so is one made personal here. Each project's cursor is saved after each page.
 
 Hooks and searches read only the local store, so they never wait on the network;
 ``status()`` says who this daemon shares as, how many writes wait, when it last pulled, or since
@@ -35,9 +39,9 @@ from clarity.config import Settings
 from clarity.memory import MemoryNotFound, MemoryService
 from clarity.models import GLOBAL_SCOPE, Memory
 from clarity.project import has_remote, known_roots
-from clarity.team.client import TeamClient, TeamRefused, TeamUnreachable
+from clarity.team.client import TeamBusy, TeamClient, TeamRefused, TeamUnreachable
 from clarity.team.outbox import FILE_NAME, Outbox, QueuedOp
-from clarity.team.protocol import OVERLAP_MS, Change, DeleteOp, PutOp, WhoAmI
+from clarity.team.protocol import OVERLAP_MS, Change, DeleteOp, OpResult, PutOp, WhoAmI
 from clarity.team.share import Sharing
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,7 @@ log = logging.getLogger(__name__)
 BATCH = 64  # ops per POST /ops: a put with a 384-number vector is about 8 KB of JSON
 PAGE = 200  # changes per GET /changes: one page is parsed and written while hooks share the GIL
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
+BUSY_MAX = 600.0  # the longest Retry-After honoured: one minute's write budget is 60 s at most
 VECTOR_WAIT = 2.0  # a put whose memory has no dense vector yet (the model is loading) is retried after this
 STOP_WAIT = 2.0  # seconds the daemon's shutdown waits for a request in flight
 
@@ -66,6 +71,7 @@ class TeamSync:
         self.user = self.outbox.fact("user")  # known offline from the last run
         self.unreachable_since: float | None = None
         self.error: str | None = None  # why the last attempt failed
+        self.busy: tuple[float, float] | None = None  # (seconds the server asked to wait, when)
         self.last_pull: float | None = None
         self.refused = 0  # ops the server refused since start
         self.last_refusal: str | None = None
@@ -107,6 +113,8 @@ class TeamSync:
                     wait = self.team.pull_seconds
                 if self._waiting_vector:
                     wait = min(wait, VECTOR_WAIT)
+            except TeamBusy as exc:
+                self._asked_to_wait(str(exc), exc.retry_after or BACKOFF_FIRST)
             except TeamUnreachable as exc:
                 self._failed(str(exc), exc.retry_after)
             except TeamRefused as exc:  # the token or the whole request: nothing sent, ops kept
@@ -134,9 +142,18 @@ class TeamSync:
             self.pull()
         if self.unreachable_since is not None:
             log.info("team server %s answers again", self.team.url)
-        self.unreachable_since, self.error, self._backoff = None, None, 0.0
+        self.unreachable_since, self.error, self._backoff, self.busy = None, None, 0.0, None
+
+    def _asked_to_wait(self, why: str, seconds: float) -> None:
+        """The server answered and asked to wait (429 or 503 with Retry-After): it is reachable,
+        and the next attempt comes that long after, not after a backoff of its own."""
+        wait = min(BUSY_MAX, max(seconds, 0.1))
+        log.info("team server %s asks to wait %.0f s: %s", self.team.url, wait, why)
+        self.unreachable_since, self.error, self.busy = None, why, (wait, time.time())
+        self._backoff = wait
 
     def _failed(self, why: str, retry_after: float | None) -> None:
+        self.busy = None
         if self.unreachable_since is None:
             log.warning("team server %s: %s; shared writes wait in the outbox", self.team.url, why)
             self.unreachable_since = time.time()
@@ -153,7 +170,8 @@ class TeamSync:
             queued = self.outbox.head(self._batch)
             if not queued:
                 return
-            ops, needless = self._ops(queued)
+            with self.service.writes_paused():  # a journaled write lands before its record is read
+                ops, needless = self._ops(queued)
             self.outbox.remove(needless)
             if not ops:
                 if self._waiting_vector:
@@ -161,6 +179,9 @@ class TeamSync:
                 continue
             try:
                 answer = self.client.push([op for _, op in ops])
+            except TeamBusy as exc:  # what it answered for before it stopped leaves the outbox
+                self._answered(ops, {result.op_id: result for result in exc.results})
+                raise
             except TeamRefused as exc:
                 if exc.status == 401:
                     raise  # the token: every op would be refused alike; they wait for a good one
@@ -170,20 +191,24 @@ class TeamSync:
                 self._refuse(ops[0][1], str(exc))
                 self.outbox.remove([ops[0][0]])
                 continue
-            results = {result.op_id: result for result in answer.results}
-            done = []
-            for seq, op in ops:
-                result = results.get(op.op_id)
-                if result is None:
-                    break  # the answer stops short: the rest are sent again (their ids dedupe)
-                if result.status == "refused":
-                    self._refuse(op, result.error or "no reason given")
-                done.append(seq)
-            self.outbox.remove(done)
-            if len(done) < len(ops):
-                raise TeamUnreachable(f"the team server answered {len(done)} of {len(ops)} ops")
+            done = self._answered(ops, {result.op_id: result for result in answer.results})
+            if done < len(ops):
+                raise TeamUnreachable(f"the team server answered {done} of {len(ops)} ops")
             if self._batch == 1 and len(queued) == 1:
                 self._batch = BATCH
+
+    def _answered(self, ops: list[tuple[int, PutOp | DeleteOp]], results: dict[str, OpResult]) -> int:
+        """Remove the leading ops the server answered for (refusals counted); how many."""
+        done = []
+        for seq, op in ops:
+            result = results.get(op.op_id)
+            if result is None:
+                break  # the answer stops short: the rest are sent again (their ids dedupe)
+            if result.status == "refused":
+                self._refuse(op, result.error or "no reason given")
+            done.append(seq)
+        self.outbox.remove(done)
+        return len(done)
 
     def _ops(self, queued: list[QueuedOp]) -> tuple[list[tuple[int, PutOp | DeleteOp]], list[int]]:
         """The ops to send for ``queued``, in order, and the rows that need no send: a put whose
@@ -253,7 +278,9 @@ class TeamSync:
             since = page.cursor
 
     def apply(self, changes: list[Change]) -> None:
-        """Write a page of changes into the local store (the last change of an id wins)."""
+        """Write a page of changes into the local store (the last change of an id wins). A memory
+        with an op waiting is left alone, checked here (no embedding for it) and again under the
+        writer's lock (``skip``): an edit made meanwhile journaled its op before it was written."""
         latest = {change.id: change for change in changes}
         busy = self.outbox.pending(latest)
         team_model = self.whoami.model if self.whoami else None
@@ -285,7 +312,7 @@ class TeamSync:
             memories.append(remote)
             vectors.append(change.vector if usable else None)
         if memories:
-            self.service.put_memories(memories, vectors)
+            self.service.put_memories(memories, vectors, skip=self.outbox.pending)
 
     def _local(self, memory_id: str) -> Memory | None:
         try:
@@ -309,6 +336,8 @@ class TeamSync:
             "last_pull_seconds_ago": None if self.last_pull is None else round(now - self.last_pull, 1),
             "unreachable_since": self.unreachable_since,
             "error": self.error,
+            "busy_retry_after": self.busy[0] if self.busy else None,
+            "busy_since": self.busy[1] if self.busy else None,
             "refused": self.refused,
             "last_refusal": self.last_refusal,
             "lost": self.writes.lost,
@@ -318,8 +347,9 @@ class TeamSync:
 
 
 def status_line(report: dict[str, Any]) -> str:
-    """``team: alice on https://team:8443, 3 writes waiting, last pull 12 s ago``, or ``team
-    unreachable since 12:03 (ConnectError: ...), 3 writes waiting``."""
+    """``team: alice on https://team:8443, 3 writes waiting, last pull 12 s ago``, ``team: alice
+    on https://team:8443, the server asked to wait 10 s (rate: ...), 3 writes waiting, ...``, or
+    ``team https://team:8443 unreachable since 12:03 (ConnectError: ...), 3 writes waiting``."""
     waiting = report["waiting"]
     writes = f"{waiting} write{'' if waiting == 1 else 's'} waiting"
     refused = f", {report['refused']} refused ({report['last_refusal']})" if report.get("refused") else ""
@@ -334,6 +364,10 @@ def status_line(report: dict[str, Any]) -> str:
     who = report.get("user") or "(not known yet)"
     ago = report.get("last_pull_seconds_ago")
     pulled = "not pulled yet" if ago is None else f"last pull {ago:.0f} s ago"
+    busy = report.get("busy_retry_after")
+    if busy is not None:
+        asked = f"the server asked to wait {busy:.0f} s ({report.get('error')})"
+        return f"team: {who} on {report['url']}, {asked}, {writes}, {pulled}{refused}"
     return f"team: {who} on {report['url']}, {writes}, {pulled}{refused}"
 
 
