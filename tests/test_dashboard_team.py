@@ -47,6 +47,12 @@ def text(body: str, element_id: str | None = None) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
 
 
+def token(body: str) -> str:
+    found = re.search(r'name="csrf_token" value="([0-9a-f]+)"', body)
+    assert found
+    return found.group(1)
+
+
 def row(body: str, memory_id: str) -> str:
     """A memory's row in a list or in search results, as words."""
     found = re.search(rf'<tr data-id="{memory_id}">(.*?)</tr>', body, re.S)
@@ -137,6 +143,14 @@ def test_the_line_the_marks_and_the_memory_page_follow_the_team(
         # A teammate's memory: no edit form (the daemon refuses the edit with 403, as the team would).
         assert text(detail, "edit-team") == "Shared by bob: only bob can change it."
         assert 'id="edit"' not in detail and f'href="/memory/{bobs["id"]}/delete"' in detail
+        # An edit form from a page loaded before the pull (a tired user's old tab) is refused, not
+        # a 400, and changes nothing.
+        stale = client.post(
+            f"/memory/{bobs['id']}",
+            data={"csrf_token": token(get(client, f"/memory/{mine.id}")), "content": "edited by alice"},
+        )
+        assert stale.status_code == 403 and "only bob can change it" in html.unescape(stale.text)
+        assert local.get(bobs["id"]).content == BOBS
         assert text(get(client, f"/memory/{bobs['id']}/delete"), "delete-team") == (
             "Shared by bob: only bob or a team admin can delete it."
         )

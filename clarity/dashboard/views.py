@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -56,6 +57,15 @@ def _directory_size(path: Path) -> int | None:
 
 def _message(exc: Exception) -> str:
     return "; ".join(describe_validation_error(exc)) if isinstance(exc, ValidationError) else str(exc)
+
+
+async def _unless_refused(change: Callable[..., T], *args: Any) -> T:
+    """``change(*args)`` off the event loop; a change only a teammate (or an admin) may make is a
+    403 page naming who can (``TeamRefusal``: an edit, an unshare or a delete of their memory)."""
+    try:
+        return await run_in_threadpool(change, *args)
+    except TeamRefusal as exc:
+        raise PageError(403, str(exc)) from None
 
 
 class Dashboard:
@@ -202,7 +212,7 @@ class Dashboard:
             if patch is None and error is None:
                 return RedirectResponse(f"/memory/{memory.id}?saved=0", status_code=303)
             if patch is not None:
-                updated = await run_in_threadpool(self.service.update, memory.id, patch)
+                updated = await _unless_refused(self.service.update, memory.id, patch)
                 if updated.team:  # the edit brought a secret into a shared memory: it left the team
                     return await self._after_sharing(request, updated, updated.team)
                 return RedirectResponse(f"/memory/{memory.id}?saved=1", status_code=303)
@@ -216,11 +226,7 @@ class Dashboard:
         if wanted not in ("0", "1"):
             raise PageError(400, f"shared: {wanted!r} is not 1 (share with the team) or 0 (stop sharing)")
         try:
-            updated = await run_in_threadpool(
-                self.service.update, memory.id, MemoryPatch(shared=wanted == "1")
-            )
-        except TeamRefusal as exc:  # a teammate's memory: withdrawn only by its author or an admin
-            raise PageError(403, str(exc)) from None
+            updated = await _unless_refused(self.service.update, memory.id, MemoryPatch(shared=wanted == "1"))
         except ValueError as exc:  # a global memory
             return await self._memory_page(request, memory, error=_message(exc))
         return await self._after_sharing(request, updated, updated.team)
@@ -313,10 +319,7 @@ class Dashboard:
     async def delete(self, request: Request) -> Response:
         memory = await run_in_threadpool(self.service.get, request.path_params["memory_id"])
         if request.method == "POST":
-            try:
-                await run_in_threadpool(self.service.delete, memory.id)
-            except TeamRefusal as exc:  # a teammate's memory: deleted only by its author or an admin
-                raise PageError(403, str(exc)) from None
+            await _unless_refused(self.service.delete, memory.id)
             self._scopes = (0.0, {})
             return RedirectResponse(f"/?deleted={memory.id}", status_code=303)
         return self.render(
