@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["hooks", "retrieval", "ingest", "quality", "cli_start"]
+SCRIPTS = ["hooks", "retrieval", "ingest", "quality", "cli_start", "team_scale"]
 TIMEOUT = 600
 
 pytestmark = pytest.mark.slow
