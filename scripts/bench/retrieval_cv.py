@@ -7,8 +7,11 @@ Clarity's fusion settings.
 minutes; this measures ranking choices over the same cases in seconds, so that many can be
 compared fold by fold. Every turn is embedded once with Clarity's own encoder (cached under
 bench-results/cache), and BM25 is computed as Qdrant computes it: the document weights of
-Clarity's ``LexicalEncoder`` times idf = ln(1 + (N - n + 0.5) / (n + 0.5)) over the scope's
-documents. Exact duplicates in a scope are one memory, as ``store_many`` stores them.
+Clarity's ``LexicalEncoder`` times idf = ln(1 + (N - n + 0.5) / (n + 0.5)), but over the case's
+documents, where the engine counts every memory of a shard (all scopes); ``quality_cv.py``
+chooses on the product path itself when that difference matters (it hid a loss on
+LongMemEval's turn recall@10 in round 2). Exact duplicates in a scope are one memory, as
+``store_many`` stores them.
 
 Each variant is reported as the mean ± std of its per-fold means and its lowest fold (LoCoMo: one
 conversation per fold; LongMemEval: five folds by a hash of the question id), per category. Then

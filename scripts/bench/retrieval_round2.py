@@ -7,9 +7,10 @@ fusion (min-max dense + 1.0 x lexical over each side's top 50, session term 0.5)
         --extra '{"chosen": V(lexical="prev<250@avg40", weight=1.25, propagate_kept=0.2)}'
 
 Same cases, encoder cache and metrics as ``retrieval_cv.py``; adds per memory its neighbours in
-its session and its vector, and BM25 over other lexical texts: a ``LEXICAL`` text builder (the
-turn with its previous / next turn, under a length limit, or the neighbour alone) optionally
-``@`` a ``CONFIGS`` entry (qdrant_edge ``Bm25Config``: avg_len, k, b). Each variant is reported as
+its session and its vector, and BM25 over other lexical texts (IDF per case, as in
+``retrieval_cv.py``; ``quality_cv.py`` has the engine's shard-wide IDF): a ``LEXICAL`` text
+builder (the turn with its previous / next turn, under a length limit, or the neighbour alone),
+optionally ``@`` a ``CONFIGS`` entry (qdrant_edge ``Bm25Config``: avg_len, k, b). Each variant is reported as
 fold mean ± std (lowest fold) and, per metric, the number of folds where it is >= the current
 fusion, then a nested choice over the family (``retrieval_cv.nested``). ``--dense-context``
 (with ``--locomo-only``) also embeds previous + current turn for the ``dense2`` family.
