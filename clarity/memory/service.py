@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -25,7 +25,7 @@ from clarity.memory.records import RecordReader, resolve_scopes
 from clarity.memory.scoring import add_similarity, rescore, why
 from clarity.memory.usage import UsageCounts, sidecar_path
 from clarity.memory.usage_upgrade import adopt_legacy_touches
-from clarity.memory.writes import MemoryWriter
+from clarity.memory.writes import MemoryWriter, SkipIds, Vectors
 from clarity.models import GLOBAL_SCOPE, Memory, MemoryCreate, MemoryPatch, UnreadableMemory, saturating_add
 from clarity.project import remember_roots
 from clarity.relevance import has_identifier
@@ -173,10 +173,7 @@ class MemoryService:
         return results
 
     def put_memories(
-        self,
-        memories: Sequence[Memory],
-        vectors: Sequence[list[float] | None] | None = None,
-        skip: Callable[[list[str]], set[str]] | None = None,
+        self, memories: Sequence[Memory], vectors: Vectors | None = None, skip: SkipIds | None = None
     ) -> dict[str, int]:
         """``skip``: which ids to leave alone, asked under the writer's lock (the team replica's)."""
         return self._writer.put_memories(memories, vectors, skip)

@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 _FORGET_BATCH = 256
 BACKFILL_RETRY_SECONDS = 30.0  # how often a backfill stopped by a full disk tries again
 SUPERSEDE_CHECK = "supersede_check"  # "pending": stored alone without the model; checked at backfill
+Vectors = Sequence[list[float] | None]  # a dense vector per record, None where it is to be computed
+SkipIds = Callable[[list[str]], set[str]]  # of these ids, those a write must leave alone
 
 
 def _created(hit: Hit) -> float:
@@ -207,10 +209,7 @@ class MemoryWriter:
         return results
 
     def put_memories(
-        self,
-        memories: Sequence[Memory],
-        vectors: Sequence[list[float] | None] | None = None,
-        skip: Callable[[list[str]], set[str]] | None = None,
+        self, memories: Sequence[Memory], vectors: Vectors | None = None, skip: SkipIds | None = None
     ) -> dict[str, int]:
         """Write whole records with their ids (imports, restores, migrations, the team replica).
 
