@@ -26,6 +26,7 @@ from clarity.models import MemoryCreate
 from .daemon_util import Daemon, free_port
 from .team_local import attach, local_service
 from .team_util import TeamServer, memory, put
+from .test_dashboard_anchors import token
 from .test_team_daemon import clone, developer, prompt, wait_for
 
 BASE = "http://127.0.0.1:8000"
@@ -45,12 +46,6 @@ def text(body: str, element_id: str | None = None) -> str:
             return ""
         body = found.group(2)
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
-
-
-def token(body: str) -> str:
-    found = re.search(r'name="csrf_token" value="([0-9a-f]+)"', body)
-    assert found
-    return found.group(1)
 
 
 def row(body: str, memory_id: str) -> str:
