@@ -22,7 +22,10 @@ into qdrant-client's local mode (the baseline: what the original project used, o
 - recall@10: approximate dense search vs exact (exact=True, which reads only the float32
   originals, never the int8 copies) for the same query and filter. qdrant-client local mode is
   always exact (brute force in numpy), so its recall is 1.
-- RSS per memory: measured in a child process that only opens the store and runs the queries.
+- RSS per memory: measured in a child process that only opens the store and runs the queries;
+  the seconds its opening took are the store's share of a daemon's start (``open_s``), and the
+  p50 of those first store.search calls (limit 20, no filter) what a daemon's first prompts see.
+  ``--cold`` (root) empties the kernel's page cache before, as after a reboot.
 - Breakdown (EdgeStore): per shard, median ms of dense (HNSW or brute force), lexical, and the
   batched query the store sends, with and without payload; plus an hnsw_ef sweep.
 """
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -343,15 +347,28 @@ def ef_sweep(store: Any, qvecs: np.ndarray, efs: Sequence[int], console: Console
     return rows
 
 
-def rss_child(engine: str, directory: Path, qfile: Path) -> dict[str, float]:
-    """RSS of a fresh process that opens the store and runs the queries (the serving footprint)."""
+def drop_page_cache() -> bool:
+    """Empty the kernel's page cache (root only), so that the next open starts as after a reboot."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+    except OSError:
+        return False
+    return True
+
+
+def rss_child(engine: str, directory: Path, qfile: Path, cold: bool = False) -> dict[str, Any]:
+    """RSS of a fresh process that opens the store and runs the queries (the serving footprint),
+    how long its opening took, and the p50 of those first searches (``--cold``: with the page
+    cache emptied first, as after a reboot)."""
+    dropped = drop_page_cache() if cold else False
     done = subprocess.run(
         [sys.executable, __file__, "--_rss", engine, str(directory), str(qfile)],
         capture_output=True,
         text=True,
         check=True,
     )
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "page_cache_dropped": dropped}
 
 
 def _rss_main(engine: str, directory: str, qfile: str) -> None:
@@ -367,13 +384,28 @@ def _rss_main(engine: str, directory: str, qfile: str) -> None:
     before = rss_mb()
     # Caps that no shard can reach: this process only reads, it must never start a seal or a merge.
     path = Path(directory)
+    started = time.perf_counter()
     store = open_edge(path, 10**12, segment_max=1) if engine == "edge" else open_local(path)
+    open_seconds = time.perf_counter() - started
     opened = rss_mb()
+    first: list[float] = []
     for v in queries:
+        started = time.perf_counter()
         store.search(v.tolist(), lexical.query("what failed last time"), MemoryFilter(), 20)
+        first.append((time.perf_counter() - started) * 1000)
     served = rss_mb()
     store.close()
-    print(json.dumps({"before_mb": before, "opened_mb": opened, "served_mb": served}))
+    print(
+        json.dumps(
+            {
+                "before_mb": before,
+                "opened_mb": opened,
+                "served_mb": served,
+                "open_s": round(open_seconds, 2),
+                "first_searches_p50_ms": round(float(np.median(first)), 3),
+            }
+        )
+    )
 
 
 EMB: list[Any] = []
@@ -416,6 +448,11 @@ def main() -> None:
         help="keep the filled stores here and reuse them on the next run",
     )
     p.add_argument("--fill-only", action="store_true", help="fill the stores (with --workdir) and stop")
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="empty the page cache (root) before the fresh-process open and searches",
+    )
     p.add_argument("--budget", type=float, default=None, help="max seconds per latency cell (default 30)")
     args = p.parse_args()
     warnings.filterwarnings("ignore", message="Local mode performs exact")
@@ -532,7 +569,7 @@ def main() -> None:
                 edge["ef_sweep"] = ef_sweep(store, qvecs[: min(100, n_queries)], efs, console)
                 store.close()
                 edge["disk_bytes_per_memory"] = round(disk_bytes(directory) / size, 1)
-                rss = rss_child("edge", directory, qfile)
+                rss = rss_child("edge", directory, qfile, cold=args.cold)
                 edge["rss"] = rss
                 edge["rss_bytes_per_memory"] = round(
                     (rss["served_mb"] - rss["before_mb"]) * 1048576 / size, 1
@@ -613,6 +650,17 @@ def report(results: dict[str, Any]) -> None:
         )
     table.add_row(
         "RSS bytes / memory", *[str(results["sizes"][s][e]["rss_bytes_per_memory"]) for s, e in columns]
+    )
+    table.add_row(
+        "open s (a fresh process)",
+        *[str(results["sizes"][s][e]["rss"].get("open_s", "-")) for s, e in columns],
+    )
+    table.add_row(
+        "its first searches, p50 ms (cold: page cache dropped)",
+        *[
+            f"{r.get('first_searches_p50_ms', '-')}{' (cold)' if r.get('page_cache_dropped') else ''}"
+            for r in (results["sizes"][s][e]["rss"] for s, e in columns)
+        ],
     )
     table.add_row(
         "disk bytes / memory", *[str(results["sizes"][s][e]["disk_bytes_per_memory"]) for s, e in columns]
