@@ -80,13 +80,6 @@ def shard_config(
         ),
         # A sealed shard is never small enough to prefer brute force: index all of it, in one segment.
         optimizers=EdgeOptimizersConfig(indexing_threshold=1, default_segment_number=1) if indexed else None,
-        # Payloads read into RAM at load (Qdrant's in_ram_mmap) rather than at first touch (Cold,
-        # the default): a search reads the payloads of its final 20, at random across the store.
-        # At 1M memories after a cold start (page cache dropped), that fetch took 1.87-1.95 ms a
-        # search Cold and 0.85 ms so; once the page cache holds them both are 0.85-0.9 ms. Costs
-        # the payload storage (~0.65 KB a memory, LZ4) in RSS from the start, which a Cold store
-        # reaches as its memories are read. A segment built Cold stays so until its next merge.
-        payload_memory=Memory.Cached,
         # A shard holds one or two segments; handing their reads to a pool of threads cost more
         # (~0.1 ms a query) than reading them in turn, and a hook's search should use one core.
         max_search_threads=SEARCH_THREADS,
