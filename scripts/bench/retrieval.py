@@ -388,11 +388,13 @@ def _rss_main(engine: str, directory: str, qfile: str) -> None:
     store = open_edge(path, 10**12, segment_max=1) if engine == "edge" else open_local(path)
     open_seconds = time.perf_counter() - started
     opened = rss_mb()
+    sparse = lexical.query("what failed last time")  # encoded once: the timings are the store's
     first: list[float] = []
     for v in queries:
-        started = time.perf_counter()
-        store.search(v.tolist(), lexical.query("what failed last time"), MemoryFilter(), 20)
-        first.append((time.perf_counter() - started) * 1000)
+        dense = v.tolist()
+        searched = time.perf_counter()
+        store.search(dense, sparse, MemoryFilter(), 20)
+        first.append((time.perf_counter() - searched) * 1000)
     served = rss_mb()
     store.close()
     print(
