@@ -356,7 +356,7 @@ def points(
 
 
 ACTIVE_MAX = 5_000  # storage.active_shard_max_points' default
-SEGMENT_MAX = 200_000  # storage.segment_max_points' default
+SEGMENT_MAX = 500_000  # storage.segment_max_points' default
 HNSW_EF = 64  # retrieval.hnsw_ef's default
 QUANTIZATION = "int8"  # storage.quantization's default
 

@@ -6,7 +6,7 @@
 For each size N: a storage root is filled with N memories (half of them in the benchmark
 project's scope; real embeddings up to 20k, derived vectors above, see common.py) through the
 embedded engine's normal write path, waiting for every index build, so the daemon starts on a
-steady-state layout (HNSW segments merged up to storage.segment_max_points, 200k, plus a
+steady-state layout (HNSW segments merged up to storage.segment_max_points, 500k, plus a
 half-full brute-force active shard; at 100k: one 97.5k segment and 2.5k active). Then
 `clarity serve` starts on it and the real payloads from tests/fixtures/hook_payloads/ are
 replayed, each call with a different prompt / command so no cache answers:

@@ -427,7 +427,7 @@ def main() -> None:
         "--segment-size", type=int, default=None, help=f"EdgeStore active shard seal size ({ACTIVE_MAX})"
     )
     p.add_argument(
-        "--segment-max", type=int, default=SEGMENT_MAX, help="EdgeStore merged segment cap (200000)"
+        "--segment-max", type=int, default=SEGMENT_MAX, help="EdgeStore merged segment cap (500000)"
     )
     p.add_argument("--active-points", type=int, default=None, help="points left in the active shard")
     p.add_argument("--engines", default="edge,local", help="edge, local or edge,local (both)")

@@ -654,7 +654,7 @@ def run(args: Any, work: Path, info: dict[str, Any]) -> dict[str, Any] | None:
 def estimate(result: dict[str, Any]) -> dict[str, Any]:
     """What filling 1,000,000 memories would take at this run's fill rate, and whether the builds
     kept up with the fill (the share of it a build ran): builds that keep up leave the last one
-    (at most one segment of storage.segment_max_points, 200k) to wait for after the fill."""
+    (at most one segment of storage.segment_max_points, 500k) to wait for after the fill."""
     fill = result["fill"]
     if not fill.get("ops_per_second"):
         return {}

@@ -9,13 +9,22 @@ an HNSW search grows with the log of the points. Twenty-thousand-point segments 
 six shards and a 1M store fifty; merged, 100k is one segment plus the active shard. So a build
 takes in the smallest segments that fit with it in one segment of ``segment_max_points``.
 
+Why 500,000 by default: at 1M memories, five segments of 200k answered ``MemoryService.retrieve``
+in 8.5-13.1 ms p50, two of 500k in 6.5-8.8 ms (``scripts/bench/retrieval.py``, two alternating
+runs each, docs/benchmarks.md). The price is paid by stores past 200k: each seal's build
+rebuilds the growing segment whole, up to 11 minutes of a background core at 500k (650 s for
+497,500 points; 4 minutes at 200k) with 2.7 GB of RAM in the child, and so does a purge.
+Growing a segment in place instead (a copy of the indexed segment takes the new points and
+Qdrant re-indexes it, reusing its graph) was tried: 74 s against 126 s for a fresh build at
+205k, since the payload and sparse indexes are rebuilt anyway; not worth a second build path.
+
 Purge: a deleted point's text stays in its shard's WAL and payload pages. A delete therefore
 marks the shards that held it ``dirty``, and a build rewrites them into a new shard that never
 held it; the old directories are removed after the swap (``retired`` until then). The build
 waits until deletes pause for ``purge_delay_seconds`` (at most ``PURGE_DEADLINE_FACTOR`` times
 that after the first one waiting), and then takes every dirty shard that fits in one segment: a
-rebuild costs up to a minute of CPU per 100k points, and a run of deletes (one by one from the
-dashboard, retention's batches) used to chain one each. ``info()["purge_pending"]`` counts the
+rebuild costs about two minutes of a core per 100k points (1.2-1.3 s per 1,000 at 200k-500k),
+and a run of deletes (one by one from the dashboard, retention's batches) used to chain one each. ``info()["purge_pending"]`` counts the
 shards still holding deleted text, ``info()["purge_starts_in"]`` when their rebuild starts.
 """
 

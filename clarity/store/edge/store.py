@@ -33,7 +33,7 @@ class EdgeStore(EdgeReads, VectorStore):
         index_params: IndexParams,
         active_max_points: int = 5_000,
         hnsw_ef: int = 64,
-        segment_max_points: int = 200_000,
+        segment_max_points: int = 500_000,
         build_in_background: bool = True,
         quantization: Quantization = "int8",
         min_free_bytes: int = 0,
