@@ -232,9 +232,10 @@ class EdgeReads:
         asks_lexical = mode in ("hybrid", "lexical") and sparse is not None and bool(sparse[0])
         unexcluded: list[QueryRequest] | None = None  # the same for every shard without tombstones
         scan_params = self._scan_params(limit) if asks_dense and not exact and flt is not None else None
+        common_filter = edge_filter(flt)
         for shard in shards:
             exclude = view.exclude(shard)
-            shard_filter = edge_filter(flt, exclude)
+            shard_filter = edge_filter(flt, exclude) if exclude else common_filter
             scans = scan_params is not None and shard_filter is not None and _narrow(shard, shard_filter)
             if exclude or scans or unexcluded is None:
                 requests = self._shard_requests(
