@@ -236,16 +236,19 @@ class EdgeReads:
         for shard in shards:
             exclude = view.exclude(shard)
             shard_filter = edge_filter(flt, exclude) if exclude else common_filter
-            scans = scan_params is not None and shard_filter is not None and _narrow(shard, shard_filter)
-            if exclude or scans or unexcluded is None:
+            shard_params = params
+            if scan_params is not None and shard_filter is not None and _narrow(shard, shard_filter):
+                shard_params = scan_params
+            own = bool(exclude) or shard_params is not params  # requests no other shard can share
+            if own or unexcluded is None:
                 requests = self._shard_requests(
                     dense if asks_dense else None,
                     sparse if asks_lexical else None,
                     shard_filter,
                     depth,
-                    scan_params if scans and scan_params is not None else params,
+                    shard_params,
                 )
-                unexcluded = unexcluded if exclude or scans else requests
+                unexcluded = unexcluded if own else requests
             else:
                 requests = unexcluded
             if not requests:

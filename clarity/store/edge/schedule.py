@@ -24,8 +24,9 @@ held it; the old directories are removed after the swap (``retired`` until then)
 waits until deletes pause for ``purge_delay_seconds`` (at most ``PURGE_DEADLINE_FACTOR`` times
 that after the first one waiting), and then takes every dirty shard that fits in one segment: a
 rebuild costs about two minutes of a core per 100k points (1.2-1.3 s per 1,000 at 200k-500k),
-and a run of deletes (one by one from the dashboard, retention's batches) used to chain one each. ``info()["purge_pending"]`` counts the
-shards still holding deleted text, ``info()["purge_starts_in"]`` when their rebuild starts.
+and a run of deletes (one by one from the dashboard, retention's batches) used to chain one each.
+``info()["purge_pending"]`` counts the shards still holding deleted text,
+``info()["purge_starts_in"]`` when their rebuild starts.
 """
 
 from __future__ import annotations
